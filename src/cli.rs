@@ -1,0 +1,175 @@
+//! The command line: `serve` (default), `migrate`, `user add`.
+
+use std::io::BufRead;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::password;
+use crate::config::{CommonArgs, DbSettings, ServeArgs, Settings};
+use crate::domain::account::{Email, OrgSlug, check_new_password};
+use crate::domain::permissions::Role;
+use crate::startup::{App, open_database};
+use crate::store::{self, Db};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stevedore",
+    version,
+    about = "Stevedore: the import/export console for org admins"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user (or update an existing one) with a role in an org, creating the org if missing.
+    Add {
+        /// The org's slug, e.g. acme-health.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// owner, importer, exporter or viewer.
+        #[arg(long)]
+        role: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let result = actix_web::rt::System::new().block_on(dispatch(cli));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let db_settings = DbSettings::from_args(&cli.common)?;
+    crate::telemetry::init(db_settings.json_logs);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(Settings::from_args(&cli.common, &cli.serve)?).await,
+        Command::Migrate => {
+            let db = open_database(&db_settings).await?;
+            println!("Database is up to date ({}).", db.backend());
+            db.close().await;
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    org,
+                    email,
+                    role,
+                    name,
+                    password_stdin,
+                },
+        } => {
+            if !password_stdin {
+                anyhow::bail!("pass the password on standard input with --password-stdin");
+            }
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let pw = line.trim_end_matches(['\n', '\r']);
+            let db = open_database(&db_settings).await?;
+            let msg = add_user(&db, &org, &email, &role, &name, pw).await;
+            db.close().await;
+            println!("{}", msg?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let bind = settings.bind;
+    let app = App::build(settings).await?;
+    let port = app.port();
+    if let Some(d) = &app.demo_login {
+        println!();
+        println!(
+            "  Demo organization \"{}\" created. Sign in at http://{}:{port}/login",
+            d.org_slug,
+            bind.ip()
+        );
+        println!("    email:    {}", d.email);
+        println!(
+            "    password: {}   (one-time: you choose your own at first sign-in)",
+            d.password
+        );
+        println!("  This password is shown only once.");
+        println!();
+    }
+    tracing::info!(address = %format!("{}:{port}", bind.ip()), "Stevedore is listening");
+    app.run_until_stopped().await?;
+    tracing::info!("Stevedore stopped");
+    Ok(())
+}
+
+/// `user add`: validates everything first, then creates the org and user as needed.
+pub async fn add_user(
+    db: &Db,
+    org: &str,
+    email: &str,
+    role: &str,
+    name: &str,
+    pw: &str,
+) -> anyhow::Result<String> {
+    let slug = OrgSlug::parse(org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let role = Role::parse(role).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+    check_new_password(pw).map_err(|e| anyhow::anyhow!("password: {e}"))?;
+    let hash = password::hash(pw.to_string()).await?;
+    let (org_id, org_created) =
+        store::accounts::ensure_org(db, slug.as_str(), &slug.title()).await?;
+    let (user, user_created) = match store::accounts::user_by_email(db, email.as_str()).await? {
+        Some(u) => {
+            let id = crate::domain::ids::UserId::new(u.id);
+            store::accounts::set_password(db, id, &hash, false).await?;
+            (id, false)
+        }
+        None => (
+            store::accounts::create_user(db, email.as_str(), name, &hash, false).await?,
+            true,
+        ),
+    };
+    store::accounts::upsert_membership(db, org_id, user, role).await?;
+    Ok(format!(
+        "{} {email} as {role} of {}{}.",
+        if user_created { "Created" } else { "Updated" },
+        slug.as_str(),
+        if org_created {
+            " (organization created)"
+        } else {
+            ""
+        }
+    ))
+}

@@ -1,0 +1,430 @@
+//! Settings, from command-line flags and `STEVEDORE_*` environment variables (flags win).
+//! Everything is validated here, once, at start-up: a bad value stops the program with
+//! one line naming the setting and why.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretSlice};
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Directory for the SQLite database, the session key and stored files.
+    #[arg(
+        long,
+        env = "STEVEDORE_DATA_DIR",
+        default_value = "data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Maximum database connections in the pool.
+    #[arg(
+        long,
+        env = "STEVEDORE_DB_POOL_SIZE",
+        default_value = "8",
+        global = true
+    )]
+    pub db_pool_size: String,
+
+    /// Log format: text or json.
+    #[arg(
+        long,
+        env = "STEVEDORE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: String,
+}
+
+/// Options of the web server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        env = "STEVEDORE_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: String,
+
+    /// Key for signing session cookies: at least 64 bytes as 128+ hex characters.
+    /// Default: generated once and kept in DATA_DIR/session.key.
+    #[arg(
+        long,
+        env = "STEVEDORE_SESSION_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub session_key: Option<String>,
+
+    /// Largest accepted upload, e.g. 512MiB, 20MB, 1048576.
+    #[arg(
+        long,
+        env = "STEVEDORE_UPLOAD_LIMIT",
+        default_value = "512MiB",
+        global = true
+    )]
+    pub upload_limit: String,
+
+    /// Minutes without a request after which a session ends.
+    #[arg(
+        long,
+        env = "STEVEDORE_IDLE_TIMEOUT_MINUTES",
+        default_value = "30",
+        global = true
+    )]
+    pub idle_timeout_minutes: String,
+
+    /// Minutes after sign-in after which a session ends, however active.
+    #[arg(
+        long,
+        env = "STEVEDORE_SESSION_LIFETIME_MINUTES",
+        default_value = "480",
+        global = true
+    )]
+    pub session_lifetime_minutes: String,
+
+    /// Mark cookies Secure (set this when served over https).
+    #[arg(
+        long,
+        env = "STEVEDORE_SECURE_COOKIES",
+        default_value = "false",
+        global = true
+    )]
+    pub secure_cookies: String,
+
+    /// Take the client address from X-Forwarded-For (only behind a proxy you trust).
+    #[arg(
+        long,
+        env = "STEVEDORE_TRUST_PROXY",
+        default_value = "false",
+        global = true
+    )]
+    pub trust_proxy: String,
+}
+
+/// A setting that cannot be used, with which one and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}: {why}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub why: String,
+}
+
+fn bad(name: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        why: why.into(),
+    }
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub pool_size: u32,
+    pub json_logs: bool,
+}
+
+/// Settings of `serve`.
+#[derive(Clone)]
+pub struct Settings {
+    pub db: DbSettings,
+    pub bind: SocketAddr,
+    pub session_key: Option<SecretSlice<u8>>,
+    pub upload_limit: u64,
+    pub idle_timeout: Duration,
+    pub session_lifetime: Duration,
+    pub secure_cookies: bool,
+    pub trust_proxy: bool,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("db", &self.db)
+            .field("bind", &self.bind)
+            .field(
+                "session_key",
+                &self.session_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("upload_limit", &self.upload_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbSettings {
+    pub fn from_args(a: &CommonArgs) -> Result<DbSettings, ConfigError> {
+        let pool_size: u32 = a
+            .db_pool_size
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=256).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "STEVEDORE_DB_POOL_SIZE",
+                    format!("\"{}\" is not a number from 1 to 256", a.db_pool_size),
+                )
+            })?;
+        let json_logs = match a.log_format.trim() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(bad(
+                    "STEVEDORE_LOG_FORMAT",
+                    format!("\"{other}\" is not text or json"),
+                ));
+            }
+        };
+        let database_url = match &a.database_url {
+            Some(u) if !u.trim().is_empty() => {
+                let u = u.trim().to_string();
+                if !(u.starts_with("sqlite:")
+                    || u.starts_with("postgres:")
+                    || u.starts_with("postgresql:"))
+                {
+                    return Err(bad(
+                        "DATABASE_URL",
+                        "must start with sqlite:// or postgres://",
+                    ));
+                }
+                u
+            }
+            _ => format!("sqlite://{}", a.data_dir.join("stevedore.db").display()),
+        };
+        Ok(DbSettings {
+            data_dir: a.data_dir.clone(),
+            database_url,
+            pool_size,
+            json_logs,
+        })
+    }
+
+    /// Creates the data directory when missing.
+    pub fn ensure_data_dir(&self) -> Result<(), ConfigError> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            bad(
+                "STEVEDORE_DATA_DIR",
+                format!("cannot create {}: {e}", self.data_dir.display()),
+            )
+        })
+    }
+}
+
+impl Settings {
+    pub fn from_args(common: &CommonArgs, s: &ServeArgs) -> Result<Settings, ConfigError> {
+        let db = DbSettings::from_args(common)?;
+        let bind: SocketAddr = s.bind.trim().parse().map_err(|_| {
+            bad(
+                "STEVEDORE_BIND",
+                format!(
+                    "\"{}\" is not an address:port such as 127.0.0.1:8080",
+                    s.bind
+                ),
+            )
+        })?;
+        let session_key = match &s.session_key {
+            Some(k) if !k.trim().is_empty() => {
+                Some(parse_session_key(k).map_err(|why| bad("STEVEDORE_SESSION_KEY", why))?)
+            }
+            _ => None,
+        };
+        let upload_limit =
+            parse_size(&s.upload_limit).map_err(|why| bad("STEVEDORE_UPLOAD_LIMIT", why))?;
+        let idle = parse_minutes(&s.idle_timeout_minutes)
+            .map_err(|why| bad("STEVEDORE_IDLE_TIMEOUT_MINUTES", why))?;
+        let life = parse_minutes(&s.session_lifetime_minutes)
+            .map_err(|why| bad("STEVEDORE_SESSION_LIFETIME_MINUTES", why))?;
+        if life < idle {
+            return Err(bad(
+                "STEVEDORE_SESSION_LIFETIME_MINUTES",
+                "must be at least STEVEDORE_IDLE_TIMEOUT_MINUTES",
+            ));
+        }
+        Ok(Settings {
+            db,
+            bind,
+            session_key,
+            upload_limit,
+            idle_timeout: idle,
+            session_lifetime: life,
+            secure_cookies: parse_bool(&s.secure_cookies)
+                .map_err(|why| bad("STEVEDORE_SECURE_COOKIES", why))?,
+            trust_proxy: parse_bool(&s.trust_proxy)
+                .map_err(|why| bad("STEVEDORE_TRUST_PROXY", why))?,
+        })
+    }
+
+    /// The session-cookie signing key: the configured one, else DATA_DIR/session.key
+    /// (created with 64 random bytes on first start, readable by the owner only).
+    pub fn load_or_create_session_key(&self) -> Result<SecretSlice<u8>, ConfigError> {
+        if let Some(k) = &self.session_key {
+            return Ok(SecretSlice::from(k.expose_secret().to_vec()));
+        }
+        let path = self.db.data_dir.join("session.key");
+        key_file(&path).map_err(|why| bad("STEVEDORE_SESSION_KEY", why))
+    }
+}
+
+fn key_file(path: &Path) -> Result<SecretSlice<u8>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_session_key(&text).map_err(|why| format!("{}: {why}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let hex_key = crate::random_token(64).map_err(|e| e.to_string())?;
+            write_private(path, &hex_key)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            parse_session_key(&hex_key)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+/// A hex key of at least 64 bytes.
+pub fn parse_session_key(raw: &str) -> Result<SecretSlice<u8>, String> {
+    let bytes = hex::decode(raw.trim())
+        .map_err(|_| "must be hexadecimal (128 or more hex characters)".to_string())?;
+    if bytes.len() < 64 {
+        return Err(format!(
+            "must be at least 64 bytes (128 hex characters); got {} bytes",
+            bytes.len()
+        ));
+    }
+    Ok(SecretSlice::from(bytes))
+}
+
+/// Parses `512MiB`, `20MB`, `1g`, `1048576` into bytes.
+pub fn parse_size(raw: &str) -> Result<u64, String> {
+    let s = raw.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{raw}\" is not a size such as 512MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "\"{raw}\" has an unknown unit (use B, KB, KiB, MB, MiB, GB or GiB)"
+            ));
+        }
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("\"{raw}\" is too large"))?;
+    if bytes < 1024 {
+        return Err(format!("\"{raw}\" is smaller than 1 KiB"));
+    }
+    Ok(bytes)
+}
+
+fn parse_minutes(raw: &str) -> Result<Duration, String> {
+    match raw.trim().parse::<u64>() {
+        Ok(n) if (1..=60 * 24 * 30).contains(&n) => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!(
+            "\"{raw}\" is not a whole number of minutes from 1 to 43200"
+        )),
+    }
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("\"{raw}\" is not true or false")),
+    }
+}
+
+/// Human-readable size: `512 MiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 || v.fract() == 0.0 {
+        format!("{} {}", v as u64, UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("20MB"), Ok(20_000_000));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("12XB").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("10").is_err());
+        assert_eq!(format_size(512 << 20), "512 MiB");
+        assert_eq!(format_size(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn session_keys_must_be_long_hex() {
+        assert!(parse_session_key(&"ab".repeat(64)).is_ok());
+        assert!(
+            parse_session_key(&"ab".repeat(32))
+                .unwrap_err()
+                .contains("at least 64 bytes")
+        );
+        assert!(parse_session_key("not hex").is_err());
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let common = CommonArgs {
+            data_dir: "d".into(),
+            database_url: Some("mysql://x".into()),
+            db_pool_size: "8".into(),
+            log_format: "text".into(),
+        };
+        let e = DbSettings::from_args(&common).unwrap_err();
+        assert_eq!(e.name, "DATABASE_URL");
+        let ok = CommonArgs {
+            database_url: None,
+            ..common
+        };
+        assert_eq!(
+            DbSettings::from_args(&ok).unwrap().database_url,
+            "sqlite://d/stevedore.db"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! Domain rules, free of I/O: what a permission is, which role grants it, what a valid
+//! email or org slug is, when a sign-in is throttled. Handlers ask; this module decides.
+
+pub mod account;
+pub mod ids;
+pub mod permissions;
+pub mod throttle;

@@ -1,0 +1,39 @@
+//! Stevedore: the import and export console of a multi-tenant platform.
+//!
+//! A code tour, outside in:
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+/// Authentication and authorization: passwords, sessions, CSRF, the signed-in identity.
+pub mod auth;
+/// Command line: `serve` (default), `migrate`, `user add`.
+pub mod cli;
+/// Settings from flags and environment, validated at start-up.
+pub mod config;
+/// Rules with no I/O: permissions, roles, emails, slugs, throttling.
+pub mod domain;
+/// The one error type every handler returns, and how it is shown.
+pub mod error;
+/// Building and running the HTTP server.
+pub mod startup;
+/// Every SQL statement, over SQLite or PostgreSQL.
+pub mod store;
+/// Logging: subscriber set-up and the per-request span.
+pub mod telemetry;
+/// One module per page, plus static files and the health check.
+pub mod web;
+
+/// Seconds since the Unix epoch, the one clock the app stores.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh random token of `bytes` random bytes from the operating system, hex encoded.
+pub fn random_token(bytes: usize) -> anyhow::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)
+        .map_err(|e| anyhow::anyhow!("operating system random source: {e}"))?;
+    Ok(hex::encode(buf))
+}

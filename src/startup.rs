@@ -1,0 +1,168 @@
+//! Building the app: database, migrations, first-start demo org, middleware, routes.
+//! [`App::build`] binds before it returns, so tests can ask for port 0 and read the port.
+
+use std::net::TcpListener;
+use std::time::Duration as StdDuration;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{BrowserSession, TtlExtensionPolicy};
+use actix_web::cookie::{Key, SameSite, time::Duration};
+use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{HttpServer, web};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::auth::{csrf, identity, password, session::DbSessionStore};
+use crate::config::Settings;
+use crate::domain::permissions::Role;
+use crate::store::{self, Db};
+use crate::web::layout;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub settings: Settings,
+}
+
+/// The login created on first start, printed once by `serve`.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    pub org_slug: String,
+    pub email: String,
+    pub password: String,
+}
+
+pub struct App {
+    port: u16,
+    server: Server,
+    db: Db,
+    pub demo_login: Option<DemoLogin>,
+}
+
+/// The Content-Security-Policy: our own scripts and styles only, no inline script, no framing.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// Connects and migrates.
+pub async fn open_database(settings: &crate::config::DbSettings) -> anyhow::Result<Db> {
+    settings.ensure_data_dir()?;
+    let db = Db::connect(&settings.database_url, settings.pool_size).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// On a database without any organization: the demo org and its owner, with a one-time password.
+pub async fn create_demo_org(db: &Db) -> anyhow::Result<Option<DemoLogin>> {
+    if store::accounts::count_orgs(db).await? > 0 {
+        return Ok(None);
+    }
+    let (org, _) = store::accounts::ensure_org(db, "demo", "Demo Organization").await?;
+    let email = "admin@example.com".to_string();
+    let otp = password::one_time_password()?;
+    let hash = password::hash(otp.clone()).await?;
+    let user = store::accounts::create_user(db, &email, "Demo Admin", &hash, true).await?;
+    store::accounts::upsert_membership(db, org, user, Role::Owner).await?;
+    Ok(Some(DemoLogin {
+        org_slug: "demo".into(),
+        email,
+        password: otp,
+    }))
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let db = open_database(&settings.db).await?;
+        let demo_login = create_demo_org(&db).await?;
+        let key_bytes = settings.load_or_create_session_key()?;
+        let key = Key::try_from(key_bytes.expose_secret()).context("session key")?;
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {} (STEVEDORE_BIND)", settings.bind))?;
+        let port = listener
+            .local_addr()
+            .context("reading the bound port")?
+            .port();
+        let upload_limit = usize::try_from(settings.upload_limit).unwrap_or(usize::MAX);
+        let idle = Duration::seconds(settings.idle_timeout.as_secs() as i64);
+        let secure = settings.secure_cookies;
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            settings,
+        });
+        let server = HttpServer::new(move || {
+            let sessions =
+                SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
+                    .cookie_name("stevedore_session".into())
+                    .cookie_http_only(true)
+                    .cookie_secure(secure)
+                    .cookie_same_site(SameSite::Lax)
+                    .session_lifecycle(
+                        BrowserSession::default()
+                            .state_ttl(idle)
+                            .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                    )
+                    .build();
+            let headers = DefaultHeaders::new()
+                .add(("Content-Security-Policy", CSP))
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "same-origin"))
+                .add(("Cross-Origin-Opener-Policy", "same-origin"))
+                .add((
+                    "Permissions-Policy",
+                    "camera=(), microphone=(), geolocation=()",
+                ))
+                .add(("Cache-Control", "no-store"));
+            actix_web::App::new()
+                .app_data(state.clone())
+                .app_data(web::FormConfig::default().limit(csrf::FORM_LIMIT))
+                .app_data(web::JsonConfig::default().limit(1 << 20))
+                .app_data(web::PayloadConfig::default().limit(upload_limit))
+                .configure(crate::web::routes)
+                .default_service(web::to(layout::not_found))
+                .wrap(from_fn(csrf::check_csrf))
+                .wrap(from_fn(identity::load_identity))
+                .wrap(from_fn(layout::error_pages))
+                .wrap(sessions)
+                .wrap(headers)
+                .wrap(from_fn(crate::telemetry::log_requests))
+        })
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .shutdown_timeout(30)
+        .run();
+        Ok(App {
+            port,
+            server,
+            db,
+            demo_login,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, finishing in-flight requests (30 s at most), with
+    /// expired sessions and old sign-in attempts pruned every ten minutes meanwhile.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let db = self.db.clone();
+        let maintenance = actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(StdDuration::from_secs(600));
+            loop {
+                tick.tick().await;
+                let now = crate::now();
+                if let Err(e) = store::sessions::prune(&db, now).await {
+                    tracing::warn!(error = ?e, "pruning sessions failed");
+                }
+                if let Err(e) = store::login_attempts::prune(&db, now).await {
+                    tracing::warn!(error = ?e, "pruning sign-in attempts failed");
+                }
+            }
+        });
+        let result = self.server.await;
+        maintenance.abort();
+        self.db.close().await;
+        result
+    }
+}

@@ -1,0 +1,71 @@
+//! Sign-in attempts, counted for throttling.
+
+use anyhow::Context;
+
+use super::Db;
+use crate::domain::throttle::{RecentFailures, WINDOW_SECS};
+use crate::on_pool;
+
+pub async fn record(db: &Db, email: &str, address: &str, succeeded: bool) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query("INSERT INTO login_attempts (email, address, succeeded, at) VALUES ($1, $2, $3, $4)")
+        .bind(email)
+        .bind(address)
+        .bind(succeeded)
+        .bind(crate::now())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("recording sign-in attempt")?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Count {
+    n: i64,
+    oldest: Option<i64>,
+}
+
+/// Failures in the window: for the account since its last success, for the address all.
+pub async fn recent_failures(
+    db: &Db,
+    email: &str,
+    address: &str,
+    now: i64,
+) -> anyhow::Result<RecentFailures> {
+    let since = now - WINDOW_SECS;
+    let account = on_pool!(db, p => sqlx::query_as::<_, Count>(
+        "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_attempts
+         WHERE email = $1 AND NOT succeeded AND at > $2
+           AND at > COALESCE((SELECT MAX(at) FROM login_attempts WHERE email = $1 AND succeeded), 0)",
+    )
+    .bind(email)
+    .bind(since)
+    .fetch_one(p)
+    .await)
+    .context("counting sign-in failures")?;
+    let addr = on_pool!(db, p => sqlx::query_as::<_, Count>(
+        "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_attempts WHERE address = $1 AND NOT succeeded AND at > $2",
+    )
+    .bind(address)
+    .bind(since)
+    .fetch_one(p)
+    .await)
+    .context("counting sign-in failures")?;
+    Ok(RecentFailures {
+        account: account.n,
+        address: addr.n,
+        oldest_account_failure: account.oldest,
+        oldest_address_failure: addr.oldest,
+    })
+}
+
+/// Forgets attempts older than a day.
+pub async fn prune(db: &Db, now: i64) -> anyhow::Result<u64> {
+    let r = on_pool!(db, p => sqlx::query("DELETE FROM login_attempts WHERE at < $1")
+        .bind(now - 86_400)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("pruning sign-in attempts")?;
+    Ok(r)
+}

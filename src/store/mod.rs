@@ -1,0 +1,118 @@
+//! Storage. Every SQL statement of the app lives below this module, written once with
+//! `$1`-style placeholders that both SQLite and PostgreSQL accept; [`on_pool!`] runs it
+//! on whichever pool the app was started with. Dialect differences stay in here.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub mod accounts;
+pub mod audit;
+pub mod login_attempts;
+pub mod sessions;
+
+/// Runs `$body` with `$p` bound to the concrete pool, once per backend.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($p) => $body,
+            $crate::store::Db::Postgres($p) => $body,
+        }
+    };
+}
+
+/// The database, SQLite (embedded default) or PostgreSQL (several instances).
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Db {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file is created when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("DATABASE_URL: cannot parse SQLite URL \"{url}\""))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .pragma("cache_size", "-65536");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(opts)
+                .await
+                .with_context(|| format!("cannot open SQLite database {url}"))?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url)
+                .context("DATABASE_URL: cannot parse PostgreSQL URL")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .context("cannot connect to PostgreSQL (check DATABASE_URL and that the server is running)")?;
+            Ok(Db::Postgres(pool))
+        } else {
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite:// or postgres:// (got \"{}\")",
+                url.split(':').next().unwrap_or_default()
+            )
+        }
+    }
+
+    /// Applies every migration not applied yet; returns how many there are in all.
+    pub async fn migrate(&self) -> anyhow::Result<usize> {
+        match self {
+            Db::Sqlite(p) => {
+                SQLITE_MIGRATIONS
+                    .run(p)
+                    .await
+                    .context("applying SQLite migrations")?;
+                Ok(SQLITE_MIGRATIONS.iter().count())
+            }
+            Db::Postgres(p) => {
+                POSTGRES_MIGRATIONS
+                    .run(p)
+                    .await
+                    .context("applying PostgreSQL migrations")?;
+                Ok(POSTGRES_MIGRATIONS.iter().count())
+            }
+        }
+    }
+
+    /// The backend's name, for logs and the health check.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+            .context("database did not answer")
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+}
+
+/// Whether an error is a unique-constraint violation (the same on both backends).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

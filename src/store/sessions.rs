@@ -1,0 +1,97 @@
+//! Server-side sessions: the cookie holds a random key; its SHA-256 names the row here.
+
+use anyhow::Context;
+
+use super::Db;
+use crate::domain::ids::UserId;
+use crate::on_pool;
+
+pub async fn load(db: &Db, id: &str, now: i64) -> anyhow::Result<Option<String>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, String>("SELECT state FROM sessions WHERE id = $1 AND expires_at > $2")
+        .bind(id)
+        .bind(now)
+        .fetch_optional(p)
+        .await)
+    .context("loading session")
+}
+
+pub async fn insert(
+    db: &Db,
+    id: &str,
+    user: Option<i64>,
+    state: &str,
+    expires_at: i64,
+) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query("INSERT INTO sessions (id, user_id, state, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(user)
+        .bind(state)
+        .bind(expires_at)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("saving session")?;
+    Ok(())
+}
+
+/// Returns false when no live session has that id.
+pub async fn update(
+    db: &Db,
+    id: &str,
+    user: Option<i64>,
+    state: &str,
+    expires_at: i64,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let n = on_pool!(db, p => sqlx::query(
+        "UPDATE sessions SET user_id = $2, state = $3, expires_at = $4 WHERE id = $1 AND expires_at > $5",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(state)
+    .bind(expires_at)
+    .bind(now)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("updating session")?;
+    Ok(n > 0)
+}
+
+pub async fn touch(db: &Db, id: &str, expires_at: i64) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query("UPDATE sessions SET expires_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(expires_at)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("extending session")?;
+    Ok(())
+}
+
+pub async fn delete(db: &Db, id: &str) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))
+        .context("deleting session")?;
+    Ok(())
+}
+
+/// Ends every session of a user (disabled, password changed elsewhere).
+pub async fn delete_for_user(db: &Db, user: UserId) -> anyhow::Result<u64> {
+    let n = on_pool!(db, p => sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user.get())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("ending the user's sessions")?;
+    Ok(n)
+}
+
+pub async fn prune(db: &Db, now: i64) -> anyhow::Result<u64> {
+    let n = on_pool!(db, p => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("pruning sessions")?;
+    Ok(n)
+}

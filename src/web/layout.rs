@@ -1,0 +1,276 @@
+//! The page frame every template extends: header (org switcher, user menu), navigation
+//! (only the pages the user may open), the one-shot flash message, and the error pages.
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+
+use crate::auth::Identity;
+use crate::auth::session::{AppSession, Flash};
+use crate::domain::ids::OrgId;
+use crate::domain::permissions::Permission;
+use crate::error::AppError;
+use crate::startup::AppState;
+use crate::store;
+use crate::telemetry::RequestId;
+
+pub use super::assets::ASSET_VERSION;
+
+pub struct NavItem {
+    pub key: &'static str,
+    pub href: &'static str,
+    pub label: &'static str,
+}
+
+pub struct NavSection {
+    pub title: &'static str,
+    pub items: Vec<NavItem>,
+}
+
+pub struct OrgChoice {
+    pub id: i64,
+    pub name: String,
+}
+
+/// The signed-in part of the frame.
+pub struct UserFrame {
+    pub display_name: String,
+    pub initials: String,
+    pub email: String,
+    pub role_label: &'static str,
+    pub org_id: OrgId,
+    pub org_name: String,
+    pub orgs: Vec<OrgChoice>,
+    pub nav: Vec<NavSection>,
+}
+
+impl UserFrame {
+    pub fn org_selected(&self, id: &i64) -> bool {
+        self.org_id.get() == *id
+    }
+}
+
+/// What every page template gets as `l`.
+pub struct Layout {
+    pub title: String,
+    pub active: &'static str,
+    pub csrf: String,
+    pub user: Option<UserFrame>,
+    pub flash: Option<Flash>,
+}
+
+/// The navigation for a member: a link only where a page has landed and they may open it.
+pub fn navigation(id: &Identity) -> Vec<NavSection> {
+    let mut settings = vec![];
+    if id.can(Permission::MembersManage) {
+        settings.push(NavItem {
+            key: "members",
+            href: "/settings/members",
+            label: "Members",
+        });
+    }
+    let mut out = vec![NavSection {
+        title: "",
+        items: vec![NavItem {
+            key: "overview",
+            href: "/",
+            label: "Overview",
+        }],
+    }];
+    if !settings.is_empty() {
+        out.push(NavSection {
+            title: "Settings",
+            items: settings,
+        });
+    }
+    out
+}
+
+fn initials(name: &str) -> String {
+    let s: String = name
+        .split(|c: char| c.is_whitespace() || c == '.' || c == '@')
+        .filter(|w| !w.is_empty())
+        .take(2)
+        .filter_map(|w| w.chars().next())
+        .collect();
+    s.to_uppercase()
+}
+
+impl Layout {
+    /// The frame for a signed-in page.
+    pub async fn for_user(
+        req: &HttpRequest,
+        id: &Identity,
+        title: impl Into<String>,
+        active: &'static str,
+    ) -> Result<Layout, AppError> {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .ok_or_else(|| anyhow::anyhow!("app state missing"))?;
+        let orgs = store::accounts::orgs_of_user(&state.db, id.user_id).await?;
+        let session = AppSession::from_request_ref(req);
+        Ok(Layout {
+            title: title.into(),
+            active,
+            csrf: session.csrf_token()?,
+            user: Some(UserFrame {
+                display_name: id.display_name().to_string(),
+                initials: initials(id.display_name()),
+                email: id.email.clone(),
+                role_label: id.role.label(),
+                org_id: id.org_id,
+                org_name: id.org_name.clone(),
+                orgs: orgs
+                    .into_iter()
+                    .map(|o| OrgChoice {
+                        id: o.id,
+                        name: o.name,
+                    })
+                    .collect(),
+                nav: navigation(id),
+            }),
+            flash: session.take_flash(),
+        })
+    }
+
+    /// The frame for a page without a signed-in user (sign-in, bare errors).
+    pub fn anonymous(req: &HttpRequest, title: impl Into<String>) -> Result<Layout, AppError> {
+        let session = AppSession::from_request_ref(req);
+        Ok(Layout {
+            title: title.into(),
+            active: "",
+            csrf: session.csrf_token()?,
+            user: None,
+            flash: session.take_flash(),
+        })
+    }
+}
+
+/// Renders a template with a status; a rendering failure becomes a plain 500.
+pub fn render<T: Template>(status: StatusCode, t: &T) -> HttpResponse {
+    match t.render() {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("Internal error")
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub l: Layout,
+    pub status: u16,
+    pub heading: String,
+    pub message: String,
+    pub permission: Option<&'static str>,
+    pub request_id: Option<String>,
+}
+
+/// The error page without the frame, used before the request's user is known.
+pub fn bare_error_page(e: &AppError, request_id: Option<String>) -> HttpResponse {
+    let (heading, message) = e.title_and_message();
+    let page = ErrorPage {
+        l: Layout {
+            title: heading.clone(),
+            active: "",
+            csrf: String::new(),
+            user: None,
+            flash: None,
+        },
+        status: e.status_code().as_u16(),
+        heading,
+        message,
+        permission: e.permission().map(Permission::as_str),
+        request_id,
+    };
+    render(e.status_code(), &page)
+}
+
+fn wants_json(req: &HttpRequest) -> bool {
+    req.path().starts_with("/api/") || req.path() == "/healthz"
+}
+
+/// Middleware: page errors become full pages in the frame (with the lock for 403, the
+/// request id for 500); API errors become `{"error": …}`.
+pub async fn error_pages(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let Some(err) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<AppError>())
+    else {
+        return Ok(res);
+    };
+    let status = err.status_code();
+    if status.is_redirection() {
+        return Ok(res);
+    }
+    let (heading, message) = err.title_and_message();
+    let permission = err.permission().map(Permission::as_str);
+    let (req, original) = res.into_parts();
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    if wants_json(&req) {
+        let body =
+            serde_json::json!({ "error": heading, "message": message, "request_id": request_id });
+        let resp = HttpResponse::build(status).json(body);
+        log_internal(&original);
+        return Ok(ServiceResponse::new(req, resp));
+    }
+    let identity = req.extensions().get::<Identity>().cloned();
+    let layout = match &identity {
+        Some(id) => Layout::for_user(&req, id, heading.clone(), "").await.ok(),
+        None => None,
+    };
+    let l = match layout {
+        Some(l) => l,
+        None => Layout {
+            title: heading.clone(),
+            active: "",
+            csrf: String::new(),
+            user: None,
+            flash: None,
+        },
+    };
+    let page = ErrorPage {
+        l,
+        status: status.as_u16(),
+        heading,
+        message,
+        permission,
+        request_id: if status.is_server_error() {
+            request_id
+        } else {
+            None
+        },
+    };
+    let resp = render(status, &page);
+    log_internal(&original);
+    Ok(ServiceResponse::new(req, resp))
+}
+
+/// The re-rendered response drops the error, so log an internal one's cause here.
+fn log_internal(original: &HttpResponse) {
+    if let Some(e) = original.error()
+        && let Some(app) = e.as_error::<AppError>()
+        && let AppError::Internal(inner) = app
+    {
+        tracing::error!(error = ?inner, "internal error");
+    }
+}
+
+/// Default service: an unknown path is a 404 page.
+pub async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound)
+}

@@ -1,0 +1,158 @@
+//! HTTP routes. Handlers parse the request, call the store or the domain, and render a
+//! template; they hold no SQL and no business rules.
+
+use actix_web::{HttpRequest, web};
+
+pub mod account;
+pub mod assets;
+pub mod health;
+pub mod home;
+pub mod layout;
+pub mod login;
+pub mod members;
+
+/// Every route of the app.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/static/{file}", web::get().to(assets::serve))
+        .route("/login", web::get().to(login::form))
+        .route("/login", web::post().to(login::submit))
+        .route("/logout", web::get().to(login::logout_page))
+        .route("/logout", web::post().to(login::logout))
+        .route("/", web::get().to(home::overview))
+        .route("/switch-org", web::post().to(home::switch_org))
+        .route("/account/password", web::get().to(account::form))
+        .route("/account/password", web::post().to(account::submit))
+        .route("/settings/members", web::get().to(members::list))
+        .route("/settings/members", web::post().to(members::add))
+        .route(
+            "/settings/members/{user_id}/role",
+            web::post().to(members::change_role),
+        )
+        .route(
+            "/settings/members/{user_id}/remove",
+            web::post().to(members::remove),
+        );
+}
+
+/// `next` if it is a path on this site (`/…`, not `//…` or `/\…`), else None.
+pub fn safe_next(next: &str) -> Option<String> {
+    let n = next.trim();
+    let local = n.starts_with('/')
+        && !n.starts_with("//")
+        && !n.starts_with("/\\")
+        && !n.chars().any(|c| c.is_control() || c == '\\');
+    local.then(|| n.to_string())
+}
+
+/// The client's address: the peer, or the first X-Forwarded-For hop behind a trusted proxy.
+pub fn client_address(req: &HttpRequest, trust_proxy: bool) -> String {
+    if trust_proxy && let Some(a) = req.connection_info().realip_remote_addr() {
+        return a.to_string();
+    }
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Page numbers for a paginated table.
+#[derive(Debug, Clone)]
+pub struct Pagination {
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+    pub base: String,
+}
+
+impl Pagination {
+    pub fn new(page: Option<i64>, per_page: i64, total: i64, base: &str) -> Self {
+        let pages = ((total + per_page - 1) / per_page).max(1);
+        let page = page.unwrap_or(1).clamp(1, pages);
+        Pagination {
+            page,
+            per_page,
+            total,
+            base: base.to_string(),
+        }
+    }
+    pub fn pages(&self) -> i64 {
+        ((self.total + self.per_page - 1) / self.per_page).max(1)
+    }
+    pub fn offset(&self) -> i64 {
+        (self.page - 1) * self.per_page
+    }
+    pub fn first_item(&self) -> i64 {
+        if self.total == 0 {
+            0
+        } else {
+            self.offset() + 1
+        }
+    }
+    pub fn last_item(&self) -> i64 {
+        (self.offset() + self.per_page).min(self.total)
+    }
+    pub fn has_prev(&self) -> bool {
+        self.page > 1
+    }
+    pub fn has_next(&self) -> bool {
+        self.page < self.pages()
+    }
+    pub fn href(&self, page: i64) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}page={page}", self.base)
+    }
+}
+
+/// Formats epoch seconds for people: `2026-11-25 09:41 UTC`.
+pub fn format_time(epoch: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| epoch.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(
+            safe_next("/settings/members?page=2"),
+            Some("/settings/members?page=2".into())
+        );
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "",
+            "evil",
+            "/a\nb",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pagination_clamps_and_counts() {
+        let p = Pagination::new(Some(9), 25, 60, "/x");
+        assert_eq!(
+            (p.page, p.pages(), p.offset(), p.first_item(), p.last_item()),
+            (3, 3, 50, 51, 60)
+        );
+        assert!(p.has_prev() && !p.has_next());
+        assert_eq!(p.href(2), "/x?page=2");
+        let empty = Pagination::new(None, 25, 0, "/x?q=a");
+        assert_eq!(
+            (empty.page, empty.first_item(), empty.href(1).as_str()),
+            (1, 0, "/x?q=a&page=1")
+        );
+    }
+
+    #[test]
+    fn times_are_readable() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+    }
+}

@@ -1,0 +1,56 @@
+// Stevedore: small progressive enhancements. Every page works without this file.
+(function () {
+  "use strict";
+
+  function openDialog(d) {
+    if (!d) return;
+    if (d.open) d.close();
+    if (typeof d.showModal === "function") d.showModal(); else d.setAttribute("open", "");
+    var focus = d.querySelector("[autofocus], input:not([type=hidden]), select, button");
+    if (focus) focus.focus();
+  }
+
+  document.addEventListener("click", function (e) {
+    var opener = e.target.closest("[data-open]");
+    if (opener) {
+      var d = document.getElementById(opener.getAttribute("data-open"));
+      if (d) { e.preventDefault(); openDialog(d); }
+      return;
+    }
+    var closer = e.target.closest("[data-close]");
+    if (closer) {
+      var dlg = closer.closest("dialog");
+      if (dlg) { e.preventDefault(); dlg.close(); }
+      return;
+    }
+    // A click on the backdrop (the dialog element itself) closes it.
+    if (e.target.tagName === "DIALOG") e.target.close();
+    var toggle = e.target.closest("[data-nav-toggle]");
+    if (toggle) {
+      var nav = document.getElementById("sidebar");
+      var open = nav.classList.toggle("open");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    }
+  });
+
+  // Menus (<details>) close on Escape and on a click elsewhere.
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "Escape") return;
+    document.querySelectorAll("details.menu[open]").forEach(function (m) { m.removeAttribute("open"); });
+  });
+  document.addEventListener("click", function (e) {
+    document.querySelectorAll("details.menu[open]").forEach(function (m) {
+      if (!m.contains(e.target)) m.removeAttribute("open");
+    });
+  });
+
+  document.addEventListener("change", function (e) {
+    if (e.target.matches("select[data-autosubmit]")) e.target.form.requestSubmit();
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-hide-with-js]").forEach(function (el) { el.hidden = true; });
+    // Dialogs the server rendered open (no-JS links) become real modals.
+    document.querySelectorAll("dialog[data-modal][open]").forEach(openDialog);
+  });
+})();
