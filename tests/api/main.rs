@@ -1,0 +1,10 @@
+//! Black-box tests: the real app over HTTP on a random port, a fresh database each.
+//! SQLite by default; PostgreSQL when `TEST_DATABASE_URL=postgres://…` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod members;
+mod ops;
