@@ -65,9 +65,9 @@ impl AppError {
                 "Page not found".into(),
                 "There is nothing here, or it belongs to another organization. Check the address or go back.".into(),
             ),
-            AppError::Forbidden(p) => (
+            AppError::Forbidden(_) => (
                 "Access denied".into(),
-                format!("You don't have permission to view this. It requires the {p} permission; ask an owner of this organization to grant it."),
+                "You don't have permission to view this page or do this action. Ask an owner of this organization for a role that includes the permission below.".into(),
             ),
             AppError::Csrf => (
                 "Request not accepted".into(),
