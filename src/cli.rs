@@ -58,6 +58,16 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Disable a user: they cannot sign in, and their open sessions end at once.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -106,6 +116,40 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}", msg?);
             Ok(())
         }
+        Command::User {
+            command: UserCommand::Disable { email },
+        } => {
+            let db = open_database(&db_settings).await?;
+            let msg = set_disabled(&db, &email, true).await;
+            db.close().await;
+            println!("{}", msg?);
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Enable { email },
+        } => {
+            let db = open_database(&db_settings).await?;
+            let msg = set_disabled(&db, &email, false).await;
+            db.close().await;
+            println!("{}", msg?);
+            Ok(())
+        }
+    }
+}
+
+/// `user disable` / `user enable`. Disabling also deletes the user's sessions.
+pub async fn set_disabled(db: &Db, email: &str, disabled: bool) -> anyhow::Result<String> {
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let user = store::accounts::user_by_email(db, email.as_str())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("--email: no user has the email {email}"))?;
+    let id = crate::domain::ids::UserId::new(user.id);
+    store::accounts::set_disabled(db, id, disabled).await?;
+    if disabled {
+        let ended = store::sessions::delete_for_user(db, id).await?;
+        Ok(format!("Disabled {email}; {ended} open session(s) ended."))
+    } else {
+        Ok(format!("Enabled {email}."))
     }
 }
 

@@ -178,6 +178,23 @@ mod tests {
     }
 
     #[test]
+    fn the_permission_matrix_matches_the_readme() {
+        // rows: permissions in Permission::ALL order; columns: owner, importer, exporter, viewer
+        let expected = [
+            [true, true, false, false],  // pf.import.upload
+            [true, true, true, true],    // pf.export_requests.view
+            [true, false, true, false],  // pf.export_requests.create
+            [true, true, false, false],  // cl.marketplace.import
+            [true, false, false, false], // pf.members.manage
+        ];
+        for (p, row) in Permission::ALL.iter().zip(expected) {
+            for (r, want) in Role::ALL.iter().zip(row) {
+                assert_eq!(r.grants(*p), want, "{r} {p}");
+            }
+        }
+    }
+
+    #[test]
     fn role_names_round_trip_and_bad_names_are_explained() {
         for r in Role::ALL {
             assert_eq!(Role::parse(r.as_str()), Ok(r));

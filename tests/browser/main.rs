@@ -105,7 +105,28 @@ async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
 }
 
 async fn text(c: &Client, css: &str) -> String {
-    wait_css(c, css).await.text().await.unwrap()
+    wait_text(c, css, |_| true).await
+}
+
+/// Polls until the element's text satisfies `ok`: after a click that navigates, the old
+/// page (or a stale element of it) may still answer for a moment.
+async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    loop {
+        if let Ok(el) = c.find(Locator::Css(css)).await
+            && let Ok(t) = el.text().await
+        {
+            if ok(&t) {
+                return t;
+            }
+            last = t;
+        }
+        if Instant::now() > deadline {
+            panic!("{css}: text never matched; last seen: {last:?}");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn eval_bool(c: &Client, script: &str) -> bool {
@@ -177,7 +198,7 @@ async fn sign_in_manage_members_and_meet_the_lock() {
         .click()
         .await
         .unwrap();
-    assert_eq!(text(&c, "main h1").await, "Members");
+    wait_text(&c, "main h1", |t| t == "Members").await;
     assert!(
         c.current_url()
             .await
@@ -229,11 +250,10 @@ async fn sign_in_manage_members_and_meet_the_lock() {
         .click()
         .await
         .unwrap();
-    let flash = text(&c, ".alert-success").await;
-    assert!(
-        flash.contains("cleo@acme.test was added as Importer"),
-        "{flash}"
-    );
+    wait_text(&c, ".alert-success", |t| {
+        t.contains("cleo@acme.test was added as Importer")
+    })
+    .await;
     assert_eq!(text(&c, "[data-secret]").await.len(), 19);
     shot(&c, "members-added").await;
 
@@ -267,11 +287,10 @@ async fn sign_in_manage_members_and_meet_the_lock() {
     .click()
     .await
     .unwrap();
-    assert!(
-        text(&c, ".alert-success")
-            .await
-            .contains("cleo@acme.test is now Exporter.")
-    );
+    wait_text(&c, ".alert-success", |t| {
+        t.contains("cleo@acme.test is now Exporter.")
+    })
+    .await;
     assert_eq!(
         app.role_of("acme-health", "cleo@acme.test")
             .await
@@ -339,11 +358,10 @@ async fn sign_in_manage_members_and_meet_the_lock() {
         .click()
         .await
         .unwrap();
-    assert!(
-        text(&c, ".alert-success")
-            .await
-            .contains("cleo@acme.test was removed from Acme Health.")
-    );
+    wait_text(&c, ".alert-success", |t| {
+        t.contains("cleo@acme.test was removed from Acme Health.")
+    })
+    .await;
     assert_eq!(app.role_of("acme-health", "cleo@acme.test").await, None);
 
     // Sign out from the user menu.
@@ -359,11 +377,10 @@ async fn sign_in_manage_members_and_meet_the_lock() {
         .click()
         .await
         .unwrap();
-    assert!(
-        text(&c, ".alert-info")
-            .await
-            .contains("You have been signed out.")
-    );
+    wait_text(&c, ".alert-info", |t| {
+        t.contains("You have been signed out.")
+    })
+    .await;
 
     // A viewer sees no Members link, and the page itself shows the lock.
     sign_in(&c, &base, "/login", "vic@acme.test").await;
@@ -371,12 +388,12 @@ async fn sign_in_manage_members_and_meet_the_lock() {
     assert!(!nav.contains("Members"), "{nav}");
     shot(&c, "overview").await;
     c.goto(&format!("{base}/settings/members")).await.unwrap();
-    assert_eq!(text(&c, "main h1").await, "Access denied");
+    wait_text(&c, "main h1", |t| t == "Access denied").await;
     assert!(
         c.find(Locator::Css(".state-icon-lock svg")).await.is_ok(),
         "lock icon shown"
     );
-    assert!(text(&c, "main").await.contains("pf.members.manage"));
+    wait_text(&c, "main", |t| t.contains("pf.members.manage")).await;
     shot(&c, "access-denied").await;
 
     // The same page on a phone-sized screen: navigation behind the menu button.
