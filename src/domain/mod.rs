@@ -2,6 +2,7 @@
 //! email or org slug is, when a sign-in is throttled. Handlers ask; this module decides.
 
 pub mod account;
+pub mod entities;
 pub mod ids;
 pub mod permissions;
 pub mod throttle;

@@ -1,0 +1,8 @@
+//! Entity types: their schemas (one TOML file each, see `schemas/`), the field types of
+//! the importer (seed 003), and the rules that turn a CSV cell into a stored value.
+
+pub mod field;
+pub mod schema;
+
+pub use field::{FieldKind, FieldRule, parse_cell, row_hash};
+pub use schema::{EntitySchema, Field, SchemaError, Schemas};
