@@ -8,10 +8,7 @@ fn main() {
     let dir = std::path::Path::new("schemas");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect()
+            rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect()
         })
         .unwrap_or_default();
     files.sort();
@@ -21,16 +18,11 @@ fn main() {
     for p in &files {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-        let _ = writeln!(
-            out,
-            "    ({name:?}, include_str!({:?})),",
-            abs.display().to_string()
-        );
+        let _ = writeln!(out, "    ({name:?}, include_str!({:?})),", abs.display().to_string());
         println!("cargo:rerun-if-changed={}", p.display());
     }
     out.push_str("];\n");
-    let dest =
-        std::path::Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("schemas.rs");
+    let dest = std::path::Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("schemas.rs");
     if let Err(e) = std::fs::write(&dest, out) {
         println!("cargo:warning=cannot write {}: {e}", dest.display());
     }

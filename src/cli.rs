@@ -12,11 +12,7 @@ use crate::startup::{App, open_database};
 use crate::store::{self, Db};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "stevedore",
-    version,
-    about = "Stevedore: the import/export console for org admins"
-)]
+#[command(name = "stevedore", version, about = "Stevedore: the import/export console for org admins")]
 pub struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -94,16 +90,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::User {
-            command:
-                UserCommand::Add {
-                    org,
-                    email,
-                    role,
-                    name,
-                    password_stdin,
-                },
-        } => {
+        Command::User { command: UserCommand::Add { org, email, role, name, password_stdin } } => {
             if !password_stdin {
                 anyhow::bail!("pass the password on standard input with --password-stdin");
             }
@@ -116,18 +103,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}", msg?);
             Ok(())
         }
-        Command::User {
-            command: UserCommand::Disable { email },
-        } => {
+        Command::User { command: UserCommand::Disable { email } } => {
             let db = open_database(&db_settings).await?;
             let msg = set_disabled(&db, &email, true).await;
             db.close().await;
             println!("{}", msg?);
             Ok(())
         }
-        Command::User {
-            command: UserCommand::Enable { email },
-        } => {
+        Command::User { command: UserCommand::Enable { email } } => {
             let db = open_database(&db_settings).await?;
             let msg = set_disabled(&db, &email, false).await;
             db.close().await;
@@ -159,16 +142,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let port = app.port();
     if let Some(d) = &app.demo_login {
         println!();
-        println!(
-            "  Demo organization \"{}\" created. Sign in at http://{}:{port}/login",
-            d.org_slug,
-            bind.ip()
-        );
+        println!("  Demo organization \"{}\" created. Sign in at http://{}:{port}/login", d.org_slug, bind.ip());
         println!("    email:    {}", d.email);
-        println!(
-            "    password: {}   (one-time: you choose your own at first sign-in)",
-            d.password
-        );
+        println!("    password: {}   (one-time: you choose your own at first sign-in)", d.password);
         println!("  This password is shown only once.");
         println!();
     }
@@ -179,41 +155,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// `user add`: validates everything first, then creates the org and user as needed.
-pub async fn add_user(
-    db: &Db,
-    org: &str,
-    email: &str,
-    role: &str,
-    name: &str,
-    pw: &str,
-) -> anyhow::Result<String> {
+pub async fn add_user(db: &Db, org: &str, email: &str, role: &str, name: &str, pw: &str) -> anyhow::Result<String> {
     let slug = OrgSlug::parse(org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
     let role = Role::parse(role).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
     check_new_password(pw).map_err(|e| anyhow::anyhow!("password: {e}"))?;
     let hash = password::hash(pw.to_string()).await?;
-    let (org_id, org_created) =
-        store::accounts::ensure_org(db, slug.as_str(), &slug.title()).await?;
+    let (org_id, org_created) = store::accounts::ensure_org(db, slug.as_str(), &slug.title()).await?;
     let (user, user_created) = match store::accounts::user_by_email(db, email.as_str()).await? {
         Some(u) => {
             let id = crate::domain::ids::UserId::new(u.id);
             store::accounts::set_password(db, id, &hash, false).await?;
             (id, false)
         }
-        None => (
-            store::accounts::create_user(db, email.as_str(), name, &hash, false).await?,
-            true,
-        ),
+        None => (store::accounts::create_user(db, email.as_str(), name, &hash, false).await?, true),
     };
     store::accounts::upsert_membership(db, org_id, user, role).await?;
     Ok(format!(
         "{} {email} as {role} of {}{}.",
         if user_created { "Created" } else { "Updated" },
         slug.as_str(),
-        if org_created {
-            " (organization created)"
-        } else {
-            ""
-        }
+        if org_created { " (organization created)" } else { "" }
     ))
 }

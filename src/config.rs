@@ -13,12 +13,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Directory for the SQLite database, the session key and stored files.
-    #[arg(
-        long,
-        env = "STEVEDORE_DATA_DIR",
-        default_value = "data",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,
 
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: SQLite in the data directory.
@@ -26,21 +21,11 @@ pub struct CommonArgs {
     pub database_url: Option<String>,
 
     /// Maximum database connections in the pool.
-    #[arg(
-        long,
-        env = "STEVEDORE_DB_POOL_SIZE",
-        default_value = "8",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_DB_POOL_SIZE", default_value = "8", global = true)]
     pub db_pool_size: String,
 
     /// Log format: text or json.
-    #[arg(
-        long,
-        env = "STEVEDORE_LOG_FORMAT",
-        default_value = "text",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
 }
 
@@ -48,68 +33,37 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on.
-    #[arg(
-        long,
-        env = "STEVEDORE_BIND",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_BIND", default_value = "127.0.0.1:8080", global = true)]
     pub bind: String,
 
     /// Key for signing session cookies: at least 64 bytes as 128+ hex characters.
     /// Default: generated once and kept in DATA_DIR/session.key.
-    #[arg(
-        long,
-        env = "STEVEDORE_SESSION_KEY",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_SESSION_KEY", hide_env_values = true, global = true)]
     pub session_key: Option<String>,
 
     /// Largest accepted upload, e.g. 512MiB, 20MB, 1048576.
-    #[arg(
-        long,
-        env = "STEVEDORE_UPLOAD_LIMIT",
-        default_value = "512MiB",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_UPLOAD_LIMIT", default_value = "512MiB", global = true)]
     pub upload_limit: String,
 
     /// Minutes without a request after which a session ends.
-    #[arg(
-        long,
-        env = "STEVEDORE_IDLE_TIMEOUT_MINUTES",
-        default_value = "30",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_IDLE_TIMEOUT_MINUTES", default_value = "30", global = true)]
     pub idle_timeout_minutes: String,
 
     /// Minutes after sign-in after which a session ends, however active.
-    #[arg(
-        long,
-        env = "STEVEDORE_SESSION_LIFETIME_MINUTES",
-        default_value = "480",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_SESSION_LIFETIME_MINUTES", default_value = "480", global = true)]
     pub session_lifetime_minutes: String,
 
     /// Mark cookies Secure (set this when served over https).
-    #[arg(
-        long,
-        env = "STEVEDORE_SECURE_COOKIES",
-        default_value = "false",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_SECURE_COOKIES", default_value = "false", global = true)]
     pub secure_cookies: String,
 
     /// Take the client address from X-Forwarded-For (only behind a proxy you trust).
-    #[arg(
-        long,
-        env = "STEVEDORE_TRUST_PROXY",
-        default_value = "false",
-        global = true
-    )]
+    #[arg(long, env = "STEVEDORE_TRUST_PROXY", default_value = "false", global = true)]
     pub trust_proxy: String,
+
+    /// A directory of extra entity schema files (*.toml), loaded after the shipped ones.
+    #[arg(long, env = "STEVEDORE_SCHEMA_DIR", global = true)]
+    pub schema_dir: Option<PathBuf>,
 }
 
 /// A setting that cannot be used, with which one and why.
@@ -121,10 +75,7 @@ pub struct ConfigError {
 }
 
 fn bad(name: &'static str, why: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name,
-        why: why.into(),
-    }
+    ConfigError { name, why: why.into() }
 }
 
 /// Settings shared by every subcommand.
@@ -147,6 +98,7 @@ pub struct Settings {
     pub session_lifetime: Duration,
     pub secure_cookies: bool,
     pub trust_proxy: bool,
+    pub schema_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -154,10 +106,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("db", &self.db)
             .field("bind", &self.bind)
-            .field(
-                "session_key",
-                &self.session_key.as_ref().map(|_| "[redacted]"),
-            )
+            .field("session_key", &self.session_key.as_ref().map(|_| "[redacted]"))
             .field("upload_limit", &self.upload_limit)
             .finish_non_exhaustive()
     }
@@ -165,60 +114,33 @@ impl std::fmt::Debug for Settings {
 
 impl DbSettings {
     pub fn from_args(a: &CommonArgs) -> Result<DbSettings, ConfigError> {
-        let pool_size: u32 = a
-            .db_pool_size
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (1..=256).contains(n))
-            .ok_or_else(|| {
-                bad(
-                    "STEVEDORE_DB_POOL_SIZE",
-                    format!("\"{}\" is not a number from 1 to 256", a.db_pool_size),
-                )
-            })?;
+        let pool_size: u32 = a.db_pool_size.trim().parse().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
+            bad("STEVEDORE_DB_POOL_SIZE", format!("\"{}\" is not a number from 1 to 256", a.db_pool_size))
+        })?;
         let json_logs = match a.log_format.trim() {
             "text" => false,
             "json" => true,
             other => {
-                return Err(bad(
-                    "STEVEDORE_LOG_FORMAT",
-                    format!("\"{other}\" is not text or json"),
-                ));
+                return Err(bad("STEVEDORE_LOG_FORMAT", format!("\"{other}\" is not text or json")));
             }
         };
         let database_url = match &a.database_url {
             Some(u) if !u.trim().is_empty() => {
                 let u = u.trim().to_string();
-                if !(u.starts_with("sqlite:")
-                    || u.starts_with("postgres:")
-                    || u.starts_with("postgresql:"))
-                {
-                    return Err(bad(
-                        "DATABASE_URL",
-                        "must start with sqlite:// or postgres://",
-                    ));
+                if !(u.starts_with("sqlite:") || u.starts_with("postgres:") || u.starts_with("postgresql:")) {
+                    return Err(bad("DATABASE_URL", "must start with sqlite:// or postgres://"));
                 }
                 u
             }
             _ => format!("sqlite://{}", a.data_dir.join("stevedore.db").display()),
         };
-        Ok(DbSettings {
-            data_dir: a.data_dir.clone(),
-            database_url,
-            pool_size,
-            json_logs,
-        })
+        Ok(DbSettings { data_dir: a.data_dir.clone(), database_url, pool_size, json_logs })
     }
 
     /// Creates the data directory when missing.
     pub fn ensure_data_dir(&self) -> Result<(), ConfigError> {
-        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
-            bad(
-                "STEVEDORE_DATA_DIR",
-                format!("cannot create {}: {e}", self.data_dir.display()),
-            )
-        })
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|e| bad("STEVEDORE_DATA_DIR", format!("cannot create {}: {e}", self.data_dir.display())))
     }
 }
 
@@ -226,13 +148,7 @@ impl Settings {
     pub fn from_args(common: &CommonArgs, s: &ServeArgs) -> Result<Settings, ConfigError> {
         let db = DbSettings::from_args(common)?;
         let bind: SocketAddr = s.bind.trim().parse().map_err(|_| {
-            bad(
-                "STEVEDORE_BIND",
-                format!(
-                    "\"{}\" is not an address:port such as 127.0.0.1:8080",
-                    s.bind
-                ),
-            )
+            bad("STEVEDORE_BIND", format!("\"{}\" is not an address:port such as 127.0.0.1:8080", s.bind))
         })?;
         let session_key = match &s.session_key {
             Some(k) if !k.trim().is_empty() => {
@@ -240,17 +156,12 @@ impl Settings {
             }
             _ => None,
         };
-        let upload_limit =
-            parse_size(&s.upload_limit).map_err(|why| bad("STEVEDORE_UPLOAD_LIMIT", why))?;
-        let idle = parse_minutes(&s.idle_timeout_minutes)
-            .map_err(|why| bad("STEVEDORE_IDLE_TIMEOUT_MINUTES", why))?;
-        let life = parse_minutes(&s.session_lifetime_minutes)
-            .map_err(|why| bad("STEVEDORE_SESSION_LIFETIME_MINUTES", why))?;
+        let upload_limit = parse_size(&s.upload_limit).map_err(|why| bad("STEVEDORE_UPLOAD_LIMIT", why))?;
+        let idle = parse_minutes(&s.idle_timeout_minutes).map_err(|why| bad("STEVEDORE_IDLE_TIMEOUT_MINUTES", why))?;
+        let life =
+            parse_minutes(&s.session_lifetime_minutes).map_err(|why| bad("STEVEDORE_SESSION_LIFETIME_MINUTES", why))?;
         if life < idle {
-            return Err(bad(
-                "STEVEDORE_SESSION_LIFETIME_MINUTES",
-                "must be at least STEVEDORE_IDLE_TIMEOUT_MINUTES",
-            ));
+            return Err(bad("STEVEDORE_SESSION_LIFETIME_MINUTES", "must be at least STEVEDORE_IDLE_TIMEOUT_MINUTES"));
         }
         Ok(Settings {
             db,
@@ -259,10 +170,9 @@ impl Settings {
             upload_limit,
             idle_timeout: idle,
             session_lifetime: life,
-            secure_cookies: parse_bool(&s.secure_cookies)
-                .map_err(|why| bad("STEVEDORE_SECURE_COOKIES", why))?,
-            trust_proxy: parse_bool(&s.trust_proxy)
-                .map_err(|why| bad("STEVEDORE_TRUST_PROXY", why))?,
+            secure_cookies: parse_bool(&s.secure_cookies).map_err(|why| bad("STEVEDORE_SECURE_COOKIES", why))?,
+            trust_proxy: parse_bool(&s.trust_proxy).map_err(|why| bad("STEVEDORE_TRUST_PROXY", why))?,
+            schema_dir: s.schema_dir.clone(),
         })
     }
 
@@ -282,8 +192,7 @@ fn key_file(path: &Path) -> Result<SecretSlice<u8>, String> {
         Ok(text) => parse_session_key(&text).map_err(|why| format!("{}: {why}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let hex_key = crate::random_token(64).map_err(|e| e.to_string())?;
-            write_private(path, &hex_key)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            write_private(path, &hex_key).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             parse_session_key(&hex_key)
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
@@ -306,13 +215,9 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// A hex key of at least 64 bytes.
 pub fn parse_session_key(raw: &str) -> Result<SecretSlice<u8>, String> {
-    let bytes = hex::decode(raw.trim())
-        .map_err(|_| "must be hexadecimal (128 or more hex characters)".to_string())?;
+    let bytes = hex::decode(raw.trim()).map_err(|_| "must be hexadecimal (128 or more hex characters)".to_string())?;
     if bytes.len() < 64 {
-        return Err(format!(
-            "must be at least 64 bytes (128 hex characters); got {} bytes",
-            bytes.len()
-        ));
+        return Err(format!("must be at least 64 bytes (128 hex characters); got {} bytes", bytes.len()));
     }
     Ok(SecretSlice::from(bytes))
 }
@@ -322,9 +227,7 @@ pub fn parse_size(raw: &str) -> Result<u64, String> {
     let s = raw.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("\"{raw}\" is not a size such as 512MiB"))?;
+    let n: u64 = num.parse().map_err(|_| format!("\"{raw}\" is not a size such as 512MiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -334,14 +237,10 @@ pub fn parse_size(raw: &str) -> Result<u64, String> {
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
         _ => {
-            return Err(format!(
-                "\"{raw}\" has an unknown unit (use B, KB, KiB, MB, MiB, GB or GiB)"
-            ));
+            return Err(format!("\"{raw}\" has an unknown unit (use B, KB, KiB, MB, MiB, GB or GiB)"));
         }
     };
-    let bytes = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("\"{raw}\" is too large"))?;
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("\"{raw}\" is too large"))?;
     if bytes < 1024 {
         return Err(format!("\"{raw}\" is smaller than 1 KiB"));
     }
@@ -351,9 +250,7 @@ pub fn parse_size(raw: &str) -> Result<u64, String> {
 fn parse_minutes(raw: &str) -> Result<Duration, String> {
     match raw.trim().parse::<u64>() {
         Ok(n) if (1..=60 * 24 * 30).contains(&n) => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!(
-            "\"{raw}\" is not a whole number of minutes from 1 to 43200"
-        )),
+        _ => Err(format!("\"{raw}\" is not a whole number of minutes from 1 to 43200")),
     }
 }
 
@@ -374,11 +271,7 @@ pub fn format_size(bytes: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 || v.fract() == 0.0 {
-        format!("{} {}", v as u64, UNITS[u])
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    if u == 0 || v.fract() == 0.0 { format!("{} {}", v as u64, UNITS[u]) } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 #[cfg(test)]
@@ -400,11 +293,7 @@ mod tests {
     #[test]
     fn session_keys_must_be_long_hex() {
         assert!(parse_session_key(&"ab".repeat(64)).is_ok());
-        assert!(
-            parse_session_key(&"ab".repeat(32))
-                .unwrap_err()
-                .contains("at least 64 bytes")
-        );
+        assert!(parse_session_key(&"ab".repeat(32)).unwrap_err().contains("at least 64 bytes"));
         assert!(parse_session_key("not hex").is_err());
     }
 
@@ -418,13 +307,7 @@ mod tests {
         };
         let e = DbSettings::from_args(&common).unwrap_err();
         assert_eq!(e.name, "DATABASE_URL");
-        let ok = CommonArgs {
-            database_url: None,
-            ..common
-        };
-        assert_eq!(
-            DbSettings::from_args(&ok).unwrap().database_url,
-            "sqlite://d/stevedore.db"
-        );
+        let ok = CommonArgs { database_url: None, ..common };
+        assert_eq!(DbSettings::from_args(&ok).unwrap().database_url, "sqlite://d/stevedore.db");
     }
 }

@@ -21,10 +21,7 @@ pub enum AppError {
     Csrf,
     /// Not signed in; `next` is where to return after signing in.
     #[error("sign-in required")]
-    Unauthenticated {
-        next: String,
-        reason: Option<&'static str>,
-    },
+    Unauthenticated { next: String, reason: Option<&'static str> },
     /// Signed in with a one-time password that must be replaced first.
     #[error("password change required")]
     PasswordChangeRequired,
@@ -112,10 +109,7 @@ pub fn login_redirect(next: &str, reason: Option<&str>) -> String {
     if q.is_empty() {
         "/login".into()
     } else {
-        format!(
-            "/login?{}",
-            serde_urlencoded::to_string(q).unwrap_or_default()
-        )
+        format!("/login?{}", serde_urlencoded::to_string(q).unwrap_or_default())
     }
 }
 
@@ -124,9 +118,7 @@ impl ResponseError for AppError {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
-            AppError::Unauthenticated { .. } | AppError::PasswordChangeRequired => {
-                StatusCode::SEE_OTHER
-            }
+            AppError::Unauthenticated { .. } | AppError::PasswordChangeRequired => StatusCode::SEE_OTHER,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -138,12 +130,12 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            AppError::Unauthenticated { next, reason } => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, login_redirect(next, *reason)))
-                .finish(),
-            AppError::PasswordChangeRequired => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/account/password"))
-                .finish(),
+            AppError::Unauthenticated { next, reason } => {
+                HttpResponse::SeeOther().insert_header((header::LOCATION, login_redirect(next, *reason))).finish()
+            }
+            AppError::PasswordChangeRequired => {
+                HttpResponse::SeeOther().insert_header((header::LOCATION, "/account/password")).finish()
+            }
             other => crate::web::layout::bare_error_page(other, None),
         }
     }

@@ -24,16 +24,12 @@ pub mod web;
 
 /// Seconds since the Unix epoch, the one clock the app stores.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// A fresh random token of `bytes` random bytes from the operating system, hex encoded.
 pub fn random_token(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf)
-        .map_err(|e| anyhow::anyhow!("operating system random source: {e}"))?;
+    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("operating system random source: {e}"))?;
     Ok(hex::encode(buf))
 }

@@ -15,6 +15,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::{csrf, identity, password, session::DbSessionStore};
 use crate::config::Settings;
+use crate::domain::entities::Schemas;
 use crate::domain::permissions::Role;
 use crate::store::{self, Db};
 use crate::web::layout;
@@ -23,6 +24,32 @@ use crate::web::layout;
 pub struct AppState {
     pub db: Db,
     pub settings: Settings,
+    pub schemas: Schemas,
+}
+
+include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
+
+/// The shipped entity schemas plus any `*.toml` in `extra_dir`; the first bad file stops
+/// start-up with its name, line and the problem.
+pub fn load_schemas(extra_dir: Option<&std::path::Path>) -> anyhow::Result<Schemas> {
+    let mut files: Vec<(String, String)> =
+        SHIPPED_SCHEMAS.iter().map(|(name, text)| (format!("schemas/{name}"), (*text).to_string())).collect();
+    if let Some(dir) = extra_dir {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("invalid setting STEVEDORE_SCHEMA_DIR: cannot read {}", dir.display()))?;
+        let mut paths: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            files.push((p.display().to_string(), text));
+        }
+    }
+    Schemas::load(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+        .map_err(|e| anyhow::anyhow!("invalid entity schema {e}"))
 }
 
 /// The login created on first start, printed once by `serve`.
@@ -63,55 +90,42 @@ pub async fn create_demo_org(db: &Db) -> anyhow::Result<Option<DemoLogin>> {
     let hash = password::hash(otp.clone()).await?;
     let user = store::accounts::create_user(db, &email, "Demo Admin", &hash, true).await?;
     store::accounts::upsert_membership(db, org, user, Role::Owner).await?;
-    Ok(Some(DemoLogin {
-        org_slug: "demo".into(),
-        email,
-        password: otp,
-    }))
+    Ok(Some(DemoLogin { org_slug: "demo".into(), email, password: otp }))
 }
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let schemas = load_schemas(settings.schema_dir.as_deref())?;
         let db = open_database(&settings.db).await?;
         let demo_login = create_demo_org(&db).await?;
         let key_bytes = settings.load_or_create_session_key()?;
         let key = Key::try_from(key_bytes.expose_secret()).context("session key")?;
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {} (STEVEDORE_BIND)", settings.bind))?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound port")?
-            .port();
+        let port = listener.local_addr().context("reading the bound port")?.port();
         let upload_limit = usize::try_from(settings.upload_limit).unwrap_or(usize::MAX);
         let idle = Duration::seconds(settings.idle_timeout.as_secs() as i64);
         let secure = settings.secure_cookies;
-        let state = web::Data::new(AppState {
-            db: db.clone(),
-            settings,
-        });
+        let state = web::Data::new(AppState { db: db.clone(), settings, schemas });
         let server = HttpServer::new(move || {
-            let sessions =
-                SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
-                    .cookie_name("stevedore_session".into())
-                    .cookie_http_only(true)
-                    .cookie_secure(secure)
-                    .cookie_same_site(SameSite::Lax)
-                    .session_lifecycle(
-                        BrowserSession::default()
-                            .state_ttl(idle)
-                            .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
-                    )
-                    .build();
+            let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
+                .cookie_name("stevedore_session".into())
+                .cookie_http_only(true)
+                .cookie_secure(secure)
+                .cookie_same_site(SameSite::Lax)
+                .session_lifecycle(
+                    BrowserSession::default()
+                        .state_ttl(idle)
+                        .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                )
+                .build();
             let headers = DefaultHeaders::new()
                 .add(("Content-Security-Policy", CSP))
                 .add(("X-Content-Type-Options", "nosniff"))
                 .add(("X-Frame-Options", "DENY"))
                 .add(("Referrer-Policy", "same-origin"))
                 .add(("Cross-Origin-Opener-Policy", "same-origin"))
-                .add((
-                    "Permissions-Policy",
-                    "camera=(), microphone=(), geolocation=()",
-                ))
+                .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
                 .add(("Cache-Control", "no-store"));
             actix_web::App::new()
                 .app_data(state.clone())
@@ -131,12 +145,7 @@ impl App {
         .context("starting the HTTP server")?
         .shutdown_timeout(30)
         .run();
-        Ok(App {
-            port,
-            server,
-            db,
-            demo_login,
-        })
+        Ok(App { port, server, db, demo_login })
     }
 
     pub fn port(&self) -> u16 {

@@ -23,8 +23,7 @@ pub const HEADER: &str = "x-csrf-token";
 pub const FORM_LIMIT: usize = 64 * 1024;
 
 fn exempt(req: &ServiceRequest) -> bool {
-    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        || req.path().starts_with("/api/")
+    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || req.path().starts_with("/api/")
 }
 
 /// Constant-time comparison of the submitted token with the session's.
@@ -36,10 +35,7 @@ fn is_form(req: &ServiceRequest) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
 }
 
 /// Reads the form body (up to [`FORM_LIMIT`]) and puts it back for the handler.
@@ -47,12 +43,9 @@ async fn buffer_form(req: &mut ServiceRequest) -> Result<Bytes, AppError> {
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| AppError::BadRequest(format!("could not read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| AppError::BadRequest(format!("could not read the request body: {e}")))?;
         if body.len() + chunk.len() > FORM_LIMIT {
-            return Err(AppError::PayloadTooLarge(crate::config::format_size(
-                FORM_LIMIT as u64,
-            )));
+            return Err(AppError::PayloadTooLarge(crate::config::format_size(FORM_LIMIT as u64)));
         }
         body.extend_from_slice(&chunk);
     }
@@ -76,27 +69,19 @@ pub async fn check_csrf(
     if exempt(&req) {
         return next.call(req).await;
     }
-    let expected = AppSession::from_request_ref(req.request())
-        .existing_csrf_token()
-        .unwrap_or_default();
+    let expected = AppSession::from_request_ref(req.request()).existing_csrf_token().unwrap_or_default();
     let submitted = if is_form(&req) {
         match buffer_form(&mut req).await {
             Ok(body) => token_in_form(&body),
             Err(e) => return Ok(req.error_response(e)),
         }
     } else {
-        req.headers()
-            .get(HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        req.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
     };
     match submitted {
         Some(t) if tokens_match(&expected, &t) => next.call(req).await,
         _ => {
-            tracing::warn!(
-                path = req.path(),
-                "request refused: missing or invalid CSRF token"
-            );
+            tracing::warn!(path = req.path(), "request refused: missing or invalid CSRF token");
             Ok(req.error_response(AppError::Csrf))
         }
     }
@@ -116,10 +101,7 @@ mod tests {
 
     #[test]
     fn the_token_is_found_among_form_fields() {
-        assert_eq!(
-            token_in_form(b"a=1&csrf_token=x%2By&b=2"),
-            Some("x+y".into())
-        );
+        assert_eq!(token_in_form(b"a=1&csrf_token=x%2By&b=2"), Some("x+y".into()));
         assert_eq!(token_in_form(b"a=1"), None);
     }
 }

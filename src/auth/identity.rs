@@ -34,20 +34,12 @@ impl Identity {
 
     /// Err(Forbidden) unless the role grants `p`.
     pub fn require(&self, p: Permission) -> Result<(), AppError> {
-        if self.can(p) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(p))
-        }
+        if self.can(p) { Ok(()) } else { Err(AppError::Forbidden(p)) }
     }
 
     /// What to call the user on screen.
     pub fn display_name(&self) -> &str {
-        if self.name.trim().is_empty() {
-            &self.email
-        } else {
-            &self.name
-        }
+        if self.name.trim().is_empty() { &self.email } else { &self.name }
     }
 
     fn from_row(r: IdentityRow) -> anyhow::Result<Identity> {
@@ -112,9 +104,7 @@ pub async fn load_identity(
     if let (Some(state), Some(user)) = (state, session.user_id()) {
         match resolve(&state, &session, user).await {
             Ok(Resolved::SignedIn(id)) => {
-                tracing::Span::current()
-                    .record("user_id", id.user_id.get())
-                    .record("org_id", id.org_id.get());
+                tracing::Span::current().record("user_id", id.user_id.get()).record("org_id", id.org_id.get());
                 req.extensions_mut().insert(id);
             }
             Ok(Resolved::Ended(reason)) => {
@@ -138,10 +128,9 @@ fn signed_in(req: &HttpRequest) -> Result<Identity, AppError> {
     let ext = req.extensions();
     match ext.get::<Identity>() {
         Some(id) => Ok(id.clone()),
-        None => Err(AppError::Unauthenticated {
-            next: path_and_query(req),
-            reason: ext.get::<SessionEnded>().map(|s| s.0),
-        }),
+        None => {
+            Err(AppError::Unauthenticated { next: path_and_query(req), reason: ext.get::<SessionEnded>().map(|s| s.0) })
+        }
     }
 }
 
@@ -151,13 +140,10 @@ impl FromRequest for Identity {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(signed_in(req).and_then(|id| {
-            if id.must_change_password {
-                Err(AppError::PasswordChangeRequired)
-            } else {
-                Ok(id)
-            }
-        }))
+        std::future::ready(
+            signed_in(req)
+                .and_then(|id| if id.must_change_password { Err(AppError::PasswordChangeRequired) } else { Ok(id) }),
+        )
     }
 }
 

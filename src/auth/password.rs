@@ -7,16 +7,13 @@ use anyhow::Context;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 
 fn hasher() -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(19 * 1024, 2, 1, None)
-        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
 /// Hashes a password into a PHC string (argon2 makes its own random salt).
 pub fn hash_blocking(password: &str) -> anyhow::Result<String> {
-    let h = hasher()?
-        .hash_password(password.as_bytes())
-        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))?;
+    let h = hasher()?.hash_password(password.as_bytes()).map_err(|e| anyhow::anyhow!("hashing password: {e}"))?;
     Ok(h.to_string())
 }
 
@@ -29,15 +26,11 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
 }
 
 pub async fn hash(password: String) -> anyhow::Result<String> {
-    actix_web::web::block(move || hash_blocking(&password))
-        .await
-        .context("password hashing task")?
+    actix_web::web::block(move || hash_blocking(&password)).await.context("password hashing task")?
 }
 
 pub async fn verify(password: String, phc: String) -> anyhow::Result<bool> {
-    actix_web::web::block(move || verify_blocking(&password, &phc))
-        .await
-        .context("password verification task")
+    actix_web::web::block(move || verify_blocking(&password, &phc)).await.context("password verification task")
 }
 
 /// A hash of a random password, verified against when the email is unknown so that an
@@ -55,8 +48,7 @@ pub async fn dummy_hash() -> anyhow::Result<String> {
 pub fn one_time_password() -> anyhow::Result<String> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("operating system random source: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("operating system random source: {e}"))?;
     let mut out = String::with_capacity(19);
     for (i, b) in bytes.iter().enumerate() {
         if i > 0 && i % 4 == 0 {

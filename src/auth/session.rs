@@ -44,16 +44,13 @@ fn expiry(ttl: &Duration) -> i64 {
 
 impl SessionStore for DbSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
-        let Some(text) =
-            store::sessions::load(&self.db, &row_id(session_key.as_ref()), crate::now())
-                .await
-                .map_err(LoadError::Other)?
+        let Some(text) = store::sessions::load(&self.db, &row_id(session_key.as_ref()), crate::now())
+            .await
+            .map_err(LoadError::Other)?
         else {
             return Ok(None);
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| LoadError::Deserialization(e.into()))
+        serde_json::from_str(&text).map(Some).map_err(|e| LoadError::Deserialization(e.into()))
     }
 
     async fn save(&self, state: SessionState, ttl: &Duration) -> Result<SessionKey, SaveError> {
@@ -65,24 +62,12 @@ impl SessionStore for DbSessionStore {
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
     }
 
-    async fn update(
-        &self,
-        key: SessionKey,
-        state: SessionState,
-        ttl: &Duration,
-    ) -> Result<SessionKey, UpdateError> {
-        let text =
-            serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
-        let found = store::sessions::update(
-            &self.db,
-            &row_id(key.as_ref()),
-            user_of(&state),
-            &text,
-            expiry(ttl),
-            crate::now(),
-        )
-        .await
-        .map_err(UpdateError::Other)?;
+    async fn update(&self, key: SessionKey, state: SessionState, ttl: &Duration) -> Result<SessionKey, UpdateError> {
+        let text = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let found =
+            store::sessions::update(&self.db, &row_id(key.as_ref()), user_of(&state), &text, expiry(ttl), crate::now())
+                .await
+                .map_err(UpdateError::Other)?;
         if found {
             return Ok(key);
         }

@@ -38,14 +38,10 @@ impl Permission {
     /// What holding it lets a member do, in plain words.
     pub fn description(self) -> &'static str {
         match self {
-            Permission::ImportUpload => {
-                "Upload and run imports, see Import History, roll imports back"
-            }
+            Permission::ImportUpload => "Upload and run imports, see Import History, roll imports back",
             Permission::ExportRequestsView => "See Data Exports and download completed exports",
             Permission::ExportRequestsCreate => "Request new data exports",
-            Permission::MarketplaceImport => {
-                "Import marketplace content bundles and roll them back"
-            }
+            Permission::MarketplaceImport => "Import marketplace content bundles and roll them back",
             Permission::MembersManage => "Manage members, their roles and API keys",
         }
     }
@@ -76,9 +72,7 @@ impl Role {
             "importer" => Ok(Role::Importer),
             "exporter" => Ok(Role::Exporter),
             "viewer" => Ok(Role::Viewer),
-            other => Err(format!(
-                "\"{other}\" is not a role (expected owner, importer, exporter or viewer)"
-            )),
+            other => Err(format!("\"{other}\" is not a role (expected owner, importer, exporter or viewer)")),
         }
     }
 
@@ -131,20 +125,16 @@ pub enum MembershipRefusal {
 impl fmt::Display for MembershipRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MembershipRefusal::LastOwner => f.write_str(
-                "An organization needs at least one owner: make another member an owner first.",
-            ),
+            MembershipRefusal::LastOwner => {
+                f.write_str("An organization needs at least one owner: make another member an owner first.")
+            }
         }
     }
 }
 
 /// May a member whose role is `current` get `new` (None: be removed), given how many
 /// owners the org has? The last owner can be neither removed nor demoted.
-pub fn check_membership_change(
-    current: Role,
-    new: Option<Role>,
-    owner_count: i64,
-) -> Result<(), MembershipRefusal> {
+pub fn check_membership_change(current: Role, new: Option<Role>, owner_count: i64) -> Result<(), MembershipRefusal> {
     let loses_owner = current == Role::Owner && new != Some(Role::Owner);
     if loses_owner && owner_count <= 1 {
         return Err(MembershipRefusal::LastOwner);
@@ -171,10 +161,7 @@ mod tests {
         assert!(!Role::Importer.grants(Permission::MembersManage));
         assert!(Role::Exporter.grants(Permission::ExportRequestsCreate));
         assert!(!Role::Exporter.grants(Permission::ImportUpload));
-        assert_eq!(
-            Role::Viewer.permissions(),
-            &[Permission::ExportRequestsView]
-        );
+        assert_eq!(Role::Viewer.permissions(), &[Permission::ExportRequestsView]);
     }
 
     #[test]
@@ -206,18 +193,9 @@ mod tests {
 
     #[test]
     fn last_owner_cannot_be_removed_or_demoted() {
-        assert_eq!(
-            check_membership_change(Role::Owner, None, 1),
-            Err(MembershipRefusal::LastOwner)
-        );
-        assert_eq!(
-            check_membership_change(Role::Owner, Some(Role::Viewer), 1),
-            Err(MembershipRefusal::LastOwner)
-        );
-        assert_eq!(
-            check_membership_change(Role::Owner, Some(Role::Owner), 1),
-            Ok(())
-        );
+        assert_eq!(check_membership_change(Role::Owner, None, 1), Err(MembershipRefusal::LastOwner));
+        assert_eq!(check_membership_change(Role::Owner, Some(Role::Viewer), 1), Err(MembershipRefusal::LastOwner));
+        assert_eq!(check_membership_change(Role::Owner, Some(Role::Owner), 1), Ok(()));
         assert_eq!(check_membership_change(Role::Owner, None, 2), Ok(()));
         assert_eq!(check_membership_change(Role::Viewer, None, 1), Ok(()));
     }

@@ -37,24 +37,18 @@ pub fn decide(f: RecentFailures, now: i64) -> Decision {
         until = until.max(t);
     }
     match until {
-        Some(u) if u > now => Decision::Locked {
-            retry_in_minutes: ((u - now) + 59) / 60,
-        },
+        Some(u) if u > now => Decision::Locked { retry_in_minutes: ((u - now) + 59) / 60 },
         Some(_) => Decision::Allow,
-        None if f.account >= MAX_PER_ACCOUNT || f.address >= MAX_PER_ADDRESS => Decision::Locked {
-            retry_in_minutes: WINDOW_SECS / 60,
-        },
+        None if f.account >= MAX_PER_ACCOUNT || f.address >= MAX_PER_ADDRESS => {
+            Decision::Locked { retry_in_minutes: WINDOW_SECS / 60 }
+        }
         None => Decision::Allow,
     }
 }
 
 /// The message shown when locked.
 pub fn locked_message(retry_in_minutes: i64) -> String {
-    let unit = if retry_in_minutes == 1 {
-        "minute"
-    } else {
-        "minutes"
-    };
+    let unit = if retry_in_minutes == 1 { "minute" } else { "minutes" };
     format!(
         "Too many failed sign-in attempts. For your security, sign-in is paused: try again in {retry_in_minutes} {unit}."
     )
@@ -66,49 +60,22 @@ mod tests {
 
     #[test]
     fn under_the_limits_is_allowed() {
-        let f = RecentFailures {
-            account: 4,
-            address: 19,
-            ..Default::default()
-        };
+        let f = RecentFailures { account: 4, address: 19, ..Default::default() };
         assert_eq!(decide(f, 1000), Decision::Allow);
     }
 
     #[test]
     fn account_limit_locks_until_the_oldest_failure_ages_out() {
-        let f = RecentFailures {
-            account: 5,
-            oldest_account_failure: Some(1000),
-            ..Default::default()
-        };
-        assert_eq!(
-            decide(f, 1000),
-            Decision::Locked {
-                retry_in_minutes: 15
-            }
-        );
-        assert_eq!(
-            decide(f, 1000 + WINDOW_SECS - 30),
-            Decision::Locked {
-                retry_in_minutes: 1
-            }
-        );
+        let f = RecentFailures { account: 5, oldest_account_failure: Some(1000), ..Default::default() };
+        assert_eq!(decide(f, 1000), Decision::Locked { retry_in_minutes: 15 });
+        assert_eq!(decide(f, 1000 + WINDOW_SECS - 30), Decision::Locked { retry_in_minutes: 1 });
         assert_eq!(decide(f, 1000 + WINDOW_SECS), Decision::Allow);
     }
 
     #[test]
     fn address_limit_locks_too() {
-        let f = RecentFailures {
-            address: 20,
-            oldest_address_failure: Some(0),
-            ..Default::default()
-        };
-        assert!(matches!(
-            decide(f, 60),
-            Decision::Locked {
-                retry_in_minutes: 14
-            }
-        ));
+        let f = RecentFailures { address: 20, oldest_address_failure: Some(0), ..Default::default() };
+        assert!(matches!(decide(f, 60), Decision::Locked { retry_in_minutes: 14 }));
     }
 
     #[test]

@@ -122,12 +122,7 @@ pub async fn create_user(
     Ok(UserId::new(id))
 }
 
-pub async fn set_password(
-    db: &Db,
-    user: UserId,
-    password_hash: &str,
-    must_change: bool,
-) -> anyhow::Result<()> {
+pub async fn set_password(db: &Db, user: UserId, password_hash: &str, must_change: bool) -> anyhow::Result<()> {
     on_pool!(db, p => sqlx::query(
         "UPDATE users SET password_hash = $2, must_change_password = $3, updated_at = $4 WHERE id = $1",
     )
@@ -155,12 +150,7 @@ pub async fn set_disabled(db: &Db, user: UserId, disabled: bool) -> anyhow::Resu
 }
 
 /// Gives `user` the role in `org`, adding the membership when missing.
-pub async fn upsert_membership(
-    db: &Db,
-    org: OrgId,
-    user: UserId,
-    role: Role,
-) -> anyhow::Result<()> {
+pub async fn upsert_membership(db: &Db, org: OrgId, user: UserId, role: Role) -> anyhow::Result<()> {
     on_pool!(db, p => sqlx::query(
         "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
@@ -220,16 +210,8 @@ macro_rules! member_select {
     };
 }
 
-pub async fn members(
-    db: &Db,
-    org: OrgId,
-    limit: i64,
-    offset: i64,
-) -> anyhow::Result<Vec<MemberRow>> {
-    let sql = concat!(
-        member_select!(),
-        " WHERE m.org_id = $1 ORDER BY u.email LIMIT $2 OFFSET $3"
-    );
+pub async fn members(db: &Db, org: OrgId, limit: i64, offset: i64) -> anyhow::Result<Vec<MemberRow>> {
+    let sql = concat!(member_select!(), " WHERE m.org_id = $1 ORDER BY u.email LIMIT $2 OFFSET $3");
     on_pool!(db, p => sqlx::query_as::<_, MemberRow>(sql)
         .bind(org.get())
         .bind(limit)

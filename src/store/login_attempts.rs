@@ -26,12 +26,7 @@ struct Count {
 }
 
 /// Failures in the window: for the account since its last success, for the address all.
-pub async fn recent_failures(
-    db: &Db,
-    email: &str,
-    address: &str,
-    now: i64,
-) -> anyhow::Result<RecentFailures> {
+pub async fn recent_failures(db: &Db, email: &str, address: &str, now: i64) -> anyhow::Result<RecentFailures> {
     let since = now - WINDOW_SECS;
     let account = on_pool!(db, p => sqlx::query_as::<_, Count>(
         "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_attempts

@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub mod accounts;
 pub mod audit;
 pub mod login_attempts;
+pub mod records;
 pub mod sessions;
 
 /// Runs `$body` with `$p` bound to the concrete pool, once per backend.
@@ -56,8 +55,7 @@ impl Db {
                 .with_context(|| format!("cannot open SQLite database {url}"))?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)
-                .context("DATABASE_URL: cannot parse PostgreSQL URL")?;
+            let opts = PgConnectOptions::from_str(url).context("DATABASE_URL: cannot parse PostgreSQL URL")?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
@@ -77,17 +75,11 @@ impl Db {
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         match self {
             Db::Sqlite(p) => {
-                SQLITE_MIGRATIONS
-                    .run(p)
-                    .await
-                    .context("applying SQLite migrations")?;
+                SQLITE_MIGRATIONS.run(p).await.context("applying SQLite migrations")?;
                 Ok(SQLITE_MIGRATIONS.iter().count())
             }
             Db::Postgres(p) => {
-                POSTGRES_MIGRATIONS
-                    .run(p)
-                    .await
-                    .context("applying PostgreSQL migrations")?;
+                POSTGRES_MIGRATIONS.run(p).await.context("applying PostgreSQL migrations")?;
                 Ok(POSTGRES_MIGRATIONS.iter().count())
             }
         }
@@ -103,8 +95,7 @@ impl Db {
 
     /// One round trip to the database.
     pub async fn ping(&self) -> anyhow::Result<()> {
-        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
-            .context("database did not answer")
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())).context("database did not answer")
     }
 
     pub async fn close(&self) {

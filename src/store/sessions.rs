@@ -15,13 +15,7 @@ pub async fn load(db: &Db, id: &str, now: i64) -> anyhow::Result<Option<String>>
     .context("loading session")
 }
 
-pub async fn insert(
-    db: &Db,
-    id: &str,
-    user: Option<i64>,
-    state: &str,
-    expires_at: i64,
-) -> anyhow::Result<()> {
+pub async fn insert(db: &Db, id: &str, user: Option<i64>, state: &str, expires_at: i64) -> anyhow::Result<()> {
     on_pool!(db, p => sqlx::query("INSERT INTO sessions (id, user_id, state, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(id)
         .bind(user)

@@ -46,9 +46,7 @@ pub async fn submit(
     session: AppSession,
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
-    let user = store::accounts::user_by_id(&state.db, id.user_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let user = store::accounts::user_by_id(&state.db, id.user_id).await?.ok_or(AppError::NotFound)?;
     let problem = if !password::verify(form.current.clone(), user.password_hash.clone()).await? {
         Some("Your current password is not correct.".to_string())
     } else if let Err(msg) = check_new_password(&form.new) {
@@ -93,7 +91,5 @@ pub async fn submit(
         text: "Your password has been changed.".into(),
         secret: None,
     })?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/"))
-        .finish())
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish())
 }

@@ -10,14 +10,8 @@ pub const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     Some(match name {
-        "app.css" => (
-            "text/css; charset=utf-8",
-            include_bytes!("../../static/app.css"),
-        ),
-        "app.js" => (
-            "text/javascript; charset=utf-8",
-            include_bytes!("../../static/app.js"),
-        ),
+        "app.css" => ("text/css; charset=utf-8", include_bytes!("../../static/app.css")),
+        "app.js" => ("text/javascript; charset=utf-8", include_bytes!("../../static/app.js")),
         "favicon.svg" => ("image/svg+xml", include_bytes!("../../static/favicon.svg")),
         _ => return None,
     })

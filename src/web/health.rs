@@ -7,13 +7,10 @@ use crate::startup::AppState;
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     match state.db.ping().await {
-        Ok(()) => {
-            HttpResponse::Ok().json(json!({ "status": "ok", "database": state.db.backend() }))
-        }
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok", "database": state.db.backend() })),
         Err(e) => {
             tracing::error!(error = ?e, "health check failed");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({ "status": "unavailable", "database": state.db.backend() }))
+            HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "database": state.db.backend() }))
         }
     }
 }

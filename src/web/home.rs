@@ -32,19 +32,11 @@ pub struct OverviewPage {
     pub can_manage_members: bool,
 }
 
-pub async fn overview(
-    req: HttpRequest,
-    id: Identity,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
+pub async fn overview(req: HttpRequest, id: Identity, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let member_count = store::accounts::count_members(&state.db, id.org_id).await?;
     let permissions = Permission::ALL
         .iter()
-        .map(|p| PermissionLine {
-            name: p.as_str(),
-            description: p.description(),
-            granted: id.can(*p),
-        })
+        .map(|p| PermissionLine { name: p.as_str(), description: p.description(), granted: id.can(*p) })
         .collect();
     let page = OverviewPage {
         l: Layout::for_user(&req, &id, "Overview", "overview").await?,
@@ -71,15 +63,10 @@ pub async fn switch_org(
     form: web::Form<SwitchForm>,
 ) -> Result<HttpResponse, AppError> {
     let org = OrgId::new(form.org_id);
-    if store::accounts::identity(&state.db, org, id.user_id)
-        .await?
-        .is_none()
-    {
+    if store::accounts::identity(&state.db, org, id.user_id).await?.is_none() {
         return Err(AppError::NotFound);
     }
     session.set_org(org)?;
     tracing::info!(org_id = org.get(), "switched organization");
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/"))
-        .finish())
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish())
 }

@@ -10,6 +10,7 @@ use askama::Template;
 
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
+use crate::domain::entities::Schemas;
 use crate::domain::ids::OrgId;
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
@@ -20,9 +21,13 @@ use crate::telemetry::RequestId;
 pub use super::assets::ASSET_VERSION;
 
 pub struct NavItem {
-    pub key: &'static str,
-    pub href: &'static str,
-    pub label: &'static str,
+    pub key: String,
+    pub href: String,
+    pub label: String,
+}
+
+fn item(key: &str, href: &str, label: &str) -> NavItem {
+    NavItem { key: key.into(), href: href.into(), label: label.into() }
 }
 
 pub struct NavSection {
@@ -56,35 +61,25 @@ impl UserFrame {
 /// What every page template gets as `l`.
 pub struct Layout {
     pub title: String,
-    pub active: &'static str,
+    pub active: String,
     pub csrf: String,
     pub user: Option<UserFrame>,
     pub flash: Option<Flash>,
 }
 
 /// The navigation for a member: a link only where a page has landed and they may open it.
-pub fn navigation(id: &Identity) -> Vec<NavSection> {
+pub fn navigation(id: &Identity, schemas: &Schemas) -> Vec<NavSection> {
+    let mut out = vec![NavSection { title: "", items: vec![item("overview", "/", "Overview")] }];
+    let data: Vec<NavItem> = schemas.all().iter().map(|s| item(&s.name, &format!("/{}", s.name), &s.label)).collect();
+    if !data.is_empty() {
+        out.push(NavSection { title: "Data", items: data });
+    }
     let mut settings = vec![];
     if id.can(Permission::MembersManage) {
-        settings.push(NavItem {
-            key: "members",
-            href: "/settings/members",
-            label: "Members",
-        });
+        settings.push(item("members", "/settings/members", "Members"));
     }
-    let mut out = vec![NavSection {
-        title: "",
-        items: vec![NavItem {
-            key: "overview",
-            href: "/",
-            label: "Overview",
-        }],
-    }];
     if !settings.is_empty() {
-        out.push(NavSection {
-            title: "Settings",
-            items: settings,
-        });
+        out.push(NavSection { title: "Settings", items: settings });
     }
     out
 }
@@ -105,16 +100,14 @@ impl Layout {
         req: &HttpRequest,
         id: &Identity,
         title: impl Into<String>,
-        active: &'static str,
+        active: &str,
     ) -> Result<Layout, AppError> {
-        let state = req
-            .app_data::<web::Data<AppState>>()
-            .ok_or_else(|| anyhow::anyhow!("app state missing"))?;
+        let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| anyhow::anyhow!("app state missing"))?;
         let orgs = store::accounts::orgs_of_user(&state.db, id.user_id).await?;
         let session = AppSession::from_request_ref(req);
         Ok(Layout {
             title: title.into(),
-            active,
+            active: active.to_string(),
             csrf: session.csrf_token()?,
             user: Some(UserFrame {
                 display_name: id.display_name().to_string(),
@@ -123,14 +116,8 @@ impl Layout {
                 role_label: id.role.label(),
                 org_id: id.org_id,
                 org_name: id.org_name.clone(),
-                orgs: orgs
-                    .into_iter()
-                    .map(|o| OrgChoice {
-                        id: o.id,
-                        name: o.name,
-                    })
-                    .collect(),
-                nav: navigation(id),
+                orgs: orgs.into_iter().map(|o| OrgChoice { id: o.id, name: o.name }).collect(),
+                nav: navigation(id, &state.schemas),
             }),
             flash: session.take_flash(),
         })
@@ -141,7 +128,7 @@ impl Layout {
         let session = AppSession::from_request_ref(req);
         Ok(Layout {
             title: title.into(),
-            active: "",
+            active: String::new(),
             csrf: session.csrf_token()?,
             user: None,
             flash: session.take_flash(),
@@ -152,14 +139,10 @@ impl Layout {
 /// Renders a template with a status; a rendering failure becomes a plain 500.
 pub fn render<T: Template>(status: StatusCode, t: &T) -> HttpResponse {
     match t.render() {
-        Ok(html) => HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(html),
+        Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
-            HttpResponse::InternalServerError()
-                .content_type("text/plain; charset=utf-8")
-                .body("Internal error")
+            HttpResponse::InternalServerError().content_type("text/plain; charset=utf-8").body("Internal error")
         }
     }
 }
@@ -179,13 +162,7 @@ pub struct ErrorPage {
 pub fn bare_error_page(e: &AppError, request_id: Option<String>) -> HttpResponse {
     let (heading, message) = e.title_and_message();
     let page = ErrorPage {
-        l: Layout {
-            title: heading.clone(),
-            active: "",
-            csrf: String::new(),
-            user: None,
-            flash: None,
-        },
+        l: Layout { title: heading.clone(), active: String::new(), csrf: String::new(), user: None, flash: None },
         status: e.status_code().as_u16(),
         heading,
         message,
@@ -206,11 +183,7 @@ pub async fn error_pages(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let res = next.call(req).await?;
-    let Some(err) = res
-        .response()
-        .error()
-        .and_then(|e| e.as_error::<AppError>())
-    else {
+    let Some(err) = res.response().error().and_then(|e| e.as_error::<AppError>()) else {
         return Ok(res);
     };
     let status = err.status_code();
@@ -222,8 +195,7 @@ pub async fn error_pages(
     let (req, original) = res.into_parts();
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     if wants_json(&req) {
-        let body =
-            serde_json::json!({ "error": heading, "message": message, "request_id": request_id });
+        let body = serde_json::json!({ "error": heading, "message": message, "request_id": request_id });
         let resp = HttpResponse::build(status).json(body);
         log_internal(&original);
         return Ok(ServiceResponse::new(req, resp));
@@ -235,13 +207,7 @@ pub async fn error_pages(
     };
     let l = match layout {
         Some(l) => l,
-        None => Layout {
-            title: heading.clone(),
-            active: "",
-            csrf: String::new(),
-            user: None,
-            flash: None,
-        },
+        None => Layout { title: heading.clone(), active: String::new(), csrf: String::new(), user: None, flash: None },
     };
     let page = ErrorPage {
         l,
@@ -249,11 +215,7 @@ pub async fn error_pages(
         heading,
         message,
         permission,
-        request_id: if status.is_server_error() {
-            request_id
-        } else {
-            None
-        },
+        request_id: if status.is_server_error() { request_id } else { None },
     };
     let resp = render(status, &page);
     log_internal(&original);

@@ -35,9 +35,7 @@ fn reason_text(reason: Option<&str>) -> Option<&'static str> {
     match reason? {
         "expired" => Some("Your session has expired. Please sign in again."),
         "signed_out" => Some("You have been signed out."),
-        "removed" => {
-            Some("You no longer have access to that organization. Sign in again to continue.")
-        }
+        "removed" => Some("You no longer have access to that organization. Sign in again to continue."),
         "disabled" => Some("Your session has ended. Please sign in again."),
         _ => None,
     }
@@ -45,23 +43,13 @@ fn reason_text(reason: Option<&str>) -> Option<&'static str> {
 
 pub async fn form(req: HttpRequest, q: web::Query<LoginQuery>) -> Result<HttpResponse, AppError> {
     if req.extensions().get::<Identity>().is_some() {
-        let to = q
-            .next
-            .as_deref()
-            .and_then(super::safe_next)
-            .unwrap_or_else(|| "/".into());
-        return Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, to))
-            .finish());
+        let to = q.next.as_deref().and_then(super::safe_next).unwrap_or_else(|| "/".into());
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish());
     }
     let page = LoginPage {
         l: Layout::anonymous(&req, "Sign in")?,
         email: String::new(),
-        next: q
-            .next
-            .as_deref()
-            .and_then(super::safe_next)
-            .unwrap_or_default(),
+        next: q.next.as_deref().and_then(super::safe_next).unwrap_or_default(),
         error: None,
         notice: reason_text(q.reason.as_deref()),
     };
@@ -101,20 +89,13 @@ pub async fn submit(
         Err(msg) => return again(StatusCode::UNPROCESSABLE_ENTITY, msg),
     };
     if form.password.is_empty() {
-        return again(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Enter your password.".into(),
-        );
+        return again(StatusCode::UNPROCESSABLE_ENTITY, "Enter your password.".into());
     }
     let now = crate::now();
-    let failures =
-        store::login_attempts::recent_failures(&state.db, email.as_str(), &address, now).await?;
+    let failures = store::login_attempts::recent_failures(&state.db, email.as_str(), &address, now).await?;
     if let Decision::Locked { retry_in_minutes } = throttle::decide(failures, now) {
         tracing::warn!(%address, "sign-in throttled");
-        return again(
-            StatusCode::TOO_MANY_REQUESTS,
-            throttle::locked_message(retry_in_minutes),
-        );
+        return again(StatusCode::TOO_MANY_REQUESTS, throttle::locked_message(retry_in_minutes));
     }
 
     // The same work whether or not the email exists: verify against a dummy hash.
@@ -133,11 +114,7 @@ pub async fn submit(
         }
     };
     let user_id = UserId::new(user.id);
-    let Some(org) = store::accounts::orgs_of_user(&state.db, user_id)
-        .await?
-        .into_iter()
-        .next()
-    else {
+    let Some(org) = store::accounts::orgs_of_user(&state.db, user_id).await?.into_iter().next() else {
         return again(
             StatusCode::FORBIDDEN,
             "Your account is not a member of any organization. Ask an organization owner to add you.".into(),
@@ -159,9 +136,7 @@ pub async fn submit(
     )
     .await?;
     let to = super::safe_next(&form.next).unwrap_or_else(|| "/".into());
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to))
-        .finish())
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish())
 }
 
 #[derive(Template)]
@@ -172,17 +147,10 @@ pub struct LogoutPage {
 
 /// GET /logout: a page with the sign-out button (signing out itself is a POST).
 pub async fn logout_page(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Ok(render(
-        StatusCode::OK,
-        &LogoutPage {
-            l: Layout::anonymous(&req, "Sign out")?,
-        },
-    ))
+    Ok(render(StatusCode::OK, &LogoutPage { l: Layout::anonymous(&req, "Sign out")? }))
 }
 
 pub async fn logout(session: AppSession) -> HttpResponse {
     session.sign_out();
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/login?reason=signed_out"))
-        .finish()
+    HttpResponse::SeeOther().insert_header((header::LOCATION, "/login?reason=signed_out")).finish()
 }

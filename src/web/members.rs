@@ -55,11 +55,7 @@ impl MemberView {
     }
 
     pub fn display_name(&self) -> &str {
-        if self.name.trim().is_empty() {
-            &self.email
-        } else {
-            &self.name
-        }
+        if self.name.trim().is_empty() { &self.email } else { &self.name }
     }
 }
 
@@ -112,9 +108,8 @@ async fn page(
     // A member named in the address must belong to this org: anything else is a 404.
     for wanted in [q.member, q.remove].into_iter().flatten() {
         if !members.iter().any(|m| m.user_id == wanted) {
-            let row = store::accounts::member(&state.db, id.org_id, UserId::new(wanted))
-                .await?
-                .ok_or(AppError::NotFound)?;
+            let row =
+                store::accounts::member(&state.db, id.org_id, UserId::new(wanted)).await?.ok_or(AppError::NotFound)?;
             members.push(MemberView::from_row(row, id)?);
         }
     }
@@ -124,10 +119,7 @@ async fn page(
         pagination,
         roles: Role::ALL.to_vec(),
         add_open: add.is_some() || q.add.is_some(),
-        add: add.unwrap_or_else(|| AddForm {
-            role: "viewer".into(),
-            ..Default::default()
-        }),
+        add: add.unwrap_or_else(|| AddForm { role: "viewer".into(), ..Default::default() }),
         open_member: q.member,
         open_remove: q.remove,
     })
@@ -149,10 +141,7 @@ pub async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::MembersManage)?;
-    Ok(render(
-        StatusCode::OK,
-        &page(&req, &id, &state, &q, None).await?,
-    ))
+    Ok(render(StatusCode::OK, &page(&req, &id, &state, &q, None).await?))
 }
 
 #[derive(Deserialize)]
@@ -165,17 +154,11 @@ pub struct AddMemberForm {
 
 fn back(flash: Flash, session: &AppSession) -> Result<HttpResponse, AppError> {
     session.set_flash(&flash)?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/settings/members"))
-        .finish())
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/settings/members")).finish())
 }
 
 fn flash(kind: &str, text: impl Into<String>) -> Flash {
-    Flash {
-        kind: kind.into(),
-        text: text.into(),
-        secret: None,
-    }
+    Flash { kind: kind.into(), text: text.into(), secret: None }
 }
 
 async fn audit(
@@ -190,14 +173,7 @@ async fn audit(
     store::audit::record(
         &state.db,
         Some(id.org_id),
-        &AuditEvent {
-            actor: Some(id.user_id),
-            actor_label: &id.email,
-            action,
-            target,
-            detail,
-            address: &address,
-        },
+        &AuditEvent { actor: Some(id.user_id), actor_label: &id.email, action, target, detail, address: &address },
     )
     .await?;
     Ok(())
@@ -222,12 +198,7 @@ pub async fn add(
     let (email, role) = match parsed {
         Ok(v) => v,
         Err(msg) => {
-            let q = ListQuery {
-                page: None,
-                member: None,
-                remove: None,
-                add: None,
-            };
+            let q = ListQuery { page: None, member: None, remove: None, add: None };
             let p = page(&req, &id, &state, &q, Some(invalid(msg))).await?;
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p));
         }
@@ -235,19 +206,9 @@ pub async fn add(
     let otp = password::one_time_password()?;
     let hash = password::hash(otp.clone()).await?;
     let name = form.name.trim();
-    match store::accounts::add_member(&state.db, id.org_id, email.as_str(), name, role, &hash)
-        .await?
-    {
+    match store::accounts::add_member(&state.db, id.org_id, email.as_str(), name, role, &hash).await? {
         AddMember::Created(_) => {
-            audit(
-                &state,
-                &req,
-                &id,
-                "member_added",
-                email.as_str(),
-                &format!("role {role}, new user"),
-            )
-            .await?;
+            audit(&state, &req, &id, "member_added", email.as_str(), &format!("role {role}, new user")).await?;
             back(
                 Flash {
                     kind: "success".into(),
@@ -261,15 +222,7 @@ pub async fn add(
             )
         }
         AddMember::AddedExisting(_) => {
-            audit(
-                &state,
-                &req,
-                &id,
-                "member_added",
-                email.as_str(),
-                &format!("role {role}, existing user"),
-            )
-            .await?;
+            audit(&state, &req, &id, "member_added", email.as_str(), &format!("role {role}, existing user")).await?;
             back(
                 flash(
                     "success",
@@ -282,15 +235,9 @@ pub async fn add(
             )
         }
         AddMember::AlreadyMember => {
-            let q = ListQuery {
-                page: None,
-                member: None,
-                remove: None,
-                add: None,
-            };
-            let msg = format!(
-                "{email} is already a member of this organization. Change their role from the member list."
-            );
+            let q = ListQuery { page: None, member: None, remove: None, add: None };
+            let msg =
+                format!("{email} is already a member of this organization. Change their role from the member list.");
             let p = page(&req, &id, &state, &q, Some(invalid(msg))).await?;
             Ok(render(StatusCode::CONFLICT, &p))
         }
@@ -310,48 +257,18 @@ async fn apply_change(
     user: UserId,
     new: Option<Role>,
 ) -> Result<HttpResponse, AppError> {
-    let member = store::accounts::member(&state.db, id.org_id, user)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let member = store::accounts::member(&state.db, id.org_id, user).await?.ok_or(AppError::NotFound)?;
     match store::accounts::change_membership(&state.db, id.org_id, user, new).await? {
         MembershipChange::NotFound => Err(AppError::NotFound),
         MembershipChange::Refused(why) => back(flash("error", why.to_string()), session),
         MembershipChange::Done { previous } => match new {
             Some(role) => {
-                audit(
-                    state,
-                    req,
-                    id,
-                    "role_changed",
-                    &member.email,
-                    &format!("{previous} → {role}"),
-                )
-                .await?;
-                back(
-                    flash(
-                        "success",
-                        format!("{} is now {}.", member.email, role.label()),
-                    ),
-                    session,
-                )
+                audit(state, req, id, "role_changed", &member.email, &format!("{previous} → {role}")).await?;
+                back(flash("success", format!("{} is now {}.", member.email, role.label())), session)
             }
             None => {
-                audit(
-                    state,
-                    req,
-                    id,
-                    "member_removed",
-                    &member.email,
-                    &format!("was {previous}"),
-                )
-                .await?;
-                back(
-                    flash(
-                        "success",
-                        format!("{} was removed from {}.", member.email, id.org_name),
-                    ),
-                    session,
-                )
+                audit(state, req, id, "member_removed", &member.email, &format!("was {previous}")).await?;
+                back(flash("success", format!("{} was removed from {}.", member.email, id.org_name)), session)
             }
         },
     }
@@ -367,15 +284,7 @@ pub async fn change_role(
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::MembersManage)?;
     let role = Role::parse(&form.role).map_err(AppError::Validation)?;
-    apply_change(
-        &req,
-        &id,
-        &state,
-        &session,
-        UserId::new(path.into_inner()),
-        Some(role),
-    )
-    .await
+    apply_change(&req, &id, &state, &session, UserId::new(path.into_inner()), Some(role)).await
 }
 
 pub async fn remove(
@@ -386,13 +295,5 @@ pub async fn remove(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::MembersManage)?;
-    apply_change(
-        &req,
-        &id,
-        &state,
-        &session,
-        UserId::new(path.into_inner()),
-        None,
-    )
-    .await
+    apply_change(&req, &id, &state, &session, UserId::new(path.into_inner()), None).await
 }

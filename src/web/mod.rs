@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, web};
 
 pub mod account;
 pub mod assets;
+pub mod entities;
 pub mod health;
 pub mod home;
 pub mod layout;
@@ -25,14 +26,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account/password", web::post().to(account::submit))
         .route("/settings/members", web::get().to(members::list))
         .route("/settings/members", web::post().to(members::add))
-        .route(
-            "/settings/members/{user_id}/role",
-            web::post().to(members::change_role),
-        )
-        .route(
-            "/settings/members/{user_id}/remove",
-            web::post().to(members::remove),
-        );
+        .route("/settings/members/{user_id}/role", web::post().to(members::change_role))
+        .route("/settings/members/{user_id}/remove", web::post().to(members::remove))
+        // Entity pages come last: their names are checked against the routes above.
+        .route("/{entity}", web::get().to(entities::list))
+        .route("/{entity}/template.csv", web::get().to(entities::template));
 }
 
 /// `next` if it is a path on this site (`/…`, not `//…` or `/\…`), else None.
@@ -50,9 +48,7 @@ pub fn client_address(req: &HttpRequest, trust_proxy: bool) -> String {
     if trust_proxy && let Some(a) = req.connection_info().realip_remote_addr() {
         return a.to_string();
     }
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 /// Page numbers for a paginated table.
@@ -68,12 +64,7 @@ impl Pagination {
     pub fn new(page: Option<i64>, per_page: i64, total: i64, base: &str) -> Self {
         let pages = ((total + per_page - 1) / per_page).max(1);
         let page = page.unwrap_or(1).clamp(1, pages);
-        Pagination {
-            page,
-            per_page,
-            total,
-            base: base.to_string(),
-        }
+        Pagination { page, per_page, total, base: base.to_string() }
     }
     pub fn pages(&self) -> i64 {
         ((self.total + self.per_page - 1) / self.per_page).max(1)
@@ -82,11 +73,7 @@ impl Pagination {
         (self.page - 1) * self.per_page
     }
     pub fn first_item(&self) -> i64 {
-        if self.total == 0 {
-            0
-        } else {
-            self.offset() + 1
-        }
+        if self.total == 0 { 0 } else { self.offset() + 1 }
     }
     pub fn last_item(&self) -> i64 {
         (self.offset() + self.per_page).min(self.total)
@@ -118,19 +105,10 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed() {
-        assert_eq!(
-            safe_next("/settings/members?page=2"),
-            Some("/settings/members?page=2".into())
-        );
-        for bad in [
-            "https://evil.example",
-            "//evil.example",
-            "/\\evil.example",
-            "javascript:alert(1)",
-            "",
-            "evil",
-            "/a\nb",
-        ] {
+        assert_eq!(safe_next("/settings/members?page=2"), Some("/settings/members?page=2".into()));
+        for bad in
+            ["https://evil.example", "//evil.example", "/\\evil.example", "javascript:alert(1)", "", "evil", "/a\nb"]
+        {
             assert_eq!(safe_next(bad), None, "{bad:?}");
         }
     }
@@ -138,17 +116,11 @@ mod tests {
     #[test]
     fn pagination_clamps_and_counts() {
         let p = Pagination::new(Some(9), 25, 60, "/x");
-        assert_eq!(
-            (p.page, p.pages(), p.offset(), p.first_item(), p.last_item()),
-            (3, 3, 50, 51, 60)
-        );
+        assert_eq!((p.page, p.pages(), p.offset(), p.first_item(), p.last_item()), (3, 3, 50, 51, 60));
         assert!(p.has_prev() && !p.has_next());
         assert_eq!(p.href(2), "/x?page=2");
         let empty = Pagination::new(None, 25, 0, "/x?q=a");
-        assert_eq!(
-            (empty.page, empty.first_item(), empty.href(1).as_str()),
-            (1, 0, "/x?q=a&page=1")
-        );
+        assert_eq!((empty.page, empty.first_item(), empty.href(1).as_str()), (1, 0, "/x?q=a&page=1"));
     }
 
     #[test]

@@ -33,11 +33,7 @@ async fn wrong_password_and_unknown_email_get_the_same_answer() {
     assert!(wrong.body.contains("value=\"ada@acme.test\""));
     assert!(!wrong.body.contains("not the password"));
     assert!(c.session_cookie().is_some());
-    assert_eq!(
-        c.get("/").await.status,
-        StatusCode::SEE_OTHER,
-        "no session after a failed login"
-    );
+    assert_eq!(c.get("/").await.status, StatusCode::SEE_OTHER, "no session after a failed login");
 }
 
 #[actix_web::test]
@@ -46,25 +42,15 @@ async fn five_failures_lock_the_account_even_for_the_right_password() {
     app.user("acme", "ada@acme.test", "owner").await;
     let mut c = app.client();
     for _ in 0..5 {
-        assert_eq!(
-            c.login("ada@acme.test", "guess").await.status,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(c.login("ada@acme.test", "guess").await.status, StatusCode::UNAUTHORIZED);
     }
     let locked = c.login("ada@acme.test", PASSWORD).await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(
-        locked.body.contains("Too many failed sign-in attempts"),
-        "{}",
-        locked.body
-    );
+    assert!(locked.body.contains("Too many failed sign-in attempts"), "{}", locked.body);
     assert!(locked.body.contains("try again in 15 minutes"));
     // another account from the same address is not locked yet
     app.user("acme", "bob@acme.test", "viewer").await;
-    assert_eq!(
-        app.client().login("bob@acme.test", PASSWORD).await.status,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(app.client().login("bob@acme.test", PASSWORD).await.status, StatusCode::SEE_OTHER);
 }
 
 #[actix_web::test]
@@ -86,21 +72,14 @@ async fn session_id_changes_at_login_and_logout_invalidates_it() {
     app.user("acme", "ada@acme.test", "owner").await;
     let mut c = app.client();
     c.get("/login").await;
-    let anonymous = c
-        .session_cookie()
-        .expect("the sign-in form starts a session for its CSRF token");
-    assert_eq!(
-        c.login("ada@acme.test", PASSWORD).await.status,
-        StatusCode::SEE_OTHER
-    );
+    let anonymous = c.session_cookie().expect("the sign-in form starts a session for its CSRF token");
+    assert_eq!(c.login("ada@acme.test", PASSWORD).await.status, StatusCode::SEE_OTHER);
     let signed_in = c.session_cookie().unwrap();
     assert_ne!(anonymous, signed_in, "session must be renewed at login");
 
     // the pre-login session id does not carry the sign-in
     let mut fixated = app.client();
-    fixated
-        .cookies
-        .insert("stevedore_session".into(), anonymous);
+    fixated.cookies.insert("stevedore_session".into(), anonymous);
     assert_eq!(fixated.get("/").await.status, StatusCode::SEE_OTHER);
 
     // a copy of the cookie (another tab) sees the logout too
@@ -127,14 +106,7 @@ async fn cookies_are_http_only_and_same_site_lax() {
     assert!(cookie.contains("SameSite=Lax"));
     assert!(!cookie.contains("Secure"));
     let secure = spawn_app_with(|s| s.secure_cookies = "true".into()).await;
-    assert!(
-        secure
-            .client()
-            .get("/login")
-            .await
-            .header("set-cookie")
-            .contains("Secure")
-    );
+    assert!(secure.client().get("/login").await.header("set-cookie").contains("Secure"));
 }
 
 #[actix_web::test]
@@ -146,16 +118,10 @@ async fn an_idle_session_expires() {
     // as if 30 idle minutes had passed
     match &app.db {
         stevedore::store::Db::Sqlite(p) => {
-            sqlx::query("UPDATE sessions SET expires_at = 0")
-                .execute(p)
-                .await
-                .unwrap();
+            sqlx::query("UPDATE sessions SET expires_at = 0").execute(p).await.unwrap();
         }
         stevedore::store::Db::Postgres(p) => {
-            sqlx::query("UPDATE sessions SET expires_at = 0")
-                .execute(p)
-                .await
-                .unwrap();
+            sqlx::query("UPDATE sessions SET expires_at = 0").execute(p).await.unwrap();
         }
     }
     assert_eq!(c.get("/").await.status, StatusCode::SEE_OTHER);
@@ -173,7 +139,8 @@ async fn a_session_past_its_lifetime_ends_with_a_message() {
     assert_eq!(c.get("/").await.status, StatusCode::OK);
     // rewrite the stored sign-in time to two minutes ago
     let rewrite = "UPDATE sessions SET state = REPLACE(state, SUBSTR(state, INSTR(state, '\"auth_at\":\"') + 11, 10), '1000000000')";
-    let rewrite_pg = "UPDATE sessions SET state = regexp_replace(state, '\"auth_at\":\"[0-9]+\"', '\"auth_at\":\"1000000000\"')";
+    let rewrite_pg =
+        "UPDATE sessions SET state = regexp_replace(state, '\"auth_at\":\"[0-9]+\"', '\"auth_at\":\"1000000000\"')";
     match &app.db {
         stevedore::store::Db::Sqlite(p) => {
             sqlx::query(rewrite).execute(p).await.unwrap();
@@ -185,12 +152,7 @@ async fn a_session_past_its_lifetime_ends_with_a_message() {
     let r = c.get("/").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/login?reason=expired");
-    assert!(
-        c.get(&r.location())
-            .await
-            .body
-            .contains("Your session has expired.")
-    );
+    assert!(c.get(&r.location()).await.body.contains("Your session has expired."));
 }
 
 #[actix_web::test]
@@ -201,50 +163,20 @@ async fn post_without_a_valid_csrf_token_is_refused_and_changes_nothing() {
     let fields = [("email", "eve@acme.test"), ("role", "owner")];
     let missing = c.post_form("/settings/members", &fields).await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
-    assert!(
-        missing.body.contains("nothing was changed"),
-        "{}",
-        missing.body
-    );
+    assert!(missing.body.contains("nothing was changed"), "{}", missing.body);
     let wrong = c
-        .post_form(
-            "/settings/members",
-            &[
-                ("email", "eve@acme.test"),
-                ("role", "owner"),
-                ("csrf_token", "forged"),
-            ],
-        )
+        .post_form("/settings/members", &[("email", "eve@acme.test"), ("role", "owner"), ("csrf_token", "forged")])
         .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
-    let json = c
-        .post_raw(
-            "/settings/members",
-            "application/json",
-            br#"{"email":"eve@acme.test"}"#.to_vec(),
-        )
-        .await;
+    let json = c.post_raw("/settings/members", "application/json", br#"{"email":"eve@acme.test"}"#.to_vec()).await;
     assert_eq!(json.status, StatusCode::FORBIDDEN);
-    assert!(
-        stevedore::store::accounts::user_by_email(&app.db, "eve@acme.test")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(stevedore::store::accounts::user_by_email(&app.db, "eve@acme.test").await.unwrap().is_none());
     // logout without a token does not sign out
-    assert_eq!(
-        c.post_form("/logout", &[]).await.status,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(c.post_form("/logout", &[]).await.status, StatusCode::FORBIDDEN);
     assert_eq!(c.get("/").await.status, StatusCode::OK);
     // and a login form without a token is refused too
     let mut anon = app.client();
-    let r = anon
-        .post_form(
-            "/login",
-            &[("email", "ada@acme.test"), ("password", PASSWORD)],
-        )
-        .await;
+    let r = anon.post_form("/login", &[("email", "ada@acme.test"), ("password", PASSWORD)]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
@@ -257,10 +189,7 @@ async fn pages_redirect_to_login_with_a_local_next_only() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/login?next=%2Fsettings%2Fmembers%3Fpage%3D2");
     let form = c.get(&r.location()).await;
-    assert!(
-        form.body
-            .contains("name=\"next\" value=\"/settings/members?page=2\"")
-    );
+    assert!(form.body.contains("name=\"next\" value=\"/settings/members?page=2\""));
 
     let token = c.get("/login").await.csrf();
     let ok = c
@@ -276,95 +205,43 @@ async fn pages_redirect_to_login_with_a_local_next_only() {
         .await;
     assert_eq!(ok.location(), "/settings/members");
 
-    for evil in [
-        "https://evil.example/",
-        "//evil.example/",
-        "/\\evil.example",
-        "javascript:alert(1)",
-    ] {
+    for evil in ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"] {
         let mut c = app.client();
         let token = c.get("/login").await.csrf();
         let r = c
             .post_form(
                 "/login",
-                &[
-                    ("email", "ada@acme.test"),
-                    ("password", PASSWORD),
-                    ("next", evil),
-                    ("csrf_token", &token),
-                ],
+                &[("email", "ada@acme.test"), ("password", PASSWORD), ("next", evil), ("csrf_token", &token)],
             )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
         assert_eq!(r.location(), "/", "next={evil}");
-        let form = app
-            .client()
-            .get(&format!("/login?next={}", evil.replace('/', "%2F")))
-            .await;
-        assert!(
-            !form.body.contains("evil.example"),
-            "the form must not carry {evil}"
-        );
+        let form = app.client().get(&format!("/login?next={}", evil.replace('/', "%2F"))).await;
+        assert!(!form.body.contains("evil.example"), "the form must not carry {evil}");
     }
 }
 
 #[actix_web::test]
 async fn malformed_cookies_and_oversize_bodies_get_4xx_not_500() {
     let app = spawn_app().await;
-    for garbage in [
-        "%%%",
-        "a",
-        &"x".repeat(3000),
-        "two words",
-        "eyJhbGciOi.invalid.sig",
-    ] {
+    for garbage in ["%%%", "a", &"x".repeat(3000), "two words", "eyJhbGciOi.invalid.sig"] {
         let mut c = app.client();
-        c.cookies
-            .insert("stevedore_session".into(), garbage.to_string());
+        c.cookies.insert("stevedore_session".into(), garbage.to_string());
         let r = c.get("/").await;
-        assert!(
-            r.status.is_redirection() || r.status.is_client_error(),
-            "{garbage:?} -> {}",
-            r.status
-        );
+        assert!(r.status.is_redirection() || r.status.is_client_error(), "{garbage:?} -> {}", r.status);
         let r = c.get("/login").await;
         assert_eq!(r.status, StatusCode::OK, "{garbage:?}");
     }
     let mut c = app.client();
     let token = c.get("/login").await.csrf();
-    let big = format!(
-        "csrf_token={token}&email=a%40b.test&password={}",
-        "x".repeat(200_000)
-    );
-    let r = c
-        .post_raw(
-            "/login",
-            "application/x-www-form-urlencoded",
-            big.into_bytes(),
-        )
-        .await;
+    let big = format!("csrf_token={token}&email=a%40b.test&password={}", "x".repeat(200_000));
+    let r = c.post_raw("/login", "application/x-www-form-urlencoded", big.into_bytes()).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(
-        r.body.contains("larger than the limit of 64 KiB"),
-        "{}",
-        r.body
-    );
-    let r = c
-        .post_raw(
-            "/login",
-            "application/x-www-form-urlencoded",
-            b"csrf_token=%zz&&&=".to_vec(),
-        )
-        .await;
+    assert!(r.body.contains("larger than the limit of 64 KiB"), "{}", r.body);
+    let r = c.post_raw("/login", "application/x-www-form-urlencoded", b"csrf_token=%zz&&&=".to_vec()).await;
     assert!(r.status.is_client_error(), "{}", r.status);
-    let r = c
-        .post_form("/login", &[("csrf_token", &token), ("email", "x@y.test")])
-        .await;
-    assert!(
-        r.status.is_client_error(),
-        "missing password field: {}",
-        r.status
-    );
+    let r = c.post_form("/login", &[("csrf_token", &token), ("email", "x@y.test")]).await;
+    assert!(r.status.is_client_error(), "missing password field: {}", r.status);
 }
 
 #[actix_web::test]
@@ -375,12 +252,7 @@ async fn a_disabled_user_is_signed_out_at_the_next_request() {
     let mut bob = app.signed_in("bob@acme.test").await;
     assert_eq!(bob.get("/").await.status, StatusCode::OK);
     let id = stevedore::domain::ids::UserId::new(app.user_id("bob@acme.test").await);
-    stevedore::store::accounts::set_disabled(&app.db, id, true)
-        .await
-        .unwrap();
+    stevedore::store::accounts::set_disabled(&app.db, id, true).await.unwrap();
     assert_eq!(bob.get("/").await.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        app.client().login("bob@acme.test", PASSWORD).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.client().login("bob@acme.test", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
 }

@@ -5,12 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::helpers::fresh_database_url;
 
-fn stevedore(
-    dir: &std::path::Path,
-    url: &str,
-    args: &[&str],
-    stdin: &str,
-) -> (i32, String, String) {
+fn stevedore(dir: &std::path::Path, url: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stevedore"))
         .args(args)
         .env("STEVEDORE_DATA_DIR", dir)
@@ -21,12 +16,7 @@ fn stevedore(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -46,42 +36,16 @@ async fn migrate_and_user_add_work_and_errors_are_one_clear_line() {
     let (code, out, err) = stevedore(
         dir.path(),
         &url,
-        &[
-            "user",
-            "add",
-            "--org",
-            "acme-health",
-            "--email",
-            "Ada@Acme.test",
-            "--role",
-            "owner",
-            "--password-stdin",
-        ],
+        &["user", "add", "--org", "acme-health", "--email", "Ada@Acme.test", "--role", "owner", "--password-stdin"],
         "correct horse battery\n",
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        out.trim(),
-        "Created ada@acme.test as owner of acme-health (organization created)."
-    );
+    assert_eq!(out.trim(), "Created ada@acme.test as owner of acme-health (organization created).");
 
     let db = stevedore::store::Db::connect(&url, 1).await.unwrap();
-    let user = stevedore::store::accounts::user_by_email(&db, "ada@acme.test")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(stevedore::auth::password::verify_blocking(
-        "correct horse battery",
-        &user.password_hash
-    ));
-    assert_eq!(
-        stevedore::store::accounts::org_by_slug(&db, "acme-health")
-            .await
-            .unwrap()
-            .unwrap()
-            .name,
-        "Acme Health"
-    );
+    let user = stevedore::store::accounts::user_by_email(&db, "ada@acme.test").await.unwrap().unwrap();
+    assert!(stevedore::auth::password::verify_blocking("correct horse battery", &user.password_hash));
+    assert_eq!(stevedore::store::accounts::org_by_slug(&db, "acme-health").await.unwrap().unwrap().name, "Acme Health");
 
     for (args, stdin, expect) in [
         (
@@ -100,92 +64,34 @@ async fn migrate_and_user_add_work_and_errors_are_one_clear_line() {
             "--role: \"admin\" is not a role",
         ),
         (
-            vec![
-                "user",
-                "add",
-                "--org",
-                "Acme",
-                "--email",
-                "b@acme.test",
-                "--role",
-                "owner",
-                "--password-stdin",
-            ],
+            vec!["user", "add", "--org", "Acme", "--email", "b@acme.test", "--role", "owner", "--password-stdin"],
             "correct horse battery\n",
             "--org: \"Acme\" is not an organization slug",
         ),
         (
-            vec![
-                "user",
-                "add",
-                "--org",
-                "acme",
-                "--email",
-                "b@acme.test",
-                "--role",
-                "owner",
-                "--password-stdin",
-            ],
+            vec!["user", "add", "--org", "acme", "--email", "b@acme.test", "--role", "owner", "--password-stdin"],
             "short\n",
             "password: Use at least 12 characters",
         ),
-        (
-            vec![
-                "user",
-                "add",
-                "--org",
-                "acme",
-                "--email",
-                "b@acme.test",
-                "--role",
-                "owner",
-            ],
-            "",
-            "--password-stdin",
-        ),
+        (vec!["user", "add", "--org", "acme", "--email", "b@acme.test", "--role", "owner"], "", "--password-stdin"),
     ] {
         let (code, _, err) = stevedore(dir.path(), &url, &args, stdin);
         assert_ne!(code, 0, "{args:?}");
         assert!(err.contains(expect), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
-    assert!(
-        stevedore::store::accounts::user_by_email(&db, "b@acme.test")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(stevedore::store::accounts::user_by_email(&db, "b@acme.test").await.unwrap().is_none());
 }
 
 #[test]
 fn invalid_settings_stop_start_up_with_one_line_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     for (var, value, expect) in [
-        (
-            "STEVEDORE_UPLOAD_LIMIT",
-            "lots",
-            "invalid setting STEVEDORE_UPLOAD_LIMIT: \"lots\" is not a size",
-        ),
-        (
-            "STEVEDORE_BIND",
-            "localhost",
-            "invalid setting STEVEDORE_BIND",
-        ),
-        (
-            "STEVEDORE_SESSION_KEY",
-            "abcd",
-            "invalid setting STEVEDORE_SESSION_KEY",
-        ),
-        (
-            "DATABASE_URL",
-            "mysql://x",
-            "invalid setting DATABASE_URL: must start with sqlite:// or postgres://",
-        ),
-        (
-            "STEVEDORE_IDLE_TIMEOUT_MINUTES",
-            "0",
-            "invalid setting STEVEDORE_IDLE_TIMEOUT_MINUTES",
-        ),
+        ("STEVEDORE_UPLOAD_LIMIT", "lots", "invalid setting STEVEDORE_UPLOAD_LIMIT: \"lots\" is not a size"),
+        ("STEVEDORE_BIND", "localhost", "invalid setting STEVEDORE_BIND"),
+        ("STEVEDORE_SESSION_KEY", "abcd", "invalid setting STEVEDORE_SESSION_KEY"),
+        ("DATABASE_URL", "mysql://x", "invalid setting DATABASE_URL: must start with sqlite:// or postgres://"),
+        ("STEVEDORE_IDLE_TIMEOUT_MINUTES", "0", "invalid setting STEVEDORE_IDLE_TIMEOUT_MINUTES"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_stevedore"))
             .env("STEVEDORE_DATA_DIR", dir.path())

@@ -23,14 +23,9 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             let schema = format!("t_{}", stevedore::random_token(8).unwrap());
-            let admin = Db::connect(&url, 1)
-                .await
-                .expect("TEST_DATABASE_URL must be reachable");
+            let admin = Db::connect(&url, 1).await.expect("TEST_DATABASE_URL must be reachable");
             if let Db::Postgres(p) = &admin {
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(p)
-                    .await
-                    .unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(p).await.unwrap();
             }
             admin.close().await;
             let sep = if url.contains('?') { '&' } else { '?' };
@@ -40,11 +35,7 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     }
 }
 
-pub fn settings(
-    dir: &std::path::Path,
-    database_url: &str,
-    tweak: impl FnOnce(&mut ServeArgs),
-) -> Settings {
+pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&mut ServeArgs)) -> Settings {
     let common = CommonArgs {
         data_dir: dir.to_path_buf(),
         database_url: Some(database_url.to_string()),
@@ -59,6 +50,7 @@ pub fn settings(
         session_lifetime_minutes: "480".into(),
         secure_cookies: "false".into(),
         trust_proxy: "false".into(),
+        schema_dir: None,
     };
     tweak(&mut serve);
     Settings::from_args(&common, &serve).expect("test settings are valid")
@@ -74,19 +66,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     }
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path()).await;
-    let app = App::build(settings(dir.path(), &url, tweak))
-        .await
-        .expect("app builds");
+    let app = App::build(settings(dir.path(), &url, tweak)).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let demo_password = app.demo_login.as_ref().map(|d| d.password.clone());
     let db = Db::connect(&url, 2).await.unwrap();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp {
-        base,
-        db,
-        _data_dir: dir,
-        demo_password,
-    }
+    TestApp { base, db, _data_dir: dir, demo_password }
 }
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -94,9 +79,7 @@ pub const PASSWORD: &str = "correct horse battery";
 impl TestApp {
     /// Creates a user with [`PASSWORD`] and a role in an org (created when missing).
     pub async fn user(&self, org: &str, email: &str, role: &str) {
-        stevedore::cli::add_user(&self.db, org, email, role, "", PASSWORD)
-            .await
-            .unwrap();
+        stevedore::cli::add_user(&self.db, org, email, role, "", PASSWORD).await.unwrap();
     }
 
     pub fn client(&self) -> Client {
@@ -111,38 +94,32 @@ impl TestApp {
     pub async fn signed_in(&self, email: &str) -> Client {
         let mut c = self.client();
         let r = c.login(email, PASSWORD).await;
-        assert_eq!(
-            r.status,
-            StatusCode::SEE_OTHER,
-            "login of {email} failed: {}",
-            r.body
-        );
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "login of {email} failed: {}", r.body);
         c
     }
 
     pub async fn user_id(&self, email: &str) -> i64 {
-        stevedore::store::accounts::user_by_email(&self.db, email)
-            .await
-            .unwrap()
-            .unwrap()
-            .id
+        stevedore::store::accounts::user_by_email(&self.db, email).await.unwrap().unwrap().id
     }
 
     pub async fn org_id(&self, slug: &str) -> i64 {
-        stevedore::store::accounts::org_by_slug(&self.db, slug)
-            .await
-            .unwrap()
-            .unwrap()
-            .id
+        stevedore::store::accounts::org_by_slug(&self.db, slug).await.unwrap().unwrap().id
+    }
+
+    /// Stores a record the way the importer will: validated by the schema first.
+    pub async fn add_record(&self, org: &str, entity: &str, cells: &[(&str, &str)]) {
+        use stevedore::store::records::{self, NewRecord};
+        let org = stevedore::domain::ids::OrgId::new(self.org_id(org).await);
+        let schemas = stevedore::startup::load_schemas(None).unwrap();
+        let r = schemas.get(entity).unwrap().prepare(|f| cells.iter().find(|(n, _)| *n == f).map(|(_, v)| *v)).unwrap();
+        let new = NewRecord { key: &r.key, data: &r.data, row_hash: &r.row_hash, search_text: &r.search_text };
+        records::insert(&self.db, org, entity, &new).await.unwrap();
     }
 
     pub async fn role_of(&self, org: &str, email: &str) -> Option<String> {
         let org = stevedore::domain::ids::OrgId::new(self.org_id(org).await);
         let user = stevedore::domain::ids::UserId::new(self.user_id(email).await);
-        stevedore::store::accounts::member(&self.db, org, user)
-            .await
-            .unwrap()
-            .map(|m| m.role)
+        stevedore::store::accounts::member(&self.db, org, user).await.unwrap().map(|m| m.role)
     }
 }
 
@@ -154,18 +131,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn location(&self) -> String {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
+        self.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
     }
     pub fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
     }
     /// The CSRF token of the first form on the page.
     pub fn csrf(&self) -> String {
@@ -183,11 +152,7 @@ pub struct Client {
 
 impl Client {
     fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
     fn keep_cookies(&mut self, headers: &awc::http::header::HeaderMap) {
@@ -213,17 +178,12 @@ impl Client {
     async fn finish(
         &mut self,
         mut res: awc::ClientResponse<
-            impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
-            + Unpin,
+            impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
         >,
     ) -> Resp {
         self.keep_cookies(res.headers());
         let body = res.body().limit(64 << 20).await.unwrap();
-        Resp {
-            status: res.status(),
-            headers: res.headers().clone(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        Resp { status: res.status(), headers: res.headers().clone(), body: String::from_utf8_lossy(&body).into_owned() }
     }
 
     pub async fn get(&mut self, path: &str) -> Resp {
@@ -269,11 +229,6 @@ impl Client {
     }
 
     pub async fn login(&mut self, email: &str, password: &str) -> Resp {
-        self.submit(
-            "/login",
-            "/login",
-            &[("email", email), ("password", password)],
-        )
-        .await
+        self.submit("/login", "/login", &[("email", email), ("password", password)]).await
     }
 }

@@ -6,5 +6,6 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod entities;
 mod members;
 mod ops;

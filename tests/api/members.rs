@@ -16,11 +16,7 @@ async fn members_page_lists_members_for_owners() {
     assert!(r.body.contains("bob@acme.test"));
     assert!(r.body.contains("Viewer"));
     assert!(r.body.contains("Showing 1–2 of 2"));
-    assert!(
-        r.body
-            .contains("href=\"/settings/members\" aria-current=\"page\""),
-        "nav marks the page"
-    );
+    assert!(r.body.contains("href=\"/settings/members\" aria-current=\"page\""), "nav marks the page");
 }
 
 #[actix_web::test]
@@ -32,54 +28,27 @@ async fn without_members_permission_the_page_and_its_actions_are_denied() {
         app.user("acme", &email, role).await;
         let mut c = app.signed_in(&email).await;
         let home = c.get("/").await;
-        assert!(
-            !home.body.contains("href=\"/settings/members\""),
-            "{role} must not see the Members link"
-        );
+        assert!(!home.body.contains("href=\"/settings/members\""), "{role} must not see the Members link");
         let r = c.get("/settings/members").await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{role}");
         assert!(r.body.contains("Access denied"));
         assert!(r.body.contains("state-icon-lock"), "the lock icon is shown");
-        assert!(
-            r.body.contains("<code>pf.members.manage</code>"),
-            "the permission is named"
-        );
-        assert!(
-            r.body.contains("aria-label=\"Main\""),
-            "the denied page keeps the navigation"
-        );
+        assert!(r.body.contains("<code>pf.members.manage</code>"), "the permission is named");
+        assert!(r.body.contains("aria-label=\"Main\""), "the denied page keeps the navigation");
         let ada = app.user_id("ada@acme.test").await.to_string();
         let token = home.csrf();
         for (path, fields) in [
-            (
-                "/settings/members".to_string(),
-                vec![("email", "x@acme.test"), ("role", "owner")],
-            ),
-            (
-                format!("/settings/members/{ada}/role"),
-                vec![("role", "viewer")],
-            ),
+            ("/settings/members".to_string(), vec![("email", "x@acme.test"), ("role", "owner")]),
+            (format!("/settings/members/{ada}/role"), vec![("role", "viewer")]),
             (format!("/settings/members/{ada}/remove"), vec![]),
         ] {
             let mut f = fields.clone();
             f.push(("csrf_token", &token));
-            assert_eq!(
-                c.post_form(&path, &f).await.status,
-                StatusCode::FORBIDDEN,
-                "{role} {path}"
-            );
+            assert_eq!(c.post_form(&path, &f).await.status, StatusCode::FORBIDDEN, "{role} {path}");
         }
-        assert_eq!(
-            app.role_of("acme", "ada@acme.test").await.as_deref(),
-            Some("owner")
-        );
+        assert_eq!(app.role_of("acme", "ada@acme.test").await.as_deref(), Some("owner"));
     }
-    assert!(
-        stevedore::store::accounts::user_by_email(&app.db, "x@acme.test")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(stevedore::store::accounts::user_by_email(&app.db, "x@acme.test").await.unwrap().is_none());
 }
 
 #[actix_web::test]
@@ -95,36 +64,14 @@ async fn another_orgs_member_is_answered_like_a_missing_one() {
     let foreign = c.get(&format!("/settings/members?member={gwen}")).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(foreign.status, StatusCode::NOT_FOUND);
-    let main =
-        |body: &str| body[body.find("<main").unwrap()..body.find("</main>").unwrap()].to_string();
-    assert_eq!(
-        main(&missing.body),
-        main(&foreign.body),
-        "the same page for both"
-    );
-    let r = c
-        .submit(
-            "/",
-            &format!("/settings/members/{gwen}/role"),
-            &[("role", "owner")],
-        )
-        .await;
+    let main = |body: &str| body[body.find("<main").unwrap()..body.find("</main>").unwrap()].to_string();
+    assert_eq!(main(&missing.body), main(&foreign.body), "the same page for both");
+    let r = c.submit("/", &format!("/settings/members/{gwen}/role"), &[("role", "owner")]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = c
-        .submit("/", &format!("/settings/members/{gwen}/remove"), &[])
-        .await;
+    let r = c.submit("/", &format!("/settings/members/{gwen}/remove"), &[]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.role_of("globex", "gwen@globex.test").await.as_deref(),
-        Some("viewer")
-    );
-    let r = c
-        .submit(
-            "/",
-            "/switch-org",
-            &[("org_id", &app.org_id("globex").await.to_string())],
-        )
-        .await;
+    assert_eq!(app.role_of("globex", "gwen@globex.test").await.as_deref(), Some("viewer"));
+    let r = c.submit("/", "/switch-org", &[("org_id", &app.org_id("globex").await.to_string())]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(!c.get("/").await.body.contains("Globex"));
 }
@@ -136,58 +83,22 @@ async fn a_role_change_applies_to_open_sessions_at_their_next_request() {
     app.user("acme", "bob@acme.test", "viewer").await;
     let bob_id = app.user_id("bob@acme.test").await;
     let mut bob = app.signed_in("bob@acme.test").await;
-    assert_eq!(
-        bob.get("/settings/members").await.status,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(bob.get("/settings/members").await.status, StatusCode::FORBIDDEN);
 
     let mut ada = app.signed_in("ada@acme.test").await;
-    let r = ada
-        .submit(
-            "/settings/members",
-            &format!("/settings/members/{bob_id}/role"),
-            &[("role", "owner")],
-        )
-        .await;
+    let r = ada.submit("/settings/members", &format!("/settings/members/{bob_id}/role"), &[("role", "owner")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(
-        ada.get("/settings/members")
-            .await
-            .body
-            .contains("bob@acme.test is now Owner.")
-    );
+    assert!(ada.get("/settings/members").await.body.contains("bob@acme.test is now Owner."));
     assert_eq!(bob.get("/settings/members").await.status, StatusCode::OK);
 
-    let r = ada
-        .submit(
-            "/settings/members",
-            &format!("/settings/members/{bob_id}/role"),
-            &[("role", "exporter")],
-        )
-        .await;
+    let r = ada.submit("/settings/members", &format!("/settings/members/{bob_id}/role"), &[("role", "exporter")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        bob.get("/settings/members").await.status,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        app.role_of("acme", "bob@acme.test").await.as_deref(),
-        Some("exporter")
-    );
+    assert_eq!(bob.get("/settings/members").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.role_of("acme", "bob@acme.test").await.as_deref(), Some("exporter"));
 
-    let bad = ada
-        .submit(
-            "/settings/members",
-            &format!("/settings/members/{bob_id}/role"),
-            &[("role", "admin")],
-        )
-        .await;
+    let bad = ada.submit("/settings/members", &format!("/settings/members/{bob_id}/role"), &[("role", "admin")]).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        bad.body.contains("&#34;admin&#34; is not a role"),
-        "{}",
-        bad.body
-    );
+    assert!(bad.body.contains("&#34;admin&#34; is not a role"), "{}", bad.body);
 }
 
 #[actix_web::test]
@@ -199,21 +110,11 @@ async fn removing_a_member_ends_their_access_at_once() {
     let mut bob = app.signed_in("bob@acme.test").await;
     assert_eq!(bob.get("/").await.status, StatusCode::OK);
     let mut ada = app.signed_in("ada@acme.test").await;
-    let r = ada
-        .submit(
-            "/settings/members",
-            &format!("/settings/members/{bob_id}/remove"),
-            &[],
-        )
-        .await;
+    let r = ada.submit("/settings/members", &format!("/settings/members/{bob_id}/remove"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let page = ada.get("/settings/members").await;
     assert!(page.body.contains("bob@acme.test was removed from Acme."));
-    assert!(
-        !page
-            .body
-            .contains("<div class=\"cell-title\">bob@acme.test")
-    );
+    assert!(!page.body.contains("<div class=\"cell-title\">bob@acme.test"));
     let r = bob.get("/").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/login?reason=removed");
@@ -227,39 +128,17 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
     let ada_id = app.user_id("ada@acme.test").await;
     let mut ada = app.signed_in("ada@acme.test").await;
     for (action, fields) in [("role", vec![("role", "viewer")]), ("remove", vec![])] {
-        let r = ada
-            .submit(
-                "/settings/members",
-                &format!("/settings/members/{ada_id}/{action}"),
-                &fields,
-            )
-            .await;
+        let r = ada.submit("/settings/members", &format!("/settings/members/{ada_id}/{action}"), &fields).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
         let page = ada.get("/settings/members").await;
-        assert!(
-            page.body
-                .contains("An organization needs at least one owner"),
-            "{action}"
-        );
-        assert_eq!(
-            app.role_of("acme", "ada@acme.test").await.as_deref(),
-            Some("owner")
-        );
+        assert!(page.body.contains("An organization needs at least one owner"), "{action}");
+        assert_eq!(app.role_of("acme", "ada@acme.test").await.as_deref(), Some("owner"));
     }
     // with a second owner, demoting the first works
     app.user("acme", "bob@acme.test", "owner").await;
-    let r = ada
-        .submit(
-            "/settings/members",
-            &format!("/settings/members/{ada_id}/role"),
-            &[("role", "viewer")],
-        )
-        .await;
+    let r = ada.submit("/settings/members", &format!("/settings/members/{ada_id}/role"), &[("role", "viewer")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        app.role_of("acme", "ada@acme.test").await.as_deref(),
-        Some("viewer")
-    );
+    assert_eq!(app.role_of("acme", "ada@acme.test").await.as_deref(), Some("viewer"));
 }
 
 #[actix_web::test]
@@ -271,11 +150,7 @@ async fn adding_a_new_person_shows_a_one_time_password_once_and_forces_a_new_one
         .submit(
             "/settings/members",
             "/settings/members",
-            &[
-                ("email", " Cleo@Acme.test "),
-                ("name", "Cleo"),
-                ("role", "importer"),
-            ],
+            &[("email", " Cleo@Acme.test "), ("name", "Cleo"), ("role", "importer")],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -285,28 +160,17 @@ async fn adding_a_new_person_shows_a_one_time_password_once_and_forces_a_new_one
     let start = page.body.find(marker).expect("one-time password shown") + marker.len();
     let otp = page.body[start..].split('<').next().unwrap().to_string();
     assert_eq!(otp.len(), 19);
-    assert!(
-        !ada.get("/settings/members").await.body.contains(&otp),
-        "shown only once"
-    );
+    assert!(!ada.get("/settings/members").await.body.contains(&otp), "shown only once");
 
     let mut cleo = app.client();
     let r = cleo.login("cleo@acme.test", &otp).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = cleo.get("/").await;
-    assert_eq!(
-        r.location(),
-        "/account/password",
-        "must choose a password first"
-    );
+    assert_eq!(r.location(), "/account/password", "must choose a password first");
     let form = cleo.get("/account/password").await;
     assert!(form.body.contains("You signed in with a one-time password"));
     let weak = cleo
-        .submit(
-            "/account/password",
-            "/account/password",
-            &[("current", &otp), ("new", "short"), ("confirm", "short")],
-        )
+        .submit("/account/password", "/account/password", &[("current", &otp), ("new", "short"), ("confirm", "short")])
         .await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(weak.body.contains("at least 12 characters"));
@@ -314,11 +178,7 @@ async fn adding_a_new_person_shows_a_one_time_password_once_and_forces_a_new_one
         .submit(
             "/account/password",
             "/account/password",
-            &[
-                ("current", &otp),
-                ("new", "a brand new phrase"),
-                ("confirm", "a brand new phrasE"),
-            ],
+            &[("current", &otp), ("new", "a brand new phrase"), ("confirm", "a brand new phrasE")],
         )
         .await;
     assert!(mismatch.body.contains("do not match"));
@@ -326,28 +186,15 @@ async fn adding_a_new_person_shows_a_one_time_password_once_and_forces_a_new_one
         .submit(
             "/account/password",
             "/account/password",
-            &[
-                ("current", &otp),
-                ("new", "a brand new phrase"),
-                ("confirm", "a brand new phrase"),
-            ],
+            &[("current", &otp), ("new", "a brand new phrase"), ("confirm", "a brand new phrase")],
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     let home = cleo.get("/").await;
     assert_eq!(home.status, StatusCode::OK);
     assert!(home.body.contains("Your password has been changed."));
-    assert_eq!(
-        app.client().login("cleo@acme.test", &otp).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.client()
-            .login("cleo@acme.test", "a brand new phrase")
-            .await
-            .status,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(app.client().login("cleo@acme.test", &otp).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.client().login("cleo@acme.test", "a brand new phrase").await.status, StatusCode::SEE_OTHER);
 }
 
 #[actix_web::test]
@@ -357,72 +204,33 @@ async fn adding_an_existing_user_keeps_their_password_and_bad_input_is_explained
     app.user("globex", "hank@globex.test", "owner").await;
     let mut ada = app.signed_in("ada@acme.test").await;
     let r = ada
-        .submit(
-            "/settings/members",
-            "/settings/members",
-            &[("email", "hank@globex.test"), ("role", "viewer")],
-        )
+        .submit("/settings/members", "/settings/members", &[("email", "hank@globex.test"), ("role", "viewer")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(
-        ada.get("/settings/members")
-            .await
-            .body
-            .contains("already had an account")
-    );
+    assert!(ada.get("/settings/members").await.body.contains("already had an account"));
     let mut hank = app.signed_in("hank@globex.test").await;
     // hank now switches between his two orgs from the header
     let home = hank.get("/").await;
     assert!(home.body.contains("name=\"org_id\""));
-    let r = hank
-        .submit(
-            "/",
-            "/switch-org",
-            &[("org_id", &app.org_id("acme").await.to_string())],
-        )
-        .await;
+    let r = hank.submit("/", "/switch-org", &[("org_id", &app.org_id("acme").await.to_string())]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(hank.get("/").await.body.contains("<h1>Acme</h1>"));
-    assert_eq!(
-        hank.get("/settings/members").await.status,
-        StatusCode::FORBIDDEN,
-        "a viewer in acme"
-    );
+    assert_eq!(hank.get("/settings/members").await.status, StatusCode::FORBIDDEN, "a viewer in acme");
 
     let bad = ada
         .submit(
             "/settings/members",
             "/settings/members",
-            &[
-                ("email", "not-an-email"),
-                ("name", "Kept Name"),
-                ("role", "viewer"),
-            ],
+            &[("email", "not-an-email"), ("name", "Kept Name"), ("role", "viewer")],
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        bad.body
-            .contains("&#34;not-an-email&#34; is not an email address"),
-        "{}",
-        bad.body
-    );
-    assert!(
-        bad.body.contains("value=\"Kept Name\""),
-        "what was typed is kept"
-    );
-    let dup = ada
-        .submit(
-            "/settings/members",
-            "/settings/members",
-            &[("email", "hank@globex.test"), ("role", "owner")],
-        )
-        .await;
+    assert!(bad.body.contains("&#34;not-an-email&#34; is not an email address"), "{}", bad.body);
+    assert!(bad.body.contains("value=\"Kept Name\""), "what was typed is kept");
+    let dup =
+        ada.submit("/settings/members", "/settings/members", &[("email", "hank@globex.test"), ("role", "owner")]).await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
     assert!(dup.body.contains("already a member"));
-    assert_eq!(
-        app.role_of("acme", "hank@globex.test").await.as_deref(),
-        Some("viewer")
-    );
+    assert_eq!(app.role_of("acme", "hank@globex.test").await.as_deref(), Some("viewer"));
     let _ = PASSWORD;
 }

@@ -36,25 +36,16 @@ fn find(env: &str, default: &str) -> Option<PathBuf> {
 
 /// Starts chromedriver on a free port; None when Chromium or its driver is missing.
 async fn start_browser(profile: &std::path::Path) -> Option<(Driver, Client)> {
-    let (Some(driver), Some(chromium)) = (
-        find("CHROMEDRIVER", "/usr/bin/chromedriver"),
-        find("CHROMIUM", "/usr/bin/chromium"),
-    ) else {
+    let (Some(driver), Some(chromium)) =
+        (find("CHROMEDRIVER", "/usr/bin/chromedriver"), find("CHROMIUM", "/usr/bin/chromium"))
+    else {
         if std::env::var("STEVEDORE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-            panic!(
-                "chromium and chromedriver are required (STEVEDORE_REQUIRE_BROWSER=1) but were not found"
-            );
+            panic!("chromium and chromedriver are required (STEVEDORE_REQUIRE_BROWSER=1) but were not found");
         }
-        eprintln!(
-            "browser test skipped: chromium/chromedriver not installed (bash .ci/run installs them)"
-        );
+        eprintln!("browser test skipped: chromium/chromedriver not installed (bash .ci/run installs them)");
         return None;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(driver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -130,32 +121,14 @@ async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
 }
 
 async fn eval_bool(c: &Client, script: &str) -> bool {
-    c.execute(script, vec![])
-        .await
-        .unwrap()
-        .as_bool()
-        .unwrap_or(false)
+    c.execute(script, vec![]).await.unwrap().as_bool().unwrap_or(false)
 }
 
 async fn sign_in(c: &Client, base: &str, path: &str, email: &str) {
     c.goto(&format!("{base}{path}")).await.unwrap();
-    wait_css(c, "input#email")
-        .await
-        .send_keys(email)
-        .await
-        .unwrap();
-    c.find(Locator::Css("input#password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    wait_css(c, "input#email").await.send_keys(email).await.unwrap();
+    c.find(Locator::Css("input#password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    c.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
     wait_css(c, "nav.sidebar").await;
 }
 
@@ -173,214 +146,96 @@ async fn sign_in_manage_members_and_meet_the_lock() {
     // A page behind sign-in sends us to the form, then back to it.
     c.goto(&format!("{base}/settings/members")).await.unwrap();
     wait_css(&c, "input#email").await;
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .contains("/login?next=%2Fsettings%2Fmembers")
-    );
+    assert!(c.current_url().await.unwrap().as_str().contains("/login?next=%2Fsettings%2Fmembers"));
     shot(&c, "login").await;
-    wait_css(&c, "input#email")
-        .await
-        .send_keys("ada@acme.test")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input#password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    wait_css(&c, "input#email").await.send_keys("ada@acme.test").await.unwrap();
+    c.find(Locator::Css("input#password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    c.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
     wait_text(&c, "main h1", |t| t == "Members").await;
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .path()
-            .ends_with("/settings/members")
-    );
+    assert!(c.current_url().await.unwrap().path().ends_with("/settings/members"));
     let nav = text(&c, "nav.sidebar").await;
     assert!(nav.contains("Overview") && nav.contains("Members"), "{nav}");
     shot(&c, "members").await;
 
     // Add a member through the dialog.
-    c.find(Locator::Css("[data-open=add-member]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.find(Locator::Css("[data-open=add-member]")).await.unwrap().click().await.unwrap();
     assert!(
-        eval_bool(
-            &c,
-            "return document.getElementById('add-member').matches(':modal')"
-        )
-        .await,
+        eval_bool(&c, "return document.getElementById('add-member').matches(':modal')").await,
         "dialog opens as a modal"
     );
     shot(&c, "members-add-dialog").await;
-    c.find(Locator::Css("#add-email"))
-        .await
-        .unwrap()
-        .send_keys("cleo@acme.test")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#add-name"))
-        .await
-        .unwrap()
-        .send_keys("Cleo Nguyen")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#add-role"))
-        .await
-        .unwrap()
-        .select_by_value("importer")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#add-member button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_text(&c, ".alert-success", |t| {
-        t.contains("cleo@acme.test was added as Importer")
-    })
-    .await;
+    c.find(Locator::Css("#add-email")).await.unwrap().send_keys("cleo@acme.test").await.unwrap();
+    c.find(Locator::Css("#add-name")).await.unwrap().send_keys("Cleo Nguyen").await.unwrap();
+    c.find(Locator::Css("#add-role")).await.unwrap().select_by_value("importer").await.unwrap();
+    c.find(Locator::Css("#add-member button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".alert-success", |t| t.contains("cleo@acme.test was added as Importer")).await;
     assert_eq!(text(&c, "[data-secret]").await.len(), 19);
     shot(&c, "members-added").await;
 
     // Manage her in the side sheet: change the role.
     let cleo = app.user_id("cleo@acme.test").await;
-    c.find(Locator::Css(&format!("[data-open=member-{cleo}]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert!(
-        eval_bool(
-            &c,
-            &format!("return document.getElementById('member-{cleo}').matches(':modal')")
-        )
-        .await
-    );
+    c.find(Locator::Css(&format!("[data-open=member-{cleo}]"))).await.unwrap().click().await.unwrap();
+    assert!(eval_bool(&c, &format!("return document.getElementById('member-{cleo}').matches(':modal')")).await);
     shot(&c, "members-sheet").await;
-    c.find(Locator::Css(&format!("#role-{cleo}")))
-        .await
-        .unwrap()
-        .select_by_value("exporter")
-        .await
-        .unwrap();
-    c.find(Locator::Css(&format!(
-        "#member-{cleo} form button[type=submit]"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
-    wait_text(&c, ".alert-success", |t| {
-        t.contains("cleo@acme.test is now Exporter.")
-    })
-    .await;
-    assert_eq!(
-        app.role_of("acme-health", "cleo@acme.test")
-            .await
-            .as_deref(),
-        Some("exporter")
-    );
+    c.find(Locator::Css(&format!("#role-{cleo}"))).await.unwrap().select_by_value("exporter").await.unwrap();
+    c.find(Locator::Css(&format!("#member-{cleo} form button[type=submit]"))).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".alert-success", |t| t.contains("cleo@acme.test is now Exporter.")).await;
+    assert_eq!(app.role_of("acme-health", "cleo@acme.test").await.as_deref(), Some("exporter"));
 
     // Remove her: the confirmation dialog closes with Escape, then confirms.
-    c.find(Locator::Css(&format!("[data-open=member-{cleo}]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css(&format!("[data-open=remove-{cleo}]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.find(Locator::Css(&format!("[data-open=member-{cleo}]"))).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(&format!("[data-open=remove-{cleo}]"))).await.unwrap().click().await.unwrap();
     let dialog = format!("remove-{cleo}");
-    assert!(
-        eval_bool(
-            &c,
-            &format!("return document.getElementById('{dialog}').matches(':modal')")
-        )
-        .await
-    );
-    assert!(
-        text(&c, &format!("#{dialog} h2"))
-            .await
-            .contains("Remove cleo@acme.test?")
-    );
+    assert!(eval_bool(&c, &format!("return document.getElementById('{dialog}').matches(':modal')")).await);
+    assert!(text(&c, &format!("#{dialog} h2")).await.contains("Remove cleo@acme.test?"));
     shot(&c, "members-remove-dialog").await;
-    c.active_element()
-        .await
-        .unwrap()
-        .send_keys(&Key::Escape.to_string())
-        .await
-        .unwrap();
+    c.active_element().await.unwrap().send_keys(&Key::Escape.to_string()).await.unwrap();
     assert!(
-        eval_bool(
-            &c,
-            &format!("return !document.getElementById('{dialog}').open")
-        )
-        .await,
+        eval_bool(&c, &format!("return !document.getElementById('{dialog}').open")).await,
         "Escape closes the dialog"
     );
     assert_eq!(
-        app.role_of("acme-health", "cleo@acme.test")
-            .await
-            .as_deref(),
+        app.role_of("acme-health", "cleo@acme.test").await.as_deref(),
         Some("exporter"),
         "cancel changes nothing"
     );
-    c.execute(
-        &format!("document.getElementById('{dialog}').showModal()"),
-        vec![],
-    )
-    .await
-    .unwrap();
-    c.find(Locator::Css(&format!("#{dialog} button[type=submit]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_text(&c, ".alert-success", |t| {
-        t.contains("cleo@acme.test was removed from Acme Health.")
-    })
-    .await;
+    c.execute(&format!("document.getElementById('{dialog}').showModal()"), vec![]).await.unwrap();
+    c.find(Locator::Css(&format!("#{dialog} button[type=submit]"))).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".alert-success", |t| t.contains("cleo@acme.test was removed from Acme Health.")).await;
     assert_eq!(app.role_of("acme-health", "cleo@acme.test").await, None);
 
+    // An entity list: from the navigation, search, and the actions menu with the template.
+    for (code, name, city) in [
+        ("LOC-001", "Riverside Clinic", "Portland"),
+        ("LOC-002", "Hillcrest Office", "Salem"),
+        ("LOC-003", "Lakeside House", "Eugene"),
+    ] {
+        app.add_record(
+            "acme-health",
+            "locations",
+            &[("code", code), ("name", name), ("kind", "clinic"), ("city", city), ("capacity", "40")],
+        )
+        .await;
+    }
+    c.find(Locator::Css("nav.sidebar a[href='/locations']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Locations").await;
+    wait_text(&c, ".toolbar-count", |t| t == "3 records").await;
+    shot(&c, "locations").await;
+    c.find(Locator::Css("input#q")).await.unwrap().send_keys("hill").await.unwrap();
+    c.find(Locator::Css(".toolbar button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".toolbar-count", |t| t == "1 record").await;
+    assert!(text(&c, "table.table tbody").await.contains("Hillcrest Office"));
+    c.find(Locator::Css(".actions-menu summary")).await.unwrap().click().await.unwrap();
+    let link = c.find(Locator::Css(".actions-menu a")).await.unwrap();
+    assert!(link.is_displayed().await.unwrap());
+    assert_eq!(link.text().await.unwrap(), "Download template");
+    assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("/locations/template.csv"));
+    shot(&c, "locations-actions").await;
+
     // Sign out from the user menu.
-    c.find(Locator::Css(".user-menu summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css(".user-menu button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_text(&c, ".alert-info", |t| {
-        t.contains("You have been signed out.")
-    })
-    .await;
+    c.find(Locator::Css(".user-menu summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(".user-menu button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".alert-info", |t| t.contains("You have been signed out.")).await;
 
     // A viewer sees no Members link, and the page itself shows the lock.
     sign_in(&c, &base, "/login", "vic@acme.test").await;
@@ -389,38 +244,16 @@ async fn sign_in_manage_members_and_meet_the_lock() {
     shot(&c, "overview").await;
     c.goto(&format!("{base}/settings/members")).await.unwrap();
     wait_text(&c, "main h1", |t| t == "Access denied").await;
-    assert!(
-        c.find(Locator::Css(".state-icon-lock svg")).await.is_ok(),
-        "lock icon shown"
-    );
+    assert!(c.find(Locator::Css(".state-icon-lock svg")).await.is_ok(), "lock icon shown");
     wait_text(&c, "main", |t| t.contains("pf.members.manage")).await;
     shot(&c, "access-denied").await;
 
     // The same page on a phone-sized screen: navigation behind the menu button.
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{base}/")).await.unwrap();
-    assert!(
-        !c.find(Locator::Css("nav.sidebar"))
-            .await
-            .unwrap()
-            .is_displayed()
-            .await
-            .unwrap()
-    );
-    c.find(Locator::Css("[data-nav-toggle]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert!(
-        c.find(Locator::Css("nav.sidebar"))
-            .await
-            .unwrap()
-            .is_displayed()
-            .await
-            .unwrap()
-    );
+    assert!(!c.find(Locator::Css("nav.sidebar")).await.unwrap().is_displayed().await.unwrap());
+    c.find(Locator::Css("[data-nav-toggle]")).await.unwrap().click().await.unwrap();
+    assert!(c.find(Locator::Css("nav.sidebar")).await.unwrap().is_displayed().await.unwrap());
     shot(&c, "overview-phone").await;
     c.close().await.unwrap();
 }

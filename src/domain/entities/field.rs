@@ -28,7 +28,7 @@ impl FieldKind {
     /// How the template and the importer describe the expected format.
     pub fn format_hint(self) -> &'static str {
         match self {
-            FieldKind::Text => "text",
+            FieldKind::Text => "",
             FieldKind::Integer => "a whole number, e.g. 42",
             FieldKind::Decimal => "a number, e.g. 19.99",
             FieldKind::Date => "a date, YYYY-MM-DD",
@@ -75,10 +75,7 @@ impl FieldKind {
     }
 
     pub fn is_relationship(self) -> bool {
-        matches!(
-            self,
-            FieldKind::RelationshipOne | FieldKind::RelationshipMany
-        )
+        matches!(self, FieldKind::RelationshipOne | FieldKind::RelationshipMany)
     }
 }
 
@@ -111,18 +108,12 @@ fn check_range(rule: &FieldRule, n: f64, raw: &str) -> Result<(), String> {
     if let Some(min) = rule.min
         && n < min
     {
-        return Err(format!(
-            "{name}: {} is less than the minimum {min}",
-            quote(raw)
-        ));
+        return Err(format!("{name}: {} is less than the minimum {min}", quote(raw)));
     }
     if let Some(max) = rule.max
         && n > max
     {
-        return Err(format!(
-            "{name}: {} is more than the maximum {max}",
-            quote(raw)
-        ));
+        return Err(format!("{name}: {} is more than the maximum {max}", quote(raw)));
     }
     Ok(())
 }
@@ -169,11 +160,7 @@ fn parse_datetime(s: &str) -> Option<String> {
     if !zone_ok {
         return None;
     }
-    let frac = if frac.is_empty() {
-        String::new()
-    } else {
-        format!(".{frac}")
-    };
+    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
     Some(format!("{date}T{h}:{m}:{whole}{frac}{zone}"))
 }
 
@@ -194,9 +181,7 @@ fn allowed_list(rule: &FieldRule) -> String {
 }
 
 fn is_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
     rest.is_some_and(|r| {
         let host = r.split(['/', '?', '#']).next().unwrap_or_default();
         !host.is_empty() && !r.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -208,20 +193,12 @@ fn check_length(rule: &FieldRule, item: &str, raw: &str) -> Result<(), String> {
     if let Some(min) = rule.min_length
         && n < min
     {
-        return Err(format!(
-            "{}: {} is shorter than {min} characters",
-            rule.name,
-            quote(raw)
-        ));
+        return Err(format!("{}: {} is shorter than {min} characters", rule.name, quote(raw)));
     }
     if let Some(max) = rule.max_length
         && n > max
     {
-        return Err(format!(
-            "{}: {} is longer than {max} characters ({n})",
-            rule.name,
-            quote(raw)
-        ));
+        return Err(format!("{}: {} is longer than {max} characters ({n})", rule.name, quote(raw)));
     }
     Ok(())
 }
@@ -233,11 +210,7 @@ pub fn parse_cell(rule: &FieldRule, raw: &str) -> Result<Value, String> {
     let name = &rule.name;
     let v = raw.trim();
     if v.is_empty() {
-        return if rule.required {
-            Err(format!("{name}: is required but empty"))
-        } else {
-            Ok(Value::Null)
-        };
+        return if rule.required { Err(format!("{name}: is required but empty")) } else { Ok(Value::Null) };
     }
     match rule.kind {
         FieldKind::Text => {
@@ -245,64 +218,39 @@ pub fn parse_cell(rule: &FieldRule, raw: &str) -> Result<Value, String> {
             if let Some(p) = &rule.pattern
                 && !p.is_match(v)
             {
-                let hint = rule
-                    .pattern_hint
-                    .clone()
-                    .unwrap_or_else(|| format!("matching {}", p.as_str()));
-                return Err(format!(
-                    "{name}: {} is not in the expected format ({hint})",
-                    quote(raw)
-                ));
+                let hint = rule.pattern_hint.clone().unwrap_or_else(|| format!("matching {}", p.as_str()));
+                return Err(format!("{name}: {} is not in the expected format ({hint})", quote(raw)));
             }
             Ok(Value::String(v.to_string()))
         }
         FieldKind::Integer => {
-            let n: i64 = v.parse().map_err(|_| {
-                format!(
-                    "{name}: {} is not a whole number (expected e.g. 42)",
-                    quote(raw)
-                )
-            })?;
+            let n: i64 =
+                v.parse().map_err(|_| format!("{name}: {} is not a whole number (expected e.g. 42)", quote(raw)))?;
             check_range(rule, n as f64, raw)?;
             Ok(Value::from(n))
         }
         FieldKind::Decimal => {
             if !is_decimal(v) {
-                return Err(format!(
-                    "{name}: {} is not a number (expected e.g. 19.99)",
-                    quote(raw)
-                ));
+                return Err(format!("{name}: {} is not a number (expected e.g. 19.99)", quote(raw)));
             }
-            let n: f64 = v
-                .parse()
-                .map_err(|_| format!("{name}: {} is not a number", quote(raw)))?;
+            let n: f64 = v.parse().map_err(|_| format!("{name}: {} is not a number", quote(raw)))?;
             check_range(rule, n, raw)?;
             Ok(Value::String(v.to_string()))
         }
         FieldKind::Date => {
-            let d = parse_date(v).ok_or_else(|| {
-                format!("{name}: {} is not a date (expected YYYY-MM-DD)", quote(raw))
-            })?;
+            let d =
+                parse_date(v).ok_or_else(|| format!("{name}: {} is not a date (expected YYYY-MM-DD)", quote(raw)))?;
             Ok(Value::String(d.to_string()))
         }
-        FieldKind::Datetime => parse_datetime(v).map(Value::String).ok_or_else(|| {
-            format!(
-                "{name}: {} is not a date and time (expected YYYY-MM-DDTHH:MM:SS)",
-                quote(raw)
-            )
-        }),
-        FieldKind::Boolean => parse_bool(v)
-            .map(Value::Bool)
-            .ok_or_else(|| format!("{name}: {} is not true or false", quote(raw))),
+        FieldKind::Datetime => parse_datetime(v)
+            .map(Value::String)
+            .ok_or_else(|| format!("{name}: {} is not a date and time (expected YYYY-MM-DDTHH:MM:SS)", quote(raw))),
+        FieldKind::Boolean => {
+            parse_bool(v).map(Value::Bool).ok_or_else(|| format!("{name}: {} is not true or false", quote(raw)))
+        }
         FieldKind::Enum => canonical_value(rule, v)
             .map(|c| Value::String(c.clone()))
-            .ok_or_else(|| {
-                format!(
-                    "{name}: {} is not one of the allowed values ({})",
-                    quote(raw),
-                    allowed_list(rule)
-                )
-            }),
+            .ok_or_else(|| format!("{name}: {} is not one of the allowed values ({})", quote(raw), allowed_list(rule))),
         FieldKind::EnumMultiple
         | FieldKind::Tags
         | FieldKind::Files
@@ -311,15 +259,9 @@ pub fn parse_cell(rule: &FieldRule, raw: &str) -> Result<Value, String> {
             let mut out: Vec<Value> = vec![];
             for item in v.split_whitespace() {
                 let item = match rule.kind {
-                    FieldKind::EnumMultiple => {
-                        canonical_value(rule, item).cloned().ok_or_else(|| {
-                            format!(
-                                "{name}: {} is not one of the allowed values ({})",
-                                quote(item),
-                                allowed_list(rule)
-                            )
-                        })?
-                    }
+                    FieldKind::EnumMultiple => canonical_value(rule, item).cloned().ok_or_else(|| {
+                        format!("{name}: {} is not one of the allowed values ({})", quote(item), allowed_list(rule))
+                    })?,
                     FieldKind::Files | FieldKind::Images if !is_url(item) => {
                         return Err(format!("{name}: {} is not an http(s) URL", quote(item)));
                     }
@@ -337,19 +279,13 @@ pub fn parse_cell(rule: &FieldRule, raw: &str) -> Result<Value, String> {
             if let Some(max) = rule.max
                 && out.len() as f64 > max
             {
-                return Err(format!(
-                    "{name}: has {} values, more than the maximum {max}",
-                    out.len()
-                ));
+                return Err(format!("{name}: has {} values, more than the maximum {max}", out.len()));
             }
             Ok(Value::Array(out))
         }
         FieldKind::RelationshipOne => {
             if v.split_whitespace().count() > 1 {
-                return Err(format!(
-                    "{name}: {} names more than one record (expected one key)",
-                    quote(raw)
-                ));
+                return Err(format!("{name}: {} names more than one record (expected one key)", quote(raw)));
             }
             Ok(Value::String(v.to_string()))
         }
@@ -413,15 +349,9 @@ mod tests {
         r.pattern = regex_lite::Regex::new("^[A-Z]+$").ok();
         r.pattern_hint = Some("capital letters".into());
         assert_eq!(ok(&r, " ABC "), Value::String("ABC".into()));
-        assert_eq!(
-            err(&r, "ABCDEFG"),
-            "f: \"ABCDEFG\" is longer than 5 characters (7)"
-        );
+        assert_eq!(err(&r, "ABCDEFG"), "f: \"ABCDEFG\" is longer than 5 characters (7)");
         assert!(err(&r, "A").contains("shorter than 2"));
-        assert_eq!(
-            err(&r, "abc"),
-            "f: \"abc\" is not in the expected format (capital letters)"
-        );
+        assert_eq!(err(&r, "abc"), "f: \"abc\" is not in the expected format (capital letters)");
     }
 
     #[test]
@@ -431,14 +361,8 @@ mod tests {
         r.max = Some(100.0);
         assert_eq!(ok(&r, "42"), Value::from(42));
         assert_eq!(ok(&r, "-0"), Value::from(0));
-        assert_eq!(
-            err(&r, "4.5"),
-            "f: \"4.5\" is not a whole number (expected e.g. 42)"
-        );
-        assert_eq!(
-            err(&r, "abc"),
-            "f: \"abc\" is not a whole number (expected e.g. 42)"
-        );
+        assert_eq!(err(&r, "4.5"), "f: \"4.5\" is not a whole number (expected e.g. 42)");
+        assert_eq!(err(&r, "abc"), "f: \"abc\" is not a whole number (expected e.g. 42)");
         assert_eq!(err(&r, "101"), "f: \"101\" is more than the maximum 100");
         assert_eq!(err(&r, "-1"), "f: \"-1\" is less than the minimum 0");
     }
@@ -459,10 +383,7 @@ mod tests {
     fn dates() {
         let r = rule(FieldKind::Date);
         assert_eq!(ok(&r, "2024-06-15"), Value::String("2024-06-15".into()));
-        assert_eq!(
-            err(&r, "notadate"),
-            "f: \"notadate\" is not a date (expected YYYY-MM-DD)"
-        );
+        assert_eq!(err(&r, "notadate"), "f: \"notadate\" is not a date (expected YYYY-MM-DD)");
         assert!(err(&r, "2024-02-30").contains("is not a date"));
         assert!(err(&r, "15/06/2024").contains("is not a date"));
     }
@@ -470,29 +391,11 @@ mod tests {
     #[test]
     fn datetimes() {
         let r = rule(FieldKind::Datetime);
-        assert_eq!(
-            ok(&r, "2024-06-15T14:30:00"),
-            Value::String("2024-06-15T14:30:00".into())
-        );
-        assert_eq!(
-            ok(&r, "2024-06-15 14:30"),
-            Value::String("2024-06-15T14:30:00".into())
-        );
-        assert_eq!(
-            ok(&r, "2024-06-15T14:30:00.5Z"),
-            Value::String("2024-06-15T14:30:00.5Z".into())
-        );
-        assert_eq!(
-            ok(&r, "2024-06-15T14:30:00+02:00"),
-            Value::String("2024-06-15T14:30:00+02:00".into())
-        );
-        for bad in [
-            "2024-06-15",
-            "2024-06-15T25:00:00",
-            "2024-06-15T14:61",
-            "2024-06-15T14:30:00+2",
-            "x",
-        ] {
+        assert_eq!(ok(&r, "2024-06-15T14:30:00"), Value::String("2024-06-15T14:30:00".into()));
+        assert_eq!(ok(&r, "2024-06-15 14:30"), Value::String("2024-06-15T14:30:00".into()));
+        assert_eq!(ok(&r, "2024-06-15T14:30:00.5Z"), Value::String("2024-06-15T14:30:00.5Z".into()));
+        assert_eq!(ok(&r, "2024-06-15T14:30:00+02:00"), Value::String("2024-06-15T14:30:00+02:00".into()));
+        for bad in ["2024-06-15", "2024-06-15T25:00:00", "2024-06-15T14:61", "2024-06-15T14:30:00+2", "x"] {
             assert!(err(&r, bad).contains("is not a date and time"), "{bad}");
         }
     }
@@ -514,15 +417,9 @@ mod tests {
         let mut r = rule(FieldKind::Enum);
         r.values = vec!["active".into(), "inactive".into()];
         assert_eq!(ok(&r, "ACTIVE"), Value::String("active".into()));
-        assert_eq!(
-            err(&r, "paused"),
-            "f: \"paused\" is not one of the allowed values (active, inactive)"
-        );
+        assert_eq!(err(&r, "paused"), "f: \"paused\" is not one of the allowed values (active, inactive)");
         r.kind = FieldKind::EnumMultiple;
-        assert_eq!(
-            ok(&r, "active  inactive active"),
-            serde_json::json!(["active", "inactive"])
-        );
+        assert_eq!(ok(&r, "active  inactive active"), serde_json::json!(["active", "inactive"]));
         assert!(err(&r, "active paused").contains("\"paused\" is not one of the allowed values"));
     }
 
@@ -530,20 +427,14 @@ mod tests {
     fn tags_files_images() {
         let mut r = rule(FieldKind::Tags);
         r.max = Some(2.0);
-        assert_eq!(
-            ok(&r, "urgent important"),
-            serde_json::json!(["urgent", "important"])
-        );
+        assert_eq!(ok(&r, "urgent important"), serde_json::json!(["urgent", "important"]));
         assert!(err(&r, "a b c").contains("has 3 values, more than the maximum 2"));
         let f = rule(FieldKind::Files);
         assert_eq!(
             ok(&f, "https://example.com/a.pdf http://x.test/b"),
             serde_json::json!(["https://example.com/a.pdf", "http://x.test/b"])
         );
-        assert_eq!(
-            err(&f, "https://example.com/a.pdf ftp://x/y"),
-            "f: \"ftp://x/y\" is not an http(s) URL"
-        );
+        assert_eq!(err(&f, "https://example.com/a.pdf ftp://x/y"), "f: \"ftp://x/y\" is not an http(s) URL");
         assert!(err(&rule(FieldKind::Images), "https://").contains("is not an http(s) URL"));
     }
 
@@ -571,19 +462,13 @@ mod tests {
         let h1 = row_hash("locations", &[("code", &a), ("capacity", &b)]);
         assert_eq!(h1.len(), 32);
         assert_eq!(h1, row_hash("locations", &[("code", &a), ("capacity", &b)]));
-        assert_ne!(
-            h1,
-            row_hash("locations", &[("code", &a), ("capacity", &Value::from(2))])
-        );
+        assert_ne!(h1, row_hash("locations", &[("code", &a), ("capacity", &Value::from(2))]));
         assert_ne!(h1, row_hash("staff", &[("code", &a), ("capacity", &b)]));
         // a value cannot leak into the next field's name
         let ab = Value::String("a\u{1f}b".into());
         assert_ne!(
             row_hash("e", &[("a", &ab)]),
-            row_hash(
-                "e",
-                &[("a", &Value::String("a".into())), ("b", &Value::Null)]
-            )
+            row_hash("e", &[("a", &Value::String("a".into())), ("b", &Value::Null)])
         );
     }
 }

@@ -21,6 +21,9 @@ struct SchemaFile {
     description: String,
     #[serde(default)]
     display: Option<String>,
+    /// Position in navigation and in import order (dependencies first); default 1000.
+    #[serde(default)]
+    order: Option<i64>,
     fields: Vec<FieldFile>,
 }
 
@@ -137,6 +140,7 @@ pub struct EntitySchema {
     pub display: String,
     pub fields: Vec<Field>,
     pub source: String,
+    pub order: i64,
 }
 
 impl EntitySchema {
@@ -155,20 +159,64 @@ impl EntitySchema {
     }
 }
 
+/// A row that passed validation, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedRecord {
+    pub key: String,
+    /// The normalized values as a JSON object, fields in schema order.
+    pub data: String,
+    pub row_hash: String,
+    /// Lower-cased text of every value, for search.
+    pub search_text: String,
+}
+
+/// How a stored value reads in a table cell or the search text.
+pub fn display_value(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(true) => "Yes".into(),
+        Value::Bool(false) => "No".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(display_value).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+impl EntitySchema {
+    /// Validates one row. `cell(field)` gives the raw text for a field (None: no such
+    /// column). Every field is checked, so the caller gets all of a row's problems at once.
+    pub fn prepare<'a>(&self, cell: impl Fn(&str) -> Option<&'a str>) -> Result<PreparedRecord, Vec<String>> {
+        let mut errors = vec![];
+        let mut values: Vec<(&str, serde_json::Value)> = Vec::with_capacity(self.fields.len());
+        for f in &self.fields {
+            match super::field::parse_cell(&f.rule, cell(f.name()).unwrap_or_default()) {
+                Ok(v) => values.push((f.name(), v)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let key = values.iter().find(|(n, _)| *n == self.key).map(|(_, v)| display_value(v)).unwrap_or_default();
+        let pairs: Vec<(&str, &serde_json::Value)> = values.iter().map(|(n, v)| (*n, v)).collect();
+        let row_hash = super::field::row_hash(&self.name, &pairs);
+        let search_text = values
+            .iter()
+            .map(|(_, v)| display_value(v))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .to_lowercase();
+        let data: serde_json::Map<String, serde_json::Value> =
+            values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+        Ok(PreparedRecord { key, data: serde_json::Value::Object(data).to_string(), row_hash, search_text })
+    }
+}
+
 /// Names that are routes of their own and so cannot be entity names.
-pub const RESERVED: &[&str] = &[
-    "login",
-    "logout",
-    "settings",
-    "static",
-    "api",
-    "healthz",
-    "account",
-    "switch-org",
-    "cl",
-    "admin",
-    "records",
-];
+pub const RESERVED: &[&str] =
+    &["login", "logout", "settings", "static", "api", "healthz", "account", "switch-org", "cl", "admin", "records"];
 
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
@@ -184,24 +232,15 @@ fn is_identifier(s: &str) -> bool {
 impl EntitySchema {
     /// Parses and checks one schema file; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<EntitySchema, SchemaError> {
-        let err = |line: Option<usize>, message: String| SchemaError {
-            file: file.to_string(),
-            line,
-            message,
-        };
+        let err = |line: Option<usize>, message: String| SchemaError { file: file.to_string(), line, message };
         let raw: SchemaFile = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
             err(line, e.message().trim().to_string())
         })?;
         if !is_identifier(&raw.entity) || RESERVED.contains(&raw.entity.as_str()) {
             return Err(err(
                 line_of(text, "entity"),
-                format!(
-                    "entity \"{}\" must be lower-case letters, digits and _ , and not a reserved name",
-                    raw.entity
-                ),
+                format!("entity \"{}\" must be lower-case letters, digits and _ , and not a reserved name", raw.entity),
             ));
         }
         if raw.fields.is_empty() {
@@ -211,74 +250,42 @@ impl EntitySchema {
         for f in raw.fields {
             let at = line_of(text, &format!("\"{}\"", f.name));
             if !is_identifier(&f.name) {
-                return Err(err(
-                    at,
-                    format!(
-                        "field name \"{}\" must be lower-case letters, digits and _",
-                        f.name
-                    ),
-                ));
+                return Err(err(at, format!("field name \"{}\" must be lower-case letters, digits and _", f.name)));
             }
             if fields.iter().any(|g| g.name() == f.name) {
                 return Err(err(at, format!("field \"{}\" is declared twice", f.name)));
             }
             let needs_values = matches!(f.kind, FieldKind::Enum | FieldKind::EnumMultiple);
             if needs_values && f.values.is_empty() {
-                return Err(err(
-                    at,
-                    format!("field \"{}\" is an enum and needs `values`", f.name),
-                ));
+                return Err(err(at, format!("field \"{}\" is an enum and needs `values`", f.name)));
             }
             if !needs_values && !f.values.is_empty() {
-                return Err(err(
-                    at,
-                    format!("field \"{}\": `values` only applies to enum fields", f.name),
-                ));
+                return Err(err(at, format!("field \"{}\": `values` only applies to enum fields", f.name)));
             }
             if f.kind.is_relationship() != f.target.is_some() {
                 return Err(err(
                     at,
-                    format!(
-                        "field \"{}\": relationship fields, and only they, name a `target` entity",
-                        f.name
-                    ),
+                    format!("field \"{}\": relationship fields, and only they, name a `target` entity", f.name),
                 ));
             }
             if f.pattern.is_some() && f.kind != FieldKind::Text {
-                return Err(err(
-                    at,
-                    format!(
-                        "field \"{}\": `pattern` only applies to text fields",
-                        f.name
-                    ),
-                ));
+                return Err(err(at, format!("field \"{}\": `pattern` only applies to text fields", f.name)));
             }
             if let (Some(a), Some(b)) = (f.min, f.max)
                 && a > b
             {
-                return Err(err(
-                    at,
-                    format!("field \"{}\": min {a} is greater than max {b}", f.name),
-                ));
+                return Err(err(at, format!("field \"{}\": min {a} is greater than max {b}", f.name)));
             }
             let pattern = match &f.pattern {
                 Some(p) => Some(regex_lite::Regex::new(p).map_err(|e| {
-                    err(
-                        at,
-                        format!(
-                            "field \"{}\": pattern is not a valid regular expression: {e}",
-                            f.name
-                        ),
-                    )
+                    err(at, format!("field \"{}\": pattern is not a valid regular expression: {e}", f.name))
                 })?),
                 None => None,
             };
             let label = f.label.unwrap_or_else(|| {
                 let s = f.name.replace('_', " ");
                 let mut c = s.chars();
-                c.next()
-                    .map(|h| h.to_uppercase().chain(c).collect())
-                    .unwrap_or_default()
+                c.next().map(|h| h.to_uppercase().chain(c).collect()).unwrap_or_default()
             });
             fields.push(Field {
                 rule: FieldRule {
@@ -301,28 +308,14 @@ impl EntitySchema {
         }
         let key_line = line_of(text, "key");
         let Some(key_field) = fields.iter().find(|f| f.name() == raw.key) else {
-            return Err(err(
-                key_line,
-                format!("key \"{}\" is not one of the fields", raw.key),
-            ));
+            return Err(err(key_line, format!("key \"{}\" is not one of the fields", raw.key)));
         };
-        if key_field.kind() != FieldKind::Text && key_field.kind() != FieldKind::Integer
-            || !key_field.required()
-        {
-            return Err(err(
-                key_line,
-                format!(
-                    "key \"{}\" must be a required text or integer field",
-                    raw.key
-                ),
-            ));
+        if key_field.kind() != FieldKind::Text && key_field.kind() != FieldKind::Integer || !key_field.required() {
+            return Err(err(key_line, format!("key \"{}\" must be a required text or integer field", raw.key)));
         }
         let display = raw.display.unwrap_or_else(|| raw.key.clone());
         if !fields.iter().any(|f| f.name() == display) {
-            return Err(err(
-                line_of(text, "display"),
-                format!("display \"{display}\" is not one of the fields"),
-            ));
+            return Err(err(line_of(text, "display"), format!("display \"{display}\" is not one of the fields")));
         }
         // The key identifies the record, so it is unique by definition.
         for f in &mut fields {
@@ -339,6 +332,7 @@ impl EntitySchema {
             display,
             fields,
             source: file.to_string(),
+            order: raw.order.unwrap_or(1000),
         })
     }
 }
@@ -351,11 +345,10 @@ pub struct Schemas {
 }
 
 impl Schemas {
-    /// Builds the registry from `(file name, text)` pairs; fails on the first bad file,
+    /// Builds the registry from `(file name, text)` pairs, ordered by each schema's `order`
+    /// then name; fails on the first bad file,
     /// a duplicate entity name, or a relationship to an unknown entity.
-    pub fn load<'a>(
-        files: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Schemas, SchemaError> {
+    pub fn load<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Schemas, SchemaError> {
         let mut s = Schemas::default();
         for (file, text) in files {
             let schema = EntitySchema::parse(file, text)?;
@@ -363,16 +356,14 @@ impl Schemas {
                 return Err(SchemaError {
                     file: file.to_string(),
                     line: line_of(text, "entity"),
-                    message: format!(
-                        "entity \"{}\" is already defined in {}",
-                        schema.name, other.source
-                    ),
+                    message: format!("entity \"{}\" is already defined in {}", schema.name, other.source),
                 });
             }
             let schema = Arc::new(schema);
             s.by_name.insert(schema.name.clone(), schema.clone());
             s.list.push(schema);
         }
+        s.list.sort_by(|a, b| (a.order, &a.name).cmp(&(b.order, &b.name)));
         for schema in &s.list {
             for f in &schema.fields {
                 if let Some(t) = &f.target
@@ -381,10 +372,7 @@ impl Schemas {
                     return Err(SchemaError {
                         file: schema.source.clone(),
                         line: None,
-                        message: format!(
-                            "field \"{}\" refers to the unknown entity \"{t}\"",
-                            f.name()
-                        ),
+                        message: format!("field \"{}\" refers to the unknown entity \"{t}\"", f.name()),
                     });
                 }
             }
@@ -453,45 +441,39 @@ required = true
         )
         .unwrap_err();
         assert!(e.message.contains("texty"), "{e}");
-        let e = EntitySchema::parse(
-            "x.toml",
-            &LOCATIONS.replace("key = \"code\"", "key = \"nope\""),
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "x.toml:5: key \"nope\" is not one of the fields"
-        );
-        let e = EntitySchema::parse(
-            "x.toml",
-            &LOCATIONS.replace("entity = \"locations\"", "entity = \"login\""),
-        )
-        .unwrap_err();
+        let e = EntitySchema::parse("x.toml", &LOCATIONS.replace("key = \"code\"", "key = \"nope\"")).unwrap_err();
+        assert_eq!(e.to_string(), "x.toml:5: key \"nope\" is not one of the fields");
+        let e = EntitySchema::parse("x.toml", &LOCATIONS.replace("entity = \"locations\"", "entity = \"login\""))
+            .unwrap_err();
         assert!(e.message.contains("reserved"), "{e}");
     }
 
     #[test]
     fn enums_need_values_and_relationships_need_targets() {
-        let enum_without = LOCATIONS.replace(
-            "name = \"name\"\ntype = \"text\"",
-            "name = \"name\"\ntype = \"enum\"",
-        );
-        assert!(
-            EntitySchema::parse("x.toml", &enum_without)
-                .unwrap_err()
-                .message
-                .contains("needs `values`")
-        );
-        let rel = LOCATIONS.replace(
-            "name = \"name\"\ntype = \"text\"",
-            "name = \"name\"\ntype = \"relationship_one\"",
-        );
-        assert!(
-            EntitySchema::parse("x.toml", &rel)
-                .unwrap_err()
-                .message
-                .contains("`target`")
-        );
+        let enum_without = LOCATIONS.replace("name = \"name\"\ntype = \"text\"", "name = \"name\"\ntype = \"enum\"");
+        assert!(EntitySchema::parse("x.toml", &enum_without).unwrap_err().message.contains("needs `values`"));
+        let rel = LOCATIONS.replace("name = \"name\"\ntype = \"text\"", "name = \"name\"\ntype = \"relationship_one\"");
+        assert!(EntitySchema::parse("x.toml", &rel).unwrap_err().message.contains("`target`"));
+    }
+
+    #[test]
+    fn prepare_reports_every_problem_of_a_row_or_returns_the_record() {
+        let s = EntitySchema::parse("locations.toml", LOCATIONS).unwrap();
+        let row = |code: &'static str, name: &'static str| {
+            move |f: &str| match f {
+                "code" => Some(code),
+                "name" => Some(name),
+                _ => None,
+            }
+        };
+        let r = s.prepare(row(" LOC-1 ", "Main Clinic")).unwrap();
+        assert_eq!(r.key, "LOC-1");
+        assert_eq!(r.data, r#"{"code":"LOC-1","name":"Main Clinic"}"#);
+        assert_eq!(r.search_text, "loc-1 | main clinic");
+        assert_eq!(r.row_hash.len(), 32);
+        assert_eq!(r.row_hash, s.prepare(row("LOC-1", " Main Clinic")).unwrap().row_hash, "spacing does not matter");
+        let errs = s.prepare(row("", "")).unwrap_err();
+        assert_eq!(errs, vec!["code: is required but empty".to_string(), "name: is required but empty".to_string()]);
     }
 
     #[test]
@@ -500,15 +482,8 @@ required = true
             "name = \"name\"\ntype = \"text\"",
             "name = \"name\"\ntype = \"relationship_one\"\ntarget = \"places\"",
         );
-        let e = Schemas::load([
-            ("locations.toml", LOCATIONS),
-            ("staff.toml", staff.as_str()),
-        ])
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "staff.toml: field \"name\" refers to the unknown entity \"places\""
-        );
+        let e = Schemas::load([("locations.toml", LOCATIONS), ("staff.toml", staff.as_str())]).unwrap_err();
+        assert_eq!(e.to_string(), "staff.toml: field \"name\" refers to the unknown entity \"places\"");
         let e = Schemas::load([("a.toml", LOCATIONS), ("b.toml", LOCATIONS)]).unwrap_err();
         assert!(e.message.contains("already defined in a.toml"), "{e}");
         let ok = Schemas::load([("locations.toml", LOCATIONS)]).unwrap();

@@ -1,0 +1,126 @@
+//! Entity list pages, templates and schema loading.
+
+use awc::http::StatusCode;
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn add(app: &TestApp, org: &str, entity: &str, cells: &[(&str, &str)]) {
+    app.add_record(org, entity, cells).await;
+}
+
+#[actix_web::test]
+async fn every_shipped_entity_has_a_list_page_and_a_template() {
+    let app = spawn_app().await;
+    app.user("acme", "vic@acme.test", "viewer").await;
+    let mut c = app.signed_in("vic@acme.test").await;
+    let home = c.get("/").await;
+    for (entity, label, first_columns) in [
+        ("locations", "Locations", "code,name,kind,address,city,phone,capacity,opened_on,active"),
+        ("staff", "Staff", "employee_id,first_name,last_name,email,role,home_location,"),
+        (
+            "clients",
+            "Clients",
+            "client_number,first_name,last_name,birth_date,email,phone,status,programs,location,primary_staff,care_team,",
+        ),
+        ("policies", "Policies", "policy_code,title,category,"),
+        ("forms", "Forms", "form_code,title,category,"),
+    ] {
+        assert!(home.body.contains(&format!("<a href=\"/{entity}\">{label}</a>")), "nav links {entity}");
+        let page = c.get(&format!("/{entity}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{entity}");
+        assert!(page.body.contains(&format!("<h1>{label}</h1>")));
+        assert!(page.body.contains(&format!("No {} yet", label.to_lowercase())), "{entity} empty state");
+        assert!(page.body.contains("0 records"));
+        let t = c.get(&format!("/{entity}/template.csv")).await;
+        assert_eq!(t.status, StatusCode::OK);
+        assert_eq!(t.header("content-type"), "text/csv; charset=utf-8");
+        assert_eq!(t.header("content-disposition"), format!("attachment; filename=\"{entity}-template.csv\""));
+        assert!(t.body.starts_with(first_columns), "{entity}: {}", t.body);
+        assert_eq!(t.body.lines().count(), 1, "header row only");
+        // the header is exactly the schema's field names
+        let schemas = stevedore::startup::load_schemas(None).unwrap();
+        assert_eq!(t.body.trim_end(), schemas.get(entity).unwrap().header().join(","));
+    }
+    let nav = &home.body[home.body.find("Data</div>").unwrap()..];
+    let pos = |e: &str| nav.find(&format!("href=\"/{e}\"")).unwrap();
+    assert!(pos("locations") < pos("staff") && pos("staff") < pos("clients") && pos("clients") < pos("policies"));
+    assert_eq!(c.get("/nonsense").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(c.get("/nonsense/template.csv").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.client().get("/locations").await.status, StatusCode::SEE_OTHER, "signed-in only");
+    assert_eq!(app.client().get("/locations/template.csv").await.status, StatusCode::SEE_OTHER);
+}
+
+#[actix_web::test]
+async fn records_are_listed_searched_paginated_and_scoped_to_the_org() {
+    let app = spawn_app().await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    app.user("globex", "hank@globex.test", "owner").await;
+    for i in 1..=30 {
+        let code = format!("LOC-{i:03}");
+        let name = if i == 7 { "Riverside 100% Clinic".to_string() } else { format!("Clinic {i}") };
+        add(&app, "acme", "locations", &[("code", &code), ("name", &name), ("kind", "clinic"), ("active", "TRUE")])
+            .await;
+    }
+    add(&app, "globex", "locations", &[("code", "GLX-1"), ("name", "Globex Tower"), ("kind", "office")]).await;
+    let mut c = app.signed_in("ada@acme.test").await;
+
+    let p1 = c.get("/locations").await;
+    assert!(p1.body.contains("30 records"));
+    assert!(p1.body.contains("Showing 1–25 of 30"));
+    assert!(p1.body.contains("LOC-001") && !p1.body.contains("LOC-026"));
+    assert!(p1.body.contains("<td>clinic</td>"), "enum values shown");
+    assert!(p1.body.contains("<td><span class=\"muted\">—</span></td>"), "empty cells shown as a dash");
+    assert!(!p1.body.contains("Globex Tower"), "another org's records are not listed");
+    let p2 = c.get("/locations?page=2").await;
+    assert!(p2.body.contains("LOC-026") && p2.body.contains("Showing 26–30 of 30"));
+
+    let s = c.get("/locations?q=RIVERSIDE").await;
+    assert!(s.body.contains("1 record<"), "{}", s.body);
+    assert!(s.body.contains("Riverside 100% Clinic"));
+    let pct = c.get("/locations?q=100%25").await;
+    assert!(pct.body.contains("1 record<"), "% is matched literally");
+    let under = c.get("/locations?q=_").await;
+    assert!(under.body.contains("No locations match “_”"), "_ is matched literally");
+    let none = c.get("/locations?q=Globex").await;
+    assert!(none.body.contains("No locations match “Globex”"));
+    assert!(none.body.contains("show all locations"));
+}
+
+#[test]
+fn a_bad_schema_file_stops_start_up_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir(&schemas).unwrap();
+    std::fs::write(
+        schemas.join("vehicles.toml"),
+        "entity = \"vehicles\"\nlabel = \"Vehicles\"\nsingular = \"Vehicle\"\nkey = \"plate\"\n\n[[fields]]\nname = \"plate\"\ntype = \"txt\"\nrequired = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .env("STEVEDORE_DATA_DIR", dir.path())
+        .env("STEVEDORE_SCHEMA_DIR", &schemas)
+        .env("STEVEDORE_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("vehicles.toml:8:"), "{err}");
+    assert!(err.contains("txt"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[actix_web::test]
+async fn an_extra_schema_file_adds_an_entity_type() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("vehicles.toml"),
+        "entity = \"vehicles\"\nlabel = \"Vehicles\"\nsingular = \"Vehicle\"\nkey = \"plate\"\n\n[[fields]]\nname = \"plate\"\ntype = \"text\"\nrequired = true\n\n[[fields]]\nname = \"garage\"\ntype = \"relationship_one\"\ntarget = \"locations\"\n",
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let app = crate::helpers::spawn_app_with(|s| s.schema_dir = Some(path)).await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    assert!(c.get("/").await.body.contains("<a href=\"/vehicles\">Vehicles</a>"));
+    assert_eq!(c.get("/vehicles/template.csv").await.body.trim_end(), "plate,garage");
+}
