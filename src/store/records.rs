@@ -64,25 +64,73 @@ pub struct NewRecord<'a> {
     pub data: &'a str,
     pub row_hash: &'a str,
     pub search_text: &'a str,
+    /// Values of the schema's unique fields, enforced by `record_unique_values`.
+    pub uniques: &'a [(String, String)],
 }
 
-/// Adds one record; returns its id.
-pub async fn insert(db: &Db, org: OrgId, entity: &str, r: &NewRecord<'_>) -> anyhow::Result<i64> {
+/// Why a record could not be added.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// Another record of the org already has this key.
+    DuplicateKey,
+    /// Another record of the org already has this value in a unique field.
+    DuplicateValue { field: String, value: String },
+}
+
+/// Adds one record and its unique values in one transaction; returns its id, or why not.
+pub async fn insert(db: &Db, org: OrgId, entity: &str, r: &NewRecord<'_>) -> anyhow::Result<Result<i64, InsertError>> {
     let now = crate::now();
-    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
-        "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
-    )
-    .bind(org.get())
-    .bind(entity)
-    .bind(r.key)
-    .bind(r.data)
-    .bind(r.row_hash)
-    .bind(r.search_text)
-    .bind(now)
-    .fetch_one(p)
-    .await)
-    .context("adding record")
+    on_pool!(db, p => {
+        let mut tx = p.begin().await.context("starting transaction")?;
+        // The row hash covers the key, so an existing key is the only duplicate to check.
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM records WHERE org_id = $1 AND entity = $2 AND record_key = $3")
+                .bind(org.get())
+                .bind(entity)
+                .bind(r.key)
+                .fetch_optional(&mut *tx)
+                .await
+                .context("checking for an existing key")?;
+        if taken.is_some() {
+            return Ok(Err(InsertError::DuplicateKey));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+        )
+        .bind(org.get())
+        .bind(entity)
+        .bind(r.key)
+        .bind(r.data)
+        .bind(r.row_hash)
+        .bind(r.search_text)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .context("adding record")?;
+        for (field, value) in r.uniques {
+            let res = sqlx::query(
+                "INSERT INTO record_unique_values (org_id, entity, field, value, record_id) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(org.get())
+            .bind(entity)
+            .bind(field)
+            .bind(value)
+            .bind(id)
+            .execute(&mut *tx)
+            .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if super::is_unique_violation(&e) => {
+                    // Dropping the transaction rolls the record back too.
+                    return Ok(Err(InsertError::DuplicateValue { field: field.clone(), value: value.clone() }));
+                }
+                Err(e) => return Err(anyhow::Error::from(e).context("adding unique value")),
+            }
+        }
+        tx.commit().await.context("committing record")?;
+        Ok(Ok(id))
+    })
 }
 
 #[cfg(test)]

@@ -86,6 +86,55 @@ async fn records_are_listed_searched_paginated_and_scoped_to_the_org() {
     assert!(none.body.contains("show all locations"));
 }
 
+#[actix_web::test]
+async fn keys_contents_and_unique_fields_are_enforced_by_the_database() {
+    use stevedore::store::records::{InsertError, NewRecord, insert};
+    let app = spawn_app().await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    app.user("globex", "hank@globex.test", "owner").await;
+    add(&app, "acme", "locations", &[("code", "LOC-1"), ("name", "Main"), ("kind", "clinic")]).await;
+    let schemas = stevedore::startup::load_schemas(None).unwrap();
+    let staff = schemas.get("staff").unwrap();
+    let row = |id: &'static str, email: &'static str| {
+        let cells = [
+            ("employee_id", id),
+            ("first_name", "Ann"),
+            ("last_name", "Lee"),
+            ("email", email),
+            ("role", "nurse"),
+            ("home_location", "LOC-1"),
+        ];
+        staff.prepare(move |f| cells.iter().find(|(n, _)| *n == f).map(|(_, v)| *v)).unwrap()
+    };
+    let try_insert = |org: &'static str, r: stevedore::domain::entities::PreparedRecord| {
+        let app = &app;
+        async move {
+            let org = stevedore::domain::ids::OrgId::new(app.org_id(org).await);
+            let new = NewRecord {
+                key: &r.key,
+                data: &r.data,
+                row_hash: &r.row_hash,
+                search_text: &r.search_text,
+                uniques: &r.uniques,
+            };
+            insert(&app.db, org, "staff", &new).await.unwrap()
+        }
+    };
+    assert!(try_insert("acme", row("EMP-1", "ann@acme.test")).await.is_ok());
+    assert_eq!(try_insert("acme", row("EMP-1", "other@acme.test")).await, Err(InsertError::DuplicateKey));
+    assert_eq!(
+        try_insert("acme", row("EMP-2", "ANN@acme.test")).await,
+        Err(InsertError::DuplicateValue { field: "email".into(), value: "ann@acme.test".into() }),
+        "unique values compare case-insensitively"
+    );
+    let mut c = app.signed_in("ada@acme.test").await;
+    assert!(c.get("/staff").await.body.contains("1 record<"), "the refused record left nothing behind");
+    // another org may use the same key and email
+    assert!(try_insert("globex", row("EMP-1", "ann@acme.test")).await.is_ok());
+    // the same content again is refused by its key
+    assert_eq!(try_insert("globex", row("EMP-1", "ann@acme.test")).await, Err(InsertError::DuplicateKey));
+}
+
 #[test]
 fn a_bad_schema_file_stops_start_up_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

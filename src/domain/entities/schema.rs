@@ -168,6 +168,8 @@ pub struct PreparedRecord {
     pub row_hash: String,
     /// Lower-cased text of every value, for search.
     pub search_text: String,
+    /// `(field, value)` of the fields marked unique, other than the key, when not empty.
+    pub uniques: Vec<(String, String)>,
 }
 
 /// How a stored value reads in a table cell or the search text.
@@ -208,9 +210,18 @@ impl EntitySchema {
             .collect::<Vec<_>>()
             .join(" | ")
             .to_lowercase();
+        let uniques = self
+            .fields
+            .iter()
+            .filter(|f| f.unique && f.name() != self.key)
+            .filter_map(|f| {
+                let v = values.iter().find(|(n, _)| *n == f.name()).map(|(_, v)| display_value(v))?;
+                (!v.is_empty()).then(|| (f.name().to_string(), v.to_lowercase()))
+            })
+            .collect();
         let data: serde_json::Map<String, serde_json::Value> =
             values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-        Ok(PreparedRecord { key, data: serde_json::Value::Object(data).to_string(), row_hash, search_text })
+        Ok(PreparedRecord { key, data: serde_json::Value::Object(data).to_string(), row_hash, search_text, uniques })
     }
 }
 
