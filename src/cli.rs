@@ -103,21 +103,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}", msg?);
             Ok(())
         }
-        Command::User { command: UserCommand::Disable { email } } => {
-            let db = open_database(&db_settings).await?;
-            let msg = set_disabled(&db, &email, true).await;
-            db.close().await;
-            println!("{}", msg?);
-            Ok(())
-        }
-        Command::User { command: UserCommand::Enable { email } } => {
-            let db = open_database(&db_settings).await?;
-            let msg = set_disabled(&db, &email, false).await;
-            db.close().await;
-            println!("{}", msg?);
-            Ok(())
-        }
+        Command::User { command: UserCommand::Disable { email } } => toggle_user(&db_settings, &email, true).await,
+        Command::User { command: UserCommand::Enable { email } } => toggle_user(&db_settings, &email, false).await,
     }
+}
+
+async fn toggle_user(db_settings: &DbSettings, email: &str, disabled: bool) -> anyhow::Result<()> {
+    let db = open_database(db_settings).await?;
+    let msg = set_disabled(&db, email, disabled).await;
+    db.close().await;
+    println!("{}", msg?);
+    Ok(())
 }
 
 /// `user disable` / `user enable`. Disabling also deletes the user's sessions.

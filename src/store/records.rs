@@ -3,6 +3,7 @@
 use anyhow::Context;
 
 use super::Db;
+use crate::domain::entities::PreparedRecord;
 use crate::domain::ids::OrgId;
 use crate::on_pool;
 
@@ -66,6 +67,18 @@ pub struct NewRecord<'a> {
     pub search_text: &'a str,
     /// Values of the schema's unique fields, enforced by `record_unique_values`.
     pub uniques: &'a [(String, String)],
+}
+
+impl<'a> From<&'a PreparedRecord> for NewRecord<'a> {
+    fn from(r: &'a PreparedRecord) -> Self {
+        NewRecord {
+            key: &r.key,
+            data: &r.data,
+            row_hash: &r.row_hash,
+            search_text: &r.search_text,
+            uniques: &r.uniques,
+        }
+    }
 }
 
 /// Why a record could not be added.

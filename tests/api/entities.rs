@@ -110,14 +110,7 @@ async fn keys_contents_and_unique_fields_are_enforced_by_the_database() {
         let app = &app;
         async move {
             let org = stevedore::domain::ids::OrgId::new(app.org_id(org).await);
-            let new = NewRecord {
-                key: &r.key,
-                data: &r.data,
-                row_hash: &r.row_hash,
-                search_text: &r.search_text,
-                uniques: &r.uniques,
-            };
-            insert(&app.db, org, "staff", &new).await.unwrap()
+            insert(&app.db, org, "staff", &NewRecord::from(&r)).await.unwrap()
         }
     };
     assert!(try_insert("acme", row("EMP-1", "ann@acme.test")).await.is_ok());

@@ -112,14 +112,7 @@ impl TestApp {
         let org = stevedore::domain::ids::OrgId::new(self.org_id(org).await);
         let schemas = stevedore::startup::load_schemas(None).unwrap();
         let r = schemas.get(entity).unwrap().prepare(|f| cells.iter().find(|(n, _)| *n == f).map(|(_, v)| *v)).unwrap();
-        let new = NewRecord {
-            key: &r.key,
-            data: &r.data,
-            row_hash: &r.row_hash,
-            search_text: &r.search_text,
-            uniques: &r.uniques,
-        };
-        records::insert(&self.db, org, entity, &new).await.unwrap().unwrap();
+        records::insert(&self.db, org, entity, &NewRecord::from(&r)).await.unwrap().unwrap();
     }
 
     pub async fn role_of(&self, org: &str, email: &str) -> Option<String> {
