@@ -8,6 +8,7 @@ use crate::auth::password;
 use crate::config::{CommonArgs, DbSettings, ServeArgs, Settings};
 use crate::domain::account::{Email, OrgSlug, check_new_password};
 use crate::domain::permissions::Role;
+use crate::jobs::{Worker, WorkerConfig};
 use crate::startup::{App, open_database};
 use crate::store::{self, Db};
 
@@ -28,6 +29,12 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Run background jobs only (no web server), until SIGINT/SIGTERM.
+    Worker {
+        /// Jobs run at once.
+        #[arg(long, default_value = "2")]
+        concurrency: String,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -84,6 +91,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(db_settings.json_logs);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(Settings::from_args(&cli.common, &cli.serve)?).await,
+        Command::Worker { concurrency } => {
+            let n = crate::config::parse_workers(&concurrency).map_err(|e| anyhow::anyhow!("--concurrency: {e}"))?;
+            run_worker(&db_settings, n.max(1)).await
+        }
         Command::Migrate => {
             let db = open_database(&db_settings).await?;
             println!("Database is up to date ({}).", db.backend());
@@ -129,6 +140,45 @@ pub async fn set_disabled(db: &Db, email: &str, disabled: bool) -> anyhow::Resul
         Ok(format!("Disabled {email}; {ended} open session(s) ended."))
     } else {
         Ok(format!("Enabled {email}."))
+    }
+}
+
+async fn run_worker(db_settings: &DbSettings, concurrency: usize) -> anyhow::Result<()> {
+    let db = open_database(db_settings).await?;
+    let worker = Worker::with_all_handlers(db.clone(), WorkerConfig { concurrency, ..WorkerConfig::default() })?;
+    tracing::info!(owner = worker.owner(), concurrency, "worker started");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = actix_web::rt::spawn(worker.run(stop_rx.clone()));
+    let schedule = actix_web::rt::spawn(crate::startup::schedule_maintenance(db.clone(), stop_rx));
+    shutdown_signal().await;
+    tracing::info!("stopping: jobs finish their current step, then go back to the queue");
+    let _ = stop_tx.send(true);
+    let _ = running.await;
+    let _ = schedule.await;
+    db.close().await;
+    Ok(())
+}
+
+/// Resolves at SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

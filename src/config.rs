@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// A directory of extra entity schema files (*.toml), loaded after the shipped ones.
     #[arg(long, env = "STEVEDORE_SCHEMA_DIR", global = true)]
     pub schema_dir: Option<PathBuf>,
+
+    /// Background jobs run at once by this process (0: none; run `stevedore worker` instead).
+    #[arg(long, env = "STEVEDORE_WORKERS", default_value = "2", global = true)]
+    pub workers: String,
 }
 
 /// A setting that cannot be used, with which one and why.
@@ -99,6 +103,7 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub trust_proxy: bool,
     pub schema_dir: Option<PathBuf>,
+    pub workers: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -173,6 +178,7 @@ impl Settings {
             secure_cookies: parse_bool(&s.secure_cookies).map_err(|why| bad("STEVEDORE_SECURE_COOKIES", why))?,
             trust_proxy: parse_bool(&s.trust_proxy).map_err(|why| bad("STEVEDORE_TRUST_PROXY", why))?,
             schema_dir: s.schema_dir.clone(),
+            workers: parse_workers(&s.workers).map_err(|why| bad("STEVEDORE_WORKERS", why))?,
         })
     }
 
@@ -251,6 +257,14 @@ fn parse_minutes(raw: &str) -> Result<Duration, String> {
     match raw.trim().parse::<u64>() {
         Ok(n) if (1..=60 * 24 * 30).contains(&n) => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!("\"{raw}\" is not a whole number of minutes from 1 to 43200")),
+    }
+}
+
+/// A number of concurrent jobs, 0 to 64.
+pub fn parse_workers(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if n <= 64 => Ok(n),
+        _ => Err(format!("\"{raw}\" is not a number from 0 to 64")),
     }
 }
 

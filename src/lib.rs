@@ -13,6 +13,8 @@ pub mod config;
 pub mod domain;
 /// The one error type every handler returns, and how it is shown.
 pub mod error;
+/// Background jobs: the worker, the queue, one module per job kind.
+pub mod jobs;
 /// Building and running the HTTP server.
 pub mod startup;
 /// Every SQL statement, over SQLite or PostgreSQL.

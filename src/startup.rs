@@ -17,6 +17,7 @@ use crate::auth::{csrf, identity, password, session::DbSessionStore};
 use crate::config::Settings;
 use crate::domain::entities::Schemas;
 use crate::domain::permissions::Role;
+use crate::jobs::{Worker, WorkerConfig, maintenance};
 use crate::store::{self, Db};
 use crate::web::layout;
 
@@ -64,6 +65,7 @@ pub struct App {
     port: u16,
     server: Server,
     db: Db,
+    workers: usize,
     pub demo_login: Option<DemoLogin>,
 }
 
@@ -106,6 +108,7 @@ impl App {
         let upload_limit = usize::try_from(settings.upload_limit).unwrap_or(usize::MAX);
         let idle = Duration::seconds(settings.idle_timeout.as_secs() as i64);
         let secure = settings.secure_cookies;
+        let workers = settings.workers;
         let state = web::Data::new(AppState { db: db.clone(), settings, schemas });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
@@ -145,33 +148,55 @@ impl App {
         .context("starting the HTTP server")?
         .shutdown_timeout(30)
         .run();
-        Ok(App { port, server, db, demo_login })
+        Ok(App { port, server, db, demo_login, workers })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM, finishing in-flight requests (30 s at most), with
-    /// expired sessions and old sign-in attempts pruned every ten minutes meanwhile.
+    /// Serves until SIGINT/SIGTERM, finishing in-flight requests (30 s at most), with the
+    /// in-process job worker (unless `--workers 0`) and the maintenance schedule alongside.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let db = self.db.clone();
-        let maintenance = actix_web::rt::spawn(async move {
-            let mut tick = actix_web::rt::time::interval(StdDuration::from_secs(600));
-            loop {
-                tick.tick().await;
-                let now = crate::now();
-                if let Err(e) = store::sessions::prune(&db, now).await {
-                    tracing::warn!(error = ?e, "pruning sessions failed");
-                }
-                if let Err(e) = store::login_attempts::prune(&db, now).await {
-                    tracing::warn!(error = ?e, "pruning sign-in attempts failed");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = match self.workers {
+            0 => None,
+            n => {
+                let config = WorkerConfig { concurrency: n, ..WorkerConfig::default() };
+                match Worker::with_all_handlers(self.db.clone(), config) {
+                    Ok(w) => Some(actix_web::rt::spawn(w.run(stop_rx.clone()))),
+                    Err(e) => {
+                        tracing::error!(error = ?e, "cannot start the job worker");
+                        None
+                    }
                 }
             }
-        });
+        };
+        let schedule = actix_web::rt::spawn(schedule_maintenance(self.db.clone(), stop_rx));
         let result = self.server.await;
-        maintenance.abort();
+        let _ = stop_tx.send(true);
+        if let Some(w) = worker
+            && tokio::time::timeout(StdDuration::from_secs(30), w).await.is_err()
+        {
+            tracing::warn!("jobs still running after 30 s; their leases will let another worker resume them");
+        }
+        let _ = schedule.await;
         self.db.close().await;
         result
+    }
+}
+
+/// Offers the maintenance job every ten minutes until `stop`.
+pub async fn schedule_maintenance(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(StdDuration::from_secs(maintenance::EVERY_SECS as u64));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = maintenance::schedule(&db).await {
+                    tracing::warn!(error = ?e, "scheduling maintenance failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
     }
 }

@@ -4,5 +4,6 @@
 pub mod account;
 pub mod entities;
 pub mod ids;
+pub mod jobs;
 pub mod permissions;
 pub mod throttle;

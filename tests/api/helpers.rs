@@ -51,6 +51,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         secure_cookies: "false".into(),
         trust_proxy: "false".into(),
         schema_dir: None,
+        workers: "2".into(),
     };
     tweak(&mut serve);
     Settings::from_args(&common, &serve).expect("test settings are valid")

@@ -7,5 +7,6 @@ mod helpers;
 mod auth;
 mod cli;
 mod entities;
+mod jobs;
 mod members;
 mod ops;

@@ -1,0 +1,46 @@
+//! `maintenance.prune`: deletes expired sessions, old sign-in attempts and finished jobs
+//! older than a week. Every instance offers to schedule it every ten minutes; the dedupe
+//! key makes that one job per ten minutes, whatever the number of instances.
+
+use futures_util::future::LocalBoxFuture;
+
+use super::{JobContext, JobHandler};
+use crate::domain::jobs::Outcome;
+use crate::store::{self, Db};
+
+pub const KIND: &str = "maintenance.prune";
+pub const EVERY_SECS: i64 = 600;
+
+pub struct Prune;
+
+impl JobHandler for Prune {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let now = crate::now();
+            let result = async {
+                let sessions = store::sessions::prune(&ctx.db, now).await?;
+                let attempts = store::login_attempts::prune(&ctx.db, now).await?;
+                let jobs = store::jobs::prune_finished(&ctx.db, now - 7 * 86_400).await?;
+                anyhow::Ok((sessions, attempts, jobs))
+            }
+            .await;
+            match result {
+                Ok((sessions, attempts, jobs)) => {
+                    tracing::info!(sessions, sign_in_attempts = attempts, jobs, "pruned");
+                    Outcome::Done
+                }
+                Err(e) => Outcome::Retry(format!("{e:#}")),
+            }
+        })
+    }
+}
+
+/// Enqueues this ten minutes' prune job unless an instance already has.
+pub async fn schedule(db: &Db) -> anyhow::Result<Option<i64>> {
+    let bucket = crate::now() / EVERY_SECS;
+    super::enqueue(db, None, KIND, &serde_json::json!({}), Some(&format!("{KIND}:{bucket}"))).await
+}
