@@ -4,6 +4,7 @@
 pub mod account;
 pub mod entities;
 pub mod ids;
+pub mod imports;
 pub mod jobs;
 pub mod permissions;
 pub mod throttle;

@@ -1,0 +1,129 @@
+//! Matching a file's headers to schema fields: exact names first, then names equal once
+//! case, spaces, hyphens and underscores are ignored (or equal to the field's label),
+//! then close spellings. Each header maps to at most one field.
+
+use std::collections::BTreeMap;
+
+/// `Birth Date`, `birth-date` and `BIRTH_DATE` all become `birthdate`.
+pub fn normalize(s: &str) -> String {
+    s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+/// Edit distance (insertions, deletions, substitutions), for close spellings.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Close enough to be a misspelling: one edit in names of 4-7 characters, two from 8 on.
+fn close(a: &str, b: &str) -> bool {
+    let n = a.chars().count().min(b.chars().count());
+    let allowed = match n {
+        0..=3 => 0,
+        4..=7 => 1,
+        _ => 2,
+    };
+    allowed > 0 && edit_distance(a, b) <= allowed
+}
+
+/// A field to match: its name and label.
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub label: &'a str,
+}
+
+/// One matching rule: does header `i` match this field?
+type Rule<'r> = dyn Fn(&Target<'_>, usize) -> bool + 'r;
+
+/// Proposes a mapping `field name → header` (seed 004's `column_mapping` shape).
+pub fn auto_map(fields: &[Target<'_>], headers: &[String]) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    let mut used = vec![false; headers.len()];
+    let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
+    let passes: [&Rule<'_>; 3] = [
+        &|f, i| headers[i].trim() == f.name,
+        &|f, i| normalized[i] == normalize(f.name) || normalized[i] == normalize(f.label),
+        &|f, i| close(&normalized[i], &normalize(f.name)) || close(&normalized[i], &normalize(f.label)),
+    ];
+    for pass in passes {
+        for f in fields {
+            if map.contains_key(f.name) {
+                continue;
+            }
+            if let Some(i) = (0..headers.len()).find(|&i| !used[i] && pass(f, i)) {
+                used[i] = true;
+                map.insert(f.name.to_string(), headers[i].clone());
+            }
+        }
+    }
+    map
+}
+
+/// Required fields the mapping leaves without a column, in the given order.
+pub fn missing_required<'a>(
+    required: impl IntoIterator<Item = &'a str>,
+    mapping: &BTreeMap<String, String>,
+) -> Vec<&'a str> {
+    required.into_iter().filter(|f| !mapping.contains_key(*f)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t<'a>(name: &'a str, label: &'a str) -> Target<'a> {
+        Target { name, label }
+    }
+
+    fn h(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn exact_then_loose_then_close() {
+        let fields = [
+            t("client_number", "Client number"),
+            t("birth_date", "Birth date"),
+            t("first_name", "First name"),
+            t("email", "Email"),
+        ];
+        let m = auto_map(&fields, &h(&["client_number", "Birth Date", "Frist Name", "E-Mail", "Notes"]));
+        assert_eq!(m.get("client_number").map(String::as_str), Some("client_number"));
+        assert_eq!(m.get("birth_date").map(String::as_str), Some("Birth Date"));
+        assert_eq!(m.get("first_name").map(String::as_str), Some("Frist Name"), "a transposition is close");
+        assert_eq!(m.get("email").map(String::as_str), Some("E-Mail"));
+        assert_eq!(m.len(), 4, "Notes stays unmapped");
+    }
+
+    #[test]
+    fn labels_match_too_and_a_header_is_used_once() {
+        let fields = [t("code", "Location code"), t("name", "Name")];
+        let m = auto_map(&fields, &h(&["LOCATION CODE", "name", "Name"]));
+        assert_eq!(m.get("code").map(String::as_str), Some("LOCATION CODE"));
+        assert_eq!(m.get("name").map(String::as_str), Some("name"), "exact beats loose");
+        let m = auto_map(&[t("name", "Name"), t("names", "Names")], &h(&["name"]));
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn short_names_need_exact_or_loose_matches() {
+        let m = auto_map(&[t("kind", "Kind"), t("city", "City")], &h(&["kid", "cty"]));
+        assert!(m.is_empty(), "{m:?}");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn missing_required_fields_are_listed() {
+        let m = auto_map(&[t("code", "Code")], &h(&["code"]));
+        assert_eq!(missing_required(["code", "name"], &m), vec!["name"]);
+    }
+}

@@ -1,0 +1,9 @@
+//! The import model's rules: the state machine joining seed 000's stages and seed 004's
+//! statuses, the seven phases, actions and duplicate handling, and matching file headers
+//! to schema fields. See `docs/imports.md`.
+
+pub mod mapping;
+pub mod status;
+
+pub use mapping::{auto_map, missing_required};
+pub use status::{Action, ApiStatus, DuplicateHandling, Phase, Stage};
