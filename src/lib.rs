@@ -13,6 +13,8 @@ pub mod config;
 pub mod domain;
 /// The one error type every handler returns, and how it is shown.
 pub mod error;
+/// Uploaded files: CSV and XLSX recognized and read row by row.
+pub mod files;
 /// Background jobs: the worker, the queue, one module per job kind.
 pub mod jobs;
 /// Building and running the HTTP server.

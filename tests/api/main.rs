@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod entities;
+mod files;
 mod jobs;
 mod members;
 mod ops;

@@ -1,0 +1,6 @@
+//! Uploaded files: recognizing CSV and XLSX, reading their header row, and streaming
+//! their rows without holding the file in memory.
+
+pub mod reader;
+
+pub use reader::{FileInfo, FileProblem, Format, RowVisitor, sniff, visit_rows};

@@ -1,0 +1,345 @@
+//! Reading CSV and XLSX files row by row.
+//!
+//! - CSV: UTF-8 with or without a byte-order mark; comma, semicolon or tab, detected from
+//!   the header line; quoted fields may hold the delimiter, quotes and newlines. Another
+//!   encoding, or a binary file, is refused with a message saying so.
+//! - XLSX (via calamine): the first sheet, or the one named; cells streamed in order.
+//!
+//! Rows are numbered as a spreadsheet shows them: the header is row 1.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use calamine::{DataRef, Reader, Xlsx, open_workbook};
+
+/// What the file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    Csv { delimiter: u8 },
+    Xlsx { sheet: String },
+}
+
+impl Format {
+    pub fn describe(&self) -> String {
+        match self {
+            Format::Csv { delimiter: b';' } => "CSV (semicolon-separated)".into(),
+            Format::Csv { delimiter: b'\t' } => "CSV (tab-separated)".into(),
+            Format::Csv { .. } => "CSV (comma-separated)".into(),
+            Format::Xlsx { sheet } => format!("XLSX, sheet \"{sheet}\""),
+        }
+    }
+}
+
+/// A recognized file and its header row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub format: Format,
+    pub headers: Vec<String>,
+    /// The workbook's sheets (XLSX only), for choosing another one.
+    pub sheets: Vec<String>,
+}
+
+/// Why a file cannot be read, in words for the person who uploaded it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileProblem {
+    #[error("The file is empty.")]
+    Empty,
+    #[error(
+        "The file looks like a binary file, not CSV or XLSX text (it contains NUL bytes; UTF-16 text looks like this too). Save it as \"CSV UTF-8\" or XLSX and upload it again."
+    )]
+    Binary,
+    #[error(
+        "The file is not UTF-8 text: line {line} has characters in another encoding (such as Windows-1252). Save it as \"CSV UTF-8\" and upload it again."
+    )]
+    NotUtf8 { line: u64 },
+    #[error("The file has no header row.")]
+    NoHeader,
+    #[error("Column {column} has no header; every column needs a name.")]
+    BlankHeader { column: usize },
+    #[error("The header \"{name}\" appears twice (columns {first} and {second}); column names must be unique.")]
+    DuplicateHeader { name: String, first: usize, second: usize },
+    #[error("The workbook has no sheet named \"{0}\".")]
+    SheetNotFound(String),
+    #[error("The workbook has no sheets.")]
+    NoSheets,
+    #[error("The XLSX file cannot be read: {0}")]
+    Xlsx(String),
+    #[error("Row {row} cannot be read: {why}")]
+    BadRow { row: u64, why: String },
+    #[error("The file cannot be read: {0}")]
+    Io(String),
+}
+
+const SNIFF_BYTES: usize = 64 * 1024;
+
+/// Receives each row as (row number, cells); returns false to stop reading.
+pub type RowVisitor<'a> = dyn FnMut(u64, &[String]) -> Result<bool, FileProblem> + 'a;
+
+fn io(e: std::io::Error) -> FileProblem {
+    FileProblem::Io(e.to_string())
+}
+
+fn head(path: &Path) -> Result<Vec<u8>, FileProblem> {
+    let mut buf = Vec::with_capacity(SNIFF_BYTES);
+    File::open(path).map_err(io)?.take(SNIFF_BYTES as u64).read_to_end(&mut buf).map_err(io)?;
+    Ok(buf)
+}
+
+/// Checks the start of a text file: no NUL bytes, valid UTF-8 (a character cut at the
+/// end of the sample is fine).
+fn check_text(sample: &[u8]) -> Result<(), FileProblem> {
+    if sample.contains(&0) {
+        return Err(FileProblem::Binary);
+    }
+    let body = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(sample);
+    if let Err(e) = std::str::from_utf8(body)
+        && e.error_len().is_some()
+    {
+        let at = e.valid_up_to();
+        let line = body[..at].iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        return Err(FileProblem::NotUtf8 { line });
+    }
+    Ok(())
+}
+
+/// The delimiter among `,` `;` and tab that the header line uses most (outside quotes).
+pub fn detect_delimiter(sample: &[u8]) -> u8 {
+    let body = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(sample);
+    let mut counts = [0usize; 3];
+    let mut quoted = false;
+    for &b in body {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            b',' if !quoted => counts[0] += 1,
+            b';' if !quoted => counts[1] += 1,
+            b'\t' if !quoted => counts[2] += 1,
+            _ => {}
+        }
+    }
+    let best = (0..3).max_by_key(|&i| (counts[i], usize::from(i == 0))).unwrap_or(0);
+    if counts[best] == 0 { b',' } else { [b',', b';', b'\t'][best] }
+}
+
+fn check_headers(raw: Vec<String>) -> Result<Vec<String>, FileProblem> {
+    let headers: Vec<String> = raw.into_iter().map(|h| h.trim().to_string()).collect();
+    // trailing empty columns (a spreadsheet's stray delimiter) are dropped
+    let last = headers.iter().rposition(|h| !h.is_empty()).ok_or(FileProblem::NoHeader)?;
+    let headers = headers[..=last].to_vec();
+    for (i, h) in headers.iter().enumerate() {
+        if h.is_empty() {
+            return Err(FileProblem::BlankHeader { column: i + 1 });
+        }
+        if let Some(j) = headers[..i].iter().position(|o| o.eq_ignore_ascii_case(h)) {
+            return Err(FileProblem::DuplicateHeader { name: h.clone(), first: j + 1, second: i + 1 });
+        }
+    }
+    Ok(headers)
+}
+
+fn is_zip(sample: &[u8]) -> bool {
+    sample.starts_with(b"PK\x03\x04")
+}
+
+/// Recognizes the file and reads its header row. `sheet` picks an XLSX sheet (default: the first).
+pub fn sniff(path: &Path, sheet: Option<&str>) -> Result<FileInfo, FileProblem> {
+    let sample = head(path)?;
+    if sample.is_empty() {
+        return Err(FileProblem::Empty);
+    }
+    if is_zip(&sample) {
+        return sniff_xlsx(path, sheet);
+    }
+    check_text(&sample)?;
+    let delimiter = detect_delimiter(&sample);
+    let mut rdr = csv_reader(path, delimiter)?;
+    let mut rec = csv::StringRecord::new();
+    let got = rdr.read_record(&mut rec).map_err(|e| csv_problem(e, 1))?;
+    if !got {
+        return Err(FileProblem::NoHeader);
+    }
+    let headers = check_headers(rec.iter().map(str::to_string).collect())?;
+    Ok(FileInfo { format: Format::Csv { delimiter }, headers, sheets: vec![] })
+}
+
+fn csv_reader(path: &Path, delimiter: u8) -> Result<csv::Reader<BufReader<File>>, FileProblem> {
+    let file = File::open(path).map_err(io)?;
+    Ok(csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(BufReader::with_capacity(256 * 1024, file)))
+}
+
+fn csv_problem(e: csv::Error, row: u64) -> FileProblem {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { pos, .. } => {
+            FileProblem::NotUtf8 { line: pos.as_ref().map(|p| p.line()).unwrap_or(row) }
+        }
+        csv::ErrorKind::Io(err) => FileProblem::Io(err.to_string()),
+        _ => FileProblem::BadRow { row, why: e.to_string() },
+    }
+}
+
+fn open_xlsx(path: &Path) -> Result<Xlsx<BufReader<File>>, FileProblem> {
+    open_workbook(path).map_err(|e: calamine::XlsxError| FileProblem::Xlsx(e.to_string()))
+}
+
+fn pick_sheet(sheets: &[String], wanted: Option<&str>) -> Result<String, FileProblem> {
+    match wanted {
+        Some(w) => sheets.iter().find(|s| s.as_str() == w).cloned().ok_or_else(|| FileProblem::SheetNotFound(w.into())),
+        None => sheets.first().cloned().ok_or(FileProblem::NoSheets),
+    }
+}
+
+fn sniff_xlsx(path: &Path, sheet: Option<&str>) -> Result<FileInfo, FileProblem> {
+    let mut wb = open_xlsx(path)?;
+    let sheets = wb.sheet_names().to_vec();
+    let sheet = pick_sheet(&sheets, sheet)?;
+    let mut first: Option<Vec<String>> = None;
+    visit_xlsx(&mut wb, &sheet, &mut |_, cells| {
+        first = Some(cells.to_vec());
+        Ok(false)
+    })?;
+    let headers = check_headers(first.ok_or(FileProblem::NoHeader)?)?;
+    Ok(FileInfo { format: Format::Xlsx { sheet }, headers, sheets })
+}
+
+/// Text of a spreadsheet cell as a CSV would hold it: whole numbers without `.0`, dates
+/// as `YYYY-MM-DD`, date-times as `YYYY-MM-DDTHH:MM:SS`, booleans as `true`/`false`.
+pub fn cell_text(v: &DataRef<'_>) -> String {
+    match v {
+        DataRef::Empty => String::new(),
+        DataRef::String(s) | DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => s.clone(),
+        DataRef::SharedString(s) => (*s).to_string(),
+        DataRef::Int(i) => i.to_string(),
+        DataRef::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        DataRef::Float(f) => f.to_string(),
+        DataRef::Bool(b) => b.to_string(),
+        DataRef::DateTime(dt) => {
+            let (y, mo, d, h, mi, s, _) = dt.to_ymd_hms_milli();
+            if dt.is_datetime() && (h, mi, s) == (0, 0, 0) && dt.as_f64().fract() == 0.0 {
+                format!("{y:04}-{mo:02}-{d:02}")
+            } else {
+                format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")
+            }
+        }
+        DataRef::Error(e) => format!("#{e:?}"),
+    }
+}
+
+/// Streams the sheet's rows (row number, cells) to `f` until it returns false.
+fn visit_xlsx(
+    wb: &mut Xlsx<BufReader<File>>,
+    sheet: &str,
+    f: &mut RowVisitor<'_>,
+) -> Result<(), FileProblem> {
+    let mut cells = wb.worksheet_cells_reader(sheet).map_err(|e| FileProblem::Xlsx(e.to_string()))?;
+    let mut row: Vec<String> = vec![];
+    let mut current: Option<u32> = None;
+    while let Some(cell) = cells.next_cell().map_err(|e| FileProblem::Xlsx(e.to_string()))? {
+        let (r, c) = cell.get_position();
+        let text = cell_text(cell.get_value());
+        if text.is_empty() {
+            continue;
+        }
+        if current != Some(r) {
+            if let Some(prev) = current
+                && !f(u64::from(prev) + 1, &row)?
+            {
+                return Ok(());
+            }
+            row.clear();
+            current = Some(r);
+        }
+        let c = c as usize;
+        if row.len() <= c {
+            row.resize(c + 1, String::new());
+        }
+        row[c] = text;
+    }
+    if let Some(prev) = current {
+        f(u64::from(prev) + 1, &row)?;
+    }
+    Ok(())
+}
+
+/// Streams every data row (after the header) to `f` as (row number, cells), in order,
+/// holding one row at a time. `f` returns false to stop early.
+pub fn visit_rows(
+    path: &Path,
+    info: &FileInfo,
+    f: &mut RowVisitor<'_>,
+) -> Result<(), FileProblem> {
+    match &info.format {
+        Format::Csv { delimiter } => {
+            let mut rdr = csv_reader(path, *delimiter)?;
+            let mut rec = csv::StringRecord::new();
+            let mut row: u64 = 0;
+            let mut cells: Vec<String> = vec![];
+            loop {
+                row += 1;
+                match rdr.read_record(&mut rec) {
+                    Ok(false) => return Ok(()),
+                    Ok(true) if row == 1 => continue,
+                    Ok(true) => {
+                        cells.clear();
+                        cells.extend(rec.iter().map(str::to_string));
+                        if cells.iter().all(|c| c.trim().is_empty()) {
+                            continue;
+                        }
+                        if !f(row, &cells)? {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => return Err(csv_problem(e, row)),
+                }
+            }
+        }
+        Format::Xlsx { sheet } => {
+            let mut wb = open_xlsx(path)?;
+            let mut header_seen = false;
+            visit_xlsx(&mut wb, sheet, &mut |n, cells| {
+                if !header_seen {
+                    header_seen = true;
+                    return Ok(true);
+                }
+                f(n, cells)
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_are_detected_outside_quotes() {
+        assert_eq!(detect_delimiter(b"a,b,c\n1;2;3"), b',');
+        assert_eq!(detect_delimiter(b"a;b;c\n"), b';');
+        assert_eq!(detect_delimiter(b"a\tb\tc"), b'\t');
+        assert_eq!(detect_delimiter(b"\"x;y;z\",b\n"), b',');
+        assert_eq!(detect_delimiter(b"\xEF\xBB\xBFa;b"), b';');
+        assert_eq!(detect_delimiter(b"single"), b',');
+    }
+
+    #[test]
+    fn text_checks() {
+        assert_eq!(check_text(b"a,b\x00"), Err(FileProblem::Binary));
+        assert_eq!(check_text(b"a,b\ncaf\xE9,1\n"), Err(FileProblem::NotUtf8 { line: 2 }));
+        assert_eq!(check_text("caf\u{e9}".as_bytes()), Ok(()));
+        // a character cut by the end of the sample is not an error
+        assert_eq!(check_text(&"é".as_bytes()[..1]), Ok(()));
+    }
+
+    #[test]
+    fn header_rules() {
+        let h = |v: &[&str]| check_headers(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(h(&[" a ", "b", "", ""]), Ok(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(h(&["a", "", "c"]), Err(FileProblem::BlankHeader { column: 2 }));
+        assert_eq!(h(&["a", "b", "A"]), Err(FileProblem::DuplicateHeader { name: "A".into(), first: 1, second: 3 }));
+        assert_eq!(h(&["", ""]), Err(FileProblem::NoHeader));
+    }
+}
