@@ -230,11 +230,7 @@ pub fn cell_text(v: &DataRef<'_>) -> String {
 }
 
 /// Streams the sheet's rows (row number, cells) to `f` until it returns false.
-fn visit_xlsx(
-    wb: &mut Xlsx<BufReader<File>>,
-    sheet: &str,
-    f: &mut RowVisitor<'_>,
-) -> Result<(), FileProblem> {
+fn visit_xlsx(wb: &mut Xlsx<BufReader<File>>, sheet: &str, f: &mut RowVisitor<'_>) -> Result<(), FileProblem> {
     let mut cells = wb.worksheet_cells_reader(sheet).map_err(|e| FileProblem::Xlsx(e.to_string()))?;
     let mut row: Vec<String> = vec![];
     let mut current: Option<u32> = None;
@@ -267,11 +263,7 @@ fn visit_xlsx(
 
 /// Streams every data row (after the header) to `f` as (row number, cells), in order,
 /// holding one row at a time. `f` returns false to stop early.
-pub fn visit_rows(
-    path: &Path,
-    info: &FileInfo,
-    f: &mut RowVisitor<'_>,
-) -> Result<(), FileProblem> {
+pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Result<(), FileProblem> {
     match &info.format {
         Format::Csv { delimiter } => {
             let mut rdr = csv_reader(path, *delimiter)?;

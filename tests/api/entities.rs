@@ -166,3 +166,51 @@ async fn an_extra_schema_file_adds_an_entity_type() {
     assert!(c.get("/").await.body.contains("<a href=\"/vehicles\">Vehicles</a>"));
     assert_eq!(c.get("/vehicles/template.csv").await.body.trim_end(), "plate,garage");
 }
+
+#[test]
+fn the_examples_are_valid_and_their_references_resolve_in_dependency_order() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use stevedore::domain::entities::FieldKind;
+    use stevedore::domain::imports::mapping::{Target, auto_map};
+    let schemas = stevedore::startup::load_schemas(None).unwrap();
+    let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for schema in schemas.all() {
+        let path = std::path::Path::new("examples").join(format!("{}.csv", schema.name));
+        let info = stevedore::files::sniff(&path, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
+        let mapping = auto_map(&targets, &info.headers);
+        assert_eq!(mapping.len(), schema.fields.len(), "{}: every column maps by name", schema.name);
+        let column: BTreeMap<&str, usize> = mapping
+            .iter()
+            .map(|(field, header)| (field.as_str(), info.headers.iter().position(|h| h == header).unwrap()))
+            .collect();
+        let mut seen = BTreeSet::new();
+        let mut refs: Vec<(String, String)> = vec![];
+        let mut count = 0;
+        stevedore::files::visit_rows(&path, &info, &mut |n, cells| {
+            let r = schema
+                .prepare(|f| column.get(f).and_then(|i| cells.get(*i)).map(String::as_str))
+                .unwrap_or_else(|e| panic!("{} row {n}: {e:?}", schema.name));
+            assert!(seen.insert(r.key.clone()), "{} row {n}: key {} repeats", schema.name, r.key);
+            for f in schema.fields.iter().filter(|f| f.kind().is_relationship()) {
+                let raw = column.get(f.name()).and_then(|i| cells.get(*i)).cloned().unwrap_or_default();
+                let many = f.kind() == FieldKind::RelationshipMany;
+                for k in raw.split_whitespace().take(if many { usize::MAX } else { 1 }) {
+                    refs.push((f.target.clone().unwrap(), k.to_string()));
+                }
+            }
+            count += 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert!(count >= 20, "{}: {count} rows, want 20 or more", schema.name);
+        keys.insert(schema.name.clone(), seen);
+        for (target, key) in refs {
+            assert!(
+                keys.get(&target).is_some_and(|k| k.contains(&key)),
+                "{} refers to {target} {key}, not imported before it",
+                schema.name
+            );
+        }
+    }
+}
