@@ -108,7 +108,7 @@ pub async fn load_identity(
                 req.extensions_mut().insert(id);
             }
             Ok(Resolved::Ended(reason)) => {
-                session.sign_out();
+                session.reset();
                 req.extensions_mut().insert(SessionEnded(reason));
             }
             Err(e) => return Ok(req.error_response(AppError::Internal(e))),

@@ -71,8 +71,10 @@ impl SessionStore for DbSessionStore {
         if found {
             return Ok(key);
         }
-        // The row expired or was deleted meanwhile: start a new session rather than revive it.
-        self.save(state, ttl).await.map_err(|e| match e {
+        // The row expired or was deleted meanwhile (sign-out, password change, disabled
+        // user): start a new, empty session. Carrying the state over would sign a copied
+        // cookie back in under a fresh key.
+        self.save(SessionState::new(), ttl).await.map_err(|e| match e {
             SaveError::Serialization(e) => UpdateError::Serialization(e),
             SaveError::Other(e) => UpdateError::Other(e),
         })
@@ -158,6 +160,13 @@ impl AppSession {
     /// Ends the session: the row is deleted and the cookie cleared.
     pub fn sign_out(&self) {
         self.0.purge();
+    }
+
+    /// Drops a session that no longer signs anyone in, keeping a fresh anonymous one (with
+    /// a new key) so the sign-in form shown next has a CSRF token that is really stored.
+    pub fn reset(&self) {
+        self.0.clear();
+        self.0.renew();
     }
 
     pub fn set_flash(&self, flash: &Flash) -> anyhow::Result<()> {

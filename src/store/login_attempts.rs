@@ -6,16 +6,39 @@ use super::Db;
 use crate::domain::throttle::{RecentFailures, WINDOW_SECS};
 use crate::on_pool;
 
-pub async fn record(db: &Db, email: &str, address: &str, succeeded: bool) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("INSERT INTO login_attempts (email, address, succeeded, at) VALUES ($1, $2, $3, $4)")
-        .bind(email)
-        .bind(address)
-        .bind(succeeded)
-        .bind(crate::now())
+/// Records an attempt as failed before the password is checked, so concurrent guesses all
+/// count; returns its id for [`mark_succeeded`] or [`forget`].
+pub async fn record_pending(db: &Db, email: &str, address: &str) -> anyhow::Result<i64> {
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "INSERT INTO login_attempts (email, address, succeeded, at) VALUES ($1, $2, FALSE, $3) RETURNING id",
+    )
+    .bind(email)
+    .bind(address)
+    .bind(crate::now())
+    .fetch_one(p)
+    .await)
+    .context("recording sign-in attempt")
+}
+
+pub async fn mark_succeeded(db: &Db, id: i64) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query("UPDATE login_attempts SET succeeded = TRUE WHERE id = $1")
+        .bind(id)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))
-    .context("recording sign-in attempt")?;
+    .context("recording sign-in success")?;
+    Ok(())
+}
+
+/// Drops an attempt that was refused before its password was checked (locked), so
+/// hammering a locked account does not keep extending the lock.
+pub async fn forget(db: &Db, id: i64) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query("DELETE FROM login_attempts WHERE id = $1")
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("forgetting sign-in attempt")?;
     Ok(())
 }
 

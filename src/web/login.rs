@@ -10,7 +10,7 @@ use crate::auth::session::AppSession;
 use crate::auth::{Identity, password};
 use crate::domain::account::Email;
 use crate::domain::ids::{OrgId, UserId};
-use crate::domain::throttle::{self, Decision};
+use crate::domain::throttle::{self, Decision, RecentFailures};
 use crate::error::AppError;
 use crate::startup::AppState;
 use crate::store::{self, audit::AuditEvent};
@@ -91,9 +91,15 @@ pub async fn submit(
     if form.password.is_empty() {
         return again(StatusCode::UNPROCESSABLE_ENTITY, "Enter your password.".into());
     }
+    // The attempt is stored (as a failure) before anything else, so parallel guesses all
+    // see each other; the count then includes this attempt.
     let now = crate::now();
-    let failures = store::login_attempts::recent_failures(&state.db, email.as_str(), &address, now).await?;
-    if let Decision::Locked { retry_in_minutes } = throttle::decide(failures, now) {
+    let attempt = store::login_attempts::record_pending(&state.db, email.as_str(), &address).await?;
+    let counted = store::login_attempts::recent_failures(&state.db, email.as_str(), &address, now).await?;
+    let before =
+        RecentFailures { account: (counted.account - 1).max(0), address: (counted.address - 1).max(0), ..counted };
+    if let Decision::Locked { retry_in_minutes } = throttle::decide(before, now) {
+        store::login_attempts::forget(&state.db, attempt).await?;
         tracing::warn!(%address, "sign-in throttled");
         return again(StatusCode::TOO_MANY_REQUESTS, throttle::locked_message(retry_in_minutes));
     }
@@ -108,7 +114,6 @@ pub async fn submit(
     let user = match user {
         Some(u) if matches && !u.disabled => u,
         _ => {
-            store::login_attempts::record(&state.db, email.as_str(), &address, false).await?;
             tracing::info!(%address, "sign-in failed");
             return again(StatusCode::UNAUTHORIZED, WRONG.into());
         }
@@ -120,7 +125,7 @@ pub async fn submit(
             "Your account is not a member of any organization. Ask an organization owner to add you.".into(),
         );
     };
-    store::login_attempts::record(&state.db, email.as_str(), &address, true).await?;
+    store::login_attempts::mark_succeeded(&state.db, attempt).await?;
     session.sign_in(user_id, OrgId::new(org.id))?;
     store::audit::record(
         &state.db,

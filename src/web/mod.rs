@@ -43,10 +43,20 @@ pub fn safe_next(next: &str) -> Option<String> {
     local.then(|| n.to_string())
 }
 
-/// The client's address: the peer, or the first X-Forwarded-For hop behind a trusted proxy.
+/// The client's address: the peer, or, behind a trusted proxy, the right-most
+/// `X-Forwarded-For` entry (the one that proxy appended; entries to its left are whatever
+/// the client sent and cannot be trusted).
 pub fn client_address(req: &HttpRequest, trust_proxy: bool) -> String {
-    if trust_proxy && let Some(a) = req.connection_info().realip_remote_addr() {
-        return a.to_string();
+    if trust_proxy
+        && let Some(hop) = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|h| !h.is_empty())
+    {
+        return hop.to_string();
     }
     req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
@@ -121,6 +131,20 @@ mod tests {
         assert_eq!(p.href(2), "/x?page=2");
         let empty = Pagination::new(None, 25, 0, "/x?q=a");
         assert_eq!((empty.page, empty.first_item(), empty.href(1).as_str()), (1, 0, "/x?q=a&page=1"));
+    }
+
+    #[test]
+    fn behind_a_proxy_only_the_hop_it_appended_counts() {
+        let peer: std::net::SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let req = actix_web::test::TestRequest::default()
+            .peer_addr(peer)
+            .insert_header(("x-forwarded-for", "6.6.6.6, 203.0.113.9"))
+            .insert_header(("forwarded", "for=7.7.7.7"))
+            .to_http_request();
+        assert_eq!(client_address(&req, true), "203.0.113.9");
+        assert_eq!(client_address(&req, false), "10.0.0.5");
+        let bare = actix_web::test::TestRequest::default().peer_addr(peer).to_http_request();
+        assert_eq!(client_address(&bare, true), "10.0.0.5");
     }
 
     #[test]

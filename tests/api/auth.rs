@@ -152,7 +152,70 @@ async fn a_session_past_its_lifetime_ends_with_a_message() {
     let r = c.get("/").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/login?reason=expired");
-    assert!(c.get(&r.location()).await.body.contains("Your session has expired."));
+    let form = c.get(&r.location()).await;
+    assert!(form.body.contains("Your session has expired."));
+    // the form shown after an ended session carries a token that works
+    let token = form.csrf();
+    let again =
+        c.post_form("/login", &[("email", "ada@acme.test"), ("password", PASSWORD), ("csrf_token", &token)]).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    assert_eq!(c.get("/").await.status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn a_request_in_flight_cannot_revive_a_deleted_session() {
+    use actix_session::storage::{SessionKey, SessionStore};
+    use std::collections::HashMap;
+    let app = spawn_app().await;
+    let store = stevedore::auth::session::DbSessionStore::new(app.db.clone());
+    let ttl = actix_web::cookie::time::Duration::minutes(30);
+    let signed_in: HashMap<String, String> =
+        [("uid".to_string(), "1".to_string()), ("org".to_string(), "1".to_string())].into_iter().collect();
+    let key = store.save(signed_in.clone(), &ttl).await.unwrap();
+    let key_text = key.as_ref().to_string();
+    // sign-out or a password change elsewhere deletes the row …
+    store.delete(&key).await.unwrap();
+    // … while a request that loaded the state earlier finishes and saves it
+    let new_key = store.update(SessionKey::try_from(key_text).unwrap(), signed_in, &ttl).await.unwrap();
+    let state = store.load(&new_key).await.unwrap().unwrap();
+    assert!(state.is_empty(), "the new session is anonymous, not signed in: {state:?}");
+}
+
+#[actix_web::test]
+async fn concurrent_guesses_cannot_exceed_the_limit() {
+    let app = spawn_app().await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    let mut clients = vec![];
+    for _ in 0..15 {
+        let mut c = app.client();
+        let token = c.get("/login").await.csrf();
+        clients.push((c, token));
+    }
+    let results = futures_util::future::join_all(clients.iter_mut().map(|(c, token)| {
+        let token = token.clone();
+        async move {
+            c.post_form("/login", &[("email", "ada@acme.test"), ("password", "guess"), ("csrf_token", &token)])
+                .await
+                .status
+        }
+    }))
+    .await;
+    let checked = results.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = results.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(checked + refused, 15, "{results:?}");
+    assert!(checked <= 5, "at most 5 guesses were checked: {results:?}");
+    // whatever the interleaving, exactly five guesses in all are checked before the lock
+    let mut more = 0;
+    loop {
+        match app.client().login("ada@acme.test", "guess").await.status {
+            StatusCode::UNAUTHORIZED => more += 1,
+            StatusCode::TOO_MANY_REQUESTS => break,
+            other => panic!("{other}"),
+        }
+        assert!(more <= 5, "never locked");
+    }
+    assert_eq!(checked + more, 5, "{checked} concurrent + {more} later");
+    assert_eq!(app.client().login("ada@acme.test", PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[actix_web::test]
