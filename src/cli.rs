@@ -150,36 +150,16 @@ async fn run_worker(db_settings: &DbSettings, concurrency: usize) -> anyhow::Res
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = actix_web::rt::spawn(worker.run(stop_rx.clone()));
     let schedule = actix_web::rt::spawn(crate::startup::schedule_maintenance(db.clone(), stop_rx));
-    shutdown_signal().await;
+    crate::startup::shutdown_signal().await;
     tracing::info!("stopping: jobs finish their current step, then go back to the queue");
     let _ = stop_tx.send(true);
-    let _ = running.await;
+    let bound = crate::jobs::worker::STOP_GRACE + std::time::Duration::from_secs(10);
+    if tokio::time::timeout(bound, running).await.is_err() {
+        tracing::warn!("jobs still running at exit; their leases let another worker resume them");
+    }
     let _ = schedule.await;
     db.close().await;
     Ok(())
-}
-
-/// Resolves at SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

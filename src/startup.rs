@@ -147,6 +147,7 @@ impl App {
         .listen(listener)
         .context("starting the HTTP server")?
         .shutdown_timeout(30)
+        .disable_signals()
         .run();
         Ok(App { port, server, db, demo_login, workers })
     }
@@ -173,16 +174,48 @@ impl App {
             }
         };
         let schedule = actix_web::rt::spawn(schedule_maintenance(self.db.clone(), stop_rx));
+        // At SIGINT/SIGTERM: jobs are asked to stop at once, while the server drains requests.
+        let handle = self.server.handle();
+        let signals = actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping: finishing requests in flight; jobs go back to the queue");
+            let _ = stop_tx.send(true);
+            handle.stop(true).await;
+        });
         let result = self.server.await;
-        let _ = stop_tx.send(true);
+        signals.abort();
+        let bound = crate::jobs::worker::STOP_GRACE + StdDuration::from_secs(10);
         if let Some(w) = worker
-            && tokio::time::timeout(StdDuration::from_secs(30), w).await.is_err()
+            && tokio::time::timeout(bound, w).await.is_err()
         {
-            tracing::warn!("jobs still running after 30 s; their leases will let another worker resume them");
+            tracing::warn!("jobs still running at exit; their leases let another worker resume them");
         }
-        let _ = schedule.await;
+        schedule.abort();
         self.db.close().await;
         result
+    }
+}
+
+/// Resolves at SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -51,13 +52,18 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Lease length; renewed every third of it.
     pub lease_secs: i64,
+    /// After shutdown is asked, how long a handler may take to stop at a safe point.
+    pub stop_grace: Duration,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { concurrency: 2, poll: Duration::from_millis(500), lease_secs: 30 }
+        WorkerConfig { concurrency: 2, poll: Duration::from_millis(500), lease_secs: 30, stop_grace: STOP_GRACE }
     }
 }
+
+/// The default time a handler may take to stop at a safe point after shutdown is asked.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
 pub struct Worker {
     db: Db,
@@ -124,32 +130,83 @@ impl Worker {
             Finish::Released => tracing::info!("job released for another worker"),
             other => tracing::warn!(result = ?other, "job did not succeed"),
         }
-        store::jobs::finish(&self.db, job_id, &self.owner, &finish, crate::now()).await.map(|_| ())
+        self.record_finish(job_id, &finish).await
     }
 
     /// Runs the handler, renewing the lease; None when the time budget ran out first.
+    /// The lease counts as lost (and the handler is told to stop) when another worker took
+    /// it, or when renewals have failed for longer than the lease itself. After `stop`,
+    /// the handler has the configured grace to reach a safe point; then it is dropped, which
+    /// rolls back its open transaction, and the job is released. `stop_grace` is the grace.
     async fn supervise(&self, handler: &dyn JobHandler, ctx: &JobContext, deadline: Option<i64>) -> Option<Outcome> {
         let every = Duration::from_secs((self.config.lease_secs / 3).max(1) as u64);
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
+        let mut held_until = crate::now() + self.config.lease_secs;
         let budget = deadline.map(|d| (d - crate::now()).max(0) as u64).unwrap_or(u64::MAX / 4);
         let over = tokio::time::sleep(Duration::from_secs(budget));
         tokio::pin!(over);
-        let fut = handler.run(ctx);
+        let mut stop = ctx.stop.clone();
+        let grace = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
+        tokio::pin!(grace);
+        let mut stopping = *stop.borrow();
+        let fut = std::panic::AssertUnwindSafe(handler.run(ctx)).catch_unwind();
         tokio::pin!(fut);
         loop {
             tokio::select! {
-                out = &mut fut => return Some(out),
+                out = &mut fut => {
+                    return Some(out.unwrap_or_else(|p| {
+                        let why = p.downcast_ref::<&str>().map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown cause".into());
+                        tracing::error!(%why, "job handler panicked");
+                        Outcome::Fail(format!("the job stopped unexpectedly ({why}); it was not retried"))
+                    }));
+                }
                 _ = &mut over => return None,
+                _ = &mut grace => {
+                    tracing::warn!("job did not stop within the grace period; released");
+                    return Some(Outcome::Stopped);
+                }
+                changed = stop.changed(), if !stopping => {
+                    if changed.is_err() || *stop.borrow() {
+                        stopping = true;
+                        grace.as_mut().reset(tokio::time::Instant::now() + self.config.stop_grace);
+                    }
+                }
                 _ = tick.tick() => {
-                    match store::jobs::heartbeat(&ctx.db, ctx.job.id, &self.owner, self.config.lease_secs, crate::now()).await {
-                        Ok(true) => {}
+                    let now = crate::now();
+                    match store::jobs::heartbeat(&ctx.db, ctx.job.id, &self.owner, self.config.lease_secs, now).await {
+                        Ok(true) => held_until = now + self.config.lease_secs,
                         Ok(false) => ctx.lost.set(true),
-                        Err(e) => tracing::warn!(error = ?e, "could not renew the job lease"),
+                        Err(e) => {
+                            tracing::warn!(error = ?e, "could not renew the job lease");
+                            if now >= held_until {
+                                ctx.lost.set(true);
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Records the end of an attempt, retrying briefly if the database is unreachable:
+    /// a success that is not recorded would run again once the lease expires.
+    async fn record_finish(&self, job_id: i64, finish: &Finish) -> anyhow::Result<()> {
+        let mut delay = Duration::from_millis(250);
+        for attempt in 1..=6 {
+            match store::jobs::finish(&self.db, job_id, &self.owner, finish, crate::now()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt == 6 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = ?e, attempt, "could not record the end of the job; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Claims and runs jobs until `stop` turns true, `concurrency` at a time.
@@ -168,7 +225,12 @@ impl Worker {
                         }
                         tokio::select! {
                             _ = tokio::time::sleep(me.config.poll) => {}
-                            _ = stop.changed() => {}
+                            changed = stop.changed() => {
+                                // a dropped sender means nobody can ask any more: stop too
+                                if changed.is_err() {
+                                    break;
+                                }
+                            }
                         }
                     }
                 })

@@ -207,6 +207,95 @@ async fn on_shutdown_a_running_job_goes_back_to_the_queue_at_once() {
     assert!(jobs::claim(&db, "next", 30, stevedore::now()).await.unwrap().is_some(), "claimable at once");
 }
 
+/// Never looks at `should_stop`, like a handler stuck in a long step.
+struct Stubborn;
+
+impl JobHandler for Stubborn {
+    fn kind(&self) -> &'static str {
+        "test.stubborn"
+    }
+    fn run<'a>(&'a self, _ctx: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Outcome::Done
+        })
+    }
+}
+
+struct Panics;
+
+impl JobHandler for Panics {
+    fn kind(&self) -> &'static str {
+        "test.panics"
+    }
+    #[allow(clippy::panic)]
+    fn run<'a>(&'a self, _ctx: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
+        Box::pin(async move { panic!("boom") })
+    }
+}
+
+async fn wait_for_status(db: &Db, id: i64, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = jobs::get(db, id).await.unwrap().unwrap().status;
+        if s == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {id} is {s}, never {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_panicking_handler_fails_its_job_and_the_worker_goes_on() {
+    let (_dir, db, _) = fresh_db().await;
+    let config = WorkerConfig { concurrency: 1, poll: Duration::from_millis(20), ..Default::default() };
+    let mut worker = Worker::new(db.clone(), config).unwrap();
+    worker.register(Panics);
+    worker.register(Scripted { outcomes: RefCell::new(vec![Outcome::Done]), runs: Rc::default() });
+    let bad = stevedore::jobs::enqueue(&db, None, "test.panics", &serde_json::json!({}), None).await.unwrap().unwrap();
+    let good =
+        stevedore::jobs::enqueue(&db, None, "test.scripted", &serde_json::json!({}), None).await.unwrap().unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let running = actix_web::rt::spawn(worker.run(stop));
+    wait_for_status(&db, good, "succeeded").await;
+    let j = jobs::get(&db, bad).await.unwrap().unwrap();
+    assert_eq!(j.status, "failed");
+    assert!(j.last_error.contains("stopped unexpectedly (boom)"), "{}", j.last_error);
+    stop_tx.send(true).unwrap();
+    running.await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_handler_that_ignores_shutdown_is_released_after_the_grace_period() {
+    let (_dir, db, _) = fresh_db().await;
+    let config =
+        WorkerConfig { poll: Duration::from_millis(20), stop_grace: Duration::from_millis(300), ..Default::default() };
+    let mut worker = Worker::new(db.clone(), config).unwrap();
+    worker.register(Stubborn);
+    let id = stevedore::jobs::enqueue(&db, None, "test.stubborn", &serde_json::json!({}), None).await.unwrap().unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let running = actix_web::rt::spawn(worker.run(stop));
+    wait_for_status(&db, id, "running").await;
+    let asked = Instant::now();
+    stop_tx.send(true).unwrap();
+    running.await.unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(5), "shutdown is bounded");
+    let j = jobs::get(&db, id).await.unwrap().unwrap();
+    assert_eq!((j.status.as_str(), j.attempts), ("queued", 0), "released for another worker");
+}
+
+#[actix_web::test]
+async fn a_worker_whose_stop_sender_is_gone_stops_instead_of_spinning() {
+    let (_dir, db, _) = fresh_db().await;
+    let worker =
+        Worker::new(db.clone(), WorkerConfig { poll: Duration::from_millis(20), ..Default::default() }).unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let running = actix_web::rt::spawn(worker.run(stop));
+    drop(stop_tx);
+    tokio::time::timeout(Duration::from_secs(5), running).await.expect("the loop ends").unwrap();
+}
+
 #[actix_web::test]
 async fn maintenance_is_scheduled_once_per_period_and_prunes() {
     let (_dir, db, _) = fresh_db().await;
