@@ -5,7 +5,10 @@
 //!   encoding, or a binary file, is refused with a message saying so.
 //! - XLSX (via calamine): the first sheet, or the one named; cells streamed in order.
 //!
-//! Rows are numbered as a spreadsheet shows them: the header is row 1.
+//! Rows are numbered from the header, which is row 1. In XLSX that is the sheet's own row
+//! number. In CSV each record is one row (however many lines its quoted fields span);
+//! blank lines are skipped and not counted, so a CSV with blank lines in the middle numbers
+//! its later rows lower than a spreadsheet opening it would.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -72,6 +75,9 @@ pub enum FileProblem {
 }
 
 const SNIFF_BYTES: usize = 64 * 1024;
+
+/// Columns an XLSX sheet can have (A to XFD); a cell claiming more is a malformed file.
+const MAX_XLSX_COLUMNS: usize = 16_384;
 
 /// Receives each row as (row number, cells); returns false to stop reading.
 pub type RowVisitor<'a> = dyn FnMut(u64, &[String]) -> Result<bool, FileProblem> + 'a;
@@ -250,6 +256,12 @@ fn visit_xlsx(wb: &mut Xlsx<BufReader<File>>, sheet: &str, f: &mut RowVisitor<'_
             current = Some(r);
         }
         let c = c as usize;
+        if c >= MAX_XLSX_COLUMNS {
+            return Err(FileProblem::Xlsx(format!(
+                "row {} has a cell beyond column XFD, the last column a spreadsheet can have",
+                u64::from(r) + 1
+            )));
+        }
         if row.len() <= c {
             row.resize(c + 1, String::new());
         }
@@ -268,14 +280,18 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
         Format::Csv { delimiter } => {
             let mut rdr = csv_reader(path, *delimiter)?;
             let mut rec = csv::StringRecord::new();
+            // One record is one row however many lines its quoted fields span; the
+            // header is row 1. Blank lines are skipped by the parser and not counted.
             let mut row: u64 = 0;
             let mut cells: Vec<String> = vec![];
             loop {
-                row += 1;
                 match rdr.read_record(&mut rec) {
                     Ok(false) => return Ok(()),
-                    Ok(true) if row == 1 => continue,
                     Ok(true) => {
+                        row += 1;
+                        if row == 1 {
+                            continue;
+                        }
                         cells.clear();
                         cells.extend(rec.iter().map(str::to_string));
                         if cells.iter().all(|c| c.trim().is_empty()) {
@@ -285,7 +301,7 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
                             return Ok(());
                         }
                     }
-                    Err(e) => return Err(csv_problem(e, row)),
+                    Err(e) => return Err(csv_problem(e, row + 1)),
                 }
             }
         }

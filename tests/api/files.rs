@@ -20,6 +20,29 @@ fn rows(path: &Path) -> Result<Vec<(u64, Vec<String>)>, FileProblem> {
     Ok(out)
 }
 
+/// Copies an XLSX (a zip) with one text replacement in one entry, to craft malformed files.
+fn patch_zip_entry(path: &Path, entry: &str, from: &str, to: &str) -> PathBuf {
+    use std::io::{Read, Write};
+    let out_path = path.with_extension("patched.xlsx");
+    let mut src = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(&out_path).unwrap());
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        let name = f.name().unwrap().to_string();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        if name == entry {
+            let text = String::from_utf8(data).unwrap();
+            assert!(text.contains(from), "{entry} has no {from}");
+            data = text.replacen(from, to, 1).into_bytes();
+        }
+        out.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+        out.write_all(&data).unwrap();
+    }
+    out.finish().unwrap();
+    out_path
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -38,7 +61,11 @@ fn csv_with_bom_quotes_and_embedded_newlines() {
     let r = rows(&p).unwrap();
     assert_eq!(r.len(), 2, "blank lines are skipped");
     assert_eq!(r[0], (2, strings(&["LOC-1", "Main, North", "line one\nline two"])));
-    assert_eq!(r[1].1, strings(&["LOC-2", "Annex", "say \"hi\""]));
+    assert_eq!(
+        r[1],
+        (3, strings(&["LOC-2", "Annex", "say \"hi\""])),
+        "one record is one row; blank lines are not counted"
+    );
 }
 
 #[test]
@@ -134,5 +161,16 @@ fn xlsx_first_or_chosen_sheet_with_typed_cells() {
     );
     assert_eq!(sniff(&path, Some("Missing")).unwrap_err(), FileProblem::SheetNotFound("Missing".into()));
     let fake = write(dir.path(), "fake.xlsx", b"PK\x03\x04 not really a zip");
+    // a cell far beyond the last column is refused instead of allocating for it
+    let wide = dir.path().join("wide.xlsx");
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "code").unwrap();
+    ws.write_string(1, 0, "A").unwrap();
+    wb.save(&wide).unwrap();
+    let patched = patch_zip_entry(&wide, "xl/worksheets/sheet1.xml", "r=\"A2\"", "r=\"FXSHRXW2\"");
+    let info = sniff(&patched, None).unwrap();
+    let err = visit_rows(&patched, &info, &mut |_, _| Ok(true)).unwrap_err();
+    assert!(err.to_string().contains("beyond column XFD"), "{err}");
     assert!(matches!(sniff(&fake, None).unwrap_err(), FileProblem::Xlsx(_)));
 }
