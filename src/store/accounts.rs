@@ -248,7 +248,7 @@ pub async fn change_membership(
     new: Option<Role>,
 ) -> anyhow::Result<MembershipChange> {
     on_pool!(db, p => {
-        let mut tx = p.begin().await.context("starting transaction")?;
+        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
         if matches!(db, Db::Postgres(_)) {
             sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
                 .bind(org.get())
@@ -320,9 +320,27 @@ pub async fn add_member(
     role: Role,
     new_user_hash: &str,
 ) -> anyhow::Result<AddMember> {
+    // Two requests adding the same new person at once: one creates the user, the other
+    // hits the unique email and, on its second try, finds the user and adds them.
+    match add_member_once(db, org, email, name, role, new_user_hash).await {
+        Err(e) if e.downcast_ref::<sqlx::Error>().is_some_and(super::is_unique_violation) => {
+            add_member_once(db, org, email, name, role, new_user_hash).await
+        }
+        other => other,
+    }
+}
+
+async fn add_member_once(
+    db: &Db,
+    org: OrgId,
+    email: &str,
+    name: &str,
+    role: Role,
+    new_user_hash: &str,
+) -> anyhow::Result<AddMember> {
     let now = crate::now();
     on_pool!(db, p => {
-        let mut tx = p.begin().await.context("starting transaction")?;
+        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
         let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&mut *tx)

@@ -27,6 +27,21 @@ macro_rules! on_pool {
     };
 }
 
+/// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`, taking the
+/// write lock up front: a deferred transaction that reads and then writes fails with
+/// `SQLITE_BUSY` when another writer committed in between, which `busy_timeout` cannot
+/// wait out. PostgreSQL uses row locks instead (`FOR UPDATE`).
+#[macro_export]
+macro_rules! begin_write {
+    ($db:expr, $p:expr) => {
+        if matches!($db, $crate::store::Db::Sqlite(_)) {
+            $p.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            $p.begin().await
+        }
+    };
+}
+
 /// The database, SQLite (embedded default) or PostgreSQL (several instances).
 #[derive(Clone, Debug)]
 pub enum Db {

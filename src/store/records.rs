@@ -94,7 +94,7 @@ pub enum InsertError {
 pub async fn insert(db: &Db, org: OrgId, entity: &str, r: &NewRecord<'_>) -> anyhow::Result<Result<i64, InsertError>> {
     let now = crate::now();
     on_pool!(db, p => {
-        let mut tx = p.begin().await.context("starting transaction")?;
+        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
         // The row hash covers the key, so an existing key is the only duplicate to check.
         let taken: Option<i64> =
             sqlx::query_scalar("SELECT id FROM records WHERE org_id = $1 AND entity = $2 AND record_key = $3")
@@ -107,7 +107,7 @@ pub async fn insert(db: &Db, org: OrgId, entity: &str, r: &NewRecord<'_>) -> any
         if taken.is_some() {
             return Ok(Err(InsertError::DuplicateKey));
         }
-        let id: i64 = sqlx::query_scalar(
+        let inserted = sqlx::query_scalar::<_, i64>(
             "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
         )
@@ -119,8 +119,13 @@ pub async fn insert(db: &Db, org: OrgId, entity: &str, r: &NewRecord<'_>) -> any
         .bind(r.search_text)
         .bind(now)
         .fetch_one(&mut *tx)
-        .await
-        .context("adding record")?;
+        .await;
+        // another request stored the same key (or content, which includes the key) meanwhile
+        let id = match inserted {
+            Ok(id) => id,
+            Err(e) if super::is_unique_violation(&e) => return Ok(Err(InsertError::DuplicateKey)),
+            Err(e) => return Err(anyhow::Error::from(e).context("adding record")),
+        };
         for (field, value) in r.uniques {
             let res = sqlx::query(
                 "INSERT INTO record_unique_values (org_id, entity, field, value, record_id) VALUES ($1, $2, $3, $4, $5)",

@@ -234,3 +234,55 @@ async fn adding_an_existing_user_keeps_their_password_and_bad_input_is_explained
     assert_eq!(app.role_of("acme", "hank@globex.test").await.as_deref(), Some("viewer"));
     let _ = PASSWORD;
 }
+
+#[actix_web::test]
+async fn concurrent_demotions_leave_exactly_one_owner_and_no_errors() {
+    use stevedore::domain::ids::{OrgId, UserId};
+    use stevedore::domain::permissions::Role;
+    use stevedore::store::accounts::{MembershipChange, change_membership};
+    let app = spawn_app().await;
+    let emails = ["a@acme.test", "b@acme.test", "c@acme.test", "d@acme.test"];
+    for e in emails {
+        app.user("acme", e, "owner").await;
+    }
+    let org = OrgId::new(app.org_id("acme").await);
+    let mut ids = vec![];
+    for e in emails {
+        ids.push(UserId::new(app.user_id(e).await));
+    }
+    let results =
+        futures_util::future::join_all(ids.iter().map(|u| change_membership(&app.db, org, *u, Some(Role::Viewer))))
+            .await;
+    let results: Vec<MembershipChange> = results.into_iter().map(|r| r.expect("no database error")).collect();
+    let done = results.iter().filter(|r| matches!(r, MembershipChange::Done { .. })).count();
+    let refused = results.iter().filter(|r| matches!(r, MembershipChange::Refused(_))).count();
+    assert_eq!((done, refused), (3, 1), "{results:?}");
+    let mut owners = 0;
+    for e in emails {
+        owners += usize::from(app.role_of("acme", e).await.as_deref() == Some("owner"));
+    }
+    assert_eq!(owners, 1);
+}
+
+#[actix_web::test]
+async fn the_same_new_person_added_to_two_orgs_at_once_gets_one_account() {
+    use stevedore::domain::ids::OrgId;
+    use stevedore::domain::permissions::Role;
+    use stevedore::store::accounts::{AddMember, add_member};
+    let app = spawn_app().await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    app.user("globex", "hank@globex.test", "owner").await;
+    let (acme, globex) = (OrgId::new(app.org_id("acme").await), OrgId::new(app.org_id("globex").await));
+    let hash = stevedore::auth::password::hash_blocking("one time pass 123").unwrap();
+    let (a, b) = futures_util::future::join(
+        add_member(&app.db, acme, "new@person.test", "", Role::Viewer, &hash),
+        add_member(&app.db, globex, "new@person.test", "", Role::Viewer, &hash),
+    )
+    .await;
+    let (a, b) = (a.expect("no database error"), b.expect("no database error"));
+    let created = [&a, &b].iter().filter(|r| matches!(r, AddMember::Created(_))).count();
+    let joined = [&a, &b].iter().filter(|r| matches!(r, AddMember::AddedExisting(_))).count();
+    assert_eq!((created, joined), (1, 1), "{a:?} {b:?}");
+    assert_eq!(app.role_of("acme", "new@person.test").await.as_deref(), Some("viewer"));
+    assert_eq!(app.role_of("globex", "new@person.test").await.as_deref(), Some("viewer"));
+}
