@@ -197,6 +197,10 @@ pub async fn add_user(db: &Db, org: &str, email: &str, role: &str, name: &str, p
         None => (store::accounts::create_user(db, email.as_str(), name, &hash, false).await?, true),
     };
     store::accounts::upsert_membership(db, org_id, user, role).await?;
+    if user_created {
+        // a new account's home org: where sign-in takes them until they switch
+        store::accounts::set_last_org(db, user, org_id).await?;
+    }
     Ok(format!(
         "{} {email} as {role} of {}{}.",
         if user_created { "Created" } else { "Updated" },

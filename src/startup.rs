@@ -92,6 +92,7 @@ pub async fn create_demo_org(db: &Db) -> anyhow::Result<Option<DemoLogin>> {
     let hash = password::hash(otp.clone()).await?;
     let user = store::accounts::create_user(db, &email, "Demo Admin", &hash, true).await?;
     store::accounts::upsert_membership(db, org, user, Role::Owner).await?;
+    store::accounts::set_last_org(db, user, org).await?;
     Ok(Some(DemoLogin { org_slug: "demo".into(), email, password: otp }))
 }
 
@@ -100,6 +101,8 @@ impl App {
         let schemas = load_schemas(settings.schema_dir.as_deref())?;
         let db = open_database(&settings.db).await?;
         let demo_login = create_demo_org(&db).await?;
+        // Computed now, so the first sign-in with an unknown email costs what later ones do.
+        password::dummy_hash().await?;
         let key_bytes = settings.load_or_create_session_key()?;
         let key = Key::try_from(key_bytes.expose_secret()).context("session key")?;
         let listener = TcpListener::bind(settings.bind)

@@ -79,7 +79,7 @@ async fn resolve(state: &AppState, session: &AppSession, user: UserId) -> anyhow
     let row = match row {
         Some(r) => Some(r),
         // No longer a member of the session's org: fall back to another org of theirs.
-        None => match store::accounts::orgs_of_user(db, user).await?.first() {
+        None => match store::accounts::preferred_org(db, user).await? {
             Some(o) => {
                 session.set_org(OrgId::new(o.id))?;
                 store::accounts::identity(db, OrgId::new(o.id), user).await?

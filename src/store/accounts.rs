@@ -195,6 +195,34 @@ pub async fn orgs_of_user(db: &Db, user: UserId) -> anyhow::Result<Vec<OrgRow>> 
     .context("loading the user's organizations")
 }
 
+/// The org to open for a user: the one they last switched to if they still belong to it,
+/// else the one they joined first. Being added to another org never changes it.
+pub async fn preferred_org(db: &Db, user: UserId) -> anyhow::Result<Option<OrgRow>> {
+    on_pool!(db, p => sqlx::query_as::<_, OrgRow>(
+        "SELECT o.id, o.slug, o.name FROM organizations o
+         JOIN memberships m ON m.org_id = o.id
+         JOIN users u ON u.id = m.user_id
+         WHERE m.user_id = $1
+         ORDER BY CASE WHEN o.id = u.last_org_id THEN 0 ELSE 1 END, m.created_at, o.id
+         LIMIT 1",
+    )
+    .bind(user.get())
+    .fetch_optional(p)
+    .await)
+    .context("choosing the user's organization")
+}
+
+pub async fn set_last_org(db: &Db, user: UserId, org: OrgId) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query("UPDATE users SET last_org_id = $2 WHERE id = $1")
+        .bind(user.get())
+        .bind(org.get())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("remembering the organization")?;
+    Ok(())
+}
+
 pub async fn count_members(db: &Db, org: OrgId) -> anyhow::Result<i64> {
     on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM memberships WHERE org_id = $1")
         .bind(org.get())
@@ -362,13 +390,14 @@ async fn add_member_once(
             }
             None => {
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO users (email, name, password_hash, must_change_password, disabled, created_at, updated_at)
-                     VALUES ($1, $2, $3, TRUE, FALSE, $4, $4) RETURNING id",
+                    "INSERT INTO users (email, name, password_hash, must_change_password, disabled, created_at, updated_at, last_org_id)
+                     VALUES ($1, $2, $3, TRUE, FALSE, $4, $4, $5) RETURNING id",
                 )
                 .bind(email)
                 .bind(name)
                 .bind(new_user_hash)
                 .bind(now)
+                .bind(org.get())
                 .fetch_one(&mut *tx)
                 .await
                 .context("creating user")?;

@@ -67,6 +67,7 @@ pub async fn switch_org(
         return Err(AppError::NotFound);
     }
     session.set_org(org)?;
+    store::accounts::set_last_org(&state.db, id.user_id, org).await?;
     tracing::info!(org_id = org.get(), "switched organization");
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish())
 }

@@ -119,7 +119,7 @@ pub async fn submit(
         }
     };
     let user_id = UserId::new(user.id);
-    let Some(org) = store::accounts::orgs_of_user(&state.db, user_id).await?.into_iter().next() else {
+    let Some(org) = store::accounts::preferred_org(&state.db, user_id).await? else {
         return again(
             StatusCode::FORBIDDEN,
             "Your account is not a member of any organization. Ask an organization owner to add you.".into(),

@@ -212,9 +212,12 @@ async fn adding_an_existing_user_keeps_their_password_and_bad_input_is_explained
     // hank now switches between his two orgs from the header
     let home = hank.get("/").await;
     assert!(home.body.contains("name=\"org_id\""));
+    assert!(home.body.contains("<h1>Globex</h1>"), "he still signs in to the org he last used");
     let r = hank.submit("/", "/switch-org", &[("org_id", &app.org_id("acme").await.to_string())]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(hank.get("/").await.body.contains("<h1>Acme</h1>"));
+    // and the next sign-in opens the org he switched to
+    assert!(app.signed_in("hank@globex.test").await.get("/").await.body.contains("<h1>Acme</h1>"));
     assert_eq!(hank.get("/settings/members").await.status, StatusCode::FORBIDDEN, "a viewer in acme");
 
     let bad = ada
