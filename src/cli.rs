@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::password;
 use crate::config::{CommonArgs, DbSettings, ServeArgs, Settings};
 use crate::domain::account::{Email, OrgSlug, check_new_password};
+use crate::domain::entities::Schemas;
 use crate::domain::permissions::Role;
 use crate::jobs::{Worker, WorkerConfig};
 use crate::startup::{App, open_database};
@@ -93,7 +94,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(Settings::from_args(&cli.common, &cli.serve)?).await,
         Command::Worker { concurrency } => {
             let n = crate::config::parse_workers(&concurrency).map_err(|e| anyhow::anyhow!("--concurrency: {e}"))?;
-            run_worker(&db_settings, n.max(1)).await
+            let schemas = crate::startup::load_schemas(cli.serve.schema_dir.as_deref())?;
+            run_worker(&db_settings, schemas, n.max(1)).await
         }
         Command::Migrate => {
             let db = open_database(&db_settings).await?;
@@ -143,9 +145,10 @@ pub async fn set_disabled(db: &Db, email: &str, disabled: bool) -> anyhow::Resul
     }
 }
 
-async fn run_worker(db_settings: &DbSettings, concurrency: usize) -> anyhow::Result<()> {
+async fn run_worker(db_settings: &DbSettings, schemas: Schemas, concurrency: usize) -> anyhow::Result<()> {
     let db = open_database(db_settings).await?;
-    let worker = Worker::with_all_handlers(db.clone(), WorkerConfig { concurrency, ..WorkerConfig::default() })?;
+    let config = WorkerConfig { concurrency, ..WorkerConfig::default() };
+    let worker = Worker::with_all_handlers(db.clone(), std::sync::Arc::new(schemas), config)?;
     tracing::info!(owner = worker.owner(), concurrency, "worker started");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = actix_web::rt::spawn(worker.run(stop_rx.clone()));

@@ -66,6 +66,7 @@ pub struct App {
     server: Server,
     db: Db,
     workers: usize,
+    schemas: std::sync::Arc<Schemas>,
     pub demo_login: Option<DemoLogin>,
 }
 
@@ -99,6 +100,7 @@ pub async fn create_demo_org(db: &Db) -> anyhow::Result<Option<DemoLogin>> {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let schemas = load_schemas(settings.schema_dir.as_deref())?;
+        let job_schemas = std::sync::Arc::new(schemas.clone());
         let db = open_database(&settings.db).await?;
         let demo_login = create_demo_org(&db).await?;
         // Computed now, so the first sign-in with an unknown email costs what later ones do.
@@ -152,7 +154,7 @@ impl App {
         .shutdown_timeout(30)
         .disable_signals()
         .run();
-        Ok(App { port, server, db, demo_login, workers })
+        Ok(App { port, server, db, demo_login, workers, schemas: job_schemas })
     }
 
     pub fn port(&self) -> u16 {
@@ -167,7 +169,7 @@ impl App {
             0 => None,
             n => {
                 let config = WorkerConfig { concurrency: n, ..WorkerConfig::default() };
-                match Worker::with_all_handlers(self.db.clone(), config) {
+                match Worker::with_all_handlers(self.db.clone(), self.schemas.clone(), config) {
                     Ok(w) => Some(actix_web::rt::spawn(w.run(stop_rx.clone()))),
                     Err(e) => {
                         tracing::error!(error = ?e, "cannot start the job worker");

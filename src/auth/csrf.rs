@@ -1,6 +1,7 @@
 //! CSRF protection. Every state-changing request (anything but GET, HEAD and OPTIONS)
 //! outside the token-authenticated `/api/` must carry the session's token: as the
-//! `csrf_token` field of a url-encoded form, or in the `X-CSRF-Token` header. Without
+//! `csrf_token` field of a url-encoded form, in the query string of a multipart upload,
+//! or in the `X-CSRF-Token` header. Without
 //! it the request is refused with 403 before any handler runs, so nothing changes.
 
 use actix_web::HttpMessage;
@@ -29,6 +30,23 @@ fn exempt(req: &ServiceRequest) -> bool {
 /// Constant-time comparison of the submitted token with the session's.
 pub fn tokens_match(expected: &str, submitted: &str) -> bool {
     !expected.is_empty() && expected.as_bytes().ct_eq(submitted.as_bytes()).into()
+}
+
+fn is_multipart(req: &ServiceRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+/// File uploads stream to storage, so their token travels in the form's action URL
+/// (`?csrf_token=…`) rather than in a body field read ahead of the file.
+fn token_in_query(req: &ServiceRequest) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == FIELD)
+        .map(|(_, v)| v)
 }
 
 fn is_form(req: &ServiceRequest) -> bool {
@@ -70,7 +88,9 @@ pub async fn check_csrf(
         return next.call(req).await;
     }
     let expected = AppSession::from_request_ref(req.request()).existing_csrf_token().unwrap_or_default();
-    let submitted = if is_form(&req) {
+    let submitted = if is_multipart(&req) {
+        token_in_query(&req).or_else(|| req.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_string))
+    } else if is_form(&req) {
         match buffer_form(&mut req).await {
             Ok(body) => token_in_form(&body),
             Err(e) => return Ok(req.error_response(e)),

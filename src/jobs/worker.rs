@@ -7,6 +7,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -14,6 +15,7 @@ use futures_util::future::LocalBoxFuture;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::domain::entities::Schemas;
 use crate::domain::jobs::{Finish, Outcome, after_attempt, on_claim};
 use crate::store::jobs::ClaimedJob;
 use crate::store::{self, Db};
@@ -84,9 +86,12 @@ impl Worker {
     }
 
     /// With every job kind the app has.
-    pub fn with_all_handlers(db: Db, config: WorkerConfig) -> anyhow::Result<Worker> {
+    pub fn with_all_handlers(db: Db, schemas: Arc<Schemas>, config: WorkerConfig) -> anyhow::Result<Worker> {
         let mut w = Worker::new(db, config)?;
         w.register(super::maintenance::Prune);
+        let imports = Arc::new(super::import::Handlers { schemas });
+        w.register(super::import::ValidateHandler(imports.clone()));
+        w.register(super::import::ProcessHandler(imports));
         Ok(w)
     }
 

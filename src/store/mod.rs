@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub mod accounts;
 pub mod audit;
+pub mod imports;
 pub mod jobs;
 pub mod login_attempts;
 pub mod records;

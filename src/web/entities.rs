@@ -43,6 +43,7 @@ pub struct EntityListPage {
     pub fields: Vec<FieldView>,
     pub q: String,
     pub pagination: Pagination,
+    pub can_import: bool,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +102,7 @@ pub async fn list(
         fields,
         q,
         pagination,
+        can_import: id.can(crate::domain::permissions::Permission::ImportUpload),
         schema,
     };
     Ok(render(StatusCode::OK, &page))

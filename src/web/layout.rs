@@ -75,6 +75,9 @@ pub fn navigation(id: &Identity, schemas: &Schemas) -> Vec<NavSection> {
         out.push(NavSection { title: "Data", items: data });
     }
     let mut settings = vec![];
+    if id.can(Permission::ImportUpload) {
+        settings.push(item("imports", "/settings/imports", "Imports"));
+    }
     if id.can(Permission::MembersManage) {
         settings.push(item("members", "/settings/members", "Members"));
     }

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod entities;
 pub mod health;
 pub mod home;
+pub mod imports;
 pub mod layout;
 pub mod login;
 pub mod members;
@@ -24,13 +25,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/switch-org", web::post().to(home::switch_org))
         .route("/account/password", web::get().to(account::form))
         .route("/account/password", web::post().to(account::submit))
+        .route("/settings/imports", web::get().to(imports::history))
+        .route("/settings/imports/upload", web::get().to(imports::upload_form))
+        .route("/settings/imports/upload", web::post().to(imports::upload))
+        .route("/settings/imports/{id}", web::get().to(imports::detail))
+        .route("/settings/imports/{id}/mapping", web::post().to(imports::save_mapping))
+        .route("/settings/imports/{id}/start", web::post().to(imports::start))
+        .route("/settings/imports/{id}/pause", web::post().to(imports::pause))
+        .route("/settings/imports/{id}/resume", web::post().to(imports::resume))
+        .route("/settings/imports/{id}/original", web::get().to(imports::original))
+        .route("/settings/imports/{id}/errors.csv", web::get().to(imports::errors_csv))
+        .route("/settings/imports/{id}/errors.json", web::get().to(imports::errors_json))
         .route("/settings/members", web::get().to(members::list))
         .route("/settings/members", web::post().to(members::add))
         .route("/settings/members/{user_id}/role", web::post().to(members::change_role))
         .route("/settings/members/{user_id}/remove", web::post().to(members::remove))
         // Entity pages come last: their names are checked against the routes above.
         .route("/{entity}", web::get().to(entities::list))
-        .route("/{entity}/template.csv", web::get().to(entities::template));
+        .route("/{entity}/template.csv", web::get().to(entities::template))
+        .route("/{entity}/importer", web::get().to(imports::entity_importer));
 }
 
 /// `next` if it is a path on this site (`/…`, not `//…` or `/\…`), else None.

@@ -116,6 +116,19 @@ impl TestApp {
         records::insert(&self.db, org, entity, &NewRecord::from(&r)).await.unwrap().unwrap();
     }
 
+    /// Runs every due background job to completion, as a worker would.
+    pub async fn drain(&self) {
+        let schemas = std::sync::Arc::new(stevedore::startup::load_schemas(None).unwrap());
+        let worker = stevedore::jobs::Worker::with_all_handlers(self.db.clone(), schemas, Default::default()).unwrap();
+        let (_tx, stop) = tokio::sync::watch::channel(false);
+        for _ in 0..1000 {
+            if !worker.run_one(&stop).await.unwrap() {
+                return;
+            }
+        }
+        panic!("the job queue never emptied");
+    }
+
     pub async fn role_of(&self, org: &str, email: &str) -> Option<String> {
         let org = stevedore::domain::ids::OrgId::new(self.org_id(org).await);
         let user = stevedore::domain::ids::UserId::new(self.user_id(email).await);
@@ -206,6 +219,28 @@ impl Client {
             .await
             .unwrap();
         self.finish(res).await
+    }
+
+    /// POSTs a multipart form (text fields and one file) to `path`, which carries the
+    /// CSRF token in its query string as the upload form's action does.
+    pub async fn post_multipart(&mut self, path: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Resp {
+        let boundary = "stevedoreTestBoundary7MA4YWxkTrZu0gW";
+        let mut body: Vec<u8> = vec![];
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
+            );
+        }
+        if let Some((name, bytes)) = file {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        self.post_raw(path, &format!("multipart/form-data; boundary={boundary}"), body).await
     }
 
     pub async fn post_raw(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Resp {

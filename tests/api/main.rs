@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod entities;
 mod files;
+mod imports;
 mod jobs;
 mod members;
 mod ops;

@@ -1,0 +1,358 @@
+//! The import flow over HTTP: upload, map, validate, import, history, detail, downloads.
+//! The app runs without an in-process worker; tests drain the queue themselves, so every
+//! step is deterministic.
+
+use awc::http::StatusCode;
+
+use crate::helpers::{Client, TestApp, spawn_app_with};
+
+async fn app() -> TestApp {
+    let app = spawn_app_with(|s| s.workers = "0".into()).await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    app
+}
+
+/// Uploads a file as the upload page does; returns the response.
+async fn upload(
+    c: &mut Client,
+    entity: &str,
+    name: &str,
+    bytes: &[u8],
+    extra: &[(&str, &str)],
+) -> crate::helpers::Resp {
+    let token = c.get("/settings/imports/upload").await.csrf();
+    let mut fields = vec![("resource", entity)];
+    fields.extend_from_slice(extra);
+    c.post_multipart(&format!("/settings/imports/upload?csrf_token={token}"), &fields, Some((name, bytes))).await
+}
+
+fn id_of(location: &str) -> i64 {
+    location.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+/// Confirms the mapping the page proposes (the selected option of every select).
+async fn confirm_mapping(c: &mut Client, id: i64) -> crate::helpers::Resp {
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    let mut fields: Vec<(String, String)> = vec![];
+    for part in page.body.split("<select id=\"map-").skip(1) {
+        let field = part.split('"').next().unwrap().to_string();
+        let select = &part[..part.find("</select>").unwrap()];
+        let chosen = select
+            .split("<option value=\"")
+            .skip(1)
+            .find(|o| o.contains("\" selected>"))
+            .map(|o| o.split('"').next().unwrap().to_string())
+            .unwrap_or_default();
+        fields.push((format!("map.{field}"), chosen));
+    }
+    let token = page.csrf();
+    let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    form.push(("csrf_token", &token));
+    c.post_form(&format!("/settings/imports/{id}/mapping"), &form).await
+}
+
+/// Upload → mapping → validation; returns the import id.
+async fn validated(
+    app: &TestApp,
+    c: &mut Client,
+    entity: &str,
+    name: &str,
+    bytes: &[u8],
+    extra: &[(&str, &str)],
+) -> i64 {
+    let r = upload(c, entity, name, bytes, extra).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let id = id_of(&r.location());
+    let m = confirm_mapping(c, id).await;
+    assert_eq!(m.status, StatusCode::SEE_OTHER, "{}", m.body);
+    app.drain().await;
+    id
+}
+
+async fn start(app: &TestApp, c: &mut Client, id: i64) {
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    app.drain().await;
+}
+
+fn stat(body: &str, label: &str) -> i64 {
+    let at =
+        body.find(&format!("<span class=\"stat-label\">{label}</span>")).unwrap_or_else(|| panic!("no stat {label}"));
+    let before = &body[..at];
+    let v = before.rsplit("<span class=\"stat-value\">").next().unwrap();
+    v.split('<').next().unwrap().trim().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn the_examples_import_in_dependency_order() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    for entity in ["locations", "staff", "clients"] {
+        let bytes = std::fs::read(format!("examples/{entity}.csv")).unwrap();
+        let expected = csv::Reader::from_reader(bytes.as_slice()).records().count() as i64;
+        let id = validated(&app, &mut c, entity, &format!("{entity}.csv"), &bytes, &[]).await;
+        let page = c.get(&format!("/settings/imports/{id}")).await;
+        assert!(page.body.contains("Ready to import"), "{entity}: {}", page.body);
+        assert_eq!(stat(&page.body, "To create"), expected, "{entity}");
+        assert!(page.body.contains("The first rows as they will be stored"));
+        start(&app, &mut c, id).await;
+        let done = c.get(&format!("/settings/imports/{id}")).await;
+        assert!(done.body.contains("Import completed"), "{entity}: {}", done.body);
+        assert_eq!(stat(&done.body, "Created"), expected);
+        let list = c.get(&format!("/{entity}")).await;
+        assert!(list.body.contains(&format!("{expected} records")), "{entity}");
+        for phase in ["prevalidation", "preparsing", "transforming", "parsing", "validation", "processing"] {
+            assert!(done.body.contains(&format!("<code>{phase}</code>")));
+        }
+    }
+    let history = c.get("/settings/imports").await;
+    assert_eq!(history.status, StatusCode::OK);
+    assert_eq!(history.body.matches("badge-success\">Completed").count(), 3, "{}", history.body);
+    assert!(history.body.contains("3 imports"));
+    let filtered = c.get("/settings/imports?entity=staff").await;
+    assert!(filtered.body.contains("1 import<"));
+}
+
+const LOCATIONS: &str = "code,name,kind,capacity,opened_on\n\
+LOC-1,Main Clinic,clinic,40,2020-01-15\n\
+LOC-2,,office,10,2021-02-01\n\
+LOC-3,North,spaceship,5,2021-02-01\n\
+LOC-4,East,clinic,many,notadate\n\
+LOC-5,West,clinic,12,2022-03-04\n\
+LOC-5,West,clinic,12,2022-03-04\n\
+LOC-6,South,clinic,8,2022-03-04\n\
+LOC-6,South Annex,clinic,9,2022-03-04\n\
+LOC-7,Lake,residential,20,2019-12-31,surprise\n";
+
+#[actix_web::test]
+async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let id = validated(&app, &mut c, "locations", "locations.csv", LOCATIONS.as_bytes(), &[]).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    let body = page.body.replace("&#34;", "\"");
+    assert!(body.contains("row 3, name: is required but empty"), "{body}");
+    assert!(body.contains(
+        "row 4, kind: \"spaceship\" is not one of the allowed values (clinic, office, residential, telehealth)"
+    ));
+    assert!(body.contains("row 5, capacity: \"many\" is not a whole number (expected e.g. 42); opened_on: \"notadate\" is not a date (expected YYYY-MM-DD)"));
+    assert!(body.contains("row 6 appears 2 times in the file; every copy is left out"));
+    assert!(body.contains("row 7 repeats row 6"));
+    assert!(body.contains("row 9, code: \"LOC-6\" is also in row 8 with other values"));
+    assert!(body.contains("row 10 has 6 values but the header has 5 columns"));
+    assert_eq!(stat(&page.body, "Rows in the file"), 9);
+    assert_eq!(stat(&page.body, "To create"), 2, "LOC-1 and LOC-6 (first)");
+    assert_eq!(stat(&page.body, "Duplicates"), 2);
+
+    let csv = c.get(&format!("/settings/imports/{id}/errors.csv")).await;
+    assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
+    let mut lines = csv.body.lines();
+    assert_eq!(lines.next(), Some("code,name,kind,capacity,opened_on,error"), "original columns plus error");
+    assert!(csv.body.contains(
+        "LOC-3,North,spaceship,5,2021-02-01,\"row 4, kind: \"\"spaceship\"\" is not one of the allowed values"
+    ));
+    let json = c.get(&format!("/settings/imports/{id}/errors.json")).await;
+    let v: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 7);
+    assert_eq!(v[0]["row"], 3);
+    assert_eq!(v[0]["values"]["code"], "LOC-2");
+
+    start(&app, &mut c, id).await;
+    let list = c.get("/locations").await;
+    assert!(list.body.contains("2 records"), "only the valid rows are stored");
+    assert!(list.body.contains("Main Clinic") && list.body.contains("LOC-6"));
+    let original = c.get(&format!("/settings/imports/{id}/original")).await;
+    assert_eq!(original.body, LOCATIONS, "the original file is kept byte for byte");
+}
+
+#[actix_web::test]
+async fn references_must_exist_and_reimports_change_only_what_changed() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let locs = "code,name,kind\nLOC-1,Main,clinic\nLOC-2,Annex,office\n";
+    let id = validated(&app, &mut c, "locations", "l.csv", locs.as_bytes(), &[]).await;
+    start(&app, &mut c, id).await;
+
+    let staff = "employee_id,first_name,last_name,email,role,home_location\n\
+EMP-1,Ann,Lee,ann@x.test,nurse,LOC-1\n\
+EMP-2,Bo,Ray,bo@x.test,nurse,LOC-9\n";
+    let id = validated(&app, &mut c, "staff", "s.csv", staff.as_bytes(), &[]).await;
+    let body = c.get(&format!("/settings/imports/{id}")).await.body.replace("&#34;", "\"");
+    assert!(body.contains("row 3, home_location: no locations record has the key \"LOC-9\""), "{body}");
+    start(&app, &mut c, id).await;
+
+    // the same file again: nothing to do
+    let again = validated(&app, &mut c, "locations", "l.csv", locs.as_bytes(), &[]).await;
+    let page = c.get(&format!("/settings/imports/{again}")).await;
+    assert_eq!(stat(&page.body, "To create"), 0);
+    assert_eq!(stat(&page.body, "Duplicates"), 2);
+    assert!(page.body.contains("is identical to the stored record LOC-1"));
+    assert!(page.body.contains("Nothing to import"));
+
+    // one row edited: one update
+    let edited = "code,name,kind\nLOC-1,Main Campus,clinic\nLOC-2,Annex,office\n";
+    let upd = validated(&app, &mut c, "locations", "l2.csv", edited.as_bytes(), &[]).await;
+    let page = c.get(&format!("/settings/imports/{upd}")).await;
+    assert_eq!((stat(&page.body, "To update"), stat(&page.body, "To create")), (1, 0));
+    start(&app, &mut c, upd).await;
+    let done = c.get(&format!("/settings/imports/{upd}")).await;
+    assert_eq!(stat(&done.body, "Updated"), 1);
+    assert!(c.get("/locations").await.body.contains("Main Campus"));
+
+    // a unique value already used by another record
+    let clash = "employee_id,first_name,last_name,email,role,home_location\nEMP-3,Cy,Doe,ANN@x.test,nurse,LOC-1\n";
+    let id = validated(&app, &mut c, "staff", "s2.csv", clash.as_bytes(), &[]).await;
+    let body = c.get(&format!("/settings/imports/{id}")).await.body.replace("&#34;", "\"");
+    assert!(body.contains("row 2, email: \"ann@x.test\" is already used by EMP-1"), "{body}");
+}
+
+#[actix_web::test]
+async fn use_first_imports_the_first_copy_and_xlsx_works_too() {
+    use rust_xlsxwriter::Workbook;
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let dup = "code,name,kind\nLOC-1,Main,clinic\nLOC-1,Main,clinic\n";
+    let id =
+        validated(&app, &mut c, "locations", "d.csv", dup.as_bytes(), &[("duplicate_handling", "use_first")]).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert!(page.body.contains("row 3 repeats row 2; only the first copy is imported"));
+    assert_eq!(stat(&page.body, "To create"), 1);
+
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (c2, h) in ["Location Code", "Name", "Kind", "Capacity"].iter().enumerate() {
+        ws.write_string(0, c2 as u16, *h).unwrap();
+    }
+    ws.write_string(1, 0, "LOC-X").unwrap();
+    ws.write_string(1, 1, "Spreadsheet Site").unwrap();
+    ws.write_string(1, 2, "office").unwrap();
+    ws.write_number(1, 3, 15.0).unwrap();
+    let bytes = wb.save_to_buffer().unwrap();
+    let id = validated(&app, &mut c, "locations", "sites.xlsx", &bytes, &[]).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(stat(&page.body, "To create"), 1, "headers matched by label: {}", page.body);
+    start(&app, &mut c, id).await;
+    assert!(c.get("/locations").await.body.contains("Spreadsheet Site"));
+}
+
+#[actix_web::test]
+async fn bad_uploads_are_refused_with_the_reason_and_nothing_is_created() {
+    let app = spawn_app_with(|s| {
+        s.workers = "0".into();
+        s.upload_limit = "2KiB".into();
+    })
+    .await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let latin1 = upload(&mut c, "locations", "l.csv", b"code,name,kind\nLOC-1,Caf\xE9,clinic\n", &[]).await;
+    assert_eq!(latin1.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(latin1.body.contains("l.csv: The file is not UTF-8 text: line 2"), "{}", latin1.body);
+    let binary = upload(&mut c, "locations", "x.csv", b"\x89PNG\x00\x00\x00", &[]).await;
+    assert!(binary.body.contains("looks like a binary file"));
+    let big = upload(&mut c, "locations", "big.csv", &vec![b'a'; 5000], &[]).await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(big.body.contains("larger than the upload limit of 2 KiB"), "{}", big.body);
+    let none = upload(&mut c, "", "l.csv", b"code\n", &[]).await;
+    assert!(none.body.contains("Choose what to import"));
+    assert!(c.get("/settings/imports").await.body.contains("No imports yet"), "nothing was created");
+    // a required field left unmapped blocks validation with the field named
+    let r = upload(&mut c, "locations", "l.csv", b"code,title\nLOC-1,Main\n", &[]).await;
+    let id = id_of(&r.location());
+    let m = confirm_mapping(&mut c, id).await;
+    assert_eq!(m.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(m.body.contains("not mapped yet: name, kind"), "{}", m.body);
+    // without the token in the action URL the upload is refused
+    let r =
+        c.post_multipart("/settings/imports/upload", &[("resource", "locations")], Some(("l.csv", b"code\n"))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[actix_web::test]
+async fn pause_stops_between_chunks_and_resume_finishes() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let mut csv = String::from("code,name,kind\n");
+    for i in 0..30 {
+        csv.push_str(&format!("LOC-{i},Site {i},clinic\n"));
+    }
+    let id = validated(&app, &mut c, "locations", "l.csv", csv.as_bytes(), &[("chunk_size", "5")]).await;
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/pause"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    app.drain().await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert!(page.body.contains(">Paused<") && page.body.contains(">Resume<"), "{}", page.body);
+    assert!(page.body.contains("0 of 30 rows (0%)"));
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/resume"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    app.drain().await;
+    let done = c.get(&format!("/settings/imports/{id}")).await;
+    assert!(done.body.contains("Import completed"));
+    assert_eq!(stat(&done.body, "Created"), 30);
+}
+
+#[actix_web::test]
+async fn a_chunk_is_written_once_whoever_retries_it() {
+    use stevedore::domain::ids::OrgId;
+    use stevedore::store::imports::{ChunkRow, write_chunk};
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let id = validated(&app, &mut c, "locations", "l.csv", b"code,name,kind\nLOC-1,Main,clinic\n", &[]).await;
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let org = OrgId::new(app.org_id("acme").await);
+    let schemas = stevedore::startup::load_schemas(None).unwrap();
+    let rec = schemas.get("locations").unwrap().prepare(|f| match f {
+        "code" => Some("LOC-1"),
+        "name" => Some("Main"),
+        "kind" => Some("clinic"),
+        _ => None,
+    });
+    let row = ChunkRow { row_number: 2, record: rec.unwrap(), cells: "[]".into() };
+    // two workers holding the same chunk (one took the job over): only one writes
+    let first = write_chunk(&app.db, org, id, "locations", 0, 2, std::slice::from_ref(&row)).await.unwrap();
+    let second = write_chunk(&app.db, org, id, "locations", 0, 2, std::slice::from_ref(&row)).await.unwrap();
+    assert_eq!(first.map(|r| r.created), Some(1));
+    assert_eq!(second, None, "the cursor had moved: the second write is refused");
+    app.drain().await;
+    assert!(c.get("/locations").await.body.contains("1 record<"));
+}
+
+#[actix_web::test]
+async fn imports_need_the_permission_and_stay_in_their_org() {
+    let app = app().await;
+    app.user("acme", "vic@acme.test", "viewer").await;
+    app.user("globex", "hank@globex.test", "owner").await;
+    let mut ada = app.signed_in("ada@acme.test").await;
+    let id = validated(&app, &mut ada, "locations", "l.csv", b"code,name,kind\nLOC-1,Main,clinic\n", &[]).await;
+    let mut vic = app.signed_in("vic@acme.test").await;
+    for path in [
+        "/settings/imports".to_string(),
+        "/settings/imports/upload".into(),
+        format!("/settings/imports/{id}"),
+        "/locations/importer".into(),
+    ] {
+        let r = vic.get(&path).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(r.body.contains("pf.import.upload"));
+    }
+    assert!(
+        !vic.get("/locations").await.body.contains("/locations/importer"),
+        "no Import action without the permission"
+    );
+    assert!(ada.get("/locations").await.body.contains("href=\"/locations/importer\">Import</a>"));
+    let mut hank = app.signed_in("hank@globex.test").await;
+    for path in [
+        format!("/settings/imports/{id}"),
+        format!("/settings/imports/{id}/original"),
+        format!("/settings/imports/{id}/errors.csv"),
+    ] {
+        assert_eq!(hank.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = hank.submit("/", &format!("/settings/imports/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!hank.get("/settings/imports").await.body.contains("l.csv"));
+    let importer = ada.get("/locations/importer").await;
+    assert!(importer.body.contains("Import locations"));
+}
