@@ -36,6 +36,14 @@ fn find(env: &str, default: &str) -> Option<PathBuf> {
 
 /// Starts chromedriver on a free port; None when Chromium or its driver is missing.
 async fn start_browser(profile: &std::path::Path) -> Option<(Driver, Client)> {
+    start_browser_with_downloads(profile, profile).await
+}
+
+/// As [`start_browser`], with downloads saved to `downloads`.
+async fn start_browser_with_downloads(
+    profile: &std::path::Path,
+    downloads: &std::path::Path,
+) -> Option<(Driver, Client)> {
     let (Some(driver), Some(chromium)) =
         (find("CHROMEDRIVER", "/usr/bin/chromedriver"), find("CHROMIUM", "/usr/bin/chromium"))
     else {
@@ -62,7 +70,8 @@ async fn start_browser(profile: &std::path::Path) -> Option<(Driver, Client)> {
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                 "--window-size=1280,860", format!("--user-data-dir={}", profile.display()),
-            ]
+            ],
+            "prefs": { "download.default_directory": downloads, "download.prompt_for_download": false }
         }),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -226,7 +235,7 @@ async fn sign_in_manage_members_and_meet_the_lock() {
     wait_text(&c, ".toolbar-count", |t| t == "1 record").await;
     assert!(text(&c, "table.table tbody").await.contains("Hillcrest Office"));
     c.find(Locator::Css(".actions-menu summary")).await.unwrap().click().await.unwrap();
-    let link = c.find(Locator::Css(".actions-menu a")).await.unwrap();
+    let link = c.find(Locator::Css(".actions-menu a[href$='template.csv']")).await.unwrap();
     assert!(link.is_displayed().await.unwrap());
     assert_eq!(link.text().await.unwrap(), "Download template");
     assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("/locations/template.csv"));
@@ -255,5 +264,96 @@ async fn sign_in_manage_members_and_meet_the_lock() {
     c.find(Locator::Css("[data-nav-toggle]")).await.unwrap().click().await.unwrap();
     assert!(c.find(Locator::Css("nav.sidebar")).await.unwrap().is_displayed().await.unwrap());
     shot(&c, "overview-phone").await;
+    c.close().await.unwrap();
+}
+
+#[actix_web::test]
+async fn upload_map_validate_and_import_with_progress_then_download_the_error_rows() {
+    let profile = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = start_browser_with_downloads(profile.path(), downloads.path()).await else { return };
+    let app = spawn_app().await;
+    app.user("acme-health", "ada@acme.test", "owner").await;
+    let base = app.base.clone();
+    let mut csv = String::from("Location Code,Name,Kind,City\n");
+    for i in 0..400 {
+        csv.push_str(&format!("LOC-{i:04},Site {i},clinic,Portland\n"));
+    }
+    csv.push_str("LOC-BAD,,spaceship,Salem\n");
+    let file = profile.path().join("sites.csv");
+    std::fs::write(&file, &csv).unwrap();
+
+    sign_in(&c, &base, "/login", "ada@acme.test").await;
+    c.find(Locator::Css("nav.sidebar a[href='/locations']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Locations").await;
+    c.find(Locator::Css(".actions-menu summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(".actions-menu a[href='/locations/importer']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Import locations").await;
+    c.find(Locator::Css("input#file")).await.unwrap().send_keys(&file.display().to_string()).await.unwrap();
+    c.find(Locator::Css("details.advanced summary")).await.unwrap().click().await.unwrap();
+    let chunk = c.find(Locator::Css("input#chunk_size")).await.unwrap();
+    chunk.clear().await.unwrap();
+    chunk.send_keys("2").await.unwrap();
+    shot(&c, "import-upload").await;
+    c.find(Locator::Css("form[enctype='multipart/form-data'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // the mapping step: headers matched to fields by name and label
+    wait_text(&c, "#map-title", |t| t == "Column mapping").await;
+    let chosen = c.execute("return document.getElementById('map-code').value", vec![]).await.unwrap();
+    assert_eq!(chosen.as_str(), Some("Location Code"));
+    shot(&c, "import-mapping").await;
+    c.find(Locator::Css("form[action$='/mapping'] button[type=submit]")).await.unwrap().click().await.unwrap();
+
+    // validation runs in the background; the page refreshes by itself until ready
+    wait_text(&c, "#ready-title", |t| t == "Ready to import").await;
+    assert!(text(&c, "main").await.contains("row 402, name: is required but empty"));
+    shot(&c, "import-ready").await;
+    c.find(Locator::Css("form[action$='/start'] button")).await.unwrap().click().await.unwrap();
+
+    // importing: the progress bar, Pause, Resume
+    let pause =
+        c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("form[action$='/pause'] button")).await;
+    if let Ok(p) = pause {
+        let _ = p.click().await;
+        let state = wait_text(&c, "main", |t| t.contains("Resume") || t.contains("Import completed")).await;
+        if state.contains("Resume") {
+            let v = c.execute("return document.getElementById('import-progress').value", vec![]).await.unwrap();
+            assert!(v.as_f64().unwrap_or(0.0) < 400.0, "paused part-way");
+            shot(&c, "import-paused").await;
+            c.find(Locator::Css("form[action$='/resume'] button")).await.unwrap().click().await.unwrap();
+        }
+    }
+    wait_text(&c, "main", |t| t.contains("Import completed")).await;
+    shot(&c, "import-completed").await;
+
+    // the error rows download, ready to fix and re-upload
+    c.find(Locator::Css("a[href$='/errors.csv']")).await.unwrap().click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let downloaded = loop {
+        let found = std::fs::read_dir(downloads.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no download");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    let body = std::fs::read_to_string(&downloaded).unwrap();
+    assert!(body.starts_with("Location Code,Name,Kind,City,error"), "{body}");
+    assert!(body.contains("LOC-BAD"));
+
+    // Import History lists it
+    c.goto(&format!("{base}/settings/imports")).await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Import History").await;
+    assert!(text(&c, "table").await.contains("Completed"));
+    shot(&c, "import-history").await;
     c.close().await.unwrap();
 }
