@@ -95,7 +95,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { concurrency } => {
             let n = crate::config::parse_workers(&concurrency).map_err(|e| anyhow::anyhow!("--concurrency: {e}"))?;
             let schemas = crate::startup::load_schemas(cli.serve.schema_dir.as_deref())?;
-            run_worker(&db_settings, schemas, n.max(1)).await
+            let lease = crate::config::parse_lease(&cli.serve.job_lease_secs)
+                .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_JOB_LEASE_SECS: {e}"))?;
+            run_worker(&db_settings, schemas, n.max(1), lease).await
         }
         Command::Migrate => {
             let db = open_database(&db_settings).await?;
@@ -145,9 +147,14 @@ pub async fn set_disabled(db: &Db, email: &str, disabled: bool) -> anyhow::Resul
     }
 }
 
-async fn run_worker(db_settings: &DbSettings, schemas: Schemas, concurrency: usize) -> anyhow::Result<()> {
+async fn run_worker(
+    db_settings: &DbSettings,
+    schemas: Schemas,
+    concurrency: usize,
+    lease_secs: i64,
+) -> anyhow::Result<()> {
     let db = open_database(db_settings).await?;
-    let config = WorkerConfig { concurrency, ..WorkerConfig::default() };
+    let config = WorkerConfig { concurrency, lease_secs, ..WorkerConfig::default() };
     let worker = Worker::with_all_handlers(db.clone(), std::sync::Arc::new(schemas), config)?;
     tracing::info!(owner = worker.owner(), concurrency, "worker started");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// Background jobs run at once by this process (0: none; run `stevedore worker` instead).
     #[arg(long, env = "STEVEDORE_WORKERS", default_value = "2", global = true)]
     pub workers: String,
+
+    /// Seconds a worker holds a job between heartbeats; a crashed worker's job is taken
+    /// over this long after its last heartbeat.
+    #[arg(long, env = "STEVEDORE_JOB_LEASE_SECS", default_value = "30", global = true)]
+    pub job_lease_secs: String,
 }
 
 /// A setting that cannot be used, with which one and why.
@@ -104,6 +109,7 @@ pub struct Settings {
     pub trust_proxy: bool,
     pub schema_dir: Option<PathBuf>,
     pub workers: usize,
+    pub job_lease_secs: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -179,6 +185,7 @@ impl Settings {
             trust_proxy: parse_bool(&s.trust_proxy).map_err(|why| bad("STEVEDORE_TRUST_PROXY", why))?,
             schema_dir: s.schema_dir.clone(),
             workers: parse_workers(&s.workers).map_err(|why| bad("STEVEDORE_WORKERS", why))?,
+            job_lease_secs: parse_lease(&s.job_lease_secs).map_err(|why| bad("STEVEDORE_JOB_LEASE_SECS", why))?,
         })
     }
 
@@ -257,6 +264,14 @@ fn parse_minutes(raw: &str) -> Result<Duration, String> {
     match raw.trim().parse::<u64>() {
         Ok(n) if (1..=60 * 24 * 30).contains(&n) => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!("\"{raw}\" is not a whole number of minutes from 1 to 43200")),
+    }
+}
+
+/// A job lease: 2 to 3600 seconds.
+pub fn parse_lease(raw: &str) -> Result<i64, String> {
+    match raw.trim().parse::<i64>() {
+        Ok(n) if (2..=3600).contains(&n) => Ok(n),
+        _ => Err(format!("\"{raw}\" is not a number of seconds from 2 to 3600")),
     }
 }
 

@@ -66,6 +66,7 @@ pub struct App {
     server: Server,
     db: Db,
     workers: usize,
+    lease_secs: i64,
     schemas: std::sync::Arc<Schemas>,
     pub demo_login: Option<DemoLogin>,
 }
@@ -114,6 +115,7 @@ impl App {
         let idle = Duration::seconds(settings.idle_timeout.as_secs() as i64);
         let secure = settings.secure_cookies;
         let workers = settings.workers;
+        let lease_secs = settings.job_lease_secs;
         let state = web::Data::new(AppState { db: db.clone(), settings, schemas });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
@@ -154,7 +156,7 @@ impl App {
         .shutdown_timeout(30)
         .disable_signals()
         .run();
-        Ok(App { port, server, db, demo_login, workers, schemas: job_schemas })
+        Ok(App { port, server, db, demo_login, workers, lease_secs, schemas: job_schemas })
     }
 
     pub fn port(&self) -> u16 {
@@ -168,7 +170,7 @@ impl App {
         let worker = match self.workers {
             0 => None,
             n => {
-                let config = WorkerConfig { concurrency: n, ..WorkerConfig::default() };
+                let config = WorkerConfig { concurrency: n, lease_secs: self.lease_secs, ..WorkerConfig::default() };
                 match Worker::with_all_handlers(self.db.clone(), self.schemas.clone(), config) {
                     Ok(w) => Some(actix_web::rt::spawn(w.run(stop_rx.clone()))),
                     Err(e) => {

@@ -64,6 +64,42 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Aborts a spawned task when dropped, whichever way its owner returns.
+struct AbortOnDrop(actix_web::rt::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews the lease every third of it. The lease counts as lost when another worker took
+/// the job, or when renewals have failed for longer than the lease itself.
+async fn heartbeats(db: Db, job_id: i64, owner: String, lease_secs: i64, lost: Rc<Cell<bool>>) {
+    let every = Duration::from_secs((lease_secs / 3).max(1) as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut held_until = crate::now() + lease_secs;
+    loop {
+        tick.tick().await;
+        let now = crate::now();
+        match store::jobs::heartbeat(&db, job_id, &owner, lease_secs, now).await {
+            Ok(true) => held_until = now + lease_secs,
+            Ok(false) => {
+                lost.set(true);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not renew the job lease");
+                if crate::now() >= held_until {
+                    lost.set(true);
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The default time a handler may take to stop at a safe point after shutdown is asked.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
@@ -144,10 +180,16 @@ impl Worker {
     /// the handler has the configured grace to reach a safe point; then it is dropped, which
     /// rolls back its open transaction, and the job is released. `stop_grace` is the grace.
     async fn supervise(&self, handler: &dyn JobHandler, ctx: &JobContext, deadline: Option<i64>) -> Option<Outcome> {
-        let every = Duration::from_secs((self.config.lease_secs / 3).max(1) as u64);
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        let mut held_until = crate::now() + self.config.lease_secs;
+        // Heartbeats run as their own task. Awaited inside the loop below they would stall
+        // the handler: on SQLite a heartbeat waits for the write lock that the handler's
+        // open chunk transaction holds, and the handler is only polled by this loop.
+        let _heartbeats = AbortOnDrop(actix_web::rt::spawn(heartbeats(
+            ctx.db.clone(),
+            ctx.job.id,
+            self.owner.clone(),
+            self.config.lease_secs,
+            ctx.lost.clone(),
+        )));
         let budget = deadline.map(|d| (d - crate::now()).max(0) as u64).unwrap_or(u64::MAX / 4);
         let over = tokio::time::sleep(Duration::from_secs(budget));
         tokio::pin!(over);
@@ -177,19 +219,6 @@ impl Worker {
                     if changed.is_err() || *stop.borrow() {
                         stopping = true;
                         grace.as_mut().reset(tokio::time::Instant::now() + self.config.stop_grace);
-                    }
-                }
-                _ = tick.tick() => {
-                    let now = crate::now();
-                    match store::jobs::heartbeat(&ctx.db, ctx.job.id, &self.owner, self.config.lease_secs, now).await {
-                        Ok(true) => held_until = now + self.config.lease_secs,
-                        Ok(false) => ctx.lost.set(true),
-                        Err(e) => {
-                            tracing::warn!(error = ?e, "could not renew the job lease");
-                            if now >= held_until {
-                                ctx.lost.set(true);
-                            }
-                        }
                     }
                 }
             }

@@ -525,44 +525,65 @@ pub async fn write_chunk(
         }
         let mut res = ChunkResult::default();
         let mut failed: Vec<(i64, String, &str)> = vec![];
+        // the chunk's existing records, in one query
+        let keys: Vec<&str> = rows.iter().map(|r| r.record.key.as_str()).collect();
+        let mut existing: HashMap<String, (i64, String)> = HashMap::new();
+        if !keys.is_empty() {
+            let sql = format!(
+                "SELECT id, record_key, row_hash FROM records WHERE org_id = $1 AND entity = $2 AND record_key IN ({})",
+                placeholders(3, keys.len())
+            );
+            let mut q = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql)).bind(org.get()).bind(entity);
+            for k in &keys {
+                q = q.bind(*k);
+            }
+            for (id, key, hash) in q.fetch_all(&mut *tx).await.context("looking up records")? {
+                existing.insert(key, (id, hash));
+            }
+        }
+        // the unique values already taken, one query per unique field
+        let mut taken: HashMap<(String, String), i64> = HashMap::new();
+        let fields: HashSet<&str> = rows.iter().flat_map(|r| r.record.uniques.iter().map(|(f, _)| f.as_str())).collect();
+        for field in fields {
+            let values: Vec<&str> = rows
+                .iter()
+                .flat_map(|r| r.record.uniques.iter().filter(|(f, _)| f == field).map(|(_, v)| v.as_str()))
+                .collect();
+            let sql = format!(
+                "SELECT value, record_id FROM record_unique_values WHERE org_id = $1 AND entity = $2 AND field = $3 AND value IN ({})",
+                placeholders(4, values.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).bind(org.get()).bind(entity).bind(field);
+            for v in &values {
+                q = q.bind(*v);
+            }
+            for (value, record) in q.fetch_all(&mut *tx).await.context("checking unique values")? {
+                taken.insert((field.to_string(), value), record);
+            }
+        }
+        let mut creates: Vec<&ChunkRow> = vec![];
+        let mut uniques_of: Vec<(i64, &[(String, String)])> = vec![];
         for row in rows {
             let r = &row.record;
-            let existing: Option<(i64, String)> =
-                sqlx::query_as("SELECT id, row_hash FROM records WHERE org_id = $1 AND entity = $2 AND record_key = $3")
-                    .bind(org.get())
-                    .bind(entity)
-                    .bind(&r.key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .context("looking up record")?;
-            if let Some((_, hash)) = &existing
+            let current = existing.get(&r.key);
+            if let Some((_, hash)) = current
                 && *hash == r.row_hash
             {
                 res.unchanged += 1;
                 continue;
             }
-            let mut clash = None;
-            for (field, value) in &r.uniques {
-                let owner: Option<i64> = sqlx::query_scalar(
-                    "SELECT record_id FROM record_unique_values WHERE org_id = $1 AND entity = $2 AND field = $3 AND value = $4",
-                )
-                .bind(org.get())
-                .bind(entity)
-                .bind(field)
-                .bind(value)
-                .fetch_optional(&mut *tx)
-                .await
-                .context("checking unique values")?;
-                if owner.is_some() && owner != existing.as_ref().map(|(id, _)| *id) {
-                    clash = Some(format!("{field}: \"{value}\" is already used by another record"));
-                    break;
-                }
-            }
-            if let Some(why) = clash {
-                failed.push((row.row_number, why, &row.cells));
+            let clash = r.uniques.iter().find(|(f, v)| {
+                taken.get(&(f.clone(), v.clone())).is_some_and(|owner| Some(*owner) != current.map(|(id, _)| *id))
+            });
+            if let Some((field, value)) = clash {
+                failed.push((row.row_number, format!("{field}: \"{value}\" is already used by another record"), &row.cells));
                 continue;
             }
-            let record_id = match &existing {
+            // later rows of this chunk see this row's unique values as taken
+            for (f, v) in &r.uniques {
+                taken.insert((f.clone(), v.clone()), current.map(|(id, _)| *id).unwrap_or(-row.row_number));
+            }
+            match current {
                 Some((id, _)) => {
                     sqlx::query(
                         "UPDATE records SET data = $2, row_hash = $3, search_text = $4, import_id = $5, import_row = $6, updated_at = $7
@@ -583,31 +604,40 @@ pub async fn write_chunk(
                         .execute(&mut *tx)
                         .await
                         .context("updating unique values")?;
+                    uniques_of.push((*id, &r.uniques));
                     res.updated += 1;
-                    *id
                 }
-                None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, import_id, import_row, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
-                    )
-                    .bind(org.get())
-                    .bind(entity)
-                    .bind(&r.key)
-                    .bind(&r.data)
-                    .bind(&r.row_hash)
-                    .bind(&r.search_text)
-                    .bind(import_id)
-                    .bind(row.row_number)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .context("creating record")?;
-                    res.created += 1;
-                    id
+                None => creates.push(row),
+            }
+        }
+        // the new records, in one statement per 100 rows
+        for batch in creates.chunks(100) {
+            let rows_sql: Vec<String> = (0..batch.len())
+                .map(|i| {
+                    let b = 5 + i * 5;
+                    format!("($1, $2, ${}, ${}, ${}, ${}, $3, ${}, $4, $4)", b, b + 1, b + 2, b + 3, b + 4)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, import_id, import_row, created_at, updated_at)
+                 VALUES {} RETURNING id, record_key",
+                rows_sql.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql)).bind(org.get()).bind(entity).bind(import_id).bind(now);
+            for row in batch {
+                let r = &row.record;
+                q = q.bind(&r.key).bind(&r.data).bind(&r.row_hash).bind(&r.search_text).bind(row.row_number);
+            }
+            let ids: HashMap<String, i64> = q.fetch_all(&mut *tx).await.context("creating records")?.into_iter().map(|(id, k)| (k, id)).collect();
+            for row in batch {
+                if let Some(id) = ids.get(&row.record.key) {
+                    uniques_of.push((*id, &row.record.uniques));
                 }
-            };
-            for (field, value) in &r.uniques {
+            }
+            res.created += batch.len() as i64;
+        }
+        for (record_id, uniques) in uniques_of {
+            for (field, value) in uniques {
                 sqlx::query("INSERT INTO record_unique_values (org_id, entity, field, value, record_id) VALUES ($1, $2, $3, $4, $5)")
                     .bind(org.get())
                     .bind(entity)

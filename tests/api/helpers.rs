@@ -52,6 +52,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         trust_proxy: "false".into(),
         schema_dir: None,
         workers: "2".into(),
+        job_lease_secs: "30".into(),
     };
     tweak(&mut serve);
     Settings::from_args(&common, &serve).expect("test settings are valid")
@@ -164,6 +165,15 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the app at `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: &str) -> Client {
+        Client {
+            base: base.to_string(),
+            http: awc::Client::builder().disable_redirects().finish(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }

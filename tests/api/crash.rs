@@ -1,0 +1,159 @@
+//! A server killed with SIGKILL in the middle of an import: after a restart the import
+//! finishes and every valid row of a 100,000-row file is stored exactly once.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use awc::http::StatusCode;
+use stevedore::domain::ids::OrgId;
+use stevedore::store::Db;
+
+use crate::helpers::{Client, PASSWORD, fresh_database_url};
+
+const ROWS: usize = 100_000;
+
+/// A server process, killed (SIGKILL) and reaped when dropped, even if the test fails.
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn server(dir: &std::path::Path, url: &str, port: u16) -> Server {
+    Server(
+        Command::new(env!("CARGO_BIN_EXE_stevedore"))
+            .env("STEVEDORE_DATA_DIR", dir)
+            .env("DATABASE_URL", url)
+            .env("STEVEDORE_BIND", format!("127.0.0.1:{port}"))
+            .env("STEVEDORE_JOB_LEASE_SECS", "2")
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn wait_up(c: &mut Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let probe = awc::Client::new();
+    loop {
+        let ok = probe.get(format!("{}/healthz", c.base)).send().await.map(|r| r.status() == StatusCode::OK);
+        if ok.unwrap_or(false) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn import_row(db: &Db, org: OrgId, id: i64) -> stevedore::store::imports::ImportRow {
+    stevedore::store::imports::get(db, org, id).await.unwrap().unwrap()
+}
+
+#[actix_web::test]
+async fn an_import_killed_mid_way_finishes_after_restart_with_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    let add = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(["user", "add", "--org", "acme", "--email", "ada@acme.test", "--role", "owner", "--password-stdin"])
+        .env("STEVEDORE_DATA_DIR", dir.path())
+        .env("DATABASE_URL", &url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut add = add;
+        add.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut srv = server(dir.path(), &url, port);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut c = Client::new(&base);
+    wait_up(&mut c).await;
+    assert_eq!(c.login("ada@acme.test", PASSWORD).await.status, StatusCode::SEE_OTHER);
+
+    let mut csv = String::from("code,name,kind,city,capacity\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("LOC-{i:06},Site number {i},clinic,Portland,{}\n", i % 500));
+    }
+    let token = c.get("/settings/imports/upload").await.csrf();
+    let r = c
+        .post_multipart(
+            &format!("/settings/imports/upload?csrf_token={token}"),
+            &[("resource", "locations"), ("chunk_size", "100")],
+            Some(("big.csv", csv.as_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let id: i64 = r.location().rsplit('/').next().unwrap().parse().unwrap();
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    let token = page.csrf();
+    let mut form = vec![("csrf_token", token.as_str())];
+    for (f, h) in [
+        ("map.code", "code"),
+        ("map.name", "name"),
+        ("map.kind", "kind"),
+        ("map.city", "city"),
+        ("map.capacity", "capacity"),
+    ] {
+        form.push((f, h));
+    }
+    assert_eq!(c.post_form(&format!("/settings/imports/{id}/mapping"), &form).await.status, StatusCode::SEE_OTHER);
+
+    let db = Db::connect(&url, 2).await.unwrap();
+    let org = OrgId::new(stevedore::store::accounts::org_by_slug(&db, "acme").await.unwrap().unwrap().id);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while import_row(&db, org, id).await.stage != "ready" {
+        assert!(Instant::now() < deadline, "validation did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(import_row(&db, org, id).await.to_create, ROWS as i64);
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+
+    // kill -9 once some chunks are committed
+    let at_kill = loop {
+        let row = import_row(&db, org, id).await;
+        if row.processed_rows >= 200 {
+            srv.kill();
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the import never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(at_kill.stage, "importing");
+    assert!(at_kill.processed_rows < ROWS as i64, "the import finished before the kill; use more rows");
+
+    db.close().await;
+    let mut srv = server(dir.path(), &url, port);
+    wait_up(&mut c).await;
+    let db = Db::connect(&url, 2).await.unwrap();
+    let done = loop {
+        let row = import_row(&db, org, id).await;
+        if row.stage != "importing" {
+            break row;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            panic!("the import did not finish after the restart ({} rows); server log:\n{log}", row.processed_rows);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    srv.kill();
+    assert_eq!(done.stage, "completed", "{}", done.reason);
+    assert_eq!((done.processed_rows, done.created_rows, done.failed_rows), (ROWS as i64, ROWS as i64, 0));
+    let stored = stevedore::store::records::count(&db, org, "locations", None).await.unwrap();
+    assert_eq!(stored, ROWS as i64, "every row once (killed at {} rows)", at_kill.processed_rows);
+}
