@@ -36,10 +36,31 @@ enum Command {
         #[arg(long, default_value = "2")]
         concurrency: String,
     },
+    /// Measure: `bench import --rows N` runs a generated file through validation and import.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Generate an N-row, 12-column contacts CSV and validate and import it, printing rows/s
+    /// and peak memory; the last line is one JSON object.
+    Import {
+        #[arg(long, default_value = "100000")]
+        rows: usize,
+        /// Rows per chunk.
+        #[arg(long, default_value = "5000")]
+        chunk: i64,
+        /// Database URL to use instead of a fresh SQLite file.
+        #[arg(long)]
+        database: Option<String>,
     },
 }
 
@@ -98,6 +119,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let lease = crate::config::parse_lease(&cli.serve.job_lease_secs)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_JOB_LEASE_SECS: {e}"))?;
             run_worker(&db_settings, schemas, n.max(1), lease).await
+        }
+        Command::Bench { command: BenchCommand::Import { rows, chunk, database } } => {
+            anyhow::ensure!(rows > 0, "--rows must be at least 1");
+            anyhow::ensure!((1..=100_000).contains(&chunk), "--chunk must be from 1 to 100000");
+            crate::bench::import(rows, chunk, database).await
         }
         Command::Migrate => {
             let db = open_database(&db_settings).await?;

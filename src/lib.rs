@@ -5,7 +5,9 @@
 
 /// Authentication and authorization: passwords, sessions, CSRF, the signed-in identity.
 pub mod auth;
-/// Command line: `serve` (default), `migrate`, `user add`.
+/// `stevedore bench import`: the import pipeline timed on generated data.
+pub mod bench;
+/// Command line: `serve` (default), `migrate`, `user`, `worker`, `bench`.
 pub mod cli;
 /// Settings from flags and environment, validated at start-up.
 pub mod config;

@@ -1,0 +1,225 @@
+//! `stevedore bench import`: a generated contacts file through the same validation and
+//! import jobs the UI runs, timed, with the peak memory of the process.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::domain::entities::Schemas;
+use crate::domain::ids::{OrgId, UserId};
+use crate::domain::imports::mapping::{Target, auto_map};
+use crate::jobs::{Worker, WorkerConfig};
+use crate::store::{self, Db};
+
+/// The benchmark's entity: 12 columns, like a contacts export.
+const CONTACTS: &str = r#"
+entity = "bench_contacts"
+label = "Contacts (benchmark)"
+singular = "Contact"
+key = "contact_id"
+display = "last_name"
+
+[[fields]]
+name = "contact_id"
+type = "text"
+required = true
+[[fields]]
+name = "first_name"
+type = "text"
+required = true
+max_length = 100
+[[fields]]
+name = "last_name"
+type = "text"
+required = true
+max_length = 100
+[[fields]]
+name = "email"
+type = "text"
+pattern = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
+pattern_hint = "an email address"
+[[fields]]
+name = "phone"
+type = "text"
+max_length = 32
+[[fields]]
+name = "birth_date"
+type = "date"
+[[fields]]
+name = "city"
+type = "text"
+[[fields]]
+name = "country"
+type = "enum"
+values = ["US", "CA", "GB", "DE", "FR", "ES", "IT", "NL"]
+[[fields]]
+name = "status"
+type = "enum"
+values = ["active", "inactive", "lead"]
+[[fields]]
+name = "score"
+type = "integer"
+min = 0
+max = 100
+[[fields]]
+name = "balance"
+type = "decimal"
+[[fields]]
+name = "subscribed"
+type = "boolean"
+"#;
+
+/// Peak resident memory of this process, in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Writes `rows` contacts: about 2% repeat an earlier row, 1% have a bad date or country.
+fn generate(path: &PathBuf, rows: usize) -> anyhow::Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(w, "contact_id,first_name,last_name,email,phone,birth_date,city,country,status,score,balance,subscribed")?;
+    const FIRST: [&str; 8] = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John"];
+    const LAST: [&str; 8] = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus"];
+    const CITY: [&str; 6] = ["Portland", "Toronto", "London", "Berlin", "Paris", "Madrid"];
+    const COUNTRY: [&str; 6] = ["US", "CA", "GB", "DE", "FR", "ES"];
+    const STATUS: [&str; 3] = ["active", "inactive", "lead"];
+    for i in 0..rows {
+        // every 50th row repeats the one before it (a duplicate in the file)
+        let n = if i % 50 == 49 { i - 1 } else { i };
+        let bad_date = n % 100 == 7;
+        let bad_country = n % 100 == 13;
+        writeln!(
+            w,
+            "C{n:08},{},{},user{n}@example.com,+1 555 {:04},{},{},{},{},{},{}.{:02},{}",
+            FIRST[n % 8],
+            LAST[(n / 8) % 8],
+            n % 10_000,
+            if bad_date {
+                "1990-13-45".to_string()
+            } else {
+                format!("19{:02}-{:02}-{:02}", 40 + n % 60, 1 + n % 12, 1 + n % 28)
+            },
+            CITY[n % 6],
+            if bad_country { "XX" } else { COUNTRY[n % 6] },
+            STATUS[n % 3],
+            n % 101,
+            n % 5000,
+            n % 100,
+            n % 2 == 0
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Runs the benchmark; prints progress lines and, last, one JSON object.
+pub async fn import(rows: usize, chunk: i64, database: Option<String>) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("stevedore-bench-{}-{}", std::process::id(), crate::random_token(4)?));
+    std::fs::create_dir_all(&dir)?;
+    let result = run(&dir, rows, chunk, database).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(dir: &std::path::Path, rows: usize, chunk: i64, database: Option<String>) -> anyhow::Result<()> {
+    let url = database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
+    let db = Db::connect(&url, 4).await?;
+    db.migrate().await?;
+    let mut files: Vec<(String, String)> =
+        crate::startup::SHIPPED_SCHEMAS.iter().map(|(n, t)| ((*n).to_string(), (*t).to_string())).collect();
+    files.push(("bench_contacts.toml".into(), CONTACTS.into()));
+    let schemas = Schemas::load(files.iter().map(|(n, t)| (n.as_str(), t.as_str()))).map_err(anyhow::Error::msg)?;
+    let schema = schemas.get("bench_contacts").cloned().context("benchmark schema")?;
+    let slug = format!("bench-{}", crate::random_token(3)?);
+    let (org, _) = store::accounts::ensure_org(&db, &slug, "Benchmark").await?;
+    let user = store::accounts::create_user(&db, &format!("{slug}@bench.test"), "Bench", "x", false).await?;
+
+    let file = dir.join("contacts.csv");
+    let t = Instant::now();
+    generate(&file, rows)?;
+    let size = std::fs::metadata(&file)?.len();
+    println!("generated {rows} rows, 12 columns, {:.1} MB in {:.2} s", size as f64 / 1e6, t.elapsed().as_secs_f64());
+
+    let info = crate::files::sniff(&file, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
+    let mapping = serde_json::to_string(&auto_map(&targets, &info.headers))?;
+    let path = file.to_string_lossy().into_owned();
+    let id = store::imports::create(
+        &db,
+        org,
+        &store::imports::NewImport {
+            resource: &schema.name,
+            name: "benchmark",
+            duplicate_handling: "ignore_all",
+            file_name: "contacts.csv",
+            file_path: &path,
+            file_size: size as i64,
+            checksum: "",
+            chunk_size: chunk,
+            created_by: user,
+            created_by_label: "bench",
+        },
+    )
+    .await?;
+    store::imports::set_headers(&db, id, &serde_json::to_string(&info.headers)?, &mapping, None).await?;
+    store::imports::confirm_mapping(&db, org, id, &mapping, user).await?;
+    let worker = Worker::with_all_handlers(db.clone(), Arc::new(schemas), WorkerConfig::default())?;
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+
+    crate::jobs::import::enqueue(&db, org, id, crate::jobs::import::VALIDATE).await?;
+    let t = Instant::now();
+    while worker.run_one(&stop).await? {}
+    let validate_s = t.elapsed().as_secs_f64();
+    let v = imported(&db, org, id).await?;
+    anyhow::ensure!(v.stage == "ready", "validation ended {}: {}", v.stage, v.reason);
+    println!(
+        "validated in {validate_s:.2} s ({:.0} rows/s): {} valid, {} invalid, {} duplicates",
+        rows as f64 / validate_s,
+        v.valid_rows,
+        v.invalid_rows,
+        v.duplicate_rows
+    );
+
+    store::imports::start_import(&db, org, id, UserId::new(user.get())).await?;
+    crate::jobs::import::enqueue(&db, org, id, crate::jobs::import::PROCESS).await?;
+    let t = Instant::now();
+    while worker.run_one(&stop).await? {}
+    let import_s = t.elapsed().as_secs_f64();
+    let done = imported(&db, org, id).await?;
+    anyhow::ensure!(done.stage == "completed", "import ended {}: {}", done.stage, done.reason);
+    println!(
+        "imported in {import_s:.2} s ({:.0} rows/s): {} created, chunks of {chunk}",
+        done.created_rows as f64 / import_s,
+        done.created_rows
+    );
+    let total = validate_s + import_s;
+    let peak = peak_rss_mib();
+    println!("end to end {total:.2} s ({:.0} rows/s), peak RSS {peak:.1} MiB", rows as f64 / total);
+    db.close().await;
+    let json = serde_json::json!({
+        "rows": rows,
+        "validate_s": (validate_s * 1000.0).round() / 1000.0,
+        "import_s": (import_s * 1000.0).round() / 1000.0,
+        "rows_per_sec": (rows as f64 / total).round(),
+        "created": done.created_rows,
+        "invalid": v.invalid_rows,
+        "duplicates": v.duplicate_rows,
+        "chunk_size": chunk,
+        "peak_rss_mib": (peak * 10.0).round() / 10.0,
+        "database": db.backend(),
+    });
+    println!("{json}");
+    Ok(())
+}
+
+async fn imported(db: &Db, org: OrgId, id: i64) -> anyhow::Result<store::imports::ImportRow> {
+    store::imports::get(db, org, id).await?.context("benchmark import vanished")
+}
