@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use super::layout::{Layout, render};
 use super::{Pagination, format_time};
 use crate::auth::Identity;
+use crate::auth::session::{AppSession, Flash};
 use crate::domain::entities::{EntitySchema, display_value};
 use crate::domain::ids::OrgId;
 use crate::domain::imports::mapping::{Target, auto_map, missing_required};
@@ -28,7 +29,6 @@ use crate::error::AppError;
 use crate::jobs::import as import_jobs;
 use crate::startup::AppState;
 use crate::store::imports::{self as store, ImportRow, ListFilter, NewImport};
-use crate::store::{self as stores, audit::AuditEvent};
 
 const PER_PAGE: i64 = 25;
 /// Rows per chunk when the upload does not say.
@@ -36,24 +36,6 @@ pub const DEFAULT_CHUNK: i64 = 50;
 
 fn schema_of(state: &AppState, name: &str) -> Result<Arc<EntitySchema>, AppError> {
     state.schemas.get(name).cloned().ok_or(AppError::NotFound)
-}
-
-async fn audit(
-    state: &AppState,
-    req: &HttpRequest,
-    id: &Identity,
-    action: &str,
-    target: &str,
-    detail: &str,
-) -> Result<(), AppError> {
-    let address = super::client_address(req, state.settings.trust_proxy);
-    stores::audit::record(
-        &state.db,
-        Some(id.org_id),
-        &AuditEvent { actor: Some(id.user_id), actor_label: &id.email, action, target, detail, address: &address },
-    )
-    .await?;
-    Ok(())
 }
 
 fn see_other(to: String) -> HttpResponse {
@@ -389,7 +371,7 @@ pub async fn upload(
         sheet_name.as_deref(),
     )
     .await?;
-    audit(
+    super::audit(
         &state,
         &req,
         &id,
@@ -631,7 +613,7 @@ pub async fn save_mapping(
         )));
     }
     import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::VALIDATE).await?;
-    audit(&state, &req, &id, "import_mapping_confirmed", &format!("import {}", imp.id), &json).await?;
+    super::audit(&state, &req, &id, "import_mapping_confirmed", &format!("import {}", imp.id), &json).await?;
     Ok(see_other(format!("/settings/imports/{}", imp.id)))
 }
 
@@ -650,7 +632,7 @@ pub async fn start(
         )));
     }
     import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::PROCESS).await?;
-    audit(&state, &req, &id, "import_started", &format!("import {}", imp.id), "").await?;
+    super::audit(&state, &req, &id, "import_started", &format!("import {}", imp.id), "").await?;
     Ok(see_other(format!("/settings/imports/{}", imp.id)))
 }
 
@@ -658,19 +640,28 @@ async fn pause_or_resume(
     req: HttpRequest,
     id: Identity,
     state: web::Data<AppState>,
+    session: AppSession,
     import_id: i64,
     pause: bool,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, import_id).await?;
     if !store::set_paused(&state.db, id.org_id, imp.id, pause, id.user_id).await? {
-        return Err(AppError::Conflict("Only an import that is importing can be paused or resumed.".into()));
+        // Most often the import finished between the page showing Pause and the click.
+        let now = store::get(&state.db, id.org_id, imp.id).await?.map(|i| i.stage()).unwrap_or(imp.stage());
+        let text = format!(
+            "The import is {} now, so there was nothing to {}.",
+            now.label().to_lowercase(),
+            if pause { "pause" } else { "resume" }
+        );
+        session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
+        return Ok(see_other(format!("/settings/imports/{}", imp.id)));
     }
     if !pause {
         import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::PROCESS).await?;
     }
     let action = if pause { "import_paused" } else { "import_resumed" };
-    audit(&state, &req, &id, action, &format!("import {}", imp.id), "").await?;
+    super::audit(&state, &req, &id, action, &format!("import {}", imp.id), "").await?;
     Ok(see_other(format!("/settings/imports/{}", imp.id)))
 }
 
@@ -678,18 +669,20 @@ pub async fn pause(
     req: HttpRequest,
     id: Identity,
     state: web::Data<AppState>,
+    session: AppSession,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    pause_or_resume(req, id, state, path.into_inner(), true).await
+    pause_or_resume(req, id, state, session, path.into_inner(), true).await
 }
 
 pub async fn resume(
     req: HttpRequest,
     id: Identity,
     state: web::Data<AppState>,
+    session: AppSession,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    pause_or_resume(req, id, state, path.into_inner(), false).await
+    pause_or_resume(req, id, state, session, path.into_inner(), false).await
 }
 
 // ---------- Downloads ----------
@@ -710,7 +703,7 @@ pub async fn original(
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, path.into_inner()).await?;
     let file = tokio::fs::File::open(&imp.file_path).await.map_err(|_| AppError::NotFound)?;
-    audit(&state, &req, &id, "import_file_downloaded", &format!("import {}", imp.id), "original").await?;
+    super::audit(&state, &req, &id, "import_file_downloaded", &format!("import {}", imp.id), "original").await?;
     let stream = futures_util::stream::unfold(file, |mut f| async move {
         use tokio::io::AsyncReadExt;
         let mut buf = vec![0u8; 64 * 1024];
@@ -750,7 +743,7 @@ async fn errors_download(
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, import_id).await?;
     let headers: Vec<String> = serde_json::from_str(&imp.headers).unwrap_or_default();
-    audit(&state, &req, &id, "import_file_downloaded", &format!("import {}", imp.id), "errors").await?;
+    super::audit(&state, &req, &id, "import_file_downloaded", &format!("import {}", imp.id), "errors").await?;
     let db = state.db.clone();
     let first = match format {
         ErrorFormat::Csv => {

@@ -14,8 +14,8 @@ use crate::domain::ids::UserId;
 use crate::domain::permissions::{Permission, Role};
 use crate::error::AppError;
 use crate::startup::AppState;
+use crate::store;
 use crate::store::accounts::{AddMember, MemberRow, MembershipChange};
-use crate::store::{self, audit::AuditEvent};
 
 const PER_PAGE: i64 = 25;
 
@@ -161,24 +161,6 @@ fn flash(kind: &str, text: impl Into<String>) -> Flash {
     Flash { kind: kind.into(), text: text.into(), secret: None }
 }
 
-async fn audit(
-    state: &AppState,
-    req: &HttpRequest,
-    id: &Identity,
-    action: &str,
-    target: &str,
-    detail: &str,
-) -> Result<(), AppError> {
-    let address = super::client_address(req, state.settings.trust_proxy);
-    store::audit::record(
-        &state.db,
-        Some(id.org_id),
-        &AuditEvent { actor: Some(id.user_id), actor_label: &id.email, action, target, detail, address: &address },
-    )
-    .await?;
-    Ok(())
-}
-
 pub async fn add(
     req: HttpRequest,
     id: Identity,
@@ -208,7 +190,7 @@ pub async fn add(
     let name = form.name.trim();
     match store::accounts::add_member(&state.db, id.org_id, email.as_str(), name, role, &hash).await? {
         AddMember::Created(_) => {
-            audit(&state, &req, &id, "member_added", email.as_str(), &format!("role {role}, new user")).await?;
+            super::audit(&state, &req, &id, "member_added", email.as_str(), &format!("role {role}, new user")).await?;
             back(
                 Flash {
                     kind: "success".into(),
@@ -222,7 +204,8 @@ pub async fn add(
             )
         }
         AddMember::AddedExisting(_) => {
-            audit(&state, &req, &id, "member_added", email.as_str(), &format!("role {role}, existing user")).await?;
+            super::audit(&state, &req, &id, "member_added", email.as_str(), &format!("role {role}, existing user"))
+                .await?;
             back(
                 flash(
                     "success",
@@ -263,11 +246,11 @@ async fn apply_change(
         MembershipChange::Refused(why) => back(flash("error", why.to_string()), session),
         MembershipChange::Done { previous } => match new {
             Some(role) => {
-                audit(state, req, id, "role_changed", &member.email, &format!("{previous} → {role}")).await?;
+                super::audit(state, req, id, "role_changed", &member.email, &format!("{previous} → {role}")).await?;
                 back(flash("success", format!("{} is now {}.", member.email, role.label())), session)
             }
             None => {
-                audit(state, req, id, "member_removed", &member.email, &format!("was {previous}")).await?;
+                super::audit(state, req, id, "member_removed", &member.email, &format!("was {previous}")).await?;
                 back(flash("success", format!("{} was removed from {}.", member.email, id.org_name)), session)
             }
         },

@@ -74,6 +74,29 @@ pub fn client_address(req: &HttpRequest, trust_proxy: bool) -> String {
     req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
+/// Records in the org's audit log that the signed-in user did `action` to `target`, from
+/// the request's client address.
+pub async fn audit(
+    state: &crate::startup::AppState,
+    req: &HttpRequest,
+    id: &crate::auth::Identity,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<(), crate::error::AppError> {
+    let address = client_address(req, state.settings.trust_proxy);
+    let event = crate::store::audit::AuditEvent {
+        actor: Some(id.user_id),
+        actor_label: &id.email,
+        action,
+        target,
+        detail,
+        address: &address,
+    };
+    crate::store::audit::record(&state.db, Some(id.org_id), &event).await?;
+    Ok(())
+}
+
 /// Page numbers for a paginated table.
 #[derive(Debug, Clone)]
 pub struct Pagination {

@@ -290,6 +290,11 @@ async fn pause_stops_between_chunks_and_resume_finishes() {
     let done = c.get(&format!("/settings/imports/{id}")).await;
     assert!(done.body.contains("Import completed"));
     assert_eq!(stat(&done.body, "Created"), 30);
+    // Pause pressed after the import finished: back to the import, told why
+    let late = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/pause"), &[]).await;
+    assert_eq!(late.status, StatusCode::SEE_OTHER);
+    assert_eq!(late.location(), format!("/settings/imports/{id}"));
+    assert!(c.get(&late.location()).await.body.contains("The import is completed now, so there was nothing to pause."));
 }
 
 #[actix_web::test]
