@@ -16,17 +16,6 @@ pub struct AuditEvent<'a> {
     pub address: &'a str,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AuditRow {
-    pub id: i64,
-    pub actor_label: String,
-    pub action: String,
-    pub target: String,
-    pub detail: String,
-    pub address: String,
-    pub at: i64,
-}
-
 pub async fn record(db: &Db, org: Option<OrgId>, e: &AuditEvent<'_>) -> anyhow::Result<()> {
     on_pool!(db, p => sqlx::query(
         "INSERT INTO audit_events (org_id, actor_user_id, actor_label, action, target, detail, address, at)
@@ -45,17 +34,4 @@ pub async fn record(db: &Db, org: Option<OrgId>, e: &AuditEvent<'_>) -> anyhow::
     .map(|r| r.rows_affected()))
     .context("recording audit event")?;
     Ok(())
-}
-
-/// The org's most recent events, newest first.
-pub async fn recent(db: &Db, org: OrgId, limit: i64) -> anyhow::Result<Vec<AuditRow>> {
-    on_pool!(db, p => sqlx::query_as::<_, AuditRow>(
-        "SELECT id, actor_label, action, target, detail, address, at FROM audit_events
-         WHERE org_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
-    )
-    .bind(org.get())
-    .bind(limit)
-    .fetch_all(p)
-    .await)
-    .context("loading audit events")
 }

@@ -62,18 +62,6 @@ impl FieldKind {
         }
     }
 
-    /// Whether a cell holds several space-separated values.
-    pub fn is_list(self) -> bool {
-        matches!(
-            self,
-            FieldKind::EnumMultiple
-                | FieldKind::Tags
-                | FieldKind::Files
-                | FieldKind::Images
-                | FieldKind::RelationshipMany
-        )
-    }
-
     pub fn is_relationship(self) -> bool {
         matches!(self, FieldKind::RelationshipOne | FieldKind::RelationshipMany)
     }

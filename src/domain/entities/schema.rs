@@ -152,11 +152,6 @@ impl EntitySchema {
     pub fn header(&self) -> Vec<&str> {
         self.fields.iter().map(Field::name).collect()
     }
-
-    /// The entity types this one refers to.
-    pub fn targets(&self) -> impl Iterator<Item = &str> {
-        self.fields.iter().filter_map(|f| f.target.as_deref())
-    }
 }
 
 /// A row that passed validation, ready to store.

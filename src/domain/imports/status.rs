@@ -139,11 +139,6 @@ impl Stage {
         matches!(self, Stage::Pending | Stage::Validating | Stage::Importing)
     }
 
-    /// Nothing more happens unless someone rolls it back.
-    pub fn is_final(self) -> bool {
-        matches!(self, Stage::Completed | Stage::Failed | Stage::RolledBack | Stage::TimedOut | Stage::Expired)
-    }
-
     /// The transitions the state machine allows.
     pub fn can_transition_to(self, next: Stage) -> bool {
         use Stage::*;
