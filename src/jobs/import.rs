@@ -6,7 +6,7 @@
 //! each chunk one transaction that also moves the import's cursor, so a job taken over
 //! after a crash continues after the last committed chunk and never writes a row twice.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +23,8 @@ use crate::domain::imports::{DuplicateHandling, Phase, Stage};
 use crate::domain::jobs::Outcome;
 use crate::files::{FileInfo, sniff, visit_rows};
 use crate::store::Db;
-use crate::store::imports::{self as store, ChunkRow, ImportRow, Issue, PhaseEnd, Validated};
+use crate::store::imports::{self as store, ImportRow, PhaseEnd, Validated};
+use crate::store::staging::{self, ChunkTarget, StagedIssue, StagedRow, StagedValue};
 
 pub const VALIDATE: &str = "import.validate";
 pub const PROCESS: &str = "import.process";
@@ -36,34 +37,43 @@ pub struct Payload {
 
 type Row = (u64, Vec<String>);
 
-/// The file's rows in batches, read on a blocking thread; memory stays at a few batches.
-struct Batches {
-    rx: tokio::sync::mpsc::Receiver<Result<Vec<Row>, String>>,
+/// What the file-reading thread sends: a batch, or why reading stopped.
+type Sent<T> = Result<T, String>;
+
+/// The file's rows, read and turned into batches on a blocking thread; memory stays at a
+/// few batches.
+struct Batches<T> {
+    rx: tokio::sync::mpsc::Receiver<Sent<T>>,
 }
 
-impl Batches {
-    fn open(path: PathBuf, info: FileInfo, batch: usize) -> Batches {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Row>, String>>(4);
+impl<T: Send + 'static> Batches<T> {
+    /// `f(row number, cells, last)` returns a batch to send when it has one; `last` asks it
+    /// to hand over what it holds.
+    fn open<F>(path: PathBuf, info: FileInfo, mut f: F) -> Batches<T>
+    where
+        F: FnMut(u64, &[String], bool) -> Option<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Sent<T>>(4);
         tokio::task::spawn_blocking(move || {
-            let mut buf: Vec<Row> = Vec::with_capacity(batch);
             let res = visit_rows(&path, &info, &mut |n, cells| {
-                buf.push((n, cells.to_vec()));
                 // a closed channel means the reader was dropped: stop reading
-                if buf.len() >= batch && tx.blocking_send(Ok(std::mem::take(&mut buf))).is_err() {
-                    return Ok(false);
-                }
-                Ok(true)
+                Ok(match f(n, cells, false) {
+                    Some(b) => tx.blocking_send(Ok(b)).is_ok(),
+                    None => true,
+                })
             });
             let _ = match res {
-                Ok(()) if !buf.is_empty() => tx.blocking_send(Ok(buf)),
-                Ok(()) => Ok(()),
+                Ok(()) => match f(0, &[], true) {
+                    Some(b) => tx.blocking_send(Ok(b)),
+                    None => Ok(()),
+                },
                 Err(e) => tx.blocking_send(Err(e.to_string())),
             };
         });
         Batches { rx }
     }
 
-    async fn next(&mut self) -> Option<Result<Vec<Row>, String>> {
+    async fn next(&mut self) -> Option<Sent<T>> {
         self.rx.recv().await
     }
 }
@@ -96,10 +106,6 @@ impl Columns {
 
 fn cells_json(cells: &[String]) -> String {
     serde_json::to_string(cells).unwrap_or_else(|_| "[]".into())
-}
-
-fn issue(row: u64, kind: &str, message: String, cells: &[String]) -> Issue {
-    Issue { row_number: row as i64, kind: kind.into(), message, cells: cells_json(cells) }
 }
 
 /// Shared state of the handlers.
@@ -217,297 +223,213 @@ async fn fail_import(db: &Db, id: i64, from: Stage, why: &str) -> Outcome {
     }
 }
 
-const BATCH: usize = 1000;
+/// Rows per batch between the file-reading thread and the database.
+const BATCH: usize = 2000;
+
+/// One file row as the reading thread staged it.
+struct StagedBatch {
+    rows: Vec<StagedRow>,
+    values: Vec<StagedValue>,
+    issues: Vec<StagedIssue>,
+}
 
 impl Run<'_> {
-    fn batches(&self, size: usize) -> Batches {
-        Batches::open(self.path.clone(), self.info.clone(), size)
+    /// The file's rows as read, in batches.
+    fn batches(&self) -> Batches<Vec<Row>> {
+        let mut buf: Vec<Row> = Vec::with_capacity(BATCH);
+        Batches::open(self.path.clone(), self.info.clone(), move |n, cells, last| {
+            if !last {
+                buf.push((n, cells.to_vec()));
+            }
+            if buf.len() >= BATCH || (last && !buf.is_empty()) { Some(std::mem::take(&mut buf)) } else { None }
+        })
     }
+}
+
+/// Reads the file on a blocking thread and stages every row: the width check
+/// (prevalidation), the digest of its mapped cells (for preparsing), its key (for
+/// transforming) and its parsed record or problems (for parsing and validation).
+fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch> {
+    let schema = run.schema.clone();
+    let width = run.info.headers.len();
+    let mut batch = StagedBatch { rows: vec![], values: vec![], issues: vec![] };
+    Batches::open(run.path.clone(), run.info.clone(), move |n, cells, last| {
+        let row_number = n as i64;
+        if last {
+            // the end of the file: hand over the rest
+        } else if cells.iter().skip(width).any(|c| !c.trim().is_empty()) {
+            let message = format!("row {n} has {} values but the header has {width} columns", cells.len());
+            batch.issues.push(StagedIssue { row_number, message, cells: cells_json(cells) });
+            batch.rows.push(StagedRow { row_number, state: "malformed", ..Default::default() });
+        } else {
+            let mut h = Md5::new();
+            for f in &schema.fields {
+                h.update(cols.cell(cells, f.name()).unwrap_or("").trim().as_bytes());
+                h.update([0x1f]);
+            }
+            let mut row = StagedRow { row_number, state: "pending", digest: h.finalize().into(), ..Default::default() };
+            match schema.prepare(|f| cols.cell(cells, f)) {
+                Ok(r) => {
+                    for (field, value) in r.uniques {
+                        batch.values.push(StagedValue {
+                            row_number,
+                            kind: "unique",
+                            field,
+                            target: String::new(),
+                            value,
+                        });
+                    }
+                    for (field, target, value) in r.refs {
+                        batch.values.push(StagedValue { row_number, kind: "ref", field, target, value });
+                    }
+                    row.record_key = r.key;
+                    row.data = Some(r.data);
+                    row.row_hash = Some(r.row_hash);
+                    row.search_text = Some(r.search_text);
+                }
+                Err(errors) => {
+                    row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
+                    row.problem = Some(errors.join("; "));
+                }
+            }
+            batch.rows.push(row);
+        }
+        if batch.rows.len() >= BATCH || last {
+            return Some(std::mem::replace(&mut batch, StagedBatch { rows: vec![], values: vec![], issues: vec![] }));
+        }
+        None
+    })
 }
 
 /// The five validation phases; None when asked to stop.
 async fn validate(run: &Run<'_>, ctx: &JobContext) -> Result<Option<Validated>, String> {
     let db = run.db;
     let id = run.imp.id;
-    store::clear_issues(db, id).await.map_err(retry)?;
-    let cols = Columns::new(&run.imp)?;
-    let mut out_rows: HashSet<u64> = HashSet::new();
-
-    let total = run.phase(Phase::Prevalidation, prevalidation(run, ctx, &mut out_rows)).await?;
-    if ctx.should_stop() {
-        return Ok(None);
-    }
-    let in_file = run.phase(Phase::Preparsing, preparsing(run, ctx, &cols, &mut out_rows)).await?;
-    if ctx.should_stop() {
-        return Ok(None);
-    }
-    run.phase(Phase::Transforming, transforming(run, ctx, &cols, &mut out_rows)).await?;
-    if ctx.should_stop() {
-        return Ok(None);
-    }
-    run.phase(Phase::Parsing, parsing(run, ctx, &cols, &mut out_rows)).await?;
-    if ctx.should_stop() {
-        return Ok(None);
-    }
-    let v = run.phase(Phase::Validation, validation(run, ctx, &cols, &out_rows)).await?;
-    if ctx.should_stop() {
-        return Ok(None);
-    }
-    let left_out_before = out_rows.len() as i64 - in_file;
-    Ok(Some(Validated {
-        total_rows: total,
-        valid_rows: v.valid_rows,
-        invalid_rows: left_out_before + v.invalid_rows,
-        duplicate_rows: in_file + v.unchanged_rows,
-        to_create: v.to_create,
-        to_update: v.to_update,
-        unchanged_rows: v.unchanged_rows,
-    }))
-}
-
-type PhaseResult<T> = Result<(T, i64, i64, String), String>;
-
-/// Every row readable and no wider than the header.
-async fn prevalidation(run: &Run<'_>, ctx: &JobContext, out: &mut HashSet<u64>) -> PhaseResult<i64> {
-    let width = run.info.headers.len();
-    let (mut total, mut issues) = (0i64, vec![]);
-    let mut rows = run.batches(BATCH);
-    while let Some(batch) = rows.next().await {
-        for (n, cells) in batch? {
-            total += 1;
-            if cells.iter().skip(width).any(|c| !c.trim().is_empty()) {
-                let msg = format!("row {n} has {} values but the header has {width} columns", cells.len());
-                issues.push(issue(n, "error", msg, &cells));
-                out.insert(n);
-            }
-        }
-        if ctx.should_stop() {
-            break;
-        }
-    }
-    store::add_issues(run.db, run.imp.id, &issues).await.map_err(retry)?;
-    let bad = issues.len() as i64;
-    Ok((total, total, total - bad, format!("{total} rows read, {bad} malformed")))
-}
-
-/// Rows repeated within the file, left out per `duplicate_handling`. Returns how many.
-async fn preparsing(run: &Run<'_>, ctx: &JobContext, cols: &Columns, out: &mut HashSet<u64>) -> PhaseResult<i64> {
-    let handling = DuplicateHandling::parse(&run.imp.duplicate_handling).unwrap_or_default();
-    let mut seen: HashMap<[u8; 16], (u64, usize)> = HashMap::new();
-    let mut order: Vec<(u64, [u8; 16])> = vec![];
-    let mut rows = run.batches(BATCH);
-    while let Some(batch) = rows.next().await {
-        for (n, cells) in batch? {
-            if out.contains(&n) {
-                continue;
-            }
-            let mut h = Md5::new();
-            for f in &run.schema.fields {
-                h.update(cols.cell(&cells, f.name()).unwrap_or("").trim().as_bytes());
-                h.update([0x1f]);
-            }
-            let digest: [u8; 16] = h.finalize().into();
-            seen.entry(digest).or_insert((n, 0)).1 += 1;
-            order.push((n, digest));
-        }
-        if ctx.should_stop() {
-            break;
-        }
-    }
-    let mut occurrence: HashMap<[u8; 16], usize> = HashMap::new();
-    let mut flagged: HashMap<u64, String> = HashMap::new();
-    for (n, d) in &order {
-        let (first, total) = seen[d];
-        let k = occurrence.entry(*d).or_insert(0);
-        *k += 1;
-        if handling.keeps(*k, total) {
-            continue;
-        }
-        let msg = match handling {
-            DuplicateHandling::IgnoreAll if *n == first => {
-                format!(
-                    "row {n} appears {total} times in the file; every copy is left out (duplicate handling: ignore all)"
-                )
-            }
-            DuplicateHandling::IgnoreAll => {
-                format!("row {n} repeats row {first}; every copy is left out (duplicate handling: ignore all)")
-            }
-            DuplicateHandling::UseFirst => format!("row {n} repeats row {first}; only the first copy is imported"),
-        };
-        flagged.insert(*n, msg);
-    }
-    if !flagged.is_empty() {
-        let mut issues = vec![];
-        let mut rows = run.batches(BATCH);
-        while let Some(batch) = rows.next().await {
-            for (n, cells) in batch? {
-                if let Some(m) = flagged.get(&n) {
-                    issues.push(issue(n, "duplicate", m.clone(), &cells));
-                }
-            }
-        }
-        store::add_issues(run.db, run.imp.id, &issues).await.map_err(retry)?;
-    }
-    let count = flagged.len() as i64;
-    out.extend(flagged.into_keys());
-    let n = order.len() as i64;
-    Ok((count, n, n - count, format!("{count} rows repeated within the file")))
-}
-
-/// The mapping applied and every record identified by its key, once per file.
-async fn transforming(run: &Run<'_>, ctx: &JobContext, cols: &Columns, out: &mut HashSet<u64>) -> PhaseResult<()> {
-    let key_field = &run.schema.key;
-    let mut first_row: HashMap<String, u64> = HashMap::new();
-    let mut issues = vec![];
-    let mut seen = 0i64;
-    let mut rows = run.batches(BATCH);
-    while let Some(batch) = rows.next().await {
-        for (n, cells) in batch? {
-            if out.contains(&n) {
-                continue;
-            }
-            seen += 1;
-            let key = cols.cell(&cells, key_field).unwrap_or("").trim().to_string();
-            if key.is_empty() {
-                continue;
-            }
-            match first_row.get(&key) {
-                Some(first) => {
-                    let msg = format!(
-                        "row {n}, {key_field}: \"{key}\" is also in row {first} with other values; a record can appear only once in a file"
-                    );
-                    issues.push(issue(n, "error", msg, &cells));
-                }
-                None => {
-                    first_row.insert(key, n);
-                }
-            }
-        }
-        if ctx.should_stop() {
-            break;
-        }
-    }
-    store::add_issues(run.db, run.imp.id, &issues).await.map_err(retry)?;
-    let bad = issues.len() as i64;
-    out.extend(issues.iter().map(|i| i.row_number as u64));
-    Ok(((), seen, seen - bad, format!("{bad} rows whose key another row uses")))
-}
-
-/// Every field of every row against its type and rules.
-async fn parsing(run: &Run<'_>, ctx: &JobContext, cols: &Columns, out: &mut HashSet<u64>) -> PhaseResult<()> {
-    let mut seen = 0i64;
-    let mut bad = 0i64;
-    let mut rows = run.batches(BATCH);
-    while let Some(batch) = rows.next().await {
-        let mut issues = vec![];
-        for (n, cells) in batch? {
-            if out.contains(&n) {
-                continue;
-            }
-            seen += 1;
-            if let Err(errors) = run.schema.prepare(|f| cols.cell(&cells, f)) {
-                issues.push(issue(n, "error", format!("row {n}, {}", errors.join("; ")), &cells));
-                out.insert(n);
-            }
-        }
-        bad += issues.len() as i64;
-        store::add_issues(run.db, run.imp.id, &issues).await.map_err(retry)?;
-        if ctx.should_stop() {
-            break;
-        }
-    }
-    Ok(((), seen, seen - bad, format!("{bad} rows with invalid values")))
-}
-
-/// References to other records, rows identical to stored records, unique values in use.
-async fn validation(run: &Run<'_>, ctx: &JobContext, cols: &Columns, out: &HashSet<u64>) -> PhaseResult<Validated> {
-    let db = run.db;
     let org = OrgId::new(run.imp.org_id);
-    let schema = &run.schema;
-    let mut v = Validated::default();
-    let mut seen = 0i64;
-    let mut rows = run.batches(500);
+    let entity = run.schema.name.as_str();
+    staging::clear(db, id).await.map_err(retry)?;
+    let cols = Columns::new(&run.imp)?;
+
+    // prevalidation: the one pass over the file, staging every row
+    let total = run
+        .phase(Phase::Prevalidation, async {
+            let (mut total, mut malformed) = (0i64, 0i64);
+            let mut batches = stage_batches(run, cols);
+            while let Some(b) = batches.next().await {
+                let b = b?;
+                total += b.rows.len() as i64;
+                malformed += b.issues.len() as i64;
+                staging::insert(db, id, &b.rows, &b.values, &b.issues).await.map_err(retry)?;
+                if ctx.should_stop() {
+                    break;
+                }
+            }
+            Ok((total, total, total - malformed, format!("{total} rows read, {malformed} malformed")))
+        })
+        .await?;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    let mut left = total - count_left_out(db, id).await?;
+    let handling = DuplicateHandling::parse(&run.imp.duplicate_handling).unwrap_or_default();
+    let repeated = run
+        .phase(Phase::Preparsing, async {
+            let n = staging::mark_repeated_rows(db, id, handling).await.map_err(retry)?;
+            Ok((n, left, left - n, format!("{n} rows repeated within the file")))
+        })
+        .await?;
+    left -= repeated;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    let conflicts = run
+        .phase(Phase::Transforming, async {
+            let n = staging::mark_key_conflicts(db, id, &run.schema.key).await.map_err(retry)?;
+            Ok((n, left, left - n, format!("{n} rows whose key another row uses")))
+        })
+        .await?;
+    left -= conflicts;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    let invalid = run
+        .phase(Phase::Parsing, async {
+            let n = staging::mark_parse_errors(db, id).await.map_err(retry)?;
+            Ok((n, left, left - n, format!("{n} rows with invalid values")))
+        })
+        .await?;
+    left -= invalid;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    let v = run
+        .phase(Phase::Validation, async {
+            let problems = if run.schema.fields.iter().any(|f| f.unique || f.kind().is_relationship()) {
+                staging::mark_reference_problems(db, org, id, entity).await.map_err(retry)?
+            } else {
+                0
+            };
+            let unchanged = staging::mark_unchanged(db, org, id, entity).await.map_err(retry)?;
+            let (valid, to_update) = staging::pending_counts(db, org, id, entity).await.map_err(retry)?;
+            let v = Validated {
+                total_rows: total,
+                valid_rows: valid,
+                invalid_rows: total - valid - repeated - unchanged,
+                duplicate_rows: repeated + unchanged,
+                to_create: valid - to_update,
+                to_update,
+                unchanged_rows: unchanged,
+            };
+            let detail = format!(
+                "{} to create, {} to update, {unchanged} unchanged, {problems} with references or unique values in use",
+                v.to_create, v.to_update
+            );
+            Ok((v, left, valid, detail))
+        })
+        .await?;
+    fill_issue_cells(run).await?;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    Ok(Some(v))
+}
+
+async fn count_left_out(db: &Db, id: i64) -> Result<i64, String> {
+    store::count_issues(db, id).await.map_err(retry)
+}
+
+/// Issues recorded by the set-based phases carry no cells; one ordered pass over the file
+/// fills them in, a page of row numbers at a time.
+async fn fill_issue_cells(run: &Run<'_>) -> Result<(), String> {
+    let (db, id) = (run.db, run.imp.id);
+    let mut wanted: std::collections::VecDeque<i64> =
+        staging::rows_without_cells(db, id, 0, 2000).await.map_err(retry)?.into();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut found: Vec<(i64, String)> = vec![];
+    let mut rows = run.batches();
     while let Some(batch) = rows.next().await {
-        let batch = batch?;
-        let prepared: Vec<_> = batch
-            .iter()
-            .filter(|(n, _)| !out.contains(n))
-            .filter_map(|(n, cells)| schema.prepare(|f| cols.cell(cells, f)).ok().map(|r| (*n, cells, r)))
-            .collect();
-        seen += prepared.len() as i64;
-        let mut problems: HashMap<u64, Vec<String>> = HashMap::new();
-        for f in schema.fields.iter().filter(|f| f.kind().is_relationship()) {
-            let target = f.target.clone().unwrap_or_default();
-            let mut refs: Vec<(u64, String)> = vec![];
-            for (n, _, r) in &prepared {
-                let data: serde_json::Value = serde_json::from_str(&r.data).unwrap_or_default();
-                match &data[f.name()] {
-                    serde_json::Value::String(k) => refs.push((*n, k.clone())),
-                    serde_json::Value::Array(ks) => {
-                        refs.extend(ks.iter().filter_map(|k| k.as_str()).map(|k| (*n, k.to_string())))
-                    }
-                    _ => {}
+        for (n, cells) in batch? {
+            let n = n as i64;
+            while wanted.front().is_some_and(|w| *w < n) {
+                wanted.pop_front();
+            }
+            if wanted.front() == Some(&n) {
+                wanted.pop_front();
+                found.push((n, cells_json(&cells)));
+            }
+            if wanted.is_empty() {
+                staging::set_cells(db, id, &found).await.map_err(retry)?;
+                found.clear();
+                wanted = staging::rows_without_cells(db, id, n, 2000).await.map_err(retry)?.into();
+                if wanted.is_empty() {
+                    return Ok(());
                 }
             }
-            let keys: Vec<String> = refs.iter().map(|(_, k)| k.clone()).collect::<HashSet<_>>().into_iter().collect();
-            let found = store::existing_keys(db, org, &target, &keys).await.map_err(retry)?;
-            for (n, k) in refs {
-                if !found.contains_key(&k) {
-                    problems
-                        .entry(n)
-                        .or_default()
-                        .push(format!("{}: no {target} record has the key \"{k}\"", f.name()));
-                }
-            }
-        }
-        for f in schema.fields.iter().filter(|f| f.unique && f.name() != schema.key) {
-            let values: Vec<String> = prepared
-                .iter()
-                .filter_map(|(_, _, r)| r.uniques.iter().find(|(n, _)| n == f.name()).map(|(_, v)| v.clone()))
-                .collect();
-            let used = store::used_unique_values(db, org, &schema.name, f.name(), &values).await.map_err(retry)?;
-            for (n, _, r) in &prepared {
-                if let Some((_, val)) = r.uniques.iter().find(|(n2, _)| n2 == f.name())
-                    && let Some(owner) = used.get(val)
-                    && *owner != r.key
-                {
-                    problems.entry(*n).or_default().push(format!("{}: \"{val}\" is already used by {owner}", f.name()));
-                }
-            }
-        }
-        let keys: Vec<String> = prepared.iter().map(|(_, _, r)| r.key.clone()).collect();
-        let stored = store::existing_keys(db, org, &schema.name, &keys).await.map_err(retry)?;
-        let mut issues = vec![];
-        for (n, cells, r) in &prepared {
-            if let Some(p) = problems.get(n) {
-                issues.push(issue(*n, "error", format!("row {n}, {}", p.join("; ")), cells));
-                v.invalid_rows += 1;
-                continue;
-            }
-            match stored.get(&r.key) {
-                Some(h) if *h == r.row_hash => {
-                    let msg = format!("row {n} is identical to the stored record {}; nothing to change", r.key);
-                    issues.push(issue(*n, "duplicate", msg, cells));
-                    v.unchanged_rows += 1;
-                }
-                Some(_) => {
-                    v.to_update += 1;
-                    v.valid_rows += 1;
-                }
-                None => {
-                    v.to_create += 1;
-                    v.valid_rows += 1;
-                }
-            }
-        }
-        store::add_issues(db, run.imp.id, &issues).await.map_err(retry)?;
-        if ctx.should_stop() {
-            break;
         }
     }
-    let detail = format!("{} to create, {} to update, {} unchanged", v.to_create, v.to_update, v.unchanged_rows);
-    let kept = v.valid_rows;
-    Ok((v, seen, kept, detail))
+    staging::set_cells(db, id, &found).await.map_err(retry)
 }
 
 enum Progress {
@@ -516,41 +438,46 @@ enum Progress {
     Stopped,
 }
 
-/// The processing phase: chunks of valid rows, each one transaction with the cursor.
+/// The processing phase: chunks of pending staged rows, each one transaction with the
+/// cursor.
 async fn process(run: &Run<'_>, ctx: &JobContext) -> Result<Progress, String> {
     let db = run.db;
     let id = run.imp.id;
     let org = OrgId::new(run.imp.org_id);
-    let cols = Columns::new(&run.imp)?;
-    let left_out = store::left_out_rows(db, id).await.map_err(retry)?;
-    let chunk_size = run.imp.chunk_size.max(1) as usize;
+    let chunk_size = run.imp.chunk_size.max(1);
     let mut cursor = run.imp.next_row;
     if cursor == 0 {
         store::phase_started(db, id, Phase::Processing.as_str()).await.map_err(retry)?;
     }
     let started = Instant::now();
-    let mut chunk: Vec<ChunkRow> = Vec::with_capacity(chunk_size);
-    let mut rows = run.batches(BATCH);
-    while let Some(batch) = rows.next().await {
-        for (n, cells) in batch? {
-            if (n as i64) <= cursor || left_out.contains(&(n as i64)) {
-                continue;
-            }
-            if let Ok(record) = run.schema.prepare(|f| cols.cell(&cells, f)) {
-                chunk.push(ChunkRow { row_number: n as i64, record, cells: cells_json(&cells) });
-            }
-            if chunk.len() >= chunk_size {
-                if let Some(p) = write(db, org, id, &run.schema.name, &mut cursor, &chunk, ctx).await? {
-                    return Ok(p);
+    let target = ChunkTarget {
+        org,
+        import_id: id,
+        entity: &run.schema.name,
+        has_uniques: run.schema.fields.iter().any(|f| f.unique && f.name() != run.schema.key),
+    };
+    let mut failures = false;
+    while let Some(to) = staging::chunk_end(db, id, cursor, chunk_size).await.map_err(retry)? {
+        if ctx.should_stop() {
+            return Ok(Progress::Stopped);
+        }
+        match staging::write_chunk(db, &target, cursor, to).await {
+            Ok(Some(_)) => cursor = to,
+            // paused, cancelled, or another worker has moved on: nothing more here
+            Ok(None) => return Ok(Progress::Paused),
+            Err(e) => {
+                tracing::warn!(error = ?e, import_id = id, "chunk failed; its rows are marked failed");
+                let why = "this chunk could not be saved (a database error; see the server log) and its rows were not imported";
+                if !staging::fail_chunk(db, id, cursor, to, why).await.map_err(retry)? {
+                    return Ok(Progress::Paused);
                 }
-                chunk.clear();
+                failures = true;
+                cursor = to;
             }
         }
     }
-    if !chunk.is_empty()
-        && let Some(p) = write(db, org, id, &run.schema.name, &mut cursor, &chunk, ctx).await?
-    {
-        return Ok(p);
+    if failures {
+        fill_issue_cells(run).await?;
     }
     let imp = store::get(db, org, id).await.map_err(retry)?;
     let (done, created, updated, failed) =
@@ -573,46 +500,6 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Result<Progress, String> {
     };
     store::phase_finished(db, id, Phase::Cleanup.as_str(), &skipped).await.map_err(retry)?;
     Ok(Progress::Finished)
-}
-
-/// Writes one chunk unless the import was paused or the worker is stopping; Some(p) means
-/// "stop here with p".
-async fn write(
-    db: &Db,
-    org: OrgId,
-    id: i64,
-    entity: &str,
-    cursor: &mut i64,
-    chunk: &[ChunkRow],
-    ctx: &JobContext,
-) -> Result<Option<Progress>, String> {
-    if ctx.should_stop() {
-        return Ok(Some(Progress::Stopped));
-    }
-    let current = store::get(db, org, id).await.map_err(retry)?;
-    match current {
-        Some(i) if i.stage() == Stage::Importing && !i.paused && i.next_row == *cursor => {}
-        Some(i) if i.paused => return Ok(Some(Progress::Paused)),
-        // cancelled, failed elsewhere, or another worker has moved on: nothing more here
-        _ => return Ok(Some(Progress::Paused)),
-    }
-    let to = chunk.last().map(|r| r.row_number).unwrap_or(*cursor);
-    match store::write_chunk(db, org, id, entity, *cursor, to, chunk).await {
-        Ok(Some(_)) => {
-            *cursor = to;
-            Ok(None)
-        }
-        Ok(None) => Ok(Some(Progress::Paused)),
-        Err(e) => {
-            tracing::warn!(error = ?e, import_id = id, "chunk failed; its rows are marked failed");
-            let rows: Vec<(i64, String)> = chunk.iter().map(|r| (r.row_number, r.cells.clone())).collect();
-            let why =
-                "this chunk could not be saved (a database error; see the server log) and its rows were not imported";
-            store::fail_chunk(db, id, *cursor, to, &rows, why).await.map_err(retry)?;
-            *cursor = to;
-            Ok(None)
-        }
-    }
 }
 
 /// Registered as `import.validate`.

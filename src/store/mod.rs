@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod login_attempts;
 pub mod records;
 pub mod sessions;
+pub mod staging;
 
 /// Runs `$body` with `$p` bound to the concrete pool, once per backend.
 #[macro_export]

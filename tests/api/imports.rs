@@ -300,24 +300,17 @@ async fn pause_stops_between_chunks_and_resume_finishes() {
 #[actix_web::test]
 async fn a_chunk_is_written_once_whoever_retries_it() {
     use stevedore::domain::ids::OrgId;
-    use stevedore::store::imports::{ChunkRow, write_chunk};
+    use stevedore::store::staging::{ChunkTarget, write_chunk};
     let app = app().await;
     let mut c = app.signed_in("ada@acme.test").await;
     let id = validated(&app, &mut c, "locations", "l.csv", b"code,name,kind\nLOC-1,Main,clinic\n", &[]).await;
     let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let org = OrgId::new(app.org_id("acme").await);
-    let schemas = stevedore::startup::load_schemas(None).unwrap();
-    let rec = schemas.get("locations").unwrap().prepare(|f| match f {
-        "code" => Some("LOC-1"),
-        "name" => Some("Main"),
-        "kind" => Some("clinic"),
-        _ => None,
-    });
-    let row = ChunkRow { row_number: 2, record: rec.unwrap(), cells: "[]".into() };
+    let t = ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false };
     // two workers holding the same chunk (one took the job over): only one writes
-    let first = write_chunk(&app.db, org, id, "locations", 0, 2, std::slice::from_ref(&row)).await.unwrap();
-    let second = write_chunk(&app.db, org, id, "locations", 0, 2, std::slice::from_ref(&row)).await.unwrap();
+    let first = write_chunk(&app.db, &t, 0, 2).await.unwrap();
+    let second = write_chunk(&app.db, &t, 0, 2).await.unwrap();
     assert_eq!(first.map(|r| r.created), Some(1));
     assert_eq!(second, None, "the cursor had moved: the second write is refused");
     app.drain().await;

@@ -165,6 +165,8 @@ pub struct PreparedRecord {
     pub search_text: String,
     /// `(field, value)` of the fields marked unique, other than the key, when not empty.
     pub uniques: Vec<(String, String)>,
+    /// `(field, target entity, key)` of every key a relationship field names.
+    pub refs: Vec<(String, String, String)>,
 }
 
 /// How a stored value reads in a table cell or the search text.
@@ -214,9 +216,26 @@ impl EntitySchema {
                 (!v.is_empty()).then(|| (f.name().to_string(), v.to_lowercase()))
             })
             .collect();
+        let mut refs = vec![];
+        for f in self.fields.iter().filter(|f| f.kind().is_relationship()) {
+            let target = f.target.as_deref().unwrap_or_default();
+            let mut add = |k: &str| refs.push((f.name().to_string(), target.to_string(), k.to_string()));
+            match values.iter().find(|(n, _)| *n == f.name()).map(|(_, v)| v) {
+                Some(serde_json::Value::String(k)) => add(k),
+                Some(serde_json::Value::Array(ks)) => ks.iter().filter_map(|k| k.as_str()).for_each(add),
+                _ => {}
+            }
+        }
         let data: serde_json::Map<String, serde_json::Value> =
             values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-        Ok(PreparedRecord { key, data: serde_json::Value::Object(data).to_string(), row_hash, search_text, uniques })
+        Ok(PreparedRecord {
+            key,
+            data: serde_json::Value::Object(data).to_string(),
+            row_hash,
+            search_text,
+            uniques,
+            refs,
+        })
     }
 }
 

@@ -1,0 +1,34 @@
+-- Rows of an import as validation staged them: one row per data row of the file, with the
+-- state the phases gave it and, once it parsed, the record it will become. The import
+-- phase copies from here into records in chunks; finished and expired imports have their
+-- staged rows purged by maintenance. No foreign key: staging is written in bulk and purged
+-- explicitly.
+CREATE TABLE import_rows (
+    import_id INTEGER NOT NULL,
+    row_number INTEGER NOT NULL,
+    -- pending, malformed, duplicate, conflict, invalid, create, update, unchanged, failed
+    state TEXT NOT NULL,
+    -- MD5 of the mapped cells as written, for duplicates within the file
+    digest BLOB NOT NULL,
+    record_key TEXT NOT NULL,
+    -- what parsing found wrong (NULL when every field parsed)
+    problem TEXT,
+    data TEXT,
+    row_hash TEXT,
+    search_text TEXT,
+    PRIMARY KEY (import_id, row_number)
+) WITHOUT ROWID;
+
+-- A staged row's references to other records, and its values of unique fields.
+CREATE TABLE import_row_values (
+    import_id INTEGER NOT NULL,
+    row_number INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('ref', 'unique')),
+    field TEXT NOT NULL,
+    target TEXT NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX import_row_values_row ON import_row_values (import_id, row_number);
+
+-- When a finished import's staged rows were purged.
+ALTER TABLE imports ADD COLUMN staging_purged_at INTEGER;
