@@ -188,6 +188,8 @@ async fn run(dir: &std::path::Path, rows: usize, chunk: i64, database: Option<St
         v.duplicate_rows
     );
 
+    print_phases(&db, id).await?;
+
     store::imports::start_import(&db, org, id, UserId::new(user.get())).await?;
     crate::jobs::import::enqueue(&db, org, id, crate::jobs::import::PROCESS).await?;
     let t = Instant::now();
@@ -217,6 +219,15 @@ async fn run(dir: &std::path::Path, rows: usize, chunk: i64, database: Option<St
         "database": db.backend(),
     });
     println!("{json}");
+    Ok(())
+}
+
+/// Each phase's time and counts, as the detail sheet shows them.
+async fn print_phases(db: &Db, id: i64) -> anyhow::Result<()> {
+    for p in store::imports::phases(db, id).await? {
+        let ms = p.duration_ms.unwrap_or(0);
+        println!("  {:<14} {:>7} ms  {:>9} in {:>9} out  {}", p.phase, ms, p.rows_in, p.rows_out, p.detail);
+    }
     Ok(())
 }
 

@@ -118,7 +118,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let schemas = crate::startup::load_schemas(cli.serve.schema_dir.as_deref())?;
             let lease = crate::config::parse_lease(&cli.serve.job_lease_secs)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_JOB_LEASE_SECS: {e}"))?;
-            run_worker(&db_settings, schemas, n.max(1), lease).await
+            let ttl = crate::config::parse_ttl_hours(&cli.serve.import_ttl_hours)
+                .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_IMPORT_TTL_HOURS: {e}"))?;
+            let config = WorkerConfig {
+                concurrency: n.max(1),
+                lease_secs: lease,
+                import_ttl_secs: ttl,
+                ..WorkerConfig::default()
+            };
+            run_worker(&db_settings, schemas, config).await
         }
         Command::Bench { command: BenchCommand::Import { rows, chunk, database } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
@@ -173,14 +181,9 @@ pub async fn set_disabled(db: &Db, email: &str, disabled: bool) -> anyhow::Resul
     }
 }
 
-async fn run_worker(
-    db_settings: &DbSettings,
-    schemas: Schemas,
-    concurrency: usize,
-    lease_secs: i64,
-) -> anyhow::Result<()> {
+async fn run_worker(db_settings: &DbSettings, schemas: Schemas, config: WorkerConfig) -> anyhow::Result<()> {
     let db = open_database(db_settings).await?;
-    let config = WorkerConfig { concurrency, lease_secs, ..WorkerConfig::default() };
+    let concurrency = config.concurrency;
     let worker = Worker::with_all_handlers(db.clone(), std::sync::Arc::new(schemas), config)?;
     tracing::info!(owner = worker.owner(), concurrency, "worker started");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -73,6 +73,11 @@ pub struct ServeArgs {
     /// over this long after its last heartbeat.
     #[arg(long, env = "STEVEDORE_JOB_LEASE_SECS", default_value = "30", global = true)]
     pub job_lease_secs: String,
+
+    /// Hours a validated import waits to be started before it expires and its staged rows
+    /// are purged.
+    #[arg(long, env = "STEVEDORE_IMPORT_TTL_HOURS", default_value = "24", global = true)]
+    pub import_ttl_hours: String,
 }
 
 /// A setting that cannot be used, with which one and why.
@@ -110,6 +115,7 @@ pub struct Settings {
     pub schema_dir: Option<PathBuf>,
     pub workers: usize,
     pub job_lease_secs: i64,
+    pub import_ttl_secs: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -186,6 +192,8 @@ impl Settings {
             schema_dir: s.schema_dir.clone(),
             workers: parse_workers(&s.workers).map_err(|why| bad("STEVEDORE_WORKERS", why))?,
             job_lease_secs: parse_lease(&s.job_lease_secs).map_err(|why| bad("STEVEDORE_JOB_LEASE_SECS", why))?,
+            import_ttl_secs: parse_ttl_hours(&s.import_ttl_hours)
+                .map_err(|why| bad("STEVEDORE_IMPORT_TTL_HOURS", why))?,
         })
     }
 
@@ -272,6 +280,14 @@ pub fn parse_lease(raw: &str) -> Result<i64, String> {
     match raw.trim().parse::<i64>() {
         Ok(n) if (2..=3600).contains(&n) => Ok(n),
         _ => Err(format!("\"{raw}\" is not a number of seconds from 2 to 3600")),
+    }
+}
+
+/// A time to live in hours (1 to 8760, a year), as seconds.
+pub fn parse_ttl_hours(raw: &str) -> Result<i64, String> {
+    match raw.trim().parse::<i64>() {
+        Ok(n) if (1..=8760).contains(&n) => Ok(n * 3600),
+        _ => Err(format!("\"{raw}\" is not a number of hours from 1 to 8760")),
     }
 }
 

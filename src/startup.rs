@@ -67,6 +67,7 @@ pub struct App {
     db: Db,
     workers: usize,
     lease_secs: i64,
+    import_ttl_secs: i64,
     schemas: std::sync::Arc<Schemas>,
     pub demo_login: Option<DemoLogin>,
 }
@@ -116,6 +117,7 @@ impl App {
         let secure = settings.secure_cookies;
         let workers = settings.workers;
         let lease_secs = settings.job_lease_secs;
+        let import_ttl_secs = settings.import_ttl_secs;
         let state = web::Data::new(AppState { db: db.clone(), settings, schemas });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
@@ -156,7 +158,7 @@ impl App {
         .shutdown_timeout(30)
         .disable_signals()
         .run();
-        Ok(App { port, server, db, demo_login, workers, lease_secs, schemas: job_schemas })
+        Ok(App { port, server, db, demo_login, workers, lease_secs, import_ttl_secs, schemas: job_schemas })
     }
 
     pub fn port(&self) -> u16 {
@@ -170,7 +172,12 @@ impl App {
         let worker = match self.workers {
             0 => None,
             n => {
-                let config = WorkerConfig { concurrency: n, lease_secs: self.lease_secs, ..WorkerConfig::default() };
+                let config = WorkerConfig {
+                    concurrency: n,
+                    lease_secs: self.lease_secs,
+                    import_ttl_secs: self.import_ttl_secs,
+                    ..WorkerConfig::default()
+                };
                 match Worker::with_all_handlers(self.db.clone(), self.schemas.clone(), config) {
                     Ok(w) => Some(actix_web::rt::spawn(w.run(stop_rx.clone()))),
                     Err(e) => {

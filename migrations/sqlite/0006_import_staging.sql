@@ -8,8 +8,9 @@ CREATE TABLE import_rows (
     row_number INTEGER NOT NULL,
     -- pending, malformed, duplicate, conflict, invalid, create, update, unchanged, failed
     state TEXT NOT NULL,
-    -- MD5 of the mapped cells as written, for duplicates within the file
-    digest BLOB NOT NULL,
+    -- MD5 of the mapped cells as written, for duplicates within the file, as two integers
+    digest_hi INTEGER NOT NULL,
+    digest_lo INTEGER NOT NULL,
     record_key TEXT NOT NULL,
     -- what parsing found wrong (NULL when every field parsed)
     problem TEXT,
@@ -30,5 +31,18 @@ CREATE TABLE import_row_values (
 );
 CREATE INDEX import_row_values_row ON import_row_values (import_id, row_number);
 
+-- The original cells of rows that the set-based phases left out, filled in from the file
+-- in one ordered pass (issues found while reading the file carry their cells themselves).
+CREATE TABLE import_issue_cells (
+    import_id INTEGER NOT NULL,
+    row_number INTEGER NOT NULL,
+    cells TEXT NOT NULL,
+    PRIMARY KEY (import_id, row_number)
+) WITHOUT ROWID;
+
 -- When a finished import's staged rows were purged.
 ALTER TABLE imports ADD COLUMN staging_purged_at INTEGER;
+
+-- A row hash covers the record's key, so the key index already finds a record identical to
+-- a row; a second unique index over random hashes only slowed every insert down.
+DROP INDEX records_hash;

@@ -1,5 +1,6 @@
 //! `maintenance.prune`: deletes expired sessions, old sign-in attempts and finished jobs
-//! older than a week. Every instance offers to schedule it every ten minutes; the dedupe
+//! older than a week; expires validated imports not started within their time to live;
+//! purges the staged rows of imports that no longer need them. Every instance offers to schedule it every ten minutes; the dedupe
 //! key makes that one job per ten minutes, whatever the number of instances.
 
 use futures_util::future::LocalBoxFuture;
@@ -11,7 +12,13 @@ use crate::store::{self, Db};
 pub const KIND: &str = "maintenance.prune";
 pub const EVERY_SECS: i64 = 600;
 
-pub struct Prune;
+pub struct Prune {
+    /// How long a validated import may wait to be started.
+    pub import_ttl_secs: i64,
+}
+
+/// Imports whose staged rows one run purges at most (the next run takes the rest).
+const PURGES_PER_RUN: i64 = 20;
 
 impl JobHandler for Prune {
     fn kind(&self) -> &'static str {
@@ -25,12 +32,30 @@ impl JobHandler for Prune {
                 let sessions = store::sessions::prune(&ctx.db, now).await?;
                 let attempts = store::login_attempts::prune(&ctx.db, now).await?;
                 let jobs = store::jobs::prune_finished(&ctx.db, now - 7 * 86_400).await?;
-                anyhow::Ok((sessions, attempts, jobs))
+                let expired = store::staging::expire_ready(&ctx.db, now - self.import_ttl_secs).await?;
+                for id in &expired {
+                    tracing::info!(import_id = id, "import expired: not started within its time to live");
+                }
+                let purge = store::staging::purgeable(&ctx.db, PURGES_PER_RUN).await?;
+                for id in &purge {
+                    if ctx.should_stop() {
+                        break;
+                    }
+                    store::staging::purge(&ctx.db, *id).await?;
+                }
+                anyhow::Ok((sessions, attempts, jobs, expired.len(), purge.len()))
             }
             .await;
             match result {
-                Ok((sessions, attempts, jobs)) => {
-                    tracing::info!(sessions, sign_in_attempts = attempts, jobs, "pruned");
+                Ok((sessions, attempts, jobs, expired, purged)) => {
+                    tracing::info!(
+                        sessions,
+                        sign_in_attempts = attempts,
+                        jobs,
+                        imports_expired = expired,
+                        imports_purged = purged,
+                        "pruned"
+                    );
                     Outcome::Done
                 }
                 Err(e) => Outcome::Retry(format!("{e:#}")),

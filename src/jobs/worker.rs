@@ -56,11 +56,19 @@ pub struct WorkerConfig {
     pub lease_secs: i64,
     /// After shutdown is asked, how long a handler may take to stop at a safe point.
     pub stop_grace: Duration,
+    /// How long a validated import may wait to be started (maintenance expires it after).
+    pub import_ttl_secs: i64,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { concurrency: 2, poll: Duration::from_millis(500), lease_secs: 30, stop_grace: STOP_GRACE }
+        WorkerConfig {
+            concurrency: 2,
+            poll: Duration::from_millis(500),
+            lease_secs: 30,
+            stop_grace: STOP_GRACE,
+            import_ttl_secs: 86_400,
+        }
     }
 }
 
@@ -123,8 +131,9 @@ impl Worker {
 
     /// With every job kind the app has.
     pub fn with_all_handlers(db: Db, schemas: Arc<Schemas>, config: WorkerConfig) -> anyhow::Result<Worker> {
+        let import_ttl_secs = config.import_ttl_secs;
         let mut w = Worker::new(db, config)?;
-        w.register(super::maintenance::Prune);
+        w.register(super::maintenance::Prune { import_ttl_secs });
         let imports = Arc::new(super::import::Handlers { schemas });
         w.register(super::import::ValidateHandler(imports.clone()));
         w.register(super::import::ProcessHandler(imports));

@@ -359,8 +359,11 @@ pub async fn count_issues(db: &Db, id: i64) -> anyhow::Result<i64> {
 /// A page of issues by row.
 pub async fn issues(db: &Db, id: i64, limit: i64, offset: i64) -> anyhow::Result<Vec<Issue>> {
     on_pool!(db, p => sqlx::query_as::<_, Issue>(
-        "SELECT row_number, kind, message, cells FROM import_issues WHERE import_id = $1
-         ORDER BY row_number, id LIMIT $2 OFFSET $3",
+        "SELECT i.row_number, i.kind, i.message, COALESCE(c.cells, i.cells) AS cells
+         FROM import_issues i
+         LEFT JOIN import_issue_cells c ON c.import_id = i.import_id AND c.row_number = i.row_number
+         WHERE i.import_id = $1
+         ORDER BY i.row_number, i.id LIMIT $2 OFFSET $3",
     )
     .bind(id)
     .bind(limit)

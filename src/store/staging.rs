@@ -55,22 +55,26 @@ pub struct StagedIssue {
     pub cells: String,
 }
 
-/// Rows per multi-row INSERT; under both backends' limits on bound values.
-const ROWS_PER_INSERT: usize = 400;
-
-fn values_list(rows: usize, cols: usize, first: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (0..cols).map(|c| format!("${}", first + r * cols + c)).collect();
-            format!("($1, {})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The SELECT that turns a JSON array of arrays (bound as `$2`) into rows, its columns
+/// named `c0`, `c1`, … with the given SQL types; each backend's JSON functions do the work,
+/// so a whole batch is one bound value rather than thousands.
+fn from_json(db: &Db, types: &[&str]) -> String {
+    match db {
+        Db::Sqlite(_) => {
+            let cols: Vec<String> = (0..types.len()).map(|i| format!("j.value ->> {i} AS c{i}")).collect();
+            format!("SELECT {} FROM json_each($2) AS j", cols.join(", "))
+        }
+        Db::Postgres(_) => {
+            let cols: Vec<String> =
+                types.iter().enumerate().map(|(i, t)| format!("CAST(j.v ->> {i} AS {t}) AS c{i}")).collect();
+            format!("SELECT {} FROM json_array_elements(CAST($2 AS TEXT)::json) AS j(v)", cols.join(", "))
+        }
+    }
 }
 
 /// Forgets what an earlier validation run staged, and its issues.
 pub async fn clear(db: &Db, id: i64) -> anyhow::Result<()> {
-    for table in ["import_rows", "import_row_values", "import_issues"] {
+    for table in ["import_rows", "import_row_values", "import_issues", "import_issue_cells"] {
         let sql = format!("DELETE FROM {table} WHERE import_id = $1");
         on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(p).await.map(|_| ()))
             .with_context(|| format!("clearing {table}"))?;
@@ -91,52 +95,61 @@ pub async fn insert(
     values: &[StagedValue],
     issues: &[StagedIssue],
 ) -> anyhow::Result<()> {
+    // (statement, its rows as JSON, what it does) for each non-empty part
+    let mut parts: Vec<(String, String, &str)> = vec![];
+    if !rows.is_empty() {
+        let json = serde_json::to_string(
+            &rows
+                .iter()
+                .map(|r| {
+                    let (hi, lo) = r.digest.split_at(8);
+                    (
+                        r.row_number,
+                        r.state,
+                        i64::from_be_bytes(hi.try_into().unwrap_or_default()),
+                        i64::from_be_bytes(lo.try_into().unwrap_or_default()),
+                        &r.record_key,
+                        &r.problem,
+                        &r.data,
+                        &r.row_hash,
+                        &r.search_text,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        let sql = format!(
+            "INSERT INTO import_rows (import_id, row_number, state, digest_hi, digest_lo, record_key, problem, data,
+                                      row_hash, search_text)
+             SELECT $1, c0, c1, c2, c3, c4, c5, c6, c7, c8 FROM ({}) AS x",
+            from_json(db, &["BIGINT", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT"])
+        );
+        parts.push((sql, json, "staging rows"));
+    }
+    if !values.is_empty() {
+        let json = serde_json::to_string(
+            &values.iter().map(|v| (v.row_number, v.kind, &v.field, &v.target, &v.value)).collect::<Vec<_>>(),
+        )?;
+        let sql = format!(
+            "INSERT INTO import_row_values (import_id, row_number, kind, field, target, value)
+             SELECT $1, c0, c1, c2, c3, c4 FROM ({}) AS x",
+            from_json(db, &["BIGINT", "TEXT", "TEXT", "TEXT", "TEXT"])
+        );
+        parts.push((sql, json, "staging row values"));
+    }
+    if !issues.is_empty() {
+        let json =
+            serde_json::to_string(&issues.iter().map(|i| (i.row_number, &i.message, &i.cells)).collect::<Vec<_>>())?;
+        let sql = format!(
+            "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+             SELECT $1, c0, 'error', c1, c2 FROM ({}) AS x",
+            from_json(db, &["BIGINT", "TEXT", "TEXT"])
+        );
+        parts.push((sql, json, "storing issues"));
+    }
     on_pool!(db, p => {
         let mut tx = crate::begin_write!(db, p).context("starting staging transaction")?;
-        for batch in rows.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO import_rows (import_id, row_number, state, digest, record_key, problem, data, row_hash, search_text)
-                 VALUES {}",
-                values_list(batch.len(), 8, 2)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
-            for r in batch {
-                q = q
-                    .bind(r.row_number)
-                    .bind(r.state)
-                    .bind(&r.digest[..])
-                    .bind(&r.record_key)
-                    .bind(r.problem.as_deref())
-                    .bind(r.data.as_deref())
-                    .bind(r.row_hash.as_deref())
-                    .bind(r.search_text.as_deref());
-            }
-            q.execute(&mut *tx).await.context("staging rows")?;
-        }
-        for batch in values.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO import_row_values (import_id, row_number, kind, field, target, value) VALUES {}",
-                values_list(batch.len(), 5, 2)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
-            for v in batch {
-                q = q.bind(v.row_number).bind(v.kind).bind(&v.field).bind(&v.target).bind(&v.value);
-            }
-            q.execute(&mut *tx).await.context("staging row values")?;
-        }
-        for batch in issues.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO import_issues (import_id, row_number, kind, message, cells) VALUES {}",
-                (0..batch.len())
-                    .map(|i| format!("($1, ${}, 'error', ${}, ${})", 2 + i * 3, 3 + i * 3, 4 + i * 3))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
-            for i in batch {
-                q = q.bind(i.row_number).bind(&i.message).bind(&i.cells);
-            }
-            q.execute(&mut *tx).await.context("storing issues")?;
+        for (sql, json, what) in parts {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).execute(&mut *tx).await.context(what)?;
         }
         tx.commit().await.context("committing staged rows")
     })
@@ -207,9 +220,9 @@ pub async fn mark_repeated_rows(db: &Db, id: i64, handling: DuplicateHandling) -
         "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
          SELECT $1, r.row_number, 'duplicate', {message}, ''
          FROM import_rows r
-         JOIN (SELECT digest, MIN(row_number) AS first_row, COUNT(*) AS copies FROM import_rows
-               WHERE import_id = $1 AND state = 'pending' GROUP BY digest HAVING COUNT(*) > 1) d
-           ON d.digest = r.digest
+         JOIN (SELECT digest_hi, digest_lo, MIN(row_number) AS first_row, COUNT(*) AS copies FROM import_rows
+               WHERE import_id = $1 AND state = 'pending' GROUP BY digest_hi, digest_lo HAVING COUNT(*) > 1) d
+           ON d.digest_hi = r.digest_hi AND d.digest_lo = r.digest_lo
          WHERE r.import_id = $1 AND r.state = 'pending' {only_later}"
     );
     leave_out(db, id, sql, &[], "duplicate", "duplicate").await
@@ -307,8 +320,10 @@ pub async fn pending_counts(db: &Db, org: OrgId, id: i64, entity: &str) -> anyho
 /// Row numbers (ascending, after `after`) of issues whose cells are not filled in yet.
 pub async fn rows_without_cells(db: &Db, id: i64, after: i64, limit: i64) -> anyhow::Result<Vec<i64>> {
     on_pool!(db, p => sqlx::query_scalar::<_, i64>(
-        "SELECT DISTINCT row_number FROM import_issues WHERE import_id = $1 AND cells = '' AND row_number > $2
-         ORDER BY row_number LIMIT $3",
+        "SELECT DISTINCT i.row_number FROM import_issues i
+         WHERE i.import_id = $1 AND i.cells = '' AND i.row_number > $2
+           AND NOT EXISTS (SELECT 1 FROM import_issue_cells c WHERE c.import_id = $1 AND c.row_number = i.row_number)
+         ORDER BY i.row_number LIMIT $3",
     )
     .bind(id)
     .bind(after)
@@ -318,21 +333,19 @@ pub async fn rows_without_cells(db: &Db, id: i64, after: i64, limit: i64) -> any
     .context("finding issues without cells")
 }
 
-/// Fills in the cells of the issues of these rows.
+/// Stores the cells of these rows for their issues, in one statement.
 pub async fn set_cells(db: &Db, id: i64, cells: &[(i64, String)]) -> anyhow::Result<()> {
-    on_pool!(db, p => {
-        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
-        for (row, c) in cells {
-            sqlx::query("UPDATE import_issues SET cells = $3 WHERE import_id = $1 AND row_number = $2 AND cells = ''")
-                .bind(id)
-                .bind(row)
-                .bind(c)
-                .execute(&mut *tx)
-                .await
-                .context("storing issue cells")?;
-        }
-        tx.commit().await.context("committing issue cells")
-    })
+    if cells.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO import_issue_cells (import_id, row_number, cells) SELECT $1, c0, c1 FROM ({}) AS x WHERE TRUE
+         ON CONFLICT (import_id, row_number) DO NOTHING",
+        from_json(db, &["BIGINT", "TEXT"])
+    );
+    let json = serde_json::to_string(cells)?;
+    on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).execute(p).await.map(|_| ()))
+        .context("storing issue cells")
 }
 
 /// The last row of the next chunk of at most `size` pending rows after `cursor`; None
@@ -408,8 +421,7 @@ pub async fn write_chunk(
         if moved == 0 {
             return Ok(None);
         }
-        let mut res = ChunkResult::default();
-        res.rows = sqlx::query_scalar::<_, i64>(
+        let rows = sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM import_rows WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'",
         )
         .bind(id)
@@ -418,6 +430,7 @@ pub async fn write_chunk(
         .fetch_one(&mut *tx)
         .await
         .context("counting the chunk")?;
+        let mut res = ChunkResult { rows, ..ChunkResult::default() };
         if t.has_uniques {
             // a unique value another record took since validation fails just that row
             sqlx::query(

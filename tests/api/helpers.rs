@@ -53,6 +53,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         schema_dir: None,
         workers: "2".into(),
         job_lease_secs: "30".into(),
+        import_ttl_hours: "24".into(),
     };
     tweak(&mut serve);
     Settings::from_args(&common, &serve).expect("test settings are valid")

@@ -354,3 +354,55 @@ async fn imports_need_the_permission_and_stay_in_their_org() {
     let importer = ada.get("/locations/importer").await;
     assert!(importer.body.contains("Import locations"));
 }
+
+#[actix_web::test]
+async fn a_ready_import_not_started_in_time_expires_and_its_staged_rows_are_purged() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let id =
+        validated(&app, &mut c, "locations", "l.csv", b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,clinic\n", &[])
+            .await;
+    let staged = |app: &TestApp| {
+        let db = app.db.clone();
+        async move {
+            let sql = "SELECT COUNT(*) FROM import_rows WHERE import_id = $1";
+            match &db {
+                stevedore::store::Db::Sqlite(p) => {
+                    sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(p).await.unwrap()
+                }
+                stevedore::store::Db::Postgres(p) => {
+                    sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(p).await.unwrap()
+                }
+            }
+        }
+    };
+    assert_eq!(staged(&app).await, 2, "validation staged both rows");
+    // maintenance within the time to live changes nothing
+    stevedore::jobs::maintenance::schedule(&app.db).await.unwrap();
+    app.drain().await;
+    assert_eq!(staged(&app).await, 2);
+    assert!(c.get(&format!("/settings/imports/{id}")).await.body.contains(">Ready<"));
+    // as if the default 24 hours had passed since validation
+    let sql = "UPDATE imports SET updated_at = updated_at - 86401 WHERE id = $1";
+    match &app.db {
+        stevedore::store::Db::Sqlite(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
+        stevedore::store::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
+    }
+    let bucket_job = stevedore::jobs::maintenance::schedule(&app.db).await.unwrap();
+    if bucket_job.is_none() {
+        // this ten minutes' prune already ran: queue one outside the dedupe bucket
+        stevedore::jobs::enqueue(&app.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
+            .await
+            .unwrap();
+    }
+    app.drain().await;
+    assert_eq!(staged(&app).await, 0, "the staged rows were purged");
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert!(page.body.contains(">Expired<"), "{}", page.body);
+    assert!(page.body.contains("not started within its time to live; upload the file again"));
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("This import is expired; only a ready import can start."));
+    app.drain().await;
+    assert!(!c.get("/locations").await.body.contains("LOC-1"), "nothing was imported");
+}
