@@ -324,6 +324,7 @@ async fn validate(run: &Run<'_>, ctx: &JobContext) -> Result<Option<Validated>, 
                     break;
                 }
             }
+            staging::analyze(db).await.map_err(retry)?;
             Ok((total, total, total - malformed, format!("{total} rows read, {malformed} malformed")))
         })
         .await?;
@@ -449,6 +450,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Result<Progress, String> {
     if cursor == 0 {
         store::phase_started(db, id, Phase::Processing.as_str()).await.map_err(retry)?;
     }
+    staging::analyze(db).await.map_err(retry)?;
     let started = Instant::now();
     let target = ChunkTarget {
         org,
@@ -457,12 +459,22 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Result<Progress, String> {
         has_uniques: run.schema.fields.iter().any(|f| f.unique && f.name() != run.schema.key),
     };
     let mut failures = false;
+    // rows written since the statistics were refreshed, and the count that asks for it again
+    let (mut written, mut analyze_at) = (0i64, 1000i64);
     while let Some(to) = staging::chunk_end(db, id, cursor, chunk_size).await.map_err(retry)? {
         if ctx.should_stop() {
             return Ok(Progress::Stopped);
         }
         match staging::write_chunk(db, &target, cursor, to).await {
-            Ok(Some(_)) => cursor = to,
+            Ok(Some(r)) => {
+                cursor = to;
+                written += r.created + r.updated;
+                if written >= analyze_at {
+                    // records grew: keep PostgreSQL's plans on its indexes
+                    staging::analyze(db).await.map_err(retry)?;
+                    analyze_at = written * 2;
+                }
+            }
             // paused, cancelled, or another worker has moved on: nothing more here
             Ok(None) => return Ok(Progress::Paused),
             Err(e) => {

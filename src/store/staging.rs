@@ -155,6 +155,16 @@ pub async fn insert(
     })
 }
 
+/// Refreshes PostgreSQL's statistics of the staging tables and records after bulk writes,
+/// so the set-based phases get join plans for the rows actually there (autovacuum catches
+/// up too late for a job that runs right after). SQLite plans by its indexes alone.
+pub async fn analyze(db: &Db) -> anyhow::Result<()> {
+    if let Db::Postgres(p) = db {
+        sqlx::query("ANALYZE import_rows, import_row_values, records").execute(p).await.context("analyzing")?;
+    }
+    Ok(())
+}
+
 /// Runs `issues_sql` (which inserts issues of `kind` for some pending rows) and then moves
 /// the pending rows that now have such an issue to `state`, in one transaction; returns how
 /// many rows moved.
