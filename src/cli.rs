@@ -120,10 +120,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_JOB_LEASE_SECS: {e}"))?;
             let ttl = crate::config::parse_ttl_hours(&cli.serve.import_ttl_hours)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_IMPORT_TTL_HOURS: {e}"))?;
+            let fetch_private_networks = crate::config::parse_bool(&cli.serve.fetch_private_networks)
+                .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_FETCH_PRIVATE_NETWORKS: {e}"))?;
             let config = WorkerConfig {
                 concurrency: n.max(1),
                 lease_secs: lease,
                 import_ttl_secs: ttl,
+                fetch_private_networks,
                 ..WorkerConfig::default()
             };
             run_worker(&db_settings, schemas, config).await

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// are purged.
     #[arg(long, env = "STEVEDORE_IMPORT_TTL_HOURS", default_value = "24", global = true)]
     pub import_ttl_hours: String,
+
+    /// Let imports fetch file and image URLs on private and local networks (refused by
+    /// default: a URL in a CSV must not reach services behind the firewall).
+    #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
+    pub fetch_private_networks: String,
 }
 
 /// A setting that cannot be used, with which one and why.
@@ -116,6 +121,7 @@ pub struct Settings {
     pub workers: usize,
     pub job_lease_secs: i64,
     pub import_ttl_secs: i64,
+    pub fetch_private_networks: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -194,6 +200,8 @@ impl Settings {
             job_lease_secs: parse_lease(&s.job_lease_secs).map_err(|why| bad("STEVEDORE_JOB_LEASE_SECS", why))?,
             import_ttl_secs: parse_ttl_hours(&s.import_ttl_hours)
                 .map_err(|why| bad("STEVEDORE_IMPORT_TTL_HOURS", why))?,
+            fetch_private_networks: parse_bool(&s.fetch_private_networks)
+                .map_err(|why| bad("STEVEDORE_FETCH_PRIVATE_NETWORKS", why))?,
         })
     }
 
@@ -299,7 +307,7 @@ pub fn parse_workers(raw: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_bool(raw: &str) -> Result<bool, String> {
+pub fn parse_bool(raw: &str) -> Result<bool, String> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),

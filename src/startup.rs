@@ -68,6 +68,7 @@ pub struct App {
     workers: usize,
     lease_secs: i64,
     import_ttl_secs: i64,
+    fetch_private_networks: bool,
     schemas: std::sync::Arc<Schemas>,
     pub demo_login: Option<DemoLogin>,
 }
@@ -118,6 +119,7 @@ impl App {
         let workers = settings.workers;
         let lease_secs = settings.job_lease_secs;
         let import_ttl_secs = settings.import_ttl_secs;
+        let fetch_private_networks = settings.fetch_private_networks;
         let state = web::Data::new(AppState { db: db.clone(), settings, schemas });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
@@ -158,7 +160,17 @@ impl App {
         .shutdown_timeout(30)
         .disable_signals()
         .run();
-        Ok(App { port, server, db, demo_login, workers, lease_secs, import_ttl_secs, schemas: job_schemas })
+        Ok(App {
+            port,
+            server,
+            db,
+            demo_login,
+            workers,
+            lease_secs,
+            import_ttl_secs,
+            fetch_private_networks,
+            schemas: job_schemas,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -176,6 +188,7 @@ impl App {
                     concurrency: n,
                     lease_secs: self.lease_secs,
                     import_ttl_secs: self.import_ttl_secs,
+                    fetch_private_networks: self.fetch_private_networks,
                     ..WorkerConfig::default()
                 };
                 match Worker::with_all_handlers(self.db.clone(), self.schemas.clone(), config) {

@@ -20,11 +20,12 @@ CREATE TABLE import_rows (
     PRIMARY KEY (import_id, row_number)
 );
 
--- A staged row's references to other records, and its values of unique fields.
+-- A staged row's references to other records, its values of unique fields, and the URLs
+-- its file and image fields name (target: files or images).
 CREATE TABLE import_row_values (
     import_id BIGINT NOT NULL,
     row_number BIGINT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('ref', 'unique')),
+    kind TEXT NOT NULL CHECK (kind IN ('ref', 'unique', 'file')),
     field TEXT NOT NULL,
     target TEXT NOT NULL,
     value TEXT NOT NULL
@@ -38,6 +39,20 @@ CREATE TABLE import_issue_cells (
     row_number BIGINT NOT NULL,
     cells TEXT NOT NULL,
     PRIMARY KEY (import_id, row_number)
+);
+
+-- Files fetched for file and image fields, by the URL they came from: a URL fetched once
+-- is not fetched again for the same org.
+CREATE TABLE fetched_files (
+    org_id BIGINT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    source_url TEXT NOT NULL,
+    name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    md5 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (org_id, source_url)
 );
 
 -- When a finished import's staged rows were purged.

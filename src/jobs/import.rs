@@ -17,10 +17,11 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use super::{JobContext, JobHandler};
-use crate::domain::entities::{EntitySchema, Schemas};
+use crate::domain::entities::{EntitySchema, FieldKind, Schemas};
 use crate::domain::ids::OrgId;
 use crate::domain::imports::{DuplicateHandling, Phase, Stage};
 use crate::domain::jobs::Outcome;
+use crate::files::fetch::Fetcher;
 use crate::files::{FileInfo, sniff, visit_rows};
 use crate::store::Db;
 use crate::store::imports::{self as store, ImportRow, PhaseEnd, Validated};
@@ -111,6 +112,7 @@ fn cells_json(cells: &[String]) -> String {
 /// Shared state of the handlers.
 pub struct Handlers {
     pub schemas: Arc<Schemas>,
+    pub fetcher: Fetcher,
 }
 
 struct Run<'a> {
@@ -181,7 +183,7 @@ impl Handlers {
             Ok(None) => return Outcome::Done,
             Err(e) => return fail_import(&ctx.db, p.import_id, Stage::Validating, &e).await,
         };
-        match validate(&run, ctx).await {
+        match validate(&run, ctx, &self.fetcher).await {
             Ok(Some(v)) => match store::finish_validation(&ctx.db, p.import_id, &v).await {
                 Ok(_) => Outcome::Done,
                 Err(e) => Outcome::Retry(retry(e)),
@@ -282,6 +284,10 @@ fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch> {
                     for (field, target, value) in r.refs {
                         batch.values.push(StagedValue { row_number, kind: "ref", field, target, value });
                     }
+                    for (field, value, image) in r.files {
+                        let target = if image { "images" } else { "files" }.to_string();
+                        batch.values.push(StagedValue { row_number, kind: "file", field, target, value });
+                    }
                     row.record_key = r.key;
                     row.data = Some(r.data);
                     row.row_hash = Some(r.row_hash);
@@ -302,7 +308,7 @@ fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch> {
 }
 
 /// The five validation phases; None when asked to stop.
-async fn validate(run: &Run<'_>, ctx: &JobContext) -> Result<Option<Validated>, String> {
+async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Result<Option<Validated>, String> {
     let db = run.db;
     let id = run.imp.id;
     let org = OrgId::new(run.imp.org_id);
@@ -371,6 +377,12 @@ async fn validate(run: &Run<'_>, ctx: &JobContext) -> Result<Option<Validated>, 
                 0
             };
             let unchanged = staging::mark_unchanged(db, org, id, entity).await.map_err(retry)?;
+            let files_failed =
+                if run.schema.fields.iter().any(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
+                    fetch_files(run, ctx, fetcher).await?
+                } else {
+                    0
+                };
             let (valid, to_update) = staging::pending_counts(db, org, id, entity).await.map_err(retry)?;
             let v = Validated {
                 total_rows: total,
@@ -381,10 +393,13 @@ async fn validate(run: &Run<'_>, ctx: &JobContext) -> Result<Option<Validated>, 
                 to_update,
                 unchanged_rows: unchanged,
             };
-            let detail = format!(
+            let mut detail = format!(
                 "{} to create, {} to update, {unchanged} unchanged, {problems} with references or unique values in use",
                 v.to_create, v.to_update
             );
+            if files_failed > 0 {
+                detail.push_str(&format!(", {files_failed} with files that could not be fetched"));
+            }
             Ok((v, left, valid, detail))
         })
         .await?;
@@ -393,6 +408,76 @@ async fn validate(run: &Run<'_>, ctx: &JobContext) -> Result<Option<Validated>, 
         return Ok(None);
     }
     Ok(Some(v))
+}
+
+/// Rows whose files one round fetches.
+const FILE_ROWS: i64 = 100;
+
+/// Seed 003's file upload step: every URL of a pending row's file and image fields is
+/// fetched into storage (once per org and URL) and its value replaced by the stored file's
+/// details; a row with a file that cannot be fetched is left out with the reason. Returns
+/// how many rows were left out.
+async fn fetch_files(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Result<i64, String> {
+    let (db, id, org) = (run.db, run.imp.id, OrgId::new(run.imp.org_id));
+    let dir = std::path::Path::new(&run.imp.file_path).parent().map(|d| d.join("fetched")).unwrap_or_default();
+    let images: std::collections::HashSet<&str> =
+        run.schema.fields.iter().filter(|f| f.kind() == FieldKind::Images).map(|f| f.name()).collect();
+    let (mut after, mut left_out) = (0i64, 0i64);
+    loop {
+        let rows = staging::rows_with_files(db, id, after, FILE_ROWS).await.map_err(retry)?;
+        let Some(last) = rows.last().map(|(n, _)| *n) else {
+            return Ok(left_out);
+        };
+        let (mut updated, mut failed) = (vec![], vec![]);
+        for (n, data) in rows {
+            let mut data: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&data).map_err(|e| format!("staged row {n}: {e}"))?;
+            let mut problems = vec![];
+            for f in run.schema.fields.iter().filter(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
+                let Some(serde_json::Value::Array(items)) = data.get_mut(f.name()) else { continue };
+                for item in items.iter_mut() {
+                    let Some(url) = item.as_str().map(str::to_string) else { continue };
+                    let image = images.contains(f.name());
+                    let stored = match staging::fetched_file(db, org, &url).await.map_err(retry)? {
+                        Some(known) if image && !known.content_type.starts_with("image/") => {
+                            Err(format!("it is not an image (PNG, JPEG, GIF or WebP) but {}", known.content_type))
+                        }
+                        Some(known) => Ok(known),
+                        None => match fetcher.fetch(&url, &dir, image).await {
+                            Ok(got) => {
+                                staging::add_fetched_file(db, org, &url, &got).await.map_err(retry)?;
+                                Ok(got)
+                            }
+                            Err(why) => Err(why),
+                        },
+                    };
+                    match stored {
+                        Ok(file) => {
+                            *item = serde_json::json!({
+                                "name": file.name,
+                                "url": url,
+                                "md5": file.md5,
+                                "size": file.size,
+                                "content_type": file.content_type,
+                            })
+                        }
+                        Err(why) => problems.push(format!("{}: {url} could not be fetched: {why}", f.name())),
+                    }
+                }
+            }
+            if problems.is_empty() {
+                updated.push((n, serde_json::Value::Object(data).to_string()));
+            } else {
+                failed.push((n, format!("row {n}, {}", problems.join("; "))));
+            }
+        }
+        left_out += failed.len() as i64;
+        staging::files_fetched(db, id, &updated, &failed).await.map_err(retry)?;
+        if ctx.should_stop() {
+            return Ok(left_out);
+        }
+        after = last;
+    }
 }
 
 async fn count_left_out(db: &Db, id: i64) -> Result<i64, String> {

@@ -8,6 +8,7 @@
 //! Row states: `pending` (to import), `malformed`, `duplicate` (repeated in the file),
 //! `conflict` (key used by another row), `invalid` (a value or reference is wrong),
 //! `unchanged` (identical to the stored record), `failed` (its chunk could not store it).
+//! A file or image URL that could not be fetched makes its row `invalid` too.
 //!
 //! Exactly once: a chunk's records, its counts and the import's cursor (`next_row`) are
 //! written in one transaction that first moves the cursor from where the chunk started.
@@ -21,6 +22,7 @@ use anyhow::Context;
 use super::Db;
 use crate::domain::ids::OrgId;
 use crate::domain::imports::DuplicateHandling;
+use crate::files::fetch::Fetched;
 use crate::on_pool;
 
 /// One row as the file pass staged it.
@@ -356,6 +358,89 @@ pub async fn set_cells(db: &Db, id: i64, cells: &[(i64, String)]) -> anyhow::Res
     let json = serde_json::to_string(cells)?;
     on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).execute(p).await.map(|_| ()))
         .context("storing issue cells")
+}
+
+/// Up to `limit` pending rows after `after` that name files to fetch, with their data.
+pub async fn rows_with_files(db: &Db, id: i64, after: i64, limit: i64) -> anyhow::Result<Vec<(i64, String)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(
+        "SELECT s.row_number, s.data FROM import_rows s
+         WHERE s.import_id = $1 AND s.state = 'pending' AND s.row_number > $2
+           AND EXISTS (SELECT 1 FROM import_row_values v
+                       WHERE v.import_id = $1 AND v.row_number = s.row_number AND v.kind = 'file')
+         ORDER BY s.row_number LIMIT $3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("finding rows with files")
+}
+
+/// The file fetched from `url` for the org earlier, if any.
+pub async fn fetched_file(db: &Db, org: OrgId, url: &str) -> anyhow::Result<Option<Fetched>> {
+    let row = on_pool!(db, p => sqlx::query_as::<_, (String, String, i64, String, String)>(
+        "SELECT name, content_type, size, md5, path FROM fetched_files WHERE org_id = $1 AND source_url = $2",
+    )
+    .bind(org.get())
+    .bind(url)
+    .fetch_optional(p)
+    .await)
+    .context("looking up a fetched file")?;
+    Ok(row.map(|(name, content_type, size, md5, path)| Fetched { name, content_type, size, md5, path: path.into() }))
+}
+
+/// Remembers a fetched file (the first fetch of a URL wins).
+pub async fn add_fetched_file(db: &Db, org: OrgId, url: &str, f: &Fetched) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query(
+        "INSERT INTO fetched_files (org_id, source_url, name, content_type, size, md5, path, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org_id, source_url) DO NOTHING",
+    )
+    .bind(org.get())
+    .bind(url)
+    .bind(&f.name)
+    .bind(&f.content_type)
+    .bind(f.size)
+    .bind(&f.md5)
+    .bind(f.path.to_string_lossy().as_ref())
+    .bind(crate::now())
+    .execute(p)
+    .await
+    .map(|_| ()))
+    .context("remembering a fetched file")
+}
+
+/// After fetching: new data for rows whose files were all fetched, and an issue for each
+/// row with a file that could not be (the row is left out), in one transaction.
+pub async fn files_fetched(db: &Db, id: i64, data: &[(i64, String)], failed: &[(i64, String)]) -> anyhow::Result<()> {
+    on_pool!(db, p => {
+        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
+        for (row, d) in data {
+            sqlx::query("UPDATE import_rows SET data = $3 WHERE import_id = $1 AND row_number = $2")
+                .bind(id)
+                .bind(row)
+                .bind(d)
+                .execute(&mut *tx)
+                .await
+                .context("storing fetched file details")?;
+        }
+        for (row, message) in failed {
+            sqlx::query("INSERT INTO import_issues (import_id, row_number, kind, message, cells) VALUES ($1, $2, 'error', $3, '')")
+                .bind(id)
+                .bind(row)
+                .bind(message)
+                .execute(&mut *tx)
+                .await
+                .context("recording a file problem")?;
+            sqlx::query("UPDATE import_rows SET state = 'invalid' WHERE import_id = $1 AND row_number = $2")
+                .bind(id)
+                .bind(row)
+                .execute(&mut *tx)
+                .await
+                .context("leaving a row out")?;
+        }
+        tx.commit().await.context("committing fetched files")
+    })
 }
 
 /// The last row of the next chunk of at most `size` pending rows after `cursor`; None

@@ -88,29 +88,10 @@ async fn an_import_killed_mid_way_finishes_after_restart_with_every_row_once() {
     for i in 0..ROWS {
         csv.push_str(&format!("LOC-{i:06},Site number {i},clinic,Portland,{}\n", i % 500));
     }
-    let token = c.get("/settings/imports/upload").await.csrf();
-    let r = c
-        .post_multipart(
-            &format!("/settings/imports/upload?csrf_token={token}"),
-            &[("resource", "locations"), ("chunk_size", "100")],
-            Some(("big.csv", csv.as_bytes())),
-        )
+    let mapping = [("code", "code"), ("name", "name"), ("kind", "kind"), ("city", "city"), ("capacity", "capacity")];
+    let id = c
+        .upload_mapped(&[("resource", "locations"), ("chunk_size", "100")], ("big.csv", csv.as_bytes()), &mapping)
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let id: i64 = r.location().rsplit('/').next().unwrap().parse().unwrap();
-    let page = c.get(&format!("/settings/imports/{id}")).await;
-    let token = page.csrf();
-    let mut form = vec![("csrf_token", token.as_str())];
-    for (f, h) in [
-        ("map.code", "code"),
-        ("map.name", "name"),
-        ("map.kind", "kind"),
-        ("map.city", "city"),
-        ("map.capacity", "capacity"),
-    ] {
-        form.push((f, h));
-    }
-    assert_eq!(c.post_form(&format!("/settings/imports/{id}/mapping"), &form).await.status, StatusCode::SEE_OTHER);
 
     let db = Db::connect(&url, 2).await.unwrap();
     let org = OrgId::new(stevedore::store::accounts::org_by_slug(&db, "acme").await.unwrap().unwrap().id);

@@ -15,6 +15,8 @@ pub struct TestApp {
     /// Kept alive for the test's duration: the SQLite file and session key live here.
     pub _data_dir: tempfile::TempDir,
     pub demo_password: Option<String>,
+    /// Whether jobs may fetch file URLs on private networks (as the app was set up).
+    pub fetch_private: bool,
 }
 
 /// The database URL for a fresh test database: SQLite in `dir`, or a new schema in
@@ -54,6 +56,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         workers: "2".into(),
         job_lease_secs: "30".into(),
         import_ttl_hours: "24".into(),
+        fetch_private_networks: "false".into(),
     };
     tweak(&mut serve);
     Settings::from_args(&common, &serve).expect("test settings are valid")
@@ -69,12 +72,14 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     }
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path()).await;
-    let app = App::build(settings(dir.path(), &url, tweak)).await.expect("app builds");
+    let settings = settings(dir.path(), &url, tweak);
+    let fetch_private = settings.fetch_private_networks;
+    let app = App::build(settings).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let demo_password = app.demo_login.as_ref().map(|d| d.password.clone());
     let db = Db::connect(&url, 2).await.unwrap();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { base, db, _data_dir: dir, demo_password }
+    TestApp { base, db, _data_dir: dir, demo_password, fetch_private }
 }
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -121,7 +126,8 @@ impl TestApp {
     /// Runs every due background job to completion, as a worker would.
     pub async fn drain(&self) {
         let schemas = std::sync::Arc::new(stevedore::startup::load_schemas(None).unwrap());
-        let worker = stevedore::jobs::Worker::with_all_handlers(self.db.clone(), schemas, Default::default()).unwrap();
+        let config = stevedore::jobs::WorkerConfig { fetch_private_networks: self.fetch_private, ..Default::default() };
+        let worker = stevedore::jobs::Worker::with_all_handlers(self.db.clone(), schemas, config).unwrap();
         let (_tx, stop) = tokio::sync::watch::channel(false);
         for _ in 0..1000 {
             if !worker.run_one(&stop).await.unwrap() {
@@ -234,6 +240,27 @@ impl Client {
 
     /// POSTs a multipart form (text fields and one file) to `path`, which carries the
     /// CSRF token in its query string as the upload form's action does.
+    /// Uploads a file for `entity` with the upload form's `fields`, then confirms the
+    /// mapping `(field, column)`; returns the import id.
+    pub async fn upload_mapped(
+        &mut self,
+        fields: &[(&str, &str)],
+        file: (&str, &[u8]),
+        mapping: &[(&str, &str)],
+    ) -> i64 {
+        let token = self.get("/settings/imports/upload").await.csrf();
+        let r = self.post_multipart(&format!("/settings/imports/upload?csrf_token={token}"), fields, Some(file)).await;
+        assert_eq!(r.status, awc::http::StatusCode::SEE_OTHER, "{}", r.body);
+        let id: i64 = r.location().rsplit('/').next().unwrap().parse().unwrap();
+        let token = self.get(&format!("/settings/imports/{id}")).await.csrf();
+        let names: Vec<String> = mapping.iter().map(|(f, _)| format!("map.{f}")).collect();
+        let mut form = vec![("csrf_token", token.as_str())];
+        form.extend(names.iter().zip(mapping).map(|(n, (_, column))| (n.as_str(), *column)));
+        let r = self.post_form(&format!("/settings/imports/{id}/mapping"), &form).await;
+        assert_eq!(r.status, awc::http::StatusCode::SEE_OTHER, "{}", r.body);
+        id
+    }
+
     pub async fn post_multipart(&mut self, path: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Resp {
         let boundary = "stevedoreTestBoundary7MA4YWxkTrZu0gW";
         let mut body: Vec<u8> = vec![];

@@ -75,7 +75,7 @@ async fn start(app: &TestApp, c: &mut Client, id: i64) {
     app.drain().await;
 }
 
-fn stat(body: &str, label: &str) -> i64 {
+pub fn stat(body: &str, label: &str) -> i64 {
     let at =
         body.find(&format!("<span class=\"stat-label\">{label}</span>")).unwrap_or_else(|| panic!("no stat {label}"));
     let before = &body[..at];

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod crash;
 mod entities;
+mod fetch;
 mod files;
 mod imports;
 mod jobs;

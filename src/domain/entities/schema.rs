@@ -167,6 +167,8 @@ pub struct PreparedRecord {
     pub uniques: Vec<(String, String)>,
     /// `(field, target entity, key)` of every key a relationship field names.
     pub refs: Vec<(String, String, String)>,
+    /// `(field, URL, is an image)` of every URL a file or image field names.
+    pub files: Vec<(String, String, bool)>,
 }
 
 /// How a stored value reads in a table cell or the search text.
@@ -178,6 +180,10 @@ pub fn display_value(v: &serde_json::Value) -> String {
         Value::Bool(false) => "No".into(),
         Value::String(s) => s.clone(),
         Value::Array(items) => items.iter().map(display_value).collect::<Vec<_>>().join(", "),
+        // a fetched file: its name
+        Value::Object(m) if m.get("name").is_some_and(|n| n.is_string()) => {
+            m.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -226,6 +232,15 @@ impl EntitySchema {
                 _ => {}
             }
         }
+        let mut files = vec![];
+        for f in self.fields.iter().filter(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
+            if let Some(serde_json::Value::Array(urls)) = values.iter().find(|(n, _)| *n == f.name()).map(|(_, v)| v) {
+                let image = f.kind() == FieldKind::Images;
+                files.extend(
+                    urls.iter().filter_map(|u| u.as_str()).map(|u| (f.name().to_string(), u.to_string(), image)),
+                );
+            }
+        }
         let data: serde_json::Map<String, serde_json::Value> =
             values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
         Ok(PreparedRecord {
@@ -235,6 +250,7 @@ impl EntitySchema {
             search_text,
             uniques,
             refs,
+            files,
         })
     }
 }
