@@ -224,7 +224,9 @@ async fn run(dir: &std::path::Path, rows: usize, chunk: i64, database: Option<St
 
 /// Each phase's time and counts, as the detail sheet shows them.
 async fn print_phases(db: &Db, id: i64) -> anyhow::Result<()> {
-    for p in store::imports::phases(db, id).await? {
+    let mut phases = store::imports::phases(db, id).await?;
+    phases.sort_by_key(|p| crate::domain::imports::Phase::ALL.iter().position(|k| k.as_str() == p.phase));
+    for p in phases {
         let ms = p.duration_ms.unwrap_or(0);
         println!("  {:<14} {:>7} ms  {:>9} in {:>9} out  {}", p.phase, ms, p.rows_in, p.rows_out, p.detail);
     }

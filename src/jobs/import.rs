@@ -54,7 +54,7 @@ impl<T: Send + 'static> Batches<T> {
     where
         F: FnMut(u64, &[String], bool) -> Option<T> + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Sent<T>>(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Sent<T>>(2);
         tokio::task::spawn_blocking(move || {
             let res = visit_rows(&path, &info, &mut |n, cells| {
                 // a closed channel means the reader was dropped: stop reading
@@ -226,7 +226,7 @@ async fn fail_import(db: &Db, id: i64, from: Stage, why: &str) -> Outcome {
 }
 
 /// Rows per batch between the file-reading thread and the database.
-const BATCH: usize = 2000;
+const BATCH: usize = 5000;
 
 /// One file row as the reading thread staged it.
 struct StagedBatch {
