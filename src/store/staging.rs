@@ -443,6 +443,19 @@ pub async fn files_fetched(db: &Db, id: i64, data: &[(i64, String)], failed: &[(
     })
 }
 
+/// The data of the first `limit` rows waiting to be imported.
+pub async fn sample(db: &Db, id: i64, limit: i64) -> anyhow::Result<Vec<String>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, String>(
+        "SELECT data FROM import_rows WHERE import_id = $1 AND state = 'pending' AND data IS NOT NULL
+         ORDER BY row_number LIMIT $2",
+    )
+    .bind(id)
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("loading sample rows")
+}
+
 /// The last row of the next chunk of at most `size` pending rows after `cursor`; None
 /// when no pending row is left.
 pub async fn chunk_end(db: &Db, id: i64, cursor: i64, size: i64) -> anyhow::Result<Option<i64>> {

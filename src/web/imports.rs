@@ -496,7 +496,7 @@ async fn detail_page(
         .collect();
     let stage = imp.stage();
     let (sample_columns, sample) = match (&schema, stage) {
-        (Some(s), Stage::Ready) => sample_rows(s.clone(), &imp).await.unwrap_or_default(),
+        (Some(s), Stage::Ready) => sample_rows(&state.db, s, &imp).await.unwrap_or_default(),
         _ => (vec![], vec![]),
     };
     Ok(DetailPage {
@@ -519,37 +519,19 @@ async fn detail_page(
     })
 }
 
-/// The first valid rows as they will be stored.
-async fn sample_rows(schema: Arc<EntitySchema>, imp: &ImportRow) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
-    let headers: Vec<String> = serde_json::from_str(&imp.headers)?;
-    let mapping: BTreeMap<String, String> = serde_json::from_str(&imp.column_mapping)?;
-    let path = PathBuf::from(&imp.file_path);
-    let sheet = imp.sheet.clone();
-    let columns: Vec<String> = schema.fields.iter().take(6).map(|f| f.label.clone()).collect();
-    let rows = web::block(move || -> anyhow::Result<Vec<Vec<String>>> {
-        let info = crate::files::sniff(&path, sheet.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let col: BTreeMap<&str, usize> =
-            mapping.iter().filter_map(|(f, h)| headers.iter().position(|x| x == h).map(|i| (f.as_str(), i))).collect();
-        let mut out = vec![];
-        crate::files::visit_rows(&path, &info, &mut |_, cells| {
-            if let Ok(r) = schema.prepare(|f| col.get(f).map(|i| cells.get(*i).map(String::as_str).unwrap_or(""))) {
-                let data: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(&r.data).unwrap_or_default();
-                out.push(
-                    schema
-                        .fields
-                        .iter()
-                        .take(6)
-                        .map(|f| data.get(f.name()).map(display_value).unwrap_or_default())
-                        .collect(),
-                );
-            }
-            Ok(out.len() < 5)
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(out)
-    })
-    .await??;
+/// The first rows waiting to be imported, as they will be stored (from staging).
+async fn sample_rows(
+    db: &crate::store::Db,
+    schema: &EntitySchema,
+    imp: &ImportRow,
+) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let shown: Vec<_> = schema.fields.iter().take(6).collect();
+    let columns = shown.iter().map(|f| f.label.clone()).collect();
+    let mut rows = vec![];
+    for data in crate::store::staging::sample(db, imp.id, 5).await? {
+        let data: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&data)?;
+        rows.push(shown.iter().map(|f| data.get(f.name()).map(display_value).unwrap_or_default()).collect());
+    }
     Ok((columns, rows))
 }
 

@@ -143,6 +143,11 @@ async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
     assert_eq!(stat(&page.body, "Rows in the file"), 9);
     assert_eq!(stat(&page.body, "To create"), 2, "LOC-1 and LOC-6 (first)");
     assert_eq!(stat(&page.body, "Duplicates"), 2);
+    // the sample shows the rows that will be stored, and only those
+    let sample = &body[body.find("The first rows as they will be stored").expect("a sample")..];
+    let sample = &sample[..sample.find("</table>").unwrap()];
+    assert!(sample.contains("Main Clinic") && sample.contains("<td>South</td>"), "{sample}");
+    assert!(!sample.contains("West") && !sample.contains("South Annex") && !sample.contains("North"), "{sample}");
 
     let csv = c.get(&format!("/settings/imports/{id}/errors.csv")).await;
     assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
