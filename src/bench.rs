@@ -158,6 +158,7 @@ async fn run(dir: &std::path::Path, rows: usize, chunk: i64, database: Option<St
         &store::imports::NewImport {
             resource: &schema.name,
             name: "benchmark",
+            action: "merge",
             duplicate_handling: "ignore_all",
             file_name: "contacts.csv",
             file_path: &path,

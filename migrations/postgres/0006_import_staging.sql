@@ -20,6 +20,9 @@ CREATE TABLE import_rows (
     PRIMARY KEY (import_id, row_number)
 );
 
+-- Overwrite finds the records a file does not contain by key.
+CREATE INDEX import_rows_key ON import_rows (import_id, record_key);
+
 -- A staged row's references to other records, its values of unique fields, and the URLs
 -- its file and image fields name (target: files or images).
 CREATE TABLE import_row_values (

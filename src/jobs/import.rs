@@ -19,16 +19,21 @@ use serde::{Deserialize, Serialize};
 use super::{JobContext, JobHandler};
 use crate::domain::entities::{EntitySchema, FieldKind, Schemas};
 use crate::domain::ids::OrgId;
-use crate::domain::imports::{DuplicateHandling, Phase, Stage};
+use crate::domain::imports::{Action, DuplicateHandling, Phase, Stage};
 use crate::domain::jobs::Outcome;
 use crate::files::fetch::Fetcher;
 use crate::files::{FileInfo, sniff, visit_rows};
 use crate::store::Db;
 use crate::store::imports::{self as store, ImportRow, PhaseEnd, Validated};
+use crate::store::journal::{self, RollbackTarget};
 use crate::store::staging::{self, ChunkTarget, StagedIssue, StagedRow, StagedValue};
 
 pub const VALIDATE: &str = "import.validate";
 pub const PROCESS: &str = "import.process";
+pub const ROLLBACK: &str = "import.rollback";
+
+/// Journal entries one rollback transaction undoes.
+const ROLLBACK_CHUNK: i64 = 5000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Payload {
@@ -218,6 +223,39 @@ impl Handlers {
     }
 }
 
+impl Handlers {
+    async fn rollback(&self, ctx: &JobContext) -> Outcome {
+        let p: Payload = match ctx.payload() {
+            Ok(p) => p,
+            Err(e) => return Outcome::Fail(e),
+        };
+        let org = OrgId::new(p.org_id);
+        let imp = match store::get(&ctx.db, org, p.import_id).await {
+            Ok(Some(i)) if i.rollback_requested_at.is_some() && i.stage() != Stage::RolledBack => i,
+            Ok(_) => return Outcome::Done,
+            Err(e) => return Outcome::Retry(retry(e)),
+        };
+        let target =
+            RollbackTarget { org, import_id: imp.id, entity: &imp.resource, overwrite: imp.rollback_overwrite };
+        loop {
+            if ctx.should_stop() {
+                return Outcome::Stopped;
+            }
+            match journal::rollback_chunk(&ctx.db, &target, ROLLBACK_CHUNK).await {
+                Ok(Some(u)) if u.entries == 0 => break,
+                Ok(Some(_)) => {}
+                // another worker moved the cursor, or the rollback is no longer asked for
+                Ok(None) => return Outcome::Done,
+                Err(e) => return Outcome::Retry(retry(e)),
+            }
+        }
+        match journal::finish(&ctx.db, imp.id).await {
+            Ok(_) => Outcome::Done,
+            Err(e) => Outcome::Retry(retry(e)),
+        }
+    }
+}
+
 async fn fail_import(db: &Db, id: i64, from: Stage, why: &str) -> Outcome {
     match store::transition(db, id, from, Stage::Failed, why).await {
         Ok(_) => Outcome::Done,
@@ -236,6 +274,10 @@ struct StagedBatch {
 }
 
 impl Run<'_> {
+    fn action(&self) -> Action {
+        Action::parse(&self.imp.action).unwrap_or(Action::Merge)
+    }
+
     /// The file's rows as read, in batches.
     fn batches(&self) -> Batches<Vec<Row>> {
         let mut buf: Vec<Row> = Vec::with_capacity(BATCH);
@@ -253,6 +295,7 @@ impl Run<'_> {
 /// transforming) and its parsed record or problems (for parsing and validation).
 fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch> {
     let schema = run.schema.clone();
+    let delete = run.action() == Action::Delete;
     let width = run.info.headers.len();
     let mut batch = StagedBatch { rows: vec![], values: vec![], issues: vec![] };
     Batches::open(run.path.clone(), run.info.clone(), move |n, cells, last| {
@@ -270,32 +313,40 @@ fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch> {
                 h.update([0x1f]);
             }
             let mut row = StagedRow { row_number, state: "pending", digest: h.finalize().into(), ..Default::default() };
-            match schema.prepare(|f| cols.cell(cells, f)) {
-                Ok(r) => {
-                    for (field, value) in r.uniques {
-                        batch.values.push(StagedValue {
-                            row_number,
-                            kind: "unique",
-                            field,
-                            target: String::new(),
-                            value,
-                        });
-                    }
-                    for (field, target, value) in r.refs {
-                        batch.values.push(StagedValue { row_number, kind: "ref", field, target, value });
-                    }
-                    for (field, value, image) in r.files {
-                        let target = if image { "images" } else { "files" }.to_string();
-                        batch.values.push(StagedValue { row_number, kind: "file", field, target, value });
-                    }
-                    row.record_key = r.key;
-                    row.data = Some(r.data);
-                    row.row_hash = Some(r.row_hash);
-                    row.search_text = Some(r.search_text);
+            if delete {
+                // a delete names records by key; nothing else is read
+                row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
+                if row.record_key.is_empty() {
+                    row.problem = Some(format!("{}: is required but empty", schema.key));
                 }
-                Err(errors) => {
-                    row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
-                    row.problem = Some(errors.join("; "));
+            } else {
+                match schema.prepare(|f| cols.cell(cells, f)) {
+                    Ok(r) => {
+                        for (field, value) in r.uniques {
+                            batch.values.push(StagedValue {
+                                row_number,
+                                kind: "unique",
+                                field,
+                                target: String::new(),
+                                value,
+                            });
+                        }
+                        for (field, target, value) in r.refs {
+                            batch.values.push(StagedValue { row_number, kind: "ref", field, target, value });
+                        }
+                        for (field, value, image) in r.files {
+                            let target = if image { "images" } else { "files" }.to_string();
+                            batch.values.push(StagedValue { row_number, kind: "file", field, target, value });
+                        }
+                        row.record_key = r.key;
+                        row.data = Some(r.data);
+                        row.row_hash = Some(r.row_hash);
+                        row.search_text = Some(r.search_text);
+                    }
+                    Err(errors) => {
+                        row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
+                        row.problem = Some(errors.join("; "));
+                    }
                 }
             }
             batch.rows.push(row);
@@ -369,6 +420,28 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Result<
     if ctx.should_stop() {
         return Ok(None);
     }
+    let action = run.action();
+    if action == Action::Delete {
+        let v = run
+            .phase(Phase::Validation, async {
+                let missing = staging::mark_missing(db, org, id, entity).await.map_err(retry)?;
+                let (valid, _) = staging::pending_counts(db, org, id, entity).await.map_err(retry)?;
+                let v = Validated {
+                    total_rows: total,
+                    valid_rows: valid,
+                    invalid_rows: total - valid - repeated - missing,
+                    duplicate_rows: repeated,
+                    unchanged_rows: missing,
+                    to_delete: valid,
+                    ..Validated::default()
+                };
+                let detail = format!("{valid} to delete, {missing} naming no record");
+                Ok((v, left, valid, detail))
+            })
+            .await?;
+        fill_issue_cells(run).await?;
+        return Ok((!ctx.should_stop()).then_some(v));
+    }
     let v = run
         .phase(Phase::Validation, async {
             let problems = if run.schema.fields.iter().any(|f| f.unique || f.kind().is_relationship()) {
@@ -392,6 +465,11 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Result<
                 to_create: valid - to_update,
                 to_update,
                 unchanged_rows: unchanged,
+                to_delete: if action == Action::Overwrite {
+                    staging::count_not_in_file(db, org, id, entity).await.map_err(retry)?
+                } else {
+                    0
+                },
             };
             let mut detail = format!(
                 "{} to create, {} to update, {unchanged} unchanged, {problems} with references or unique values in use",
@@ -399,6 +477,9 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Result<
             );
             if files_failed > 0 {
                 detail.push_str(&format!(", {files_failed} with files that could not be fetched"));
+            }
+            if action == Action::Overwrite {
+                detail.push_str(&format!("; {} records not in the file to remove", v.to_delete));
             }
             Ok((v, left, valid, detail))
         })
@@ -543,6 +624,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Result<Progress, String> {
         entity: &run.schema.name,
         has_uniques: run.schema.fields.iter().any(|f| f.unique && f.name() != run.schema.key),
     };
+    let action = run.action();
     let mut failures = false;
     // rows written since the statistics were refreshed, and the count that asks for it again
     let (mut written, mut analyze_at) = (0i64, 1000i64);
@@ -550,10 +632,15 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Result<Progress, String> {
         if ctx.should_stop() {
             return Ok(Progress::Stopped);
         }
-        match staging::write_chunk(db, &target, cursor, to).await {
+        let written_chunk = if action == Action::Delete {
+            staging::delete_chunk(db, &target, cursor, to).await
+        } else {
+            staging::write_chunk(db, &target, cursor, to).await
+        };
+        match written_chunk {
             Ok(Some(r)) => {
                 cursor = to;
-                written += r.created + r.updated;
+                written += r.created + r.updated + r.rows;
                 if written >= analyze_at {
                     // records grew: keep PostgreSQL's plans on its indexes
                     staging::analyze(db).await.map_err(retry)?;
@@ -576,26 +663,62 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Result<Progress, String> {
     if failures {
         fill_issue_cells(run).await?;
     }
-    let imp = store::get(db, org, id).await.map_err(retry)?;
-    let (done, created, updated, failed) =
-        imp.map(|i| (i.processed_rows, i.created_rows, i.updated_rows, i.failed_rows)).unwrap_or_default();
-    let detail = format!("{created} created, {updated} updated, {failed} failed");
+    let imp = store::get(db, org, id).await.map_err(retry)?.ok_or("the import vanished")?;
+    let processing_done = imp.stage() == Stage::Importing
+        && store::phases(db, id).await.map_err(retry)?.iter().any(|p| p.phase == Phase::Cleanup.as_str());
+    if !processing_done {
+        let (done, created, updated, deleted, failed) =
+            (imp.processed_rows, imp.created_rows, imp.updated_rows, imp.deleted_rows, imp.failed_rows);
+        let detail = if action == Action::Delete {
+            format!("{deleted} deleted, {failed} failed")
+        } else {
+            format!("{created} created, {updated} updated, {failed} failed")
+        };
+        let end = PhaseEnd {
+            status: "completed",
+            duration_ms: started.elapsed().as_millis() as i64,
+            rows_in: done,
+            rows_out: created + updated + deleted,
+            detail: &detail,
+        };
+        store::phase_finished(db, id, Phase::Processing.as_str(), &end).await.map_err(retry)?;
+        if action == Action::Overwrite {
+            store::phase_started(db, id, Phase::Cleanup.as_str()).await.map_err(retry)?;
+        }
+    }
+    if action != Action::Overwrite {
+        let skipped = PhaseEnd {
+            status: "skipped",
+            duration_ms: 0,
+            rows_in: 0,
+            rows_out: 0,
+            detail: "only overwrite imports remove records",
+        };
+        store::phase_finished(db, id, Phase::Cleanup.as_str(), &skipped).await.map_err(retry)?;
+        return Ok(Progress::Finished);
+    }
+    // overwrite: remove what the file did not contain, a chunk per transaction
+    let started = Instant::now();
+    loop {
+        if ctx.should_stop() {
+            return Ok(Progress::Stopped);
+        }
+        match staging::cleanup_chunk(db, &target, chunk_size).await.map_err(retry)? {
+            None => return Ok(Progress::Paused),
+            Some(0) => break,
+            Some(_) => {}
+        }
+    }
+    let removed = store::get(db, org, id).await.map_err(retry)?.map(|i| i.deleted_rows).unwrap_or_default();
+    let detail = format!("{removed} records not in the file removed");
     let end = PhaseEnd {
         status: "completed",
         duration_ms: started.elapsed().as_millis() as i64,
-        rows_in: done,
-        rows_out: created + updated,
+        rows_in: removed,
+        rows_out: removed,
         detail: &detail,
     };
-    store::phase_finished(db, id, Phase::Processing.as_str(), &end).await.map_err(retry)?;
-    let skipped = PhaseEnd {
-        status: "skipped",
-        duration_ms: 0,
-        rows_in: 0,
-        rows_out: 0,
-        detail: "only overwrite imports remove records",
-    };
-    store::phase_finished(db, id, Phase::Cleanup.as_str(), &skipped).await.map_err(retry)?;
+    store::phase_finished(db, id, Phase::Cleanup.as_str(), &end).await.map_err(retry)?;
     Ok(Progress::Finished)
 }
 
@@ -610,6 +733,18 @@ impl JobHandler for ValidateHandler {
     }
     fn run<'a>(&'a self, ctx: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
         Box::pin(self.0.validate(ctx))
+    }
+}
+
+/// Registered as `import.rollback`.
+pub struct RollbackHandler(pub Arc<Handlers>);
+
+impl JobHandler for RollbackHandler {
+    fn kind(&self) -> &'static str {
+        ROLLBACK
+    }
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
+        Box::pin(self.0.rollback(ctx))
     }
 }
 

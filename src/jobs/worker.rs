@@ -140,7 +140,8 @@ impl Worker {
         w.register(super::maintenance::Prune { import_ttl_secs });
         let imports = Arc::new(super::import::Handlers { schemas, fetcher });
         w.register(super::import::ValidateHandler(imports.clone()));
-        w.register(super::import::ProcessHandler(imports));
+        w.register(super::import::ProcessHandler(imports.clone()));
+        w.register(super::import::RollbackHandler(imports));
         Ok(w)
     }
 

@@ -45,6 +45,16 @@ pub struct ImportRow {
     pub updated_by: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub to_delete: i64,
+    pub deleted_rows: i64,
+    pub rollback_requested_at: Option<i64>,
+    pub rollback_requested_by_label: String,
+    pub rollback_overwrite: bool,
+    pub rollback_cursor: i64,
+    pub rolled_back_rows: i64,
+    pub rollback_skipped: i64,
+    pub rolled_back_at: Option<i64>,
+    pub staging_purged_at: Option<i64>,
 }
 
 impl ImportRow {
@@ -56,11 +66,14 @@ impl ImportRow {
 const COLUMNS: &str = "id, org_id, resource, name, upload_mode, action, duplicate_handling, stage, paused, reason,
     file_name, file_path, file_size, checksum, sheet, headers, column_mapping, chunk_size, total_rows, valid_rows,
     invalid_rows, duplicate_rows, to_create, to_update, unchanged_rows, processed_rows, created_rows, updated_rows,
-    failed_rows, next_row, created_by, created_by_label, updated_by, created_at, updated_at";
+    failed_rows, next_row, created_by, created_by_label, updated_by, created_at, updated_at, to_delete, deleted_rows,
+    rollback_requested_at, rollback_requested_by_label, rollback_overwrite, rollback_cursor, rolled_back_rows,
+    rollback_skipped, rolled_back_at, staging_purged_at";
 
 pub struct NewImport<'a> {
     pub resource: &'a str,
     pub name: &'a str,
+    pub action: &'a str,
     pub duplicate_handling: &'a str,
     pub file_name: &'a str,
     pub file_path: &'a str,
@@ -75,8 +88,8 @@ pub async fn create(db: &Db, org: OrgId, n: &NewImport<'_>) -> anyhow::Result<i6
     let now = crate::now();
     on_pool!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO imports (org_id, resource, name, duplicate_handling, stage, file_name, file_path, file_size, checksum,
-                              chunk_size, created_by, created_by_label, updated_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $10, $12, $12) RETURNING id",
+                              chunk_size, created_by, created_by_label, updated_by, created_at, updated_at, action)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $10, $12, $12, $13) RETURNING id",
     )
     .bind(org.get())
     .bind(n.resource)
@@ -90,6 +103,7 @@ pub async fn create(db: &Db, org: OrgId, n: &NewImport<'_>) -> anyhow::Result<i6
     .bind(n.created_by.get())
     .bind(n.created_by_label)
     .bind(now)
+    .bind(n.action)
     .fetch_one(p)
     .await)
     .context("creating import")
@@ -210,13 +224,14 @@ pub struct Validated {
     pub to_create: i64,
     pub to_update: i64,
     pub unchanged_rows: i64,
+    pub to_delete: i64,
 }
 
 /// validating → ready with the counts.
 pub async fn finish_validation(db: &Db, id: i64, v: &Validated) -> anyhow::Result<bool> {
     let n = on_pool!(db, p => sqlx::query(
         "UPDATE imports SET stage = 'ready', total_rows = $2, valid_rows = $3, invalid_rows = $4, duplicate_rows = $5,
-                to_create = $6, to_update = $7, unchanged_rows = $8, updated_at = $9
+                to_create = $6, to_update = $7, unchanged_rows = $8, updated_at = $9, to_delete = $10
          WHERE id = $1 AND stage = 'validating'",
     )
     .bind(id)
@@ -228,6 +243,7 @@ pub async fn finish_validation(db: &Db, id: i64, v: &Validated) -> anyhow::Resul
     .bind(v.to_update)
     .bind(v.unchanged_rows)
     .bind(crate::now())
+    .bind(v.to_delete)
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
@@ -239,7 +255,7 @@ pub async fn finish_validation(db: &Db, id: i64, v: &Validated) -> anyhow::Resul
 pub async fn start_import(db: &Db, org: OrgId, id: i64, by: UserId) -> anyhow::Result<bool> {
     let n = on_pool!(db, p => sqlx::query(
         "UPDATE imports SET stage = 'importing', paused = FALSE, next_row = 0, processed_rows = 0, created_rows = 0,
-                updated_rows = 0, failed_rows = 0, updated_by = $3, updated_at = $4
+                updated_rows = 0, failed_rows = 0, deleted_rows = 0, updated_by = $3, updated_at = $4
          WHERE org_id = $1 AND id = $2 AND stage = 'ready'",
     )
     .bind(org.get())

@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod audit;
 pub mod imports;
 pub mod jobs;
+pub mod journal;
 pub mod login_attempts;
 pub mod records;
 pub mod sessions;

@@ -7,7 +7,8 @@
 //!
 //! Row states: `pending` (to import), `malformed`, `duplicate` (repeated in the file),
 //! `conflict` (key used by another row), `invalid` (a value or reference is wrong),
-//! `unchanged` (identical to the stored record), `failed` (its chunk could not store it).
+//! `unchanged` (identical to the stored record), `skipped` (a delete naming no record),
+//! `failed` (its chunk could not store it).
 //! A file or image URL that could not be fetched makes its row `invalid` too.
 //!
 //! Exactly once: a chunk's records, its counts and the import's cursor (`next_row`) are
@@ -314,6 +315,17 @@ pub async fn mark_unchanged(db: &Db, org: OrgId, id: i64, entity: &str) -> anyho
     leave_out(db, id, sql.to_string(), &[Bind::Int(org.get()), Bind::Text(entity)], "duplicate", "unchanged").await
 }
 
+/// Delete action: rows naming a key no record has are reported as skipped.
+pub async fn mark_missing(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
+    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+         SELECT $1, s.row_number, 'skipped', 'row ' || CAST(s.row_number AS TEXT) || ': no ' || $3
+                || ' record has the key \"' || s.record_key || '\"; nothing to delete', ''
+         FROM import_rows s
+         WHERE s.import_id = $1 AND s.state = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = $3 AND r.record_key = s.record_key)";
+    leave_out(db, id, sql.to_string(), &[Bind::Int(org.get()), Bind::Text(entity)], "skipped", "skipped").await
+}
+
 /// The pending rows: (all of them, those whose key the org already has).
 pub async fn pending_counts(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<(i64, i64)> {
     on_pool!(db, p => sqlx::query_as::<_, (i64, i64)>(
@@ -482,6 +494,42 @@ pub async fn chunk_end(db: &Db, id: i64, cursor: i64, size: i64) -> anyhow::Resu
     .context("finding the last chunk")
 }
 
+/// In a chunk's transaction: moves the import's cursor from `$from` to `$to` (None when it
+/// was not at `$from`, or the import is paused or no longer running), then counts the
+/// chunk's pending rows.
+macro_rules! open_chunk {
+    ($tx:ident, $id:expr, $from:expr, $to:expr, $now:expr) => {{
+        let moved = sqlx::query(
+            "UPDATE imports SET next_row = $3, updated_at = $4
+             WHERE id = $1 AND next_row = $2 AND stage = 'importing' AND paused = FALSE",
+        )
+        .bind($id)
+        .bind($from)
+        .bind($to)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await
+        .context("moving the import cursor")?
+        .rows_affected();
+        if moved == 0 {
+            None
+        } else {
+            Some(
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM import_rows
+                     WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'",
+                )
+                .bind($id)
+                .bind($from)
+                .bind($to)
+                .fetch_one(&mut *$tx)
+                .await
+                .context("counting the chunk")?,
+            )
+        }
+    }};
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ChunkResult {
     pub rows: i64,
@@ -512,32 +560,15 @@ pub async fn write_chunk(
 ) -> anyhow::Result<Option<ChunkResult>> {
     let now = crate::now();
     let (org, id, entity) = (t.org.get(), t.import_id, t.entity);
+    let journal_created_sql = format!(
+        "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+         SELECT $1, 'created', c0, c1, c2 FROM ({}) AS x",
+        from_json(db, &["BIGINT", "TEXT", "TEXT"])
+    );
     on_pool!(db, p => {
+        let journal_created_sql = journal_created_sql.clone();
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
-        let moved = sqlx::query(
-            "UPDATE imports SET next_row = $3, updated_at = $4
-             WHERE id = $1 AND next_row = $2 AND stage = 'importing' AND paused = FALSE",
-        )
-        .bind(id)
-        .bind(from_row)
-        .bind(to_row)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .context("moving the import cursor")?
-        .rows_affected();
-        if moved == 0 {
-            return Ok(None);
-        }
-        let rows = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM import_rows WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(from_row)
-        .bind(to_row)
-        .fetch_one(&mut *tx)
-        .await
-        .context("counting the chunk")?;
+        let Some(rows) = open_chunk!(tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
         if t.has_uniques {
             // a unique value another record took since validation fails just that row
@@ -574,12 +605,51 @@ pub async fn write_chunk(
             .context("failing rows")?
             .rows_affected() as i64;
         }
-        res.created = sqlx::query(
+        // the journal first: before-images of the records about to change
+        sqlx::query(
+            "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
+                                         before_search, before_import_id, before_import_row, before_created_at,
+                                         before_updated_at)
+             SELECT $1, 'updated', r.id, r.record_key, s.row_hash, r.data, r.row_hash, r.search_text, r.import_id,
+                    r.import_row, r.created_at, r.updated_at
+             FROM import_rows s JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
+             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+               AND r.row_hash <> s.row_hash",
+        )
+        .bind(id)
+        .bind(from_row)
+        .bind(to_row)
+        .bind(org)
+        .bind(entity)
+        .execute(&mut *tx)
+        .await
+        .context("journaling updates")?;
+        if t.has_uniques {
+            sqlx::query(
+                "INSERT INTO import_journal_uniques (import_id, record_id, field, value)
+                 SELECT $1, u.record_id, u.field, u.value
+                 FROM import_rows s
+                 JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
+                 JOIN record_unique_values u ON u.record_id = r.id
+                 WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+                   AND r.row_hash <> s.row_hash",
+            )
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .bind(org)
+            .bind(entity)
+            .execute(&mut *tx)
+            .await
+            .context("journaling unique values")?;
+        }
+        let created: Vec<(i64, String, String)> = sqlx::query_as(
             "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, import_id, import_row, created_at, updated_at)
              SELECT $4, $5, s.record_key, s.data, s.row_hash, s.search_text, $1, s.row_number, $6, $6
              FROM import_rows s
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)",
+               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)
+             RETURNING id, record_key, row_hash",
         )
         .bind(id)
         .bind(from_row)
@@ -587,10 +657,18 @@ pub async fn write_chunk(
         .bind(org)
         .bind(entity)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .context("creating records")?
-        .rows_affected() as i64;
+        .context("creating records")?;
+        res.created = created.len() as i64;
+        if !created.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(journal_created_sql))
+                .bind(id)
+                .bind(serde_json::to_string(&created)?)
+                .execute(&mut *tx)
+                .await
+                .context("journaling created records")?;
+        }
         res.updated = sqlx::query(
             "UPDATE records SET data = s.data, row_hash = s.row_hash, search_text = s.search_text,
                     import_id = $1, import_row = s.row_number, updated_at = $6
@@ -658,6 +736,157 @@ pub async fn write_chunk(
         .context("counting progress")?;
         tx.commit().await.context("committing chunk")?;
         Ok(Some(res))
+    })
+}
+
+/// The journal statement for the before-images of the records `r` that `from` selects
+/// (`$1` is the import), about to be deleted.
+fn journal_deleted_sql(from: &str) -> String {
+    format!(
+        "INSERT INTO import_journal (import_id, op, record_id, record_key, before_data, before_hash, before_search,
+                                     before_import_id, before_import_row, before_created_at, before_updated_at)
+         SELECT $1, 'deleted', r.id, r.record_key, r.data, r.row_hash, r.search_text, r.import_id, r.import_row,
+                r.created_at, r.updated_at
+         FROM {from}"
+    )
+}
+
+/// The same for their unique values.
+fn journal_deleted_uniques_sql(from: &str) -> String {
+    format!(
+        "INSERT INTO import_journal_uniques (import_id, record_id, field, value)
+         SELECT $1, u.record_id, u.field, u.value FROM record_unique_values u, {from} AND u.record_id = r.id"
+    )
+}
+
+/// Delete action: removes the records that the pending rows in `(from_row, to_row]` name,
+/// their before-images journaled, in one transaction that moves the cursor as
+/// [`write_chunk`] does. A row whose record is gone since validation counts as unchanged.
+pub async fn delete_chunk(
+    db: &Db,
+    t: &ChunkTarget<'_>,
+    from_row: i64,
+    to_row: i64,
+) -> anyhow::Result<Option<ChunkResult>> {
+    let (org, id, entity) = (t.org.get(), t.import_id, t.entity);
+    let named = "records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key IN
+                   (SELECT s.record_key FROM import_rows s
+                    WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending')";
+    let journal = journal_deleted_sql(named);
+    let uniques = journal_deleted_uniques_sql(named);
+    on_pool!(db, p => {
+        let (journal, uniques) = (journal.clone(), uniques.clone());
+        let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
+        let Some(rows) = open_chunk!(tx, id, from_row, to_row, crate::now()) else { return Ok(None) };
+        for (sql, what) in [(uniques, "journaling unique values"), (journal, "journaling deletions")] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(from_row)
+                .bind(to_row)
+                .bind(org)
+                .bind(entity)
+                .execute(&mut *tx)
+                .await
+                .context(what)?;
+        }
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM records WHERE id IN (SELECT r.id FROM {named})")))
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .bind(org)
+            .bind(entity)
+            .execute(&mut *tx)
+            .await
+            .context("deleting records")?
+            .rows_affected() as i64;
+        sqlx::query("UPDATE imports SET processed_rows = processed_rows + $2, deleted_rows = deleted_rows + $3 WHERE id = $1")
+            .bind(id)
+            .bind(rows)
+            .bind(deleted)
+            .execute(&mut *tx)
+            .await
+            .context("counting progress")?;
+        tx.commit().await.context("committing chunk")?;
+        Ok(Some(ChunkResult { rows, unchanged: rows - deleted, ..ChunkResult::default() }))
+    })
+}
+
+/// The org's records of the entity whose key no row of the import's file has.
+const NOT_IN_FILE: &str = "records r WHERE r.org_id = $2 AND r.entity = $3
+      AND NOT EXISTS (SELECT 1 FROM import_rows s WHERE s.import_id = $1 AND s.record_key = r.record_key)";
+
+/// How many records an overwrite import would remove.
+pub async fn count_not_in_file(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
+    let sql = format!("SELECT COUNT(*) FROM {NOT_IN_FILE}");
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(org.get())
+        .bind(entity)
+        .fetch_one(p)
+        .await)
+    .context("counting records not in the file")
+}
+
+/// Overwrite's cleanup phase: removes up to `size` records the file did not contain, their
+/// before-images journaled, in one transaction. Some(0) when none is left; None when the
+/// import is paused or no longer running. Safe to repeat: a removed record is not selected
+/// again.
+pub async fn cleanup_chunk(db: &Db, t: &ChunkTarget<'_>, size: i64) -> anyhow::Result<Option<i64>> {
+    let (org, id, entity) = (t.org.get(), t.import_id, t.entity);
+    on_pool!(db, p => {
+        let mut tx = crate::begin_write!(db, p).context("starting cleanup transaction")?;
+        let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT r.id FROM {NOT_IN_FILE} ORDER BY r.id LIMIT $4")))
+            .bind(id)
+            .bind(org)
+            .bind(entity)
+            .bind(size.max(1))
+            .fetch_all(&mut *tx)
+            .await
+            .context("choosing records to remove")?;
+        let going = ids.len() as i64;
+        let running = sqlx::query(
+            "UPDATE imports SET deleted_rows = deleted_rows + $2, updated_at = $3
+             WHERE id = $1 AND stage = 'importing' AND paused = FALSE",
+        )
+        .bind(id)
+        .bind(going)
+        .bind(crate::now())
+        .execute(&mut *tx)
+        .await
+        .context("counting removals")?
+        .rows_affected();
+        if running == 0 {
+            return Ok(None);
+        }
+        if going == 0 {
+            tx.commit().await.context("committing")?;
+            return Ok(Some(0));
+        }
+        // rows of one column, as from_json reads them
+        let ids_json = serde_json::to_string(&ids.iter().map(|i| (*i,)).collect::<Vec<_>>())?;
+        let listed = format!("records r WHERE r.id IN (SELECT c0 FROM ({}) AS x)", from_json(db, &["BIGINT"]));
+        for (sql, what) in [
+            (journal_deleted_uniques_sql(&listed), "journaling unique values"),
+            (journal_deleted_sql(&listed), "journaling removals"),
+            (
+                format!(
+                    "DELETE FROM records WHERE id IN (SELECT r.id FROM {listed})
+                       AND org_id = (SELECT org_id FROM imports WHERE id = $1)"
+                ),
+                "removing records",
+            ),
+        ] {
+            let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(&ids_json)
+                .execute(&mut *tx)
+                .await
+                .context(what)?
+                .rows_affected();
+            anyhow::ensure!(what != "removing records" || n as i64 == going, "cleanup removed {n} of {going} records");
+        }
+        tx.commit().await.context("committing cleanup")?;
+        Ok(Some(going))
     })
 }
 

@@ -2,7 +2,7 @@
 //! `/{entity}/importer` (upload), `/settings/imports/{id}` (the detail sheet: mapping,
 //! validation preview, progress with Pause/Resume, phases, rows left out, downloads).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use crate::auth::session::{AppSession, Flash};
 use crate::domain::entities::{EntitySchema, display_value};
 use crate::domain::ids::OrgId;
 use crate::domain::imports::mapping::{Target, auto_map, missing_required};
-use crate::domain::imports::{DuplicateHandling, Phase, Stage};
+use crate::domain::imports::{Action, DuplicateHandling, Phase, Stage};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::jobs::import as import_jobs;
@@ -55,6 +55,8 @@ pub struct HistoryRow {
     pub failed: i64,
     pub created_by: String,
     pub created_at: String,
+    /// Finished with changes to undo, and no rollback asked for yet.
+    pub can_roll_back: bool,
 }
 
 #[derive(Template)]
@@ -109,10 +111,13 @@ pub async fn history(
             stage: i.stage(),
             paused: i.paused,
             total: i.total_rows,
-            imported: i.created_rows + i.updated_rows,
+            imported: i.created_rows + i.updated_rows + i.deleted_rows,
             failed: i.invalid_rows + i.failed_rows,
             created_by: i.created_by_label.clone(),
             created_at: format_time(i.created_at),
+            can_roll_back: i.rollback_requested_at.is_none()
+                && matches!(i.stage(), Stage::Completed | Stage::Failed | Stage::TimedOut)
+                && i.created_rows + i.updated_rows + i.deleted_rows > 0,
         })
         .collect();
     let page = HistoryPage {
@@ -140,6 +145,7 @@ pub struct UploadPage {
     pub fixed: Option<Arc<EntitySchema>>,
     pub name: String,
     pub duplicate_handling: String,
+    pub action: String,
     pub limit: String,
     pub error: Option<String>,
 }
@@ -163,6 +169,7 @@ async fn upload_page(
         fixed,
         name: String::new(),
         duplicate_handling: "ignore_all".into(),
+        action: "merge".into(),
         limit: crate::config::format_size(state.settings.upload_limit),
         error,
     })
@@ -310,6 +317,16 @@ pub async fn upload(
                 return fail(StatusCode::UNPROCESSABLE_ENTITY, entity, m).await;
             }
         };
+    let action = match received.fields.get("action").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Action::Merge,
+        Some(a) => match Action::parse(a) {
+            Ok(a) => a,
+            Err(m) => {
+                discard(&received);
+                return fail(StatusCode::UNPROCESSABLE_ENTITY, entity, m).await;
+            }
+        },
+    };
     let chunk_size = match received.fields.get("chunk_size").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => DEFAULT_CHUNK,
         Some(s) => match s.parse::<i64>() {
@@ -346,6 +363,7 @@ pub async fn upload(
         &NewImport {
             resource: &schema.name,
             name: &name,
+            action: action.as_str(),
             duplicate_handling: handling.as_str(),
             file_name: &original,
             file_path: &path_text,
@@ -427,9 +445,26 @@ pub struct DetailPage {
     pub to_process: i64,
     pub created_at: String,
     pub refresh: bool,
+    /// Roll back is offered (a finished import not rolled back yet).
+    pub rollback: Option<RollbackView>,
+    /// Open the rollback dialog at load (`?rollback=1`, from Import History).
+    pub rollback_open: bool,
+    /// Open the overwrite confirmation at load.
+    pub confirm_open: bool,
+}
+
+/// What a rollback would undo.
+pub struct RollbackView {
+    /// Records changed since the import (the first few) and how many there are.
+    pub changed: Vec<crate::store::journal::Changed>,
+    pub changed_count: i64,
 }
 
 impl DetailPage {
+    pub fn time(&self, at: &i64) -> String {
+        format_time(*at)
+    }
+
     pub fn percent(&self) -> i64 {
         if self.to_process == 0 { 100 } else { (self.imp.processed_rows * 100 / self.to_process).min(100) }
     }
@@ -438,6 +473,8 @@ impl DetailPage {
 #[derive(Deserialize)]
 pub struct DetailQuery {
     page: Option<i64>,
+    rollback: Option<String>,
+    confirm: Option<String>,
 }
 
 async fn load(state: &AppState, id: &Identity, import_id: i64) -> Result<ImportRow, AppError> {
@@ -458,13 +495,14 @@ async fn detail_page(
         Some((m, e)) => (m, Some(e)),
         None => (serde_json::from_str::<BTreeMap<String, String>>(&imp.column_mapping).unwrap_or_default(), None),
     };
+    let delete = imp.action == Action::Delete.as_str();
     let mapping = schema
         .iter()
-        .flat_map(|s| s.fields.iter())
-        .map(|f| MappingLine {
+        .flat_map(|s| s.fields.iter().map(move |f| (s, f)))
+        .map(|(s, f)| MappingLine {
             field: f.name().to_string(),
             label: f.label.clone(),
-            required: f.required(),
+            required: if delete { f.name() == s.key } else { f.required() },
             header: saved.get(f.name()).cloned().unwrap_or_default(),
         })
         .collect();
@@ -499,6 +537,18 @@ async fn detail_page(
         (Some(s), Stage::Ready) => sample_rows(&state.db, s, &imp).await.unwrap_or_default(),
         _ => (vec![], vec![]),
     };
+    let rollback = if imp.rollback_requested_at.is_none()
+        && matches!(stage, Stage::Completed | Stage::Failed | Stage::TimedOut)
+        && imp.created_rows + imp.updated_rows + imp.deleted_rows > 0
+    {
+        let (changed, changed_count) =
+            crate::store::journal::changed_since(&state.db, id.org_id, imp.id, &imp.resource, 20).await?;
+        Some(RollbackView { changed, changed_count })
+    } else {
+        None
+    };
+    let to_process = if imp.action == Action::Delete.as_str() { imp.to_delete } else { imp.to_create + imp.to_update };
+    let rolling_back = imp.rollback_requested_at.is_some() && stage != Stage::RolledBack;
     Ok(DetailPage {
         l: Layout::for_user(req, id, format!("Import {}", imp.id), "imports").await?,
         entity_label: label_of(state, &imp.resource),
@@ -511,9 +561,12 @@ async fn detail_page(
         pagination,
         sample_columns,
         sample,
-        to_process: imp.to_create + imp.to_update,
+        to_process,
         created_at: format_time(imp.created_at),
-        refresh: stage.is_active() && !imp.paused,
+        refresh: (stage.is_active() && !imp.paused) || rolling_back,
+        rollback,
+        rollback_open: false,
+        confirm_open: false,
         stage,
         imp,
     })
@@ -544,7 +597,9 @@ pub async fn detail(
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, path.into_inner()).await?;
-    let page = detail_page(&req, &id, &state, imp, q.page, None).await?;
+    let mut page = detail_page(&req, &id, &state, imp, q.page, None).await?;
+    page.rollback_open = q.rollback.is_some() && page.rollback.is_some();
+    page.confirm_open = q.confirm.is_some();
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -581,7 +636,10 @@ pub async fn save_mapping(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     }
-    let missing = missing_required(schema.fields.iter().filter(|f| f.required()).map(|f| f.name()), &mapping);
+    // a delete import needs only the key: the records it names are removed whole
+    let delete = imp.action == Action::Delete.as_str();
+    let required = schema.fields.iter().filter(|f| if delete { f.name() == schema.key } else { f.required() });
+    let missing = missing_required(required.map(|f| f.name()), &mapping);
     if !missing.is_empty() {
         let msg = format!("Map a column to every required field; not mapped yet: {}.", missing.join(", "));
         let page = detail_page(&req, &id, &state, imp, None, Some((mapping, msg))).await?;
@@ -604,9 +662,21 @@ pub async fn start(
     id: Identity,
     state: web::Data<AppState>,
     path: web::Path<i64>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, path.into_inner()).await?;
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    // an overwrite that removes records starts only once the user confirmed that number
+    if imp.stage() == Stage::Ready
+        && imp.action == Action::Overwrite.as_str()
+        && imp.to_delete > 0
+        && form.get("confirm_delete").map(|v| v.trim()) != Some(imp.to_delete.to_string().as_str())
+    {
+        let mut page = detail_page(&req, &id, &state, imp, None, None).await?;
+        page.confirm_open = true;
+        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+    }
     if !store::start_import(&state.db, id.org_id, imp.id, id.user_id).await? {
         return Err(AppError::Conflict(format!(
             "This import is {}; only a ready import can start.",
@@ -616,6 +686,41 @@ pub async fn start(
     import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::PROCESS).await?;
     super::audit(&state, &req, &id, "import_started", &format!("import {}", imp.id), "").await?;
     Ok(see_other(format!("/settings/imports/{}", imp.id)))
+}
+
+pub async fn rollback(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    path: web::Path<i64>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, path.into_inner()).await?;
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let overwrite = form.get("overwrite_changed").is_some_and(|v| v == "1" || v == "on");
+    let to = format!("/settings/imports/{}", imp.id);
+    if crate::store::journal::request(&state.db, id.org_id, imp.id, id.user_id, &id.email, overwrite).await? {
+        import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::ROLLBACK).await?;
+        let detail = if overwrite { "records changed since are overwritten" } else { "" };
+        super::audit(&state, &req, &id, "import_rollback_requested", &format!("import {}", imp.id), detail).await?;
+        return Ok(see_other(to));
+    }
+    // a second tab, a double click, or an import that cannot be rolled back
+    let now = store::get(&state.db, id.org_id, imp.id).await?.unwrap_or(imp);
+    let text = if now.stage() == Stage::RolledBack {
+        "This import was already rolled back.".to_string()
+    } else if now.rollback_requested_at.is_some() {
+        "This import is already being rolled back.".to_string()
+    } else {
+        format!(
+            "This import is {}; only a completed or failed import can be rolled back.",
+            now.stage().label().to_lowercase()
+        )
+    };
+    session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
+    Ok(see_other(to))
 }
 
 async fn pause_or_resume(

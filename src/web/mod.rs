@@ -33,6 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports/{id}/start", web::post().to(imports::start))
         .route("/settings/imports/{id}/pause", web::post().to(imports::pause))
         .route("/settings/imports/{id}/resume", web::post().to(imports::resume))
+        .route("/settings/imports/{id}/rollback", web::post().to(imports::rollback))
         .route("/settings/imports/{id}/original", web::get().to(imports::original))
         .route("/settings/imports/{id}/errors.csv", web::get().to(imports::errors_csv))
         .route("/settings/imports/{id}/errors.json", web::get().to(imports::errors_json))

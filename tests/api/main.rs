@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod actions;
 mod auth;
 mod cli;
 mod crash;

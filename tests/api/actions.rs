@@ -1,0 +1,248 @@
+//! Import actions (merge, overwrite, delete) and rolling them back from the journal: after a
+//! rollback the org's records equal, byte for byte, what they were before the import (ids,
+//! values, hashes, timestamps, unique values).
+
+use awc::http::StatusCode;
+
+use crate::helpers::{Client, TestApp, spawn_app_with};
+
+async fn app() -> TestApp {
+    let app = spawn_app_with(|s| s.workers = "0".into()).await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    app
+}
+
+/// Every record of every org with its unique values, in id order: what a rollback must
+/// restore exactly.
+async fn snapshot(app: &TestApp) -> Vec<String> {
+    let records = "SELECT id, org_id, entity, record_key, data, row_hash, search_text, import_id, import_row,
+                          created_at, updated_at FROM records ORDER BY id";
+    let uniques = "SELECT org_id, entity, field, value, record_id FROM record_unique_values ORDER BY record_id, field";
+    type Rec = (i64, i64, String, String, String, String, String, Option<i64>, Option<i64>, i64, i64);
+    type Uni = (i64, String, String, String, i64);
+    let (recs, unis): (Vec<Rec>, Vec<Uni>) = match &app.db {
+        stevedore::store::Db::Sqlite(p) => {
+            (sqlx::query_as(records).fetch_all(p).await.unwrap(), sqlx::query_as(uniques).fetch_all(p).await.unwrap())
+        }
+        stevedore::store::Db::Postgres(p) => {
+            (sqlx::query_as(records).fetch_all(p).await.unwrap(), sqlx::query_as(uniques).fetch_all(p).await.unwrap())
+        }
+    };
+    recs.iter().map(|r| format!("{r:?}")).chain(unis.iter().map(|u| format!("{u:?}"))).collect()
+}
+
+/// Upload with `action`, map every column to the field of the same name, validate.
+async fn validated(app: &TestApp, c: &mut Client, entity: &str, action: &str, csv: &str) -> i64 {
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let mapping: Vec<(&str, &str)> = header.iter().map(|h| (*h, *h)).collect();
+    let id = c.upload_mapped(&[("resource", entity), ("action", action)], ("file.csv", csv.as_bytes()), &mapping).await;
+    app.drain().await;
+    id
+}
+
+async fn start(app: &TestApp, c: &mut Client, id: i64, extra: &[(&str, &str)]) -> crate::helpers::Resp {
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), extra).await;
+    app.drain().await;
+    r
+}
+
+async fn roll_back(app: &TestApp, c: &mut Client, id: i64, extra: &[(&str, &str)]) -> crate::helpers::Resp {
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/rollback"), extra).await;
+    app.drain().await;
+    r
+}
+
+fn stat(body: &str, label: &str) -> i64 {
+    crate::imports::stat(body, label)
+}
+
+const BASE: &str = "code,name,kind,city\n\
+LOC-1,Main,clinic,Portland\n\
+LOC-2,North,office,Salem\n\
+LOC-3,East,clinic,Bend\n\
+LOC-4,West,residential,Eugene\n";
+
+/// The four base locations, imported (and left there) before each scenario.
+async fn with_base(app: &TestApp, c: &mut Client) {
+    let id = validated(app, c, "locations", "merge", BASE).await;
+    assert_eq!(start(app, c, id, &[]).await.status, StatusCode::SEE_OTHER);
+    assert!(c.get("/locations").await.body.contains("4 records"));
+}
+
+async fn data_of(app: &TestApp, key: &str) -> Option<serde_json::Value> {
+    let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
+    let rows = stevedore::store::records::list(&app.db, org, "locations", None, 100, 0).await.unwrap();
+    rows.into_iter().find(|r| r.record_key == key).map(|r| serde_json::from_str(&r.data).unwrap())
+}
+
+#[actix_web::test]
+async fn merge_updates_by_key_creates_the_rest_and_rolls_back_exactly() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    with_base(&app, &mut c).await;
+    let before = snapshot(&app).await;
+    // a second later, so a restored timestamp differs from a rewritten one
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let csv = "code,name,kind,city\nLOC-1,Main Campus,clinic,Portland\nLOC-2,North,office,Salem\nLOC-5,South,clinic,Medford\n";
+    let id = validated(&app, &mut c, "locations", "merge", csv).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(
+        (stat(&page.body, "To create"), stat(&page.body, "To update"), stat(&page.body, "Unchanged")),
+        (1, 1, 1)
+    );
+    start(&app, &mut c, id, &[]).await;
+    assert_eq!(data_of(&app, "LOC-1").await.unwrap()["name"], "Main Campus");
+    assert_eq!(data_of(&app, "LOC-5").await.unwrap()["city"], "Medford");
+    let after = snapshot(&app).await;
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after[1..4], before[1..4], "LOC-2..LOC-4 untouched, timestamps included");
+
+    let page = c.get(&format!("/settings/imports/{id}?rollback=1")).await;
+    assert!(page.body.contains("id=\"rollback-dialog\""), "{}", page.body);
+    assert!(page.body.contains("1 created records are removed"));
+    assert!(page.body.contains("1 updated records get their earlier values back"));
+    assert!(page.body.contains("Roll back the import of"));
+    let r = roll_back(&app, &mut c, id, &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(snapshot(&app).await, before, "the records are exactly as before the import");
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert!(page.body.contains(">Rolled Back<") || page.body.contains(">Rolled back<"), "{}", page.body);
+    assert!(page.body.contains("2 changes undone"));
+    assert!(!page.body.contains("id=\"rollback-dialog\""), "no second rollback offered");
+}
+
+#[actix_web::test]
+async fn overwrite_asks_for_the_number_it_removes_and_rolls_back_exactly() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    with_base(&app, &mut c).await;
+    let before = snapshot(&app).await;
+    let csv =
+        "code,name,kind,city\nLOC-1,Main Campus,clinic,Portland\nLOC-2,North,office,Salem\nLOC-6,Lake,clinic,Klamath\n";
+    let id = validated(&app, &mut c, "locations", "overwrite", csv).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(stat(&page.body, "To delete"), 2, "LOC-3 and LOC-4 are not in the file");
+    assert!(page.body.contains("2 Locations records that this file does not contain will be removed"), "{}", page.body);
+    // starting without confirming that number changes nothing
+    let r = start(&app, &mut c, id, &[]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("Remove 2 records?") && r.body.contains("open data-modal"), "{}", r.body);
+    let r = start(&app, &mut c, id, &[("confirm_delete", "3")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "a stale number is not a confirmation");
+    assert_eq!(snapshot(&app).await, before);
+    let r = start(&app, &mut c, id, &[("confirm_delete", "2")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert!(page.body.contains("Import completed"), "{}", page.body);
+    assert_eq!(stat(&page.body, "Deleted"), 2);
+    assert!(data_of(&app, "LOC-3").await.is_none() && data_of(&app, "LOC-4").await.is_none());
+    assert_eq!(data_of(&app, "LOC-6").await.unwrap()["name"], "Lake");
+    assert!(page.body.contains("2 records not in the file removed"));
+
+    roll_back(&app, &mut c, id, &[]).await;
+    assert_eq!(snapshot(&app).await, before, "removed records are back with their ids, the rest as before");
+}
+
+#[actix_web::test]
+async fn an_overwrite_that_would_empty_the_entity_says_so() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    with_base(&app, &mut c).await;
+    let before = snapshot(&app).await;
+    let id = validated(&app, &mut c, "locations", "overwrite", "code,name,kind\nLOC-9,Nowhere,spaceship\n").await;
+    let r = start(&app, &mut c, id, &[]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("Remove 4 records?"));
+    assert!(r.body.contains("leaving no Locations records at all"), "{}", r.body);
+    assert_eq!(snapshot(&app).await, before);
+}
+
+#[actix_web::test]
+async fn delete_removes_what_the_file_names_reports_the_rest_and_rolls_back_exactly() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    with_base(&app, &mut c).await;
+    let before = snapshot(&app).await;
+    // a delete file needs only the key column
+    let id = validated(&app, &mut c, "locations", "delete", "code\nLOC-2\nLOC-9\nLOC-4\n").await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    let body = page.body.replace("&#34;", "\"");
+    assert!(body.contains("Ready to import"), "{body}");
+    assert_eq!(stat(&body, "To delete"), 2);
+    assert!(body.contains("row 3: no locations record has the key \"LOC-9\"; nothing to delete"), "{body}");
+    assert!(body.contains(">Skipped<"));
+    start(&app, &mut c, id, &[]).await;
+    assert!(data_of(&app, "LOC-2").await.is_none() && data_of(&app, "LOC-4").await.is_none());
+    assert!(data_of(&app, "LOC-1").await.is_some() && data_of(&app, "LOC-3").await.is_some());
+    let page = c.get(&format!("/settings/imports/{id}?rollback=1")).await;
+    assert!(page.body.contains("2 deleted records are re-created"));
+    roll_back(&app, &mut c, id, &[]).await;
+    assert_eq!(snapshot(&app).await, before);
+}
+
+#[actix_web::test]
+async fn records_changed_since_are_listed_and_left_alone_unless_overwritten() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    with_base(&app, &mut c).await;
+    let csv = "code,name,kind\nLOC-1,Main Campus,clinic\nLOC-5,South,clinic\nLOC-6,Lake,clinic\n";
+    let first = validated(&app, &mut c, "locations", "merge", csv).await;
+    start(&app, &mut c, first, &[]).await;
+    // a later import changes LOC-5
+    let later = validated(&app, &mut c, "locations", "merge", "code,name,kind\nLOC-5,South Annex,office\n").await;
+    start(&app, &mut c, later, &[]).await;
+    let page = c.get(&format!("/settings/imports/{first}?rollback=1")).await;
+    assert!(page.body.contains("1 record has changed since the import"), "{}", page.body);
+    assert!(page.body.contains("<code>LOC-5</code>"));
+    // two tabs: one rollback
+    let token = page.csrf();
+    let url = format!("/settings/imports/{first}/rollback");
+    let a = c.post_form(&url, &[("csrf_token", token.as_str())]).await;
+    let b = c.post_form(&url, &[("csrf_token", token.as_str())]).await;
+    assert_eq!((a.status, b.status), (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER));
+    assert!(c.get(&b.location()).await.body.contains("This import is already being rolled back."));
+    app.drain().await;
+    assert_eq!(data_of(&app, "LOC-1").await.unwrap()["name"], "Main", "restored");
+    assert!(data_of(&app, "LOC-6").await.is_none(), "removed");
+    assert_eq!(data_of(&app, "LOC-5").await.unwrap()["name"], "South Annex", "changed since: left alone");
+    let page = c.get(&format!("/settings/imports/{first}")).await;
+    assert!(page.body.contains("1 records changed since the import were left as they are"), "{}", page.body);
+    let again = c.post_form(&url, &[("csrf_token", token.as_str())]).await;
+    assert!(c.get(&again.location()).await.body.contains("This import was already rolled back."));
+
+    // the later import, rolled back overwriting: LOC-5 returns to what the first import left
+    let page = c.get(&format!("/settings/imports/{later}?rollback=1")).await;
+    assert!(page.body.contains("1 updated records get their earlier values back"), "{}", page.body);
+    roll_back(&app, &mut c, later, &[("overwrite_changed", "1")]).await;
+    assert_eq!(data_of(&app, "LOC-5").await.unwrap()["name"], "South");
+}
+
+#[actix_web::test]
+async fn unique_values_come_back_with_the_records() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    app.add_record("acme", "locations", &[("code", "LOC-1"), ("name", "Main"), ("kind", "clinic")]).await;
+    let staff = "employee_id,first_name,last_name,email,role,home_location\n\
+                 E-1,Ava,Nguyen,ava@x.test,nurse,LOC-1\nE-2,Liam,Patel,liam@x.test,nurse,LOC-1\n";
+    let id = validated(&app, &mut c, "staff", "merge", staff).await;
+    start(&app, &mut c, id, &[]).await;
+    let before = snapshot(&app).await;
+    // E-1 takes a new email (its old one is free again), E-2 is deleted by an overwrite
+    let csv = "employee_id,first_name,last_name,email,role,home_location\nE-1,Ava,Nguyen,ava.n@x.test,nurse,LOC-1\n";
+    let id = validated(&app, &mut c, "staff", "overwrite", csv).await;
+    start(&app, &mut c, id, &[("confirm_delete", "1")]).await;
+    assert_ne!(snapshot(&app).await, before);
+    roll_back(&app, &mut c, id, &[]).await;
+    assert_eq!(snapshot(&app).await, before, "records and their unique values as before");
+    // the restored emails are taken again
+    let id = validated(
+        &app,
+        &mut c,
+        "staff",
+        "merge",
+        "employee_id,first_name,last_name,email,role,home_location\nE-3,Mia,Khan,liam@x.test,nurse,LOC-1\n",
+    )
+    .await;
+    let body = c.get(&format!("/settings/imports/{id}")).await.body.replace("&#34;", "\"");
+    assert!(body.contains("email: \"liam@x.test\" is already used by E-2"), "{body}");
+}
