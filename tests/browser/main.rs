@@ -357,3 +357,67 @@ async fn upload_map_validate_and_import_with_progress_then_download_the_error_ro
     shot(&c, "import-history").await;
     c.close().await.unwrap();
 }
+
+#[actix_web::test]
+async fn overwrite_with_its_confirmation_then_roll_back_through_the_dialog() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = start_browser(profile.path()).await else { return };
+    let app = spawn_app().await;
+    app.user("acme-health", "ada@acme.test", "owner").await;
+    for (code, name) in [("LOC-1", "Main"), ("LOC-2", "North"), ("LOC-3", "East")] {
+        app.add_record("acme-health", "locations", &[("code", code), ("name", name), ("kind", "clinic")]).await;
+    }
+    let base = app.base.clone();
+    let file = profile.path().join("locations.csv");
+    std::fs::write(&file, "code,name,kind\nLOC-1,Main Campus,clinic\nLOC-4,Lake,office\n").unwrap();
+
+    sign_in(&c, &base, "/settings/imports/upload", "ada@acme.test").await;
+    wait_text(&c, "main h1", |t| t == "Upload").await;
+    c.find(Locator::Css("select#resource option[value='locations']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("input#file")).await.unwrap().send_keys(&file.display().to_string()).await.unwrap();
+    c.find(Locator::Css("input[name=action][value=overwrite]")).await.unwrap().click().await.unwrap();
+    shot(&c, "overwrite-upload").await;
+    c.find(Locator::Css("form[enctype='multipart/form-data'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "#map-title", |t| t == "Column mapping").await;
+    c.find(Locator::Css("form[action$='/mapping'] button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#ready-title", |t| t == "Ready to import").await;
+    assert!(text(&c, "main").await.contains("2 Locations records that this file does not contain will be removed"));
+
+    // Import opens the confirmation naming the number; Cancel changes nothing
+    c.find(Locator::Css("a[data-open='confirm-overwrite']")).await.unwrap().click().await.unwrap();
+    assert_eq!(text(&c, "#confirm-overwrite-title").await, "Remove 2 records?");
+    assert!(eval_bool(&c, "return document.getElementById('confirm-overwrite').open").await);
+    shot(&c, "overwrite-confirm").await;
+    c.find(Locator::Css("#confirm-overwrite [data-close]")).await.unwrap().click().await.unwrap();
+    assert!(!eval_bool(&c, "return document.getElementById('confirm-overwrite').open").await);
+    c.find(Locator::Css("a[data-open='confirm-overwrite']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#confirm-overwrite button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main", |t| t.contains("Import completed")).await;
+    assert!(text(&c, "main").await.contains("2 removed"));
+    shot(&c, "overwrite-completed").await;
+
+    // Roll back from Import History: the dialog names what is undone
+    c.goto(&format!("{base}/settings/imports")).await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Import History").await;
+    c.find(Locator::Css("a[href$='?rollback=1']")).await.unwrap().click().await.unwrap();
+    let title = wait_text(&c, "#rollback-dialog-title", |t| t.starts_with("Roll back the import of")).await;
+    assert!(title.ends_with('?'));
+    let desc = text(&c, "#rollback-dialog-desc").await;
+    assert!(desc.contains("1 created records are removed"), "{desc}");
+    assert!(desc.contains("1 updated records get their earlier values back"));
+    assert!(desc.contains("2 deleted records are re-created"));
+    shot(&c, "rollback-dialog").await;
+    c.find(Locator::Css("#rollback-dialog button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main", |t| t.contains("Rolled back")).await;
+    assert!(text(&c, "main").await.contains("4 changes undone"));
+    shot(&c, "rolled-back").await;
+    c.goto(&format!("{base}/locations")).await.unwrap();
+    let list = wait_text(&c, "main", |t| t.contains("3 records")).await;
+    assert!(list.contains("North") && list.contains("East") && !list.contains("Lake") && !list.contains("Main Campus"));
+    c.close().await.unwrap();
+}
