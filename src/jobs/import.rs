@@ -32,8 +32,9 @@ pub const VALIDATE: &str = "import.validate";
 pub const PROCESS: &str = "import.process";
 pub const ROLLBACK: &str = "import.rollback";
 
-/// Journal entries one rollback transaction undoes.
-const ROLLBACK_CHUNK: i64 = 5000;
+/// Journal entries one rollback transaction undoes at most (the import's chunk size, up to
+/// this).
+const ROLLBACK_CHUNK: i64 = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Payload {
@@ -241,7 +242,7 @@ impl Handlers {
             if ctx.should_stop() {
                 return Outcome::Stopped;
             }
-            match journal::rollback_chunk(&ctx.db, &target, ROLLBACK_CHUNK).await {
+            match journal::rollback_chunk(&ctx.db, &target, imp.chunk_size.clamp(1, ROLLBACK_CHUNK)).await {
                 Ok(Some(u)) if u.entries == 0 => break,
                 Ok(Some(_)) => {}
                 // another worker moved the cursor, or the rollback is no longer asked for

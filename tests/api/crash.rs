@@ -1,5 +1,6 @@
 //! A server killed with SIGKILL in the middle of an import: after a restart the import
-//! finishes and every valid row of a 100,000-row file is stored exactly once.
+//! finishes and every valid row of a 100,000-row file is stored exactly once. Then the
+//! same for its rollback: killed part-way, it finishes after a restart and leaves nothing.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,7 +61,7 @@ async fn import_row(db: &Db, org: OrgId, id: i64) -> stevedore::store::imports::
 }
 
 #[actix_web::test]
-async fn an_import_killed_mid_way_finishes_after_restart_with_every_row_once() {
+async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path()).await;
     let add = Command::new(env!("CARGO_BIN_EXE_stevedore"))
@@ -137,4 +138,35 @@ async fn an_import_killed_mid_way_finishes_after_restart_with_every_row_once() {
     assert_eq!((done.processed_rows, done.created_rows, done.failed_rows), (ROWS as i64, ROWS as i64, 0));
     let stored = stevedore::store::records::count(&db, org, "locations", None).await.unwrap();
     assert_eq!(stored, ROWS as i64, "every row once (killed at {} rows)", at_kill.processed_rows);
+
+    // the rollback, killed part-way (it undoes a chunk of journal entries per transaction)
+    let mut srv = server(dir.path(), &url, port);
+    wait_up(&mut c).await;
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/rollback"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let at_kill = loop {
+        let row = import_row(&db, org, id).await;
+        if row.rolled_back_rows >= 200 {
+            srv.kill();
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the rollback never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(at_kill.stage, "completed", "killed before the rollback finished; use more rows");
+    let mut srv = server(dir.path(), &url, port);
+    wait_up(&mut c).await;
+    let done = loop {
+        let row = import_row(&db, org, id).await;
+        if row.stage == "rolled_back" {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the rollback did not finish after the restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    srv.kill();
+    assert_eq!((done.rolled_back_rows, done.rollback_skipped), (ROWS as i64, 0));
+    let left = stevedore::store::records::count(&db, org, "locations", None).await.unwrap();
+    assert_eq!(left, 0, "every created record removed once (killed at {} undone)", at_kill.rolled_back_rows);
 }
