@@ -5,6 +5,8 @@ use std::fmt::Write;
 
 fn main() {
     println!("cargo:rerun-if-changed=schemas");
+    // sqlx::migrate! embeds the migrations: a changed migration must rebuild the crate
+    println!("cargo:rerun-if-changed=migrations");
     let dir = std::path::Path::new("schemas");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|rd| {

@@ -12,6 +12,7 @@ use crate::domain::entities::Schemas;
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::imports::mapping::{Target, auto_map};
 use crate::jobs::{Worker, WorkerConfig};
+use crate::store::imports::ImportRow;
 use crate::store::{self, Db};
 
 /// The benchmark's entity: 12 columns, like a contacts export.
@@ -83,7 +84,9 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Writes `rows` contacts: about 2% repeat an earlier row, 1% have a bad date or country.
-fn generate(path: &PathBuf, rows: usize) -> anyhow::Result<()> {
+/// With `variant` 2 (the merge file), row `i` is contact `i` with another city when `i` is
+/// even, and the new contact `offset + i` when odd.
+fn generate(path: &PathBuf, rows: usize, offset: usize, variant: usize) -> anyhow::Result<()> {
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     writeln!(w, "contact_id,first_name,last_name,email,phone,birth_date,city,country,status,score,balance,subscribed")?;
     const FIRST: [&str; 8] = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John"];
@@ -92,8 +95,14 @@ fn generate(path: &PathBuf, rows: usize) -> anyhow::Result<()> {
     const COUNTRY: [&str; 6] = ["US", "CA", "GB", "DE", "FR", "ES"];
     const STATUS: [&str; 3] = ["active", "inactive", "lead"];
     for i in 0..rows {
-        // every 50th row repeats the one before it (a duplicate in the file)
-        let n = if i % 50 == 49 { i - 1 } else { i };
+        let (n, moved) = match variant {
+            // every even row: an earlier contact who moved; every odd row: a new contact
+            2 if i % 2 == 0 => (i, 1),
+            2 => (offset + i, 0),
+            // every 50th row repeats the one before it (a duplicate in the file)
+            _ if i % 50 == 49 => (i - 1, 0),
+            _ => (i, 0),
+        };
         let bad_date = n % 100 == 7;
         let bad_country = n % 100 == 13;
         writeln!(
@@ -107,7 +116,7 @@ fn generate(path: &PathBuf, rows: usize) -> anyhow::Result<()> {
             } else {
                 format!("19{:02}-{:02}-{:02}", 40 + n % 60, 1 + n % 12, 1 + n % 28)
             },
-            CITY[n % 6],
+            CITY[(n + moved) % 6],
             if bad_country { "XX" } else { COUNTRY[n % 6] },
             STATUS[n % 3],
             n % 101,
@@ -120,16 +129,133 @@ fn generate(path: &PathBuf, rows: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What to measure besides the first import.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Runs {
+    /// A second import merging a file of the same size: half its rows update records of the
+    /// first, half create new ones; then its rollback.
+    pub merge: bool,
+    /// The rollback of the first import (every record it created removed).
+    pub rollback: bool,
+}
+
 /// Runs the benchmark; prints progress lines and, last, one JSON object.
-pub async fn import(rows: usize, chunk: i64, database: Option<String>) -> anyhow::Result<()> {
+pub async fn import(rows: usize, chunk: i64, database: Option<String>, runs: Runs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("stevedore-bench-{}-{}", std::process::id(), crate::random_token(4)?));
     std::fs::create_dir_all(&dir)?;
-    let result = run(&dir, rows, chunk, database).await;
+    let result = run(&dir, rows, chunk, database, runs).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run(dir: &std::path::Path, rows: usize, chunk: i64, database: Option<String>) -> anyhow::Result<()> {
+/// The benchmark's database, org, user, schema and worker.
+struct Bench {
+    db: Db,
+    org: OrgId,
+    user: UserId,
+    schema: Arc<crate::domain::entities::EntitySchema>,
+    worker: Worker,
+    stop: tokio::sync::watch::Receiver<bool>,
+    chunk: i64,
+}
+
+fn secs(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
+}
+
+impl Bench {
+    /// Runs every queued job; the seconds it took.
+    async fn drain(&self) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        while self.worker.run_one(&self.stop).await? {}
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    /// Validates and imports `file` with `action`: (import, validate seconds, import seconds).
+    async fn import(&self, file: &std::path::Path, action: &str) -> anyhow::Result<(ImportRow, f64, f64)> {
+        let (db, org) = (&self.db, self.org);
+        let info = crate::files::sniff(file, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let targets: Vec<Target> =
+            self.schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
+        let mapping = serde_json::to_string(&auto_map(&targets, &info.headers))?;
+        let path = file.to_string_lossy().into_owned();
+        let id = store::imports::create(
+            db,
+            org,
+            &store::imports::NewImport {
+                resource: &self.schema.name,
+                name: "benchmark",
+                action,
+                duplicate_handling: "ignore_all",
+                file_name: "contacts.csv",
+                file_path: &path,
+                file_size: std::fs::metadata(file)?.len() as i64,
+                checksum: "",
+                chunk_size: self.chunk,
+                created_by: self.user,
+                created_by_label: "bench",
+            },
+        )
+        .await?;
+        store::imports::set_headers(db, id, &serde_json::to_string(&info.headers)?, &mapping, None).await?;
+        store::imports::confirm_mapping(db, org, id, &mapping, self.user).await?;
+        crate::jobs::import::enqueue(db, org, id, crate::jobs::import::VALIDATE).await?;
+        let validate_s = self.drain().await?;
+        let v = imported(db, org, id).await?;
+        anyhow::ensure!(v.stage == "ready", "validation ended {}: {}", v.stage, v.reason);
+        println!(
+            "validated in {validate_s:.2} s ({:.0} rows/s): {} valid ({} to create, {} to update), {} invalid, {} duplicates",
+            v.total_rows as f64 / validate_s,
+            v.valid_rows,
+            v.to_create,
+            v.to_update,
+            v.invalid_rows,
+            v.duplicate_rows
+        );
+        print_phases(db, id).await?;
+        store::imports::start_import(db, org, id, self.user).await?;
+        crate::jobs::import::enqueue(db, org, id, crate::jobs::import::PROCESS).await?;
+        let import_s = self.drain().await?;
+        let done = imported(db, org, id).await?;
+        anyhow::ensure!(done.stage == "completed", "import ended {}: {}", done.stage, done.reason);
+        println!(
+            "imported in {import_s:.2} s ({:.0} rows/s): {} created, {} updated, chunks of {}",
+            (done.created_rows + done.updated_rows) as f64 / import_s,
+            done.created_rows,
+            done.updated_rows,
+            self.chunk
+        );
+        Ok((done, validate_s, import_s))
+    }
+
+    /// Rolls an import back; the seconds it took.
+    async fn roll_back(&self, imp: &ImportRow) -> anyhow::Result<f64> {
+        anyhow::ensure!(
+            crate::store::journal::request(&self.db, self.org, imp.id, self.user, "bench", false).await?,
+            "the rollback was refused"
+        );
+        crate::jobs::import::enqueue(&self.db, self.org, imp.id, crate::jobs::import::ROLLBACK).await?;
+        let s = self.drain().await?;
+        let done = imported(&self.db, self.org, imp.id).await?;
+        anyhow::ensure!(done.stage == "rolled_back", "rollback ended {}", done.stage);
+        anyhow::ensure!(done.rollback_skipped == 0, "{} records were skipped", done.rollback_skipped);
+        println!(
+            "rolled back in {s:.2} s ({:.0} changes/s): {} created removed, {} updated restored",
+            done.rolled_back_rows as f64 / s,
+            done.created_rows,
+            done.updated_rows
+        );
+        Ok(s)
+    }
+}
+
+async fn run(
+    dir: &std::path::Path,
+    rows: usize,
+    chunk: i64,
+    database: Option<String>,
+    runs: Runs,
+) -> anyhow::Result<()> {
     let url = database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
     let db = Db::connect(&url, 4).await?;
     db.migrate().await?;
@@ -141,84 +267,55 @@ async fn run(dir: &std::path::Path, rows: usize, chunk: i64, database: Option<St
     let slug = format!("bench-{}", crate::random_token(3)?);
     let (org, _) = store::accounts::ensure_org(&db, &slug, "Benchmark").await?;
     let user = store::accounts::create_user(&db, &format!("{slug}@bench.test"), "Bench", "x", false).await?;
+    let worker = Worker::with_all_handlers(db.clone(), Arc::new(schemas), WorkerConfig::default())?;
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let b = Bench { db: db.clone(), org, user: UserId::new(user.get()), schema, worker, stop, chunk };
 
     let file = dir.join("contacts.csv");
     let t = Instant::now();
-    generate(&file, rows)?;
+    generate(&file, rows, 0, 1)?;
     let size = std::fs::metadata(&file)?.len();
     println!("generated {rows} rows, 12 columns, {:.1} MB in {:.2} s", size as f64 / 1e6, t.elapsed().as_secs_f64());
-
-    let info = crate::files::sniff(&file, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
-    let mapping = serde_json::to_string(&auto_map(&targets, &info.headers))?;
-    let path = file.to_string_lossy().into_owned();
-    let id = store::imports::create(
-        &db,
-        org,
-        &store::imports::NewImport {
-            resource: &schema.name,
-            name: "benchmark",
-            action: "merge",
-            duplicate_handling: "ignore_all",
-            file_name: "contacts.csv",
-            file_path: &path,
-            file_size: size as i64,
-            checksum: "",
-            chunk_size: chunk,
-            created_by: user,
-            created_by_label: "bench",
-        },
-    )
-    .await?;
-    store::imports::set_headers(&db, id, &serde_json::to_string(&info.headers)?, &mapping, None).await?;
-    store::imports::confirm_mapping(&db, org, id, &mapping, user).await?;
-    let worker = Worker::with_all_handlers(db.clone(), Arc::new(schemas), WorkerConfig::default())?;
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-
-    crate::jobs::import::enqueue(&db, org, id, crate::jobs::import::VALIDATE).await?;
-    let t = Instant::now();
-    while worker.run_one(&stop).await? {}
-    let validate_s = t.elapsed().as_secs_f64();
-    let v = imported(&db, org, id).await?;
-    anyhow::ensure!(v.stage == "ready", "validation ended {}: {}", v.stage, v.reason);
-    println!(
-        "validated in {validate_s:.2} s ({:.0} rows/s): {} valid, {} invalid, {} duplicates",
-        rows as f64 / validate_s,
-        v.valid_rows,
-        v.invalid_rows,
-        v.duplicate_rows
-    );
-
-    print_phases(&db, id).await?;
-
-    store::imports::start_import(&db, org, id, UserId::new(user.get())).await?;
-    crate::jobs::import::enqueue(&db, org, id, crate::jobs::import::PROCESS).await?;
-    let t = Instant::now();
-    while worker.run_one(&stop).await? {}
-    let import_s = t.elapsed().as_secs_f64();
-    let done = imported(&db, org, id).await?;
-    anyhow::ensure!(done.stage == "completed", "import ended {}: {}", done.stage, done.reason);
-    println!(
-        "imported in {import_s:.2} s ({:.0} rows/s): {} created, chunks of {chunk}",
-        done.created_rows as f64 / import_s,
-        done.created_rows
-    );
+    let (first, validate_s, import_s) = b.import(&file, "merge").await?;
     let total = validate_s + import_s;
     let peak = peak_rss_mib();
     println!("end to end {total:.2} s ({:.0} rows/s), peak RSS {peak:.1} MiB", rows as f64 / total);
-    db.close().await;
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "rows": rows,
-        "validate_s": (validate_s * 1000.0).round() / 1000.0,
-        "import_s": (import_s * 1000.0).round() / 1000.0,
+        "validate_s": secs(validate_s),
+        "import_s": secs(import_s),
         "rows_per_sec": (rows as f64 / total).round(),
-        "created": done.created_rows,
-        "invalid": v.invalid_rows,
-        "duplicates": v.duplicate_rows,
+        "created": first.created_rows,
+        "invalid": first.invalid_rows,
+        "duplicates": first.duplicate_rows,
         "chunk_size": chunk,
-        "peak_rss_mib": (peak * 10.0).round() / 10.0,
         "database": db.backend(),
     });
+
+    if runs.merge {
+        // every even row updates a record of the first file, every odd row is a new key
+        let second = dir.join("contacts-merge.csv");
+        generate(&second, rows, rows, 2)?;
+        println!("merge: {rows} rows, half updating records of the first file, half new");
+        let (merged, validate_s, import_s) = b.import(&second, "merge").await?;
+        let total = validate_s + import_s;
+        println!("merge end to end {total:.2} s ({:.0} rows/s)", rows as f64 / total);
+        let rollback_s = b.roll_back(&merged).await?;
+        json["merge_validate_s"] = secs(validate_s).into();
+        json["merge_import_s"] = secs(import_s).into();
+        json["merge_rows_per_sec"] = (rows as f64 / total).round().into();
+        json["merge_updated"] = merged.updated_rows.into();
+        json["merge_rollback_s"] = secs(rollback_s).into();
+    }
+    if runs.rollback {
+        let rollback_s = b.roll_back(&first).await?;
+        json["rollback_s"] = secs(rollback_s).into();
+        json["rollback_rows_per_sec"] = (first.created_rows as f64 / rollback_s).round().into();
+    }
+    let peak = peak_rss_mib();
+    println!("peak RSS {peak:.1} MiB");
+    json["peak_rss_mib"] = ((peak * 10.0).round() / 10.0).into();
+    db.close().await;
     println!("{json}");
     Ok(())
 }

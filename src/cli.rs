@@ -61,6 +61,12 @@ enum BenchCommand {
         /// Database URL to use instead of a fresh SQLite file.
         #[arg(long)]
         database: Option<String>,
+        /// Also merge a second file of as many rows (half updates, half new), then roll it back.
+        #[arg(long)]
+        merge: bool,
+        /// Also roll the first import back (every record it created removed).
+        #[arg(long)]
+        rollback: bool,
     },
 }
 
@@ -131,10 +137,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             run_worker(&db_settings, schemas, config).await
         }
-        Command::Bench { command: BenchCommand::Import { rows, chunk, database } } => {
+        Command::Bench { command: BenchCommand::Import { rows, chunk, database, merge, rollback } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             anyhow::ensure!((1..=100_000).contains(&chunk), "--chunk must be from 1 to 100000");
-            crate::bench::import(rows, chunk, database).await
+            crate::bench::import(rows, chunk, database, crate::bench::Runs { merge, rollback }).await
         }
         Command::Migrate => {
             let db = open_database(&db_settings).await?;

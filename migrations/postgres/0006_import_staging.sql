@@ -20,8 +20,13 @@ CREATE TABLE import_rows (
     PRIMARY KEY (import_id, row_number)
 );
 
--- Overwrite finds the records a file does not contain by key.
-CREATE INDEX import_rows_key ON import_rows (import_id, record_key);
+-- The keys an overwrite import's file contains, to find the records it does not (staged
+-- only for overwrite: an index on import_rows would slow every import's staging).
+CREATE TABLE import_keys (
+    import_id BIGINT NOT NULL,
+    record_key TEXT NOT NULL,
+    PRIMARY KEY (import_id, record_key)
+);
 
 -- A staged row's references to other records, its values of unique fields, and the URLs
 -- its file and image fields name (target: files or images).

@@ -77,7 +77,7 @@ fn from_json(db: &Db, types: &[&str]) -> String {
 
 /// Forgets what an earlier validation run staged, and its issues.
 pub async fn clear(db: &Db, id: i64) -> anyhow::Result<()> {
-    for table in ["import_rows", "import_row_values", "import_issues", "import_issue_cells"] {
+    for table in ["import_rows", "import_row_values", "import_keys", "import_issues", "import_issue_cells"] {
         let sql = format!("DELETE FROM {table} WHERE import_id = $1");
         on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(p).await.map(|_| ()))
             .with_context(|| format!("clearing {table}"))?;
@@ -565,6 +565,7 @@ pub async fn write_chunk(
          SELECT $1, 'created', c0, c1, c2 FROM ({}) AS x",
         from_json(db, &["BIGINT", "TEXT", "TEXT"])
     );
+    let sqlite = matches!(db, Db::Sqlite(_));
     on_pool!(db, p => {
         let journal_created_sql = journal_created_sql.clone();
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
@@ -643,31 +644,61 @@ pub async fn write_chunk(
             .await
             .context("journaling unique values")?;
         }
-        let created: Vec<(i64, String, String)> = sqlx::query_as(
-            "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, import_id, import_row, created_at, updated_at)
+        // SQLite's writer is alone in its transaction, so the rows this chunk creates are the
+        // ids after the largest one before; PostgreSQL says which ids it created.
+        let last_id: i64 = if sqlite {
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records").fetch_one(&mut *tx).await.context("finding the last id")?
+        } else {
+            0
+        };
+        let insert = "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, import_id, import_row,
+                                           created_at, updated_at)
              SELECT $4, $5, s.record_key, s.data, s.row_hash, s.search_text, $1, s.row_number, $6, $6
              FROM import_rows s
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)
-             RETURNING id, record_key, row_hash",
-        )
-        .bind(id)
-        .bind(from_row)
-        .bind(to_row)
-        .bind(org)
-        .bind(entity)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await
-        .context("creating records")?;
-        res.created = created.len() as i64;
-        if !created.is_empty() {
-            sqlx::query(sqlx::AssertSqlSafe(journal_created_sql))
+               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)";
+        if sqlite {
+            res.created = sqlx::query(insert)
                 .bind(id)
-                .bind(serde_json::to_string(&created)?)
+                .bind(from_row)
+                .bind(to_row)
+                .bind(org)
+                .bind(entity)
+                .bind(now)
                 .execute(&mut *tx)
                 .await
-                .context("journaling created records")?;
+                .context("creating records")?
+                .rows_affected() as i64;
+            sqlx::query(
+                "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+                 SELECT $1, 'created', id, record_key, row_hash FROM records WHERE id > $2",
+            )
+            .bind(id)
+            .bind(last_id)
+            .execute(&mut *tx)
+            .await
+            .context("journaling created records")?;
+        } else {
+            let created: Vec<(i64, String, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("{insert} RETURNING id, record_key, row_hash")))
+                    .bind(id)
+                    .bind(from_row)
+                    .bind(to_row)
+                    .bind(org)
+                    .bind(entity)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .context("creating records")?;
+            res.created = created.len() as i64;
+            if !created.is_empty() {
+                sqlx::query(sqlx::AssertSqlSafe(journal_created_sql))
+                    .bind(id)
+                    .bind(serde_json::to_string(&created)?)
+                    .execute(&mut *tx)
+                    .await
+                    .context("journaling created records")?;
+            }
         }
         res.updated = sqlx::query(
             "UPDATE records SET data = s.data, row_hash = s.row_hash, search_text = s.search_text,
@@ -813,10 +844,23 @@ pub async fn delete_chunk(
 
 /// The org's records of the entity whose key no row of the import's file has.
 const NOT_IN_FILE: &str = "records r WHERE r.org_id = $2 AND r.entity = $3
-      AND NOT EXISTS (SELECT 1 FROM import_rows s WHERE s.import_id = $1 AND s.record_key = r.record_key)";
+      AND NOT EXISTS (SELECT 1 FROM import_keys k WHERE k.import_id = $1 AND k.record_key = r.record_key)";
 
-/// How many records an overwrite import would remove.
+/// How many records an overwrite import would remove; first stages the file's keys.
 pub async fn count_not_in_file(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
+    on_pool!(db, p => {
+        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
+        sqlx::query("DELETE FROM import_keys WHERE import_id = $1").bind(id).execute(&mut *tx).await.context("clearing keys")?;
+        sqlx::query(
+            "INSERT INTO import_keys (import_id, record_key)
+             SELECT DISTINCT $1, record_key FROM import_rows WHERE import_id = $1 AND record_key <> ''",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .context("staging the file's keys")?;
+        tx.commit().await.context("committing keys")
+    })?;
     let sql = format!("SELECT COUNT(*) FROM {NOT_IN_FILE}");
     on_pool!(db, p => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -966,11 +1010,9 @@ pub async fn purge(db: &Db, id: i64) -> anyhow::Result<()> {
     }
     on_pool!(db, p => {
         let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
-        sqlx::query("DELETE FROM import_row_values WHERE import_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .context("purging staged values")?;
+        for sql in ["DELETE FROM import_row_values WHERE import_id = $1", "DELETE FROM import_keys WHERE import_id = $1"] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await.context("purging staged values")?;
+        }
         sqlx::query("UPDATE imports SET staging_purged_at = $2 WHERE id = $1")
             .bind(id)
             .bind(crate::now())
