@@ -45,6 +45,9 @@ CREATE TABLE import_journal_uniques (
 );
 CREATE INDEX import_journal_uniques_record ON import_journal_uniques (import_id, record_id);
 
+-- An import's activity in its detail sheet.
+CREATE INDEX audit_events_target ON audit_events (org_id, target, at);
+
 -- A delete import reports rows that name no record as skipped (not errors).
 CREATE TABLE import_issues_v2 (
     id INTEGER PRIMARY KEY,

@@ -214,7 +214,20 @@ impl Handlers {
         }
         match process(&run, ctx).await {
             Ok(Progress::Finished) => match store::finish_import(&ctx.db, p.import_id, Stage::Completed, "").await {
-                Ok(_) => Outcome::Done,
+                Ok(true) => {
+                    let i = store::get(&ctx.db, OrgId::new(p.org_id), p.import_id).await.ok().flatten();
+                    let detail = i
+                        .map(|i| {
+                            format!(
+                                "{} created, {} updated, {} deleted, {} failed",
+                                i.created_rows, i.updated_rows, i.deleted_rows, i.failed_rows
+                            )
+                        })
+                        .unwrap_or_default();
+                    system_event(&ctx.db, p.org_id, "import_completed", p.import_id, &detail).await;
+                    Outcome::Done
+                }
+                Ok(false) => Outcome::Done,
                 Err(e) => Outcome::Retry(retry(e)),
             },
             Ok(Progress::Paused) => Outcome::Done,
@@ -251,15 +264,50 @@ impl Handlers {
             }
         }
         match journal::finish(&ctx.db, imp.id).await {
-            Ok(_) => Outcome::Done,
+            Ok(true) => {
+                let i = store::get(&ctx.db, org, imp.id).await.ok().flatten();
+                let detail = i
+                    .map(|i| {
+                        format!(
+                            "{} changes undone, {} changed since left alone",
+                            i.rolled_back_rows, i.rollback_skipped
+                        )
+                    })
+                    .unwrap_or_default();
+                system_event(&ctx.db, p.org_id, "import_rolled_back", imp.id, &detail).await;
+                Outcome::Done
+            }
+            Ok(false) => Outcome::Done,
             Err(e) => Outcome::Retry(retry(e)),
         }
     }
 }
 
+/// Records what a background job did to an import in the org's audit log (best effort:
+/// the job's own result stands either way).
+async fn system_event(db: &Db, org: i64, action: &str, import_id: i64, detail: &str) {
+    let event = crate::store::audit::AuditEvent {
+        actor: None,
+        actor_label: "background job",
+        action,
+        target: &format!("import {import_id}"),
+        detail,
+        address: "",
+    };
+    if let Err(e) = crate::store::audit::record(db, Some(OrgId::new(org)), &event).await {
+        tracing::warn!(error = ?e, import_id, action, "recording an audit event failed");
+    }
+}
+
 async fn fail_import(db: &Db, id: i64, from: Stage, why: &str) -> Outcome {
     match store::transition(db, id, from, Stage::Failed, why).await {
-        Ok(_) => Outcome::Done,
+        Ok(true) => {
+            if let Ok(Some(org)) = store::org_of(db, id).await {
+                system_event(db, org, "import_failed", id, why).await;
+            }
+            Outcome::Done
+        }
+        Ok(false) => Outcome::Done,
         Err(e) => Outcome::Retry(retry(e)),
     }
 }

@@ -35,3 +35,91 @@ pub async fn record(db: &Db, org: Option<OrgId>, e: &AuditEvent<'_>) -> anyhow::
     .context("recording audit event")?;
     Ok(())
 }
+
+/// A recorded event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub actor_label: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub address: String,
+    pub at: i64,
+}
+
+/// What the audit page filters by; empty strings match everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter<'a> {
+    pub action: &'a str,
+    /// Part of the actor's email or label.
+    pub actor: &'a str,
+    /// Part of the target (`import 12`, an email, …).
+    pub target: &'a str,
+}
+
+const WHERE: &str = "WHERE org_id = $1 AND ($2 = '' OR action = $2)
+      AND ($3 = '' OR LOWER(actor_label) LIKE $3 ESCAPE '\\') AND ($4 = '' OR LOWER(target) LIKE $4 ESCAPE '\\')";
+
+fn contains(s: &str) -> String {
+    if s.is_empty() {
+        return String::new();
+    }
+    let escaped = s.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+pub async fn count(db: &Db, org: OrgId, f: &AuditFilter<'_>) -> anyhow::Result<i64> {
+    let sql = format!("SELECT COUNT(*) FROM audit_events {WHERE}");
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(f.action)
+        .bind(contains(f.actor))
+        .bind(contains(f.target))
+        .fetch_one(p)
+        .await)
+    .context("counting audit events")
+}
+
+/// A page of the org's events, newest first.
+pub async fn list(db: &Db, org: OrgId, f: &AuditFilter<'_>, limit: i64, offset: i64) -> anyhow::Result<Vec<AuditRow>> {
+    let sql = format!(
+        "SELECT id, actor_label, action, target, detail, address, at FROM audit_events {WHERE}
+         ORDER BY at DESC, id DESC LIMIT $5 OFFSET $6"
+    );
+    on_pool!(db, p => sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(f.action)
+        .bind(contains(f.actor))
+        .bind(contains(f.target))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await)
+    .context("listing audit events")
+}
+
+/// The events about one target (`import 12`), newest first.
+pub async fn for_target(db: &Db, org: OrgId, target: &str, limit: i64) -> anyhow::Result<Vec<AuditRow>> {
+    on_pool!(db, p => sqlx::query_as::<_, AuditRow>(
+        "SELECT id, actor_label, action, target, detail, address, at FROM audit_events
+         WHERE org_id = $1 AND target = $2 ORDER BY at DESC, id DESC LIMIT $3",
+    )
+    .bind(org.get())
+    .bind(target)
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("listing events of a target")
+}
+
+/// The actions recorded in the org, for the filter.
+pub async fn actions(db: &Db, org: OrgId) -> anyhow::Result<Vec<String>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, String>(
+        "SELECT DISTINCT action FROM audit_events WHERE org_id = $1 ORDER BY action",
+    )
+    .bind(org.get())
+    .fetch_all(p)
+    .await)
+    .context("listing audit actions")
+}

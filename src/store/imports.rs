@@ -109,6 +109,15 @@ pub async fn create(db: &Db, org: OrgId, n: &NewImport<'_>) -> anyhow::Result<i6
     .context("creating import")
 }
 
+/// The org an import belongs to.
+pub async fn org_of(db: &Db, id: i64) -> anyhow::Result<Option<i64>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT org_id FROM imports WHERE id = $1")
+        .bind(id)
+        .fetch_optional(p)
+        .await)
+    .context("finding the import's org")
+}
+
 /// The import, if it belongs to the org.
 pub async fn get(db: &Db, org: OrgId, id: i64) -> anyhow::Result<Option<ImportRow>> {
     let sql = format!("SELECT {COLUMNS} FROM imports WHERE org_id = $1 AND id = $2");

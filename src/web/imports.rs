@@ -451,6 +451,8 @@ pub struct DetailPage {
     pub rollback_open: bool,
     /// Open the overwrite confirmation at load.
     pub confirm_open: bool,
+    /// The import's audit events, newest first.
+    pub events: Vec<super::audit::EventView>,
 }
 
 /// What a rollback would undo.
@@ -567,6 +569,11 @@ async fn detail_page(
         rollback,
         rollback_open: false,
         confirm_open: false,
+        events: crate::store::audit::for_target(&state.db, id.org_id, &format!("import {}", imp.id), 100)
+            .await?
+            .into_iter()
+            .map(super::audit::EventView::new)
+            .collect(),
         stage,
         imp,
     })

@@ -80,6 +80,7 @@ pub fn navigation(id: &Identity, schemas: &Schemas) -> Vec<NavSection> {
     }
     if id.can(Permission::MembersManage) {
         settings.push(item("members", "/settings/members", "Members"));
+        settings.push(item("audit", "/settings/audit", "Audit log"));
     }
     if !settings.is_empty() {
         out.push(NavSection { title: "Settings", items: settings });

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, web};
 
 pub mod account;
 pub mod assets;
+pub mod audit;
 pub mod entities;
 pub mod health;
 pub mod home;
@@ -37,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports/{id}/original", web::get().to(imports::original))
         .route("/settings/imports/{id}/errors.csv", web::get().to(imports::errors_csv))
         .route("/settings/imports/{id}/errors.json", web::get().to(imports::errors_json))
+        .route("/settings/audit", web::get().to(audit::list))
         .route("/settings/members", web::get().to(members::list))
         .route("/settings/members", web::post().to(members::add))
         .route("/settings/members/{user_id}/role", web::post().to(members::change_role))

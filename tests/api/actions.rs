@@ -246,3 +246,45 @@ async fn unique_values_come_back_with_the_records() {
     let body = c.get(&format!("/settings/imports/{id}")).await.body.replace("&#34;", "\"");
     assert!(body.contains("email: \"liam@x.test\" is already used by E-2"), "{body}");
 }
+
+#[actix_web::test]
+async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
+    let app = app().await;
+    app.user("acme", "ian@acme.test", "importer").await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let id = validated(&app, &mut c, "locations", "merge", BASE).await;
+    start(&app, &mut c, id, &[]).await;
+    assert_eq!(c.get(&format!("/settings/imports/{id}/original")).await.status, StatusCode::OK);
+    roll_back(&app, &mut c, id, &[]).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    let activity = &page.body[page.body.find("id=\"activity-title\"").unwrap()..];
+    let activity = &activity[..activity.find("</section>").unwrap()];
+    for words in [
+        "Uploaded a file",
+        "Confirmed the column mapping",
+        "Started the import",
+        "Import completed",
+        "Downloaded an import file",
+        "Asked for a rollback",
+        "Rollback completed",
+    ] {
+        assert!(activity.contains(words), "{words}: {activity}");
+    }
+    assert!(activity.contains("ada@acme.test") && activity.contains("background job"));
+    assert!(activity.contains("4 created, 0 updated, 0 deleted, 0 failed"));
+    assert!(activity.contains("127.0.0.1"), "from where");
+    // newest first
+    assert!(activity.find("Rollback completed").unwrap() < activity.find("Uploaded a file").unwrap());
+
+    // the org-wide log, filterable, for owners only
+    let log = c.get("/settings/audit").await;
+    assert_eq!(log.status, StatusCode::OK);
+    assert!(log.body.contains("Signed in") && log.body.contains("Rollback completed"));
+    assert!(log.body.contains(&format!("href=\"/settings/imports/{id}\"")));
+    let only = c.get("/settings/audit?action=import_rolled_back").await;
+    assert!(only.body.contains("1 event<"), "{}", only.body);
+    let none = c.get("/settings/audit?actor=nobody").await;
+    assert!(none.body.contains("No events match these filters"));
+    let mut ian = app.signed_in("ian@acme.test").await;
+    assert_eq!(ian.get("/settings/audit").await.status, StatusCode::FORBIDDEN);
+}

@@ -419,5 +419,12 @@ async fn overwrite_with_its_confirmation_then_roll_back_through_the_dialog() {
     c.goto(&format!("{base}/locations")).await.unwrap();
     let list = wait_text(&c, "main", |t| t.contains("3 records")).await;
     assert!(list.contains("North") && list.contains("East") && !list.contains("Lake") && !list.contains("Main Campus"));
+
+    // the owner's audit log, reached from the navigation
+    c.find(Locator::Css("nav.sidebar a[href='/settings/audit']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Audit log").await;
+    let log = text(&c, "main table").await;
+    assert!(log.contains("Rollback completed") && log.contains("Asked for a rollback"), "{log}");
+    shot(&c, "audit-log").await;
     c.close().await.unwrap();
 }
