@@ -128,10 +128,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_IMPORT_TTL_HOURS: {e}"))?;
             let fetch_private_networks = crate::config::parse_bool(&cli.serve.fetch_private_networks)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_FETCH_PRIVATE_NETWORKS: {e}"))?;
+            let retention = crate::config::parse_retention_days(&cli.serve.import_retention_days)
+                .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_IMPORT_RETENTION_DAYS: {e}"))?;
             let config = WorkerConfig {
                 concurrency: n.max(1),
                 lease_secs: lease,
                 import_ttl_secs: ttl,
+                import_retention_secs: retention,
                 fetch_private_networks,
                 ..WorkerConfig::default()
             };

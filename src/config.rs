@@ -79,6 +79,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STEVEDORE_IMPORT_TTL_HOURS", default_value = "24", global = true)]
     pub import_ttl_hours: String,
 
+    /// Days an import's journal and original file are kept; after that maintenance purges
+    /// them and the import can no longer be rolled back.
+    #[arg(long, env = "STEVEDORE_IMPORT_RETENTION_DAYS", default_value = "90", global = true)]
+    pub import_retention_days: String,
+
     /// Let imports fetch file and image URLs on private and local networks (refused by
     /// default: a URL in a CSV must not reach services behind the firewall).
     #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
@@ -121,6 +126,7 @@ pub struct Settings {
     pub workers: usize,
     pub job_lease_secs: i64,
     pub import_ttl_secs: i64,
+    pub import_retention_secs: i64,
     pub fetch_private_networks: bool,
 }
 
@@ -200,6 +206,8 @@ impl Settings {
             job_lease_secs: parse_lease(&s.job_lease_secs).map_err(|why| bad("STEVEDORE_JOB_LEASE_SECS", why))?,
             import_ttl_secs: parse_ttl_hours(&s.import_ttl_hours)
                 .map_err(|why| bad("STEVEDORE_IMPORT_TTL_HOURS", why))?,
+            import_retention_secs: parse_retention_days(&s.import_retention_days)
+                .map_err(|why| bad("STEVEDORE_IMPORT_RETENTION_DAYS", why))?,
             fetch_private_networks: parse_bool(&s.fetch_private_networks)
                 .map_err(|why| bad("STEVEDORE_FETCH_PRIVATE_NETWORKS", why))?,
         })
@@ -296,6 +304,14 @@ pub fn parse_ttl_hours(raw: &str) -> Result<i64, String> {
     match raw.trim().parse::<i64>() {
         Ok(n) if (1..=8760).contains(&n) => Ok(n * 3600),
         _ => Err(format!("\"{raw}\" is not a number of hours from 1 to 8760")),
+    }
+}
+
+/// A retention in days (1 to 3650), as seconds.
+pub fn parse_retention_days(raw: &str) -> Result<i64, String> {
+    match raw.trim().parse::<i64>() {
+        Ok(n) if (1..=3650).contains(&n) => Ok(n * 86_400),
+        _ => Err(format!("\"{raw}\" is not a number of days from 1 to 3650")),
     }
 }
 

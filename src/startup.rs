@@ -68,6 +68,7 @@ pub struct App {
     workers: usize,
     lease_secs: i64,
     import_ttl_secs: i64,
+    import_retention_secs: i64,
     fetch_private_networks: bool,
     schemas: std::sync::Arc<Schemas>,
     pub demo_login: Option<DemoLogin>,
@@ -119,6 +120,7 @@ impl App {
         let workers = settings.workers;
         let lease_secs = settings.job_lease_secs;
         let import_ttl_secs = settings.import_ttl_secs;
+        let import_retention_secs = settings.import_retention_secs;
         let fetch_private_networks = settings.fetch_private_networks;
         let state = web::Data::new(AppState { db: db.clone(), settings, schemas });
         let server = HttpServer::new(move || {
@@ -168,6 +170,7 @@ impl App {
             workers,
             lease_secs,
             import_ttl_secs,
+            import_retention_secs,
             fetch_private_networks,
             schemas: job_schemas,
         })
@@ -188,6 +191,7 @@ impl App {
                     concurrency: n,
                     lease_secs: self.lease_secs,
                     import_ttl_secs: self.import_ttl_secs,
+                    import_retention_secs: self.import_retention_secs,
                     fetch_private_networks: self.fetch_private_networks,
                     ..WorkerConfig::default()
                 };

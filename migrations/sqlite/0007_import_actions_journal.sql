@@ -15,6 +15,9 @@ ALTER TABLE imports ADD COLUMN rolled_back_rows INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE imports ADD COLUMN rollback_skipped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE imports ADD COLUMN rolled_back_at INTEGER;
 
+-- When the journal and original file were purged (past the retention): no rollback after.
+ALTER TABLE imports ADD COLUMN journal_purged_at INTEGER;
+
 -- Every change an import made, written in the same transaction as the change: the id of a
 -- record it created, or the full before-image of a record it updated or deleted. For
 -- created and updated records, the row hash the import left, to tell a record changed

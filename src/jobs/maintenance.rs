@@ -1,6 +1,7 @@
 //! `maintenance.prune`: deletes expired sessions, old sign-in attempts and finished jobs
 //! older than a week; expires validated imports not started within their time to live;
-//! purges the staged rows of imports that no longer need them. Every instance offers to schedule it every ten minutes; the dedupe
+//! purges the staged rows of imports that no longer need them, and the journals and
+//! original files of imports past their retention. Every instance offers to schedule it every ten minutes; the dedupe
 //! key makes that one job per ten minutes, whatever the number of instances.
 
 use futures_util::future::LocalBoxFuture;
@@ -15,6 +16,8 @@ pub const EVERY_SECS: i64 = 600;
 pub struct Prune {
     /// How long a validated import may wait to be started.
     pub import_ttl_secs: i64,
+    /// How long an import's journal and original file are kept.
+    pub import_retention_secs: i64,
 }
 
 /// Imports whose staged rows one run purges at most (the next run takes the rest).
@@ -43,7 +46,20 @@ impl JobHandler for Prune {
                     }
                     store::staging::purge(&ctx.db, *id).await?;
                 }
-                anyhow::Ok((sessions, attempts, jobs, expired.len(), purge.len()))
+                let old =
+                    store::journal::past_retention(&ctx.db, now - self.import_retention_secs, PURGES_PER_RUN).await?;
+                for (id, file) in &old {
+                    if ctx.should_stop() {
+                        break;
+                    }
+                    store::journal::purge(&ctx.db, *id).await?;
+                    if let Err(e) = tokio::fs::remove_file(file).await
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(error = %e, import_id = id, "removing an original file failed");
+                    }
+                }
+                anyhow::Ok((sessions, attempts, jobs, expired.len(), purge.len() + old.len()))
             }
             .await;
             match result {

@@ -58,6 +58,8 @@ pub struct WorkerConfig {
     pub stop_grace: Duration,
     /// How long a validated import may wait to be started (maintenance expires it after).
     pub import_ttl_secs: i64,
+    /// How long an import's journal and original file are kept.
+    pub import_retention_secs: i64,
     /// Whether imports may fetch file URLs on private networks.
     pub fetch_private_networks: bool,
 }
@@ -70,6 +72,7 @@ impl Default for WorkerConfig {
             lease_secs: 30,
             stop_grace: STOP_GRACE,
             import_ttl_secs: 86_400,
+            import_retention_secs: 90 * 86_400,
             fetch_private_networks: false,
         }
     }
@@ -134,10 +137,10 @@ impl Worker {
 
     /// With every job kind the app has.
     pub fn with_all_handlers(db: Db, schemas: Arc<Schemas>, config: WorkerConfig) -> anyhow::Result<Worker> {
-        let import_ttl_secs = config.import_ttl_secs;
+        let (import_ttl_secs, import_retention_secs) = (config.import_ttl_secs, config.import_retention_secs);
         let fetcher = crate::files::fetch::Fetcher::new(config.fetch_private_networks)?;
         let mut w = Worker::new(db, config)?;
-        w.register(super::maintenance::Prune { import_ttl_secs });
+        w.register(super::maintenance::Prune { import_ttl_secs, import_retention_secs });
         let imports = Arc::new(super::import::Handlers { schemas, fetcher });
         w.register(super::import::ValidateHandler(imports.clone()));
         w.register(super::import::ProcessHandler(imports.clone()));

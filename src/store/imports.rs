@@ -55,6 +55,7 @@ pub struct ImportRow {
     pub rollback_skipped: i64,
     pub rolled_back_at: Option<i64>,
     pub staging_purged_at: Option<i64>,
+    pub journal_purged_at: Option<i64>,
 }
 
 impl ImportRow {
@@ -68,7 +69,7 @@ const COLUMNS: &str = "id, org_id, resource, name, upload_mode, action, duplicat
     invalid_rows, duplicate_rows, to_create, to_update, unchanged_rows, processed_rows, created_rows, updated_rows,
     failed_rows, next_row, created_by, created_by_label, updated_by, created_at, updated_at, to_delete, deleted_rows,
     rollback_requested_at, rollback_requested_by_label, rollback_overwrite, rollback_cursor, rolled_back_rows,
-    rollback_skipped, rolled_back_at, staging_purged_at";
+    rollback_skipped, rolled_back_at, staging_purged_at, journal_purged_at";
 
 pub struct NewImport<'a> {
     pub resource: &'a str,

@@ -74,7 +74,7 @@ pub async fn request(
         "UPDATE imports SET rollback_requested_at = $3, rollback_requested_by = $4, rollback_requested_by_label = $5,
                 rollback_overwrite = $6, rollback_cursor = 0, rolled_back_rows = 0, rollback_skipped = 0, updated_at = $3
          WHERE org_id = $1 AND id = $2 AND stage IN ('completed', 'failed', 'timed_out')
-           AND rollback_requested_at IS NULL",
+           AND rollback_requested_at IS NULL AND journal_purged_at IS NULL",
     )
     .bind(org.get())
     .bind(import_id)
@@ -276,4 +276,58 @@ pub async fn finish(db: &Db, import_id: i64) -> anyhow::Result<bool> {
     .map(|r| r.rows_affected()))
     .context("finishing the rollback")?;
     Ok(n > 0)
+}
+
+/// Finished imports created before `before` whose journal is still kept (none with a
+/// rollback under way): (id, original file path).
+pub async fn past_retention(db: &Db, before: i64, limit: i64) -> anyhow::Result<Vec<(i64, String)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(
+        "SELECT id, file_path FROM imports
+         WHERE created_at < $1 AND journal_purged_at IS NULL
+           AND stage IN ('completed', 'failed', 'timed_out', 'rolled_back', 'expired')
+           AND (rollback_requested_at IS NULL OR stage = 'rolled_back')
+         ORDER BY id LIMIT $2",
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("finding imports past their retention")
+}
+
+/// Entries deleted per statement when purging a journal.
+const PURGE_BATCH: i64 = 20_000;
+
+/// Deletes an import's journal (in batches) and marks it purged: it cannot be rolled back
+/// from then on.
+pub async fn purge(db: &Db, import_id: i64) -> anyhow::Result<()> {
+    // marked first, so no rollback can start on a half-purged journal
+    on_pool!(db, p => sqlx::query("UPDATE imports SET journal_purged_at = $2 WHERE id = $1 AND journal_purged_at IS NULL")
+        .bind(import_id)
+        .bind(crate::now())
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .context("marking the journal purged")?;
+    loop {
+        let n = on_pool!(db, p => sqlx::query(
+            "DELETE FROM import_journal WHERE seq IN
+               (SELECT seq FROM import_journal WHERE import_id = $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(import_id)
+        .bind(PURGE_BATCH)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .context("purging the journal")?;
+        if n == 0 {
+            break;
+        }
+    }
+    on_pool!(db, p => sqlx::query("DELETE FROM import_journal_uniques WHERE import_id = $1")
+        .bind(import_id)
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .context("purging journaled unique values")
 }

@@ -116,6 +116,7 @@ pub async fn history(
             created_by: i.created_by_label.clone(),
             created_at: format_time(i.created_at),
             can_roll_back: i.rollback_requested_at.is_none()
+                && i.journal_purged_at.is_none()
                 && matches!(i.stage(), Stage::Completed | Stage::Failed | Stage::TimedOut)
                 && i.created_rows + i.updated_rows + i.deleted_rows > 0,
         })
@@ -453,6 +454,8 @@ pub struct DetailPage {
     pub confirm_open: bool,
     /// The import's audit events, newest first.
     pub events: Vec<super::audit::EventView>,
+    /// Days an import's journal and original file are kept.
+    pub retention_days: i64,
 }
 
 /// What a rollback would undo.
@@ -540,6 +543,7 @@ async fn detail_page(
         _ => (vec![], vec![]),
     };
     let rollback = if imp.rollback_requested_at.is_none()
+        && imp.journal_purged_at.is_none()
         && matches!(stage, Stage::Completed | Stage::Failed | Stage::TimedOut)
         && imp.created_rows + imp.updated_rows + imp.deleted_rows > 0
     {
@@ -569,6 +573,7 @@ async fn detail_page(
         rollback,
         rollback_open: false,
         confirm_open: false,
+        retention_days: state.settings.import_retention_secs / 86_400,
         events: crate::store::audit::for_target(&state.db, id.org_id, &format!("import {}", imp.id), 100)
             .await?
             .into_iter()
@@ -718,6 +723,8 @@ pub async fn rollback(
     let now = store::get(&state.db, id.org_id, imp.id).await?.unwrap_or(imp);
     let text = if now.stage() == Stage::RolledBack {
         "This import was already rolled back.".to_string()
+    } else if let Some(at) = now.journal_purged_at {
+        format!("This import can no longer be rolled back: its journal was purged on {}.", format_time(at))
     } else if now.rollback_requested_at.is_some() {
         "This import is already being rolled back.".to_string()
     } else {
@@ -792,10 +799,20 @@ pub async fn original(
     req: HttpRequest,
     id: Identity,
     state: web::Data<AppState>,
+    session: AppSession,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, path.into_inner()).await?;
+    if let Some(at) = imp.journal_purged_at {
+        let days = state.settings.import_retention_secs / 86_400;
+        let text = format!(
+            "The original file was deleted on {}, {days} days after the import, as set by the retention period.",
+            format_time(at)
+        );
+        session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
+        return Ok(see_other(format!("/settings/imports/{}", imp.id)));
+    }
     let file = tokio::fs::File::open(&imp.file_path).await.map_err(|_| AppError::NotFound)?;
     super::audit(&state, &req, &id, "import_file_downloaded", &format!("import {}", imp.id), "original").await?;
     let stream = futures_util::stream::unfold(file, |mut f| async move {

@@ -288,3 +288,62 @@ async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
     let mut ian = app.signed_in("ian@acme.test").await;
     assert_eq!(ian.get("/settings/audit").await.status, StatusCode::FORBIDDEN);
 }
+
+async fn exec(app: &TestApp, sql: &'static str, id: i64) {
+    match &app.db {
+        stevedore::store::Db::Sqlite(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
+        stevedore::store::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
+    }
+}
+
+async fn scalar(app: &TestApp, sql: &'static str, id: i64) -> i64 {
+    match &app.db {
+        stevedore::store::Db::Sqlite(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
+        stevedore::store::Db::Postgres(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
+    }
+}
+
+#[actix_web::test]
+async fn past_the_retention_the_journal_and_original_go_and_rollback_says_why() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let id = validated(&app, &mut c, "locations", "merge", "code,name,kind\nLOC-1,Main,clinic\nLOC-2,,clinic\n").await;
+    start(&app, &mut c, id, &[]).await;
+    let journal = "SELECT COUNT(*) FROM import_journal WHERE import_id = $1";
+    assert_eq!(scalar(&app, journal, id).await, 1);
+    let file_path: String = {
+        let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
+        stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap().file_path
+    };
+    assert!(std::path::Path::new(&file_path).exists());
+    // within the retention nothing goes
+    stevedore::jobs::enqueue(&app.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
+        .await
+        .unwrap();
+    app.drain().await;
+    assert_eq!(scalar(&app, journal, id).await, 1);
+    // 91 days later
+    exec(&app, "UPDATE imports SET created_at = created_at - 91 * 86400 WHERE id = $1", id).await;
+    stevedore::jobs::enqueue(&app.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
+        .await
+        .unwrap();
+    app.drain().await;
+    assert_eq!(scalar(&app, journal, id).await, 0, "the journal is purged");
+    assert!(!std::path::Path::new(&file_path).exists(), "the original file is deleted");
+    let page = c.get(&format!("/settings/imports/{id}?rollback=1")).await;
+    assert!(page.body.contains("Rollback is no longer available"), "{}", page.body);
+    assert!(page.body.contains("imports are kept undoable for 90 days"));
+    assert!(!page.body.contains("id=\"rollback-dialog\"") && !page.body.contains("/original\" download"));
+    let r = roll_back(&app, &mut c, id, &[]).await;
+    assert!(
+        c.get(&r.location()).await.body.contains("This import can no longer be rolled back: its journal was purged on")
+    );
+    let r = c.get(&format!("/settings/imports/{id}/original")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(c.get(&r.location()).await.body.contains("The original file was deleted on"));
+    // the rows left out stay downloadable
+    let errors = c.get(&format!("/settings/imports/{id}/errors.csv")).await;
+    assert_eq!(errors.status, StatusCode::OK);
+    assert!(errors.body.contains("LOC-2"));
+    assert!(data_of(&app, "LOC-1").await.is_some(), "records are never touched by the purge");
+}
