@@ -289,6 +289,33 @@ async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
     assert_eq!(ian.get("/settings/audit").await.status, StatusCode::FORBIDDEN);
 }
 
+#[actix_web::test]
+async fn rollback_needs_the_upload_permission_and_stays_in_its_org() {
+    let app = app().await;
+    app.user("acme", "vic@acme.test", "viewer").await;
+    app.user("globex", "gus@globex.test", "owner").await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    with_base(&app, &mut c).await;
+    let before = snapshot(&app).await;
+    let id = validated(&app, &mut c, "locations", "merge", "code,name,kind
+LOC-7,Pier,clinic
+").await;
+    start(&app, &mut c, id, &[]).await;
+    let after = snapshot(&app).await;
+    assert_ne!(after, before);
+    let mut vic = app.signed_in("vic@acme.test").await;
+    let token = vic.get("/").await.csrf();
+    let r = vic.post_form(&format!("/settings/imports/{id}/rollback"), &[("csrf_token", token.as_str())]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("pf.import.upload"));
+    let mut gus = app.signed_in("gus@globex.test").await;
+    let token = gus.get("/").await.csrf();
+    let r = gus.post_form(&format!("/settings/imports/{id}/rollback"), &[("csrf_token", token.as_str())]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "another org's import is not there");
+    app.drain().await;
+    assert_eq!(snapshot(&app).await, after, "nothing was rolled back");
+}
+
 async fn exec(app: &TestApp, sql: &'static str, id: i64) {
     match &app.db {
         stevedore::store::Db::Sqlite(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
