@@ -297,9 +297,7 @@ async fn rollback_needs_the_upload_permission_and_stays_in_its_org() {
     let mut c = app.signed_in("ada@acme.test").await;
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
-    let id = validated(&app, &mut c, "locations", "merge", "code,name,kind
-LOC-7,Pier,clinic
-").await;
+    let id = validated(&app, &mut c, "locations", "merge", "code,name,kind\nLOC-7,Pier,clinic\n").await;
     start(&app, &mut c, id, &[]).await;
     let after = snapshot(&app).await;
     assert_ne!(after, before);
