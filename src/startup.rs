@@ -26,6 +26,8 @@ pub struct AppState {
     pub db: Db,
     pub settings: Settings,
     pub schemas: Schemas,
+    /// Signs download links (derived from the session key, so every instance agrees).
+    pub link_key: [u8; 32],
 }
 
 include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
@@ -122,7 +124,8 @@ impl App {
         let import_ttl_secs = settings.import_ttl_secs;
         let import_retention_secs = settings.import_retention_secs;
         let fetch_private_networks = settings.fetch_private_networks;
-        let state = web::Data::new(AppState { db: db.clone(), settings, schemas });
+        let link_key = crate::domain::exports::link_key(key_bytes.expose_secret());
+        let state = web::Data::new(AppState { db: db.clone(), settings, schemas, link_key });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
                 .cookie_name("stevedore_session".into())

@@ -33,6 +33,33 @@
     }
   });
 
+  // A section with data-poll="ms" reloads itself in place while it has work in progress
+  // (the export list): the page's other parts, and any open dialog, stay as they are.
+  var polled = document.querySelector("[data-poll]");
+  if (polled && window.fetch && window.DOMParser) {
+    var every = parseInt(polled.getAttribute("data-poll"), 10) || 3000;
+    var tick = function () {
+      fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById(polled.id);
+          if (!fresh) return;
+          polled.innerHTML = fresh.innerHTML;
+          var refresh = document.querySelector("[data-refresh]");
+          if (!fresh.hasAttribute("data-poll")) {
+            polled.removeAttribute("data-poll");
+            if (refresh) refresh.remove();
+            return;
+          }
+          setTimeout(tick, every);
+        })
+        .catch(function () { setTimeout(tick, every * 2); });
+    };
+    setTimeout(tick, every);
+  }
+
   // Menus (<details>) close on Escape and on a click elsewhere.
   document.addEventListener("keydown", function (e) {
     if (e.key !== "Escape") return;

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod entities;
+pub mod exports;
 pub mod ids;
 pub mod imports;
 pub mod jobs;

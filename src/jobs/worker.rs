@@ -141,6 +141,7 @@ impl Worker {
         let fetcher = crate::files::fetch::Fetcher::new(config.fetch_private_networks)?;
         let mut w = Worker::new(db, config)?;
         w.register(super::maintenance::Prune { import_ttl_secs, import_retention_secs });
+        w.register(super::export::ExportHandler { schemas: schemas.clone() });
         let imports = Arc::new(super::import::Handlers { schemas, fetcher });
         w.register(super::import::ValidateHandler(imports.clone()));
         w.register(super::import::ProcessHandler(imports.clone()));

@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub mod accounts;
 pub mod audit;
+pub mod exports;
 pub mod imports;
 pub mod jobs;
 pub mod journal;

@@ -788,7 +788,7 @@ pub async fn resume(
 
 // ---------- Downloads ----------
 
-fn attachment(name: &str) -> String {
+pub fn attachment(name: &str) -> String {
     let safe: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_".contains(c) { c } else { '_' }).collect();
     format!("attachment; filename=\"{safe}\"")

@@ -78,6 +78,9 @@ pub fn navigation(id: &Identity, schemas: &Schemas) -> Vec<NavSection> {
     if id.can(Permission::ImportUpload) {
         settings.push(item("imports", "/settings/imports", "Imports"));
     }
+    if id.can(Permission::ExportRequestsView) {
+        settings.push(item("exports", "/settings/exports", "Exports"));
+    }
     if id.can(Permission::MembersManage) {
         settings.push(item("members", "/settings/members", "Members"));
         settings.push(item("audit", "/settings/audit", "Audit log"));

@@ -7,6 +7,7 @@ pub mod account;
 pub mod assets;
 pub mod audit;
 pub mod entities;
+pub mod exports;
 pub mod health;
 pub mod home;
 pub mod imports;
@@ -39,6 +40,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports/{id}/errors.csv", web::get().to(imports::errors_csv))
         .route("/settings/imports/{id}/errors.json", web::get().to(imports::errors_json))
         .route("/settings/audit", web::get().to(audit::list))
+        .route("/settings/exports", web::get().to(exports::list))
+        .route("/settings/exports", web::post().to(exports::create))
+        .route("/settings/exports/{id}/download", web::get().to(exports::download))
+        .route("/settings/exports/{id}/delete", web::post().to(exports::delete))
+        .route("/exports/{id}/file", web::get().to(exports::file))
         .route("/settings/members", web::get().to(members::list))
         .route("/settings/members", web::post().to(members::add))
         .route("/settings/members/{user_id}/role", web::post().to(members::change_role))

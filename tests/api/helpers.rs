@@ -149,6 +149,8 @@ pub struct Resp {
     pub status: StatusCode,
     pub headers: awc::http::header::HeaderMap,
     pub body: String,
+    /// The body as received (a zip, say).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -214,7 +216,12 @@ impl Client {
     ) -> Resp {
         self.keep_cookies(res.headers());
         let body = res.body().limit(64 << 20).await.unwrap();
-        Resp { status: res.status(), headers: res.headers().clone(), body: String::from_utf8_lossy(&body).into_owned() }
+        Resp {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            bytes: body.to_vec(),
+        }
     }
 
     pub async fn get(&mut self, path: &str) -> Resp {

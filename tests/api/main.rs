@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod crash;
 mod entities;
+mod exports;
 mod fetch;
 mod files;
 mod imports;

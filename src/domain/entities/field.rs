@@ -196,7 +196,7 @@ fn check_length(rule: &FieldRule, item: &str, raw: &str) -> Result<(), String> {
 /// question for the store.
 pub fn parse_cell(rule: &FieldRule, raw: &str) -> Result<Value, String> {
     let name = &rule.name;
-    let v = raw.trim();
+    let v = without_text_marker(raw.trim());
     if v.is_empty() {
         return if rule.required { Err(format!("{name}: is required but empty")) } else { Ok(Value::Null) };
     }
@@ -277,6 +277,16 @@ pub fn parse_cell(rule: &FieldRule, raw: &str) -> Result<Value, String> {
             }
             Ok(Value::String(v.to_string()))
         }
+    }
+}
+
+/// A leading apostrophe before `=`, `+`, `-`, `@`, tab or carriage return is a spreadsheet's
+/// "this is text" marker (and what exports add so a cell is not run as a formula), not part
+/// of the value: `'+1 503-555-0100` reads as `+1 503-555-0100`.
+pub fn without_text_marker(v: &str) -> &str {
+    match v.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => v,
     }
 }
 
@@ -409,6 +419,15 @@ mod tests {
         r.kind = FieldKind::EnumMultiple;
         assert_eq!(ok(&r, "active  inactive active"), serde_json::json!(["active", "inactive"]));
         assert!(err(&r, "active paused").contains("\"paused\" is not one of the allowed values"));
+    }
+
+    #[test]
+    fn an_apostrophe_marking_formula_like_text_is_not_part_of_the_value() {
+        let f = rule(FieldKind::Text);
+        assert_eq!(parse_cell(&f, "'+1 503-555-0100").unwrap(), Value::String("+1 503-555-0100".into()));
+        assert_eq!(parse_cell(&f, "'=SUM(A1)").unwrap(), Value::String("=SUM(A1)".into()));
+        assert_eq!(parse_cell(&f, "'quoted'").unwrap(), Value::String("'quoted'".into()), "other apostrophes stay");
+        assert_eq!(parse_cell(&rule(FieldKind::Integer), "'-5").unwrap(), Value::from(-5));
     }
 
     #[test]

@@ -1,0 +1,335 @@
+//! `export.build`: writes an export request's file. Rows stream from the database a page
+//! at a time into the file, never whole in memory; the file is written beside its final
+//! name and renamed when complete, so a job taken over after a crash starts the file again
+//! and nobody ever downloads half of one.
+//!
+//! CSV: one file per entity, headers exactly the importer template's, values as the
+//! importer reads them, formula-like cells neutralized; zipped when there is more than one.
+//! JSON: JSON Lines, one document per entity, zipped when more than one.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::{JobContext, JobHandler};
+use crate::domain::entities::Schemas;
+use crate::domain::exports::{ExportType, Format, cell_text, neutralize};
+use crate::domain::ids::OrgId;
+use crate::domain::jobs::Outcome;
+use crate::store::Db;
+use crate::store::exports::{self as store, ExportRow};
+
+pub const KIND: &str = "export.build";
+
+/// Rows read per query.
+const PAGE: i64 = 2000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Payload {
+    pub org_id: i64,
+    pub export_id: i64,
+}
+
+/// Queues the build of an export request.
+pub async fn enqueue(db: &Db, org: OrgId, export_id: i64) -> anyhow::Result<()> {
+    let payload = serde_json::to_value(Payload { org_id: org.get(), export_id })?;
+    super::enqueue(db, Some(org), KIND, &payload, None).await?;
+    Ok(())
+}
+
+/// Where the parts of an export go: one plain file, or entries of a zip.
+enum Sink {
+    Plain(BufWriter<std::fs::File>),
+    Zip(Box<zip::ZipWriter<BufWriter<std::fs::File>>>),
+}
+
+impl Sink {
+    fn open(path: &Path, zipped: bool) -> std::io::Result<Sink> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = BufWriter::with_capacity(256 * 1024, std::fs::File::create(path)?);
+        Ok(if zipped { Sink::Zip(Box::new(zip::ZipWriter::new(file))) } else { Sink::Plain(file) })
+    }
+
+    fn start_part(&mut self, name: &str) -> std::io::Result<()> {
+        if let Sink::Zip(z) = self {
+            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+            z.start_file(name, options).map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.write_all(bytes),
+            Sink::Zip(z) => z.write_all(bytes),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(mut w) => w.flush(),
+            Sink::Zip(z) => z.finish().map_err(std::io::Error::other)?.flush(),
+        }
+    }
+}
+
+/// One part's rows, serialized.
+struct Part<'a> {
+    format: Format,
+    sink: &'a mut Sink,
+}
+
+impl Part<'_> {
+    fn header(&mut self, columns: &[String]) -> Result<(), String> {
+        if self.format == Format::Csv {
+            let mut w = csv::Writer::from_writer(vec![]);
+            w.write_record(columns).map_err(|e| e.to_string())?;
+            let bytes = w.into_inner().map_err(|e| e.to_string())?;
+            self.sink.write_all(&bytes).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Rows as (column, value) pairs in column order.
+    fn rows(&mut self, rows: &[Vec<(String, serde_json::Value)>]) -> Result<(), String> {
+        let bytes = match self.format {
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(vec![]);
+                for row in rows {
+                    let cells: Vec<String> = row.iter().map(|(_, v)| neutralize(&cell_text(v)).into_owned()).collect();
+                    w.write_record(&cells).map_err(|e| e.to_string())?;
+                }
+                w.into_inner().map_err(|e| e.to_string())?
+            }
+            Format::Json => {
+                let mut out = vec![];
+                for row in rows {
+                    let obj: serde_json::Map<String, serde_json::Value> = row.iter().cloned().collect();
+                    serde_json::to_writer(&mut out, &obj).map_err(|e| e.to_string())?;
+                    out.push(b'\n');
+                }
+                out
+            }
+        };
+        self.sink.write_all(&bytes).map_err(storage)
+    }
+}
+
+fn storage(e: std::io::Error) -> String {
+    tracing::warn!(error = %e, "writing an export file failed");
+    "the file could not be written (a storage error; see the server log)".into()
+}
+
+pub struct ExportHandler {
+    pub schemas: Arc<Schemas>,
+}
+
+impl JobHandler for ExportHandler {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let p: Payload = match ctx.payload() {
+                Ok(p) => p,
+                Err(e) => return Outcome::Fail(e),
+            };
+            let org = OrgId::new(p.org_id);
+            let req = match store::get(&ctx.db, org, p.export_id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Outcome::Done,
+                Err(e) => return Outcome::Retry(format!("{e:#}")),
+            };
+            match store::start(&ctx.db, req.id).await {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Done,
+                Err(e) => return Outcome::Retry(format!("{e:#}")),
+            }
+            let part_path = PathBuf::from(format!("{}.part", req.file_path));
+            match build(&ctx.db, &self.schemas, &req, &part_path, ctx).await {
+                Ok(Some(rows)) => {
+                    let size = std::fs::metadata(&part_path).map(|m| m.len() as i64).unwrap_or(0);
+                    if let Err(e) = std::fs::rename(&part_path, &req.file_path) {
+                        let _ = store::fail(&ctx.db, req.id, &storage(e)).await;
+                        return Outcome::Done;
+                    }
+                    match store::complete(&ctx.db, req.id, rows, size).await {
+                        Ok(_) => Outcome::Done,
+                        Err(e) => Outcome::Retry(format!("{e:#}")),
+                    }
+                }
+                Ok(None) => {
+                    let _ = std::fs::remove_file(&part_path);
+                    Outcome::Stopped
+                }
+                Err(BuildError::Retry(e)) => {
+                    let _ = std::fs::remove_file(&part_path);
+                    Outcome::Retry(e)
+                }
+                Err(BuildError::Fail(why)) => {
+                    let _ = std::fs::remove_file(&part_path);
+                    match store::fail(&ctx.db, req.id, &why).await {
+                        Ok(()) => Outcome::Done,
+                        Err(e) => Outcome::Retry(format!("{e:#}")),
+                    }
+                }
+            }
+        })
+    }
+}
+
+enum BuildError {
+    /// A database hiccup: try again.
+    Retry(String),
+    /// The request cannot be built: shown to the user.
+    Fail(String),
+}
+
+impl From<anyhow::Error> for BuildError {
+    fn from(e: anyhow::Error) -> Self {
+        BuildError::Retry(format!("{e:#}"))
+    }
+}
+
+/// Writes the file; the number of rows, or None when asked to stop.
+async fn build(
+    db: &Db,
+    schemas: &Schemas,
+    req: &ExportRow,
+    path: &Path,
+    ctx: &JobContext,
+) -> Result<Option<i64>, BuildError> {
+    let org = OrgId::new(req.org_id);
+    let kind = ExportType::parse(&req.export_type).ok_or_else(|| BuildError::Fail("unknown export type".into()))?;
+    let format = Format::parse(&req.format).ok_or_else(|| BuildError::Fail("unknown format".into()))?;
+    let range = (req.date_from, req.date_to);
+    let entities: Vec<String> = serde_json::from_str(&req.entity_types).unwrap_or_default();
+    let zipped = kind == ExportType::EntityData && entities.len() > 1;
+    let mut sink = Sink::open(path, zipped).map_err(|e| BuildError::Fail(storage(e)))?;
+    let mut total = 0i64;
+    match kind {
+        ExportType::EntityData => {
+            for name in &entities {
+                let schema = schemas
+                    .get(name)
+                    .ok_or_else(|| BuildError::Fail(format!("the entity type \"{name}\" no longer exists")))?;
+                sink.start_part(&format!("{name}.{}", format.extension())).map_err(|e| BuildError::Fail(storage(e)))?;
+                let mut part = Part { format, sink: &mut sink };
+                let columns: Vec<String> = schema.fields.iter().map(|f| f.name().to_string()).collect();
+                part.header(&columns).map_err(BuildError::Fail)?;
+                let mut after = 0i64;
+                loop {
+                    let page = store::records_page(db, org, name, range, after, PAGE).await?;
+                    let Some(last) = page.last().map(|r| r.0) else { break };
+                    let rows: Vec<Vec<(String, serde_json::Value)>> = page
+                        .iter()
+                        .map(|(_, _, data)| {
+                            let mut data: serde_json::Map<String, serde_json::Value> =
+                                serde_json::from_str(data).unwrap_or_default();
+                            columns.iter().map(|c| (c.clone(), data.remove(c).unwrap_or_default())).collect()
+                        })
+                        .collect();
+                    part.rows(&rows).map_err(BuildError::Fail)?;
+                    total += rows.len() as i64;
+                    after = last;
+                    store::progress(db, req.id, total).await?;
+                    if ctx.should_stop() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        ExportType::ImportHistory | ExportType::AuditLog => {
+            let mut part = Part { format, sink: &mut sink };
+            let names: &[&str] = if kind == ExportType::ImportHistory {
+                &[
+                    "id",
+                    "entity",
+                    "name",
+                    "file",
+                    "action",
+                    "status",
+                    "total_rows",
+                    "created",
+                    "updated",
+                    "deleted",
+                    "failed",
+                    "created_by",
+                    "created_at",
+                ]
+            } else {
+                &["id", "at", "who", "action", "target", "detail", "address"]
+            };
+            let columns: Vec<String> = names.iter().map(|c| c.to_string()).collect();
+            part.header(&columns).map_err(BuildError::Fail)?;
+            let mut after = 0i64;
+            loop {
+                let rows: Vec<Vec<(String, serde_json::Value)>> = if kind == ExportType::ImportHistory {
+                    store::imports_page(db, org, range, after, PAGE)
+                        .await?
+                        .into_iter()
+                        .map(|i| {
+                            let values: Vec<serde_json::Value> = vec![
+                                i.id.into(),
+                                i.resource.clone().into(),
+                                i.name.clone().into(),
+                                i.file_name.clone().into(),
+                                i.action.clone().into(),
+                                i.stage.clone().into(),
+                                i.total_rows.into(),
+                                i.created_rows.into(),
+                                i.updated_rows.into(),
+                                i.deleted_rows.into(),
+                                (i.invalid_rows + i.failed_rows).into(),
+                                i.created_by_label.clone().into(),
+                                iso(i.created_at).into(),
+                            ];
+                            columns.iter().cloned().zip(values).collect()
+                        })
+                        .collect()
+                } else {
+                    store::audit_page(db, org, range, after, PAGE)
+                        .await?
+                        .into_iter()
+                        .map(|e| {
+                            let values: Vec<serde_json::Value> = vec![
+                                e.id.into(),
+                                iso(e.at).into(),
+                                e.actor_label.into(),
+                                e.action.into(),
+                                e.target.into(),
+                                e.detail.into(),
+                                e.address.into(),
+                            ];
+                            columns.iter().cloned().zip(values).collect()
+                        })
+                        .collect()
+                };
+                let Some(last) = rows.last().and_then(|r| r.first()).and_then(|(_, v)| v.as_i64()) else { break };
+                part.rows(&rows).map_err(BuildError::Fail)?;
+                total += rows.len() as i64;
+                after = last;
+                store::progress(db, req.id, total).await?;
+                if ctx.should_stop() {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    sink.finish().map_err(|e| BuildError::Fail(storage(e)))?;
+    Ok(Some(total))
+}
+
+/// A timestamp as an ISO 8601 UTC date and time.
+fn iso(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}

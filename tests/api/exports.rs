@@ -1,0 +1,298 @@
+//! Data Exports (seed 002) over HTTP: request, background build, signed download, delete.
+
+use std::io::Read;
+
+use awc::http::StatusCode;
+
+use crate::helpers::{Client, TestApp, spawn_app_with};
+
+async fn app() -> TestApp {
+    let app = spawn_app_with(|s| s.workers = "0".into()).await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    app
+}
+
+/// Requests an export through the New Export form; the response.
+async fn request(c: &mut Client, fields: &[(&str, &str)]) -> crate::helpers::Resp {
+    c.submit("/settings/exports", "/settings/exports", fields).await
+}
+
+/// Follows Download to the signed link and fetches the file.
+async fn download(c: &mut Client, id: i64) -> (crate::helpers::Resp, String) {
+    let r = c.get(&format!("/settings/exports/{id}/download")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let link = r.location();
+    assert!(link.starts_with(&format!("/exports/{id}/file?expires=")), "{link}");
+    (c.get(&link).await, link)
+}
+
+fn newest_id(body: &str) -> i64 {
+    let at = body.find("id=\"export-").expect("an export row");
+    body[at + 11..].split('"').next().unwrap().parse().unwrap()
+}
+
+async fn import_locations(app: &TestApp, c: &mut Client, csv: &[u8]) {
+    let header = std::str::from_utf8(csv).unwrap().lines().next().unwrap().to_string();
+    let mapping: Vec<(&str, &str)> = header.split(',').map(|h| (h, h)).collect();
+    let id = c.upload_mapped(&[("resource", "locations")], ("l.csv", csv), &mapping).await;
+    app.drain().await;
+    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    app.drain().await;
+}
+
+async fn records(app: &TestApp, org: &str, entity: &str) -> Vec<(String, String)> {
+    let org = stevedore::domain::ids::OrgId::new(app.org_id(org).await);
+    stevedore::store::records::list(&app.db, org, entity, None, 1000, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.record_key, r.data))
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_csv_export_re_imports_as_the_records_it_came_from() {
+    let app = app().await;
+    app.user("globex", "ada@acme.test", "owner").await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let examples = std::fs::read("examples/locations.csv").unwrap();
+    import_locations(&app, &mut c, &examples).await;
+    let source = records(&app, "acme", "locations").await;
+    assert!(source.len() >= 20);
+
+    let page = c.get("/settings/exports").await;
+    assert!(page.body.contains("No exports yet") && page.body.contains("New Export"));
+    let r = request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = c.get("/settings/exports").await;
+    assert!(page.body.contains(">Pending<") && page.body.contains("data-refresh"), "{}", page.body);
+    assert!(page.body.contains("data-poll="), "the list refreshes itself while work is in progress");
+    app.drain().await;
+    let page = c.get("/settings/exports").await;
+    assert!(page.body.contains(">Completed<") && !page.body.contains("data-poll="), "{}", page.body);
+    assert!(page.body.contains("<td>CSV</td>") && page.body.contains("Locations"));
+    let id = newest_id(&page.body);
+
+    let (file, _) = download(&mut c, id).await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(file.header("content-type"), "text/csv; charset=utf-8");
+    let today = stevedore::web::format_time(stevedore::now()).split(' ').next().unwrap().to_string();
+    assert!(file.header("content-disposition").contains(&format!("locations-{today}.csv")));
+    let template = c.get("/locations/template.csv").await.body;
+    assert_eq!(file.body.lines().next(), template.lines().next(), "the importer template's header");
+    assert_eq!(file.body.lines().count(), source.len() + 1);
+
+    // the exported file re-imports into another org as the same records
+    let token = c.get("/").await.csrf();
+    let globex = app.org_id("globex").await.to_string();
+    let r = c.post_form("/switch-org", &[("csrf_token", token.as_str()), ("org_id", globex.as_str())]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // phone numbers such as +1 503-555-… were written with the text marker ('+1 …)
+    assert!(file.body.contains(",'+1 503-555-"), "{}", file.body);
+    import_locations(&app, &mut c, file.body.as_bytes()).await;
+    assert_eq!(records(&app, "globex", "locations").await, source, "round trip");
+}
+
+#[actix_web::test]
+async fn formula_cells_are_neutralized_and_several_entities_are_zipped() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    app.add_record("acme", "locations", &[("code", "LOC-1"), ("name", "=HYPERLINK(\"x\")"), ("kind", "clinic")]).await;
+    app.add_record("acme", "locations", &[("code", "LOC-2"), ("name", "-cmd"), ("kind", "office"), ("city", "@SUM")])
+        .await;
+    app.add_record(
+        "acme",
+        "staff",
+        &[
+            ("employee_id", "E-1"),
+            ("first_name", "Ava"),
+            ("last_name", "+Nguyen"),
+            ("email", "ava@x.test"),
+            ("role", "nurse"),
+            ("home_location", "LOC-1"),
+        ],
+    )
+    .await;
+    let fields =
+        [("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations"), ("entity_types", "staff")];
+    assert_eq!(request(&mut c, &fields).await.status, StatusCode::SEE_OTHER);
+    app.drain().await;
+    let id = newest_id(&c.get("/settings/exports").await.body);
+    let (file, _) = download(&mut c, id).await;
+    assert_eq!(file.header("content-type"), "application/zip");
+    assert!(file.header("content-disposition").contains("entities-"));
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(file.bytes.clone())).unwrap();
+    assert_eq!(zip.len(), 2);
+
+    let mut locations = String::new();
+    zip.by_name("locations.csv").unwrap().read_to_string(&mut locations).unwrap();
+    assert!(locations.contains("LOC-1,\"'=HYPERLINK(\"\"x\"\")\""), "{locations}");
+    assert!(locations.contains("LOC-2,'-cmd") && locations.contains("'@SUM"), "{locations}");
+    let mut staff = String::new();
+    zip.by_name("staff.csv").unwrap().read_to_string(&mut staff).unwrap();
+    assert!(staff.contains("'+Nguyen"), "{staff}");
+}
+
+#[actix_web::test]
+async fn json_lines_import_history_and_audit_log() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    import_locations(&app, &mut c, b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\n").await;
+    request(&mut c, &[("export_type", "entity_data"), ("format", "json"), ("entity_types", "locations")]).await;
+    app.drain().await;
+    let id = newest_id(&c.get("/settings/exports").await.body);
+    let (file, _) = download(&mut c, id).await;
+    assert_eq!(file.header("content-type"), "application/x-ndjson");
+    let docs: Vec<serde_json::Value> = file.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["code"], "LOC-1");
+    assert_eq!(docs[1]["kind"], "office");
+
+    request(&mut c, &[("export_type", "import_history"), ("format", "csv")]).await;
+    app.drain().await;
+    let id = newest_id(&c.get("/settings/exports").await.body);
+    let (file, _) = download(&mut c, id).await;
+    let mut lines = file.body.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,entity,name,file,action,status,total_rows,created,updated,deleted,failed,created_by,created_at")
+    );
+    assert!(lines.next().unwrap().contains(",locations,,l.csv,merge,completed,2,2,0,0,0,ada@acme.test,"));
+
+    request(&mut c, &[("export_type", "audit_log"), ("format", "csv")]).await;
+    app.drain().await;
+    let id = newest_id(&c.get("/settings/exports").await.body);
+    let (file, _) = download(&mut c, id).await;
+    assert!(file.body.starts_with("id,at,who,action,target,detail,address\n"));
+    assert!(file.body.contains("import_started") && file.body.contains("export_requested"), "{}", file.body);
+}
+
+#[actix_web::test]
+async fn invalid_choices_are_explained_in_the_dialog() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    for (fields, message) in [
+        (vec![("export_type", "entity_data"), ("format", "csv")], "Choose at least one entity type to export."),
+        (
+            vec![("export_type", "entity_data"), ("format", "pdf"), ("entity_types", "locations")],
+            "Choose a format: CSV or JSON.",
+        ),
+        (
+            vec![("export_type", "entity_data"), ("format", "csv"), ("entity_types", "planets")],
+            "\"planets\" is not an entity type.",
+        ),
+        (
+            vec![
+                ("export_type", "audit_log"),
+                ("format", "csv"),
+                ("date_from", "2026-05-02"),
+                ("date_to", "2026-05-01"),
+            ],
+            "The start of the date range is after its end.",
+        ),
+        (
+            vec![("export_type", "audit_log"), ("format", "csv"), ("date_from", "May 1")],
+            "\"May 1\" is not a date (expected YYYY-MM-DD).",
+        ),
+    ] {
+        let r = request(&mut c, &fields).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let body = r.body.replace("&#34;", "\"");
+        assert!(body.contains(message), "{message}: {body}");
+        assert!(body.contains("id=\"new-export\"") && body.contains("open data-modal"));
+    }
+    assert!(c.get("/settings/exports").await.body.contains("No exports yet"), "nothing was requested");
+}
+
+#[actix_web::test]
+async fn links_expire_cannot_be_altered_and_deleting_keeps_the_records() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    import_locations(&app, &mut c, b"code,name,kind\nLOC-1,Main,clinic\n").await;
+    request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
+    app.drain().await;
+    let id = newest_id(&c.get("/settings/exports").await.body);
+    let (ok, link) = download(&mut c, id).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    // the link works without a session: it is the signature that grants it
+    let mut stranger = Client::new(&app.base);
+    assert_eq!(stranger.get(&link).await.status, StatusCode::OK);
+    // altered: another expiry, another signature, another export
+    let expires: i64 = link.split("expires=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
+    let later = link.replace(&format!("expires={expires}"), &format!("expires={}", expires + 3600));
+    let sig = link.split("sig=").nth(1).unwrap();
+    let flipped = link.replace(sig, &format!("{}{}", if sig.starts_with('0') { "1" } else { "0" }, &sig[1..]));
+    for bad in [later, flipped, link.replace(&format!("/exports/{id}/"), &format!("/exports/{}/", id + 1))] {
+        let r = stranger.get(&bad).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{bad}");
+        assert!(r.body.contains("Go back to Data Exports and click Download again for a fresh link."));
+    }
+    // a genuine link past its hour
+    let key_hex = std::fs::read_to_string(app._data_dir.path().join("session.key")).unwrap();
+    let key = stevedore::domain::exports::link_key(&hex::decode(key_hex.trim()).unwrap());
+    let org = app.org_id("acme").await;
+    let path = {
+        let o = stevedore::domain::ids::OrgId::new(org);
+        stevedore::store::exports::get(&app.db, o, id).await.unwrap().unwrap().file_path
+    };
+    let past = stevedore::now() - 1;
+    let old_sig = stevedore::domain::exports::sign(&key, &path, org, past);
+    assert_eq!(
+        stranger.get(&format!("/exports/{id}/file?expires={past}&sig={old_sig}")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let fresh = stevedore::now() + 60;
+    let fresh_sig = stevedore::domain::exports::sign(&key, &path, org, fresh);
+    assert_eq!(
+        stranger.get(&format!("/exports/{id}/file?expires={fresh}&sig={fresh_sig}")).await.status,
+        StatusCode::OK
+    );
+
+    // delete: the entry and its file go, the records stay
+    let before = records(&app, "acme", "locations").await;
+    let r = c.submit("/settings/exports", &format!("/settings/exports/{id}/delete"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(c.get("/settings/exports").await.body.contains(&format!("Export #{id} deleted.")));
+    assert!(!std::path::Path::new(&path).exists());
+    assert_eq!(
+        stranger.get(&format!("/exports/{id}/file?expires={fresh}&sig={fresh_sig}")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(records(&app, "acme", "locations").await, before);
+}
+
+#[actix_web::test]
+async fn viewing_and_requesting_need_their_permissions_and_stay_in_their_org() {
+    let app = app().await;
+    app.user("acme", "vic@acme.test", "viewer").await;
+    app.user("globex", "gus@globex.test", "owner").await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    request(&mut c, &[("export_type", "audit_log"), ("format", "csv")]).await;
+    app.drain().await;
+    let id = newest_id(&c.get("/settings/exports").await.body);
+
+    let mut vic = app.signed_in("vic@acme.test").await;
+    let page = vic.get("/settings/exports").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("New Export") && page.body.contains("Download"), "a viewer sees and downloads");
+    let token = page.csrf();
+    let r = vic
+        .post_form(
+            "/settings/exports",
+            &[("csrf_token", token.as_str()), ("export_type", "audit_log"), ("format", "csv")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("pf.export_requests.create"));
+    let r = vic.post_form(&format!("/settings/exports/{id}/delete"), &[("csrf_token", token.as_str())]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let mut gus = app.signed_in("gus@globex.test").await;
+    assert!(gus.get("/settings/exports").await.body.contains("No exports yet"), "another org's exports are not listed");
+    assert_eq!(gus.get(&format!("/settings/exports/{id}/download")).await.status, StatusCode::NOT_FOUND);
+    let token = gus.get("/").await.csrf();
+    let r = gus.post_form(&format!("/settings/exports/{id}/delete"), &[("csrf_token", token.as_str())]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(c.get("/settings/exports").await.body.contains(&format!("id=\"export-{id}\"")));
+}
