@@ -428,3 +428,55 @@ async fn overwrite_with_its_confirmation_then_roll_back_through_the_dialog() {
     shot(&c, "audit-log").await;
     c.close().await.unwrap();
 }
+
+#[actix_web::test]
+async fn request_an_export_watch_it_complete_without_reloading_and_download_it() {
+    let profile = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = start_browser_with_downloads(profile.path(), downloads.path()).await else { return };
+    let app = spawn_app().await;
+    app.user("acme-health", "ada@acme.test", "owner").await;
+    for (code, name) in [("LOC-1", "Main"), ("LOC-2", "North")] {
+        app.add_record("acme-health", "locations", &[("code", code), ("name", name), ("kind", "clinic")]).await;
+    }
+    let base = app.base.clone();
+    sign_in(&c, &base, "/login", "ada@acme.test").await;
+    c.find(Locator::Css("nav.sidebar a[href='/settings/exports']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Data Exports").await;
+    assert!(text(&c, "main").await.contains("No exports yet"));
+
+    c.find(Locator::Css("a[data-open='new-export']")).await.unwrap().click().await.unwrap();
+    assert!(eval_bool(&c, "return document.getElementById('new-export').open").await);
+    c.find(Locator::Css("#new-export input[name=entity_types][value=locations]")).await.unwrap().click().await.unwrap();
+    shot(&c, "export-new").await;
+    c.find(Locator::Css("#new-export button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Data Exports").await;
+    // the page was loaded once; the row turns Completed by itself
+    c.execute("window.__marker = 'same page'", vec![]).await.unwrap();
+    let row = wait_text(&c, "#exports tbody tr", |t| t.contains("Completed")).await;
+    assert!(row.contains("Entity data") && row.contains("CSV") && row.contains("Locations"), "{row}");
+    let same = c.execute("return window.__marker", vec![]).await.unwrap();
+    assert_eq!(same.as_str(), Some("same page"), "completed without a reload");
+    shot(&c, "export-completed").await;
+
+    let href =
+        c.find(Locator::Css("#exports a[href$='/download']")).await.unwrap().attr("href").await.unwrap().unwrap();
+    c.goto(&format!("{base}{href}")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let downloaded = loop {
+        let found = std::fs::read_dir(downloads.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no download");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(downloaded.file_name().unwrap().to_string_lossy().starts_with("locations-"));
+    let body = std::fs::read_to_string(&downloaded).unwrap();
+    assert!(body.starts_with("code,name,kind,") && body.contains("LOC-2,North,clinic"), "{body}");
+    c.close().await.unwrap();
+}
