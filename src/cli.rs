@@ -130,11 +130,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_FETCH_PRIVATE_NETWORKS: {e}"))?;
             let retention = crate::config::parse_retention_days(&cli.serve.import_retention_days)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_IMPORT_RETENTION_DAYS: {e}"))?;
+            let export_retention = crate::config::parse_retention_days(&cli.serve.export_retention_days)
+                .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_EXPORT_RETENTION_DAYS: {e}"))?;
             let config = WorkerConfig {
                 concurrency: n.max(1),
                 lease_secs: lease,
                 import_ttl_secs: ttl,
                 import_retention_secs: retention,
+                export_retention_secs: export_retention,
                 fetch_private_networks,
                 ..WorkerConfig::default()
             };

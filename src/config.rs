@@ -84,6 +84,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STEVEDORE_IMPORT_RETENTION_DAYS", default_value = "90", global = true)]
     pub import_retention_days: String,
 
+    /// Days the file of a completed export is kept; then the export shows as expired.
+    #[arg(long, env = "STEVEDORE_EXPORT_RETENTION_DAYS", default_value = "7", global = true)]
+    pub export_retention_days: String,
+
     /// Let imports fetch file and image URLs on private and local networks (refused by
     /// default: a URL in a CSV must not reach services behind the firewall).
     #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
@@ -127,6 +131,7 @@ pub struct Settings {
     pub job_lease_secs: i64,
     pub import_ttl_secs: i64,
     pub import_retention_secs: i64,
+    pub export_retention_secs: i64,
     pub fetch_private_networks: bool,
 }
 
@@ -208,6 +213,8 @@ impl Settings {
                 .map_err(|why| bad("STEVEDORE_IMPORT_TTL_HOURS", why))?,
             import_retention_secs: parse_retention_days(&s.import_retention_days)
                 .map_err(|why| bad("STEVEDORE_IMPORT_RETENTION_DAYS", why))?,
+            export_retention_secs: parse_retention_days(&s.export_retention_days)
+                .map_err(|why| bad("STEVEDORE_EXPORT_RETENTION_DAYS", why))?,
             fetch_private_networks: parse_bool(&s.fetch_private_networks)
                 .map_err(|why| bad("STEVEDORE_FETCH_PRIVATE_NETWORKS", why))?,
         })

@@ -71,6 +71,7 @@ pub struct App {
     lease_secs: i64,
     import_ttl_secs: i64,
     import_retention_secs: i64,
+    export_retention_secs: i64,
     fetch_private_networks: bool,
     schemas: std::sync::Arc<Schemas>,
     pub demo_login: Option<DemoLogin>,
@@ -123,6 +124,7 @@ impl App {
         let lease_secs = settings.job_lease_secs;
         let import_ttl_secs = settings.import_ttl_secs;
         let import_retention_secs = settings.import_retention_secs;
+        let export_retention_secs = settings.export_retention_secs;
         let fetch_private_networks = settings.fetch_private_networks;
         let link_key = crate::domain::exports::link_key(key_bytes.expose_secret());
         let state = web::Data::new(AppState { db: db.clone(), settings, schemas, link_key });
@@ -174,6 +176,7 @@ impl App {
             lease_secs,
             import_ttl_secs,
             import_retention_secs,
+            export_retention_secs,
             fetch_private_networks,
             schemas: job_schemas,
         })
@@ -195,6 +198,7 @@ impl App {
                     lease_secs: self.lease_secs,
                     import_ttl_secs: self.import_ttl_secs,
                     import_retention_secs: self.import_retention_secs,
+                    export_retention_secs: self.export_retention_secs,
                     fetch_private_networks: self.fetch_private_networks,
                     ..WorkerConfig::default()
                 };

@@ -1,7 +1,7 @@
 //! `maintenance.prune`: deletes expired sessions, old sign-in attempts and finished jobs
 //! older than a week; expires validated imports not started within their time to live;
 //! purges the staged rows of imports that no longer need them, and the journals and
-//! original files of imports past their retention. Every instance offers to schedule it every ten minutes; the dedupe
+//! original files of imports past their retention, and the files of exports past theirs. Every instance offers to schedule it every ten minutes; the dedupe
 //! key makes that one job per ten minutes, whatever the number of instances.
 
 use futures_util::future::LocalBoxFuture;
@@ -18,6 +18,8 @@ pub struct Prune {
     pub import_ttl_secs: i64,
     /// How long an import's journal and original file are kept.
     pub import_retention_secs: i64,
+    /// How long a completed export's file is kept.
+    pub export_retention_secs: i64,
 }
 
 /// Imports whose staged rows one run purges at most (the next run takes the rest).
@@ -57,6 +59,13 @@ impl JobHandler for Prune {
                         && e.kind() != std::io::ErrorKind::NotFound
                     {
                         tracing::warn!(error = %e, import_id = id, "removing an original file failed");
+                    }
+                }
+                for file in store::exports::expire(&ctx.db, now - self.export_retention_secs).await? {
+                    if let Err(e) = tokio::fs::remove_file(&file).await
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(error = %e, file, "removing an expired export file failed");
                     }
                 }
                 anyhow::Ok((sessions, attempts, jobs, expired.len(), purge.len() + old.len()))

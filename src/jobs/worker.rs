@@ -60,6 +60,8 @@ pub struct WorkerConfig {
     pub import_ttl_secs: i64,
     /// How long an import's journal and original file are kept.
     pub import_retention_secs: i64,
+    /// How long a completed export's file is kept.
+    pub export_retention_secs: i64,
     /// Whether imports may fetch file URLs on private networks.
     pub fetch_private_networks: bool,
 }
@@ -73,6 +75,7 @@ impl Default for WorkerConfig {
             stop_grace: STOP_GRACE,
             import_ttl_secs: 86_400,
             import_retention_secs: 90 * 86_400,
+            export_retention_secs: 7 * 86_400,
             fetch_private_networks: false,
         }
     }
@@ -137,10 +140,11 @@ impl Worker {
 
     /// With every job kind the app has.
     pub fn with_all_handlers(db: Db, schemas: Arc<Schemas>, config: WorkerConfig) -> anyhow::Result<Worker> {
-        let (import_ttl_secs, import_retention_secs) = (config.import_ttl_secs, config.import_retention_secs);
+        let (import_ttl_secs, import_retention_secs, export_retention_secs) =
+            (config.import_ttl_secs, config.import_retention_secs, config.export_retention_secs);
         let fetcher = crate::files::fetch::Fetcher::new(config.fetch_private_networks)?;
         let mut w = Worker::new(db, config)?;
-        w.register(super::maintenance::Prune { import_ttl_secs, import_retention_secs });
+        w.register(super::maintenance::Prune { import_ttl_secs, import_retention_secs, export_retention_secs });
         w.register(super::export::ExportHandler { schemas: schemas.clone() });
         let imports = Arc::new(super::import::Handlers { schemas, fetcher });
         w.register(super::import::ValidateHandler(imports.clone()));

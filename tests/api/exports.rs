@@ -296,3 +296,32 @@ async fn viewing_and_requesting_need_their_permissions_and_stay_in_their_org() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(c.get("/settings/exports").await.body.contains(&format!("id=\"export-{id}\"")));
 }
+
+#[actix_web::test]
+async fn a_completed_export_expires_after_its_retention_and_offers_no_download() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    request(&mut c, &[("export_type", "audit_log"), ("format", "csv")]).await;
+    app.drain().await;
+    let id = newest_id(&c.get("/settings/exports").await.body);
+    let (ok, link) = download(&mut c, id).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
+    let path = stevedore::store::exports::get(&app.db, org, id).await.unwrap().unwrap().file_path;
+    // eight days later
+    let sql = "UPDATE export_requests SET completed_at = completed_at - 8 * 86400 WHERE id = $1";
+    match &app.db {
+        stevedore::store::Db::Sqlite(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
+        stevedore::store::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
+    }
+    stevedore::jobs::enqueue(&app.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
+        .await
+        .unwrap();
+    app.drain().await;
+    let page = c.get("/settings/exports").await;
+    assert!(page.body.contains(">Expired<"), "{}", page.body);
+    assert!(!page.body.contains(&format!("/settings/exports/{id}/download")), "no download offered");
+    assert!(!std::path::Path::new(&path).exists(), "the file is deleted");
+    assert_eq!(c.get(&link).await.status, StatusCode::FORBIDDEN, "an earlier link no longer works");
+    assert_eq!(c.get(&format!("/settings/exports/{id}/download")).await.status, StatusCode::CONFLICT);
+}

@@ -57,6 +57,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         job_lease_secs: "30".into(),
         import_ttl_hours: "24".into(),
         import_retention_days: "90".into(),
+        export_retention_days: "7".into(),
         fetch_private_networks: "false".into(),
     };
     tweak(&mut serve);
