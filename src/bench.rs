@@ -99,12 +99,14 @@ fn generate(path: &PathBuf, rows: usize, offset: usize, variant: usize) -> anyho
             // every even row: an earlier contact who moved; every odd row: a new contact
             2 if i % 2 == 0 => (i, 1),
             2 => (offset + i, 0),
+            3 => (i, 0),
             // every 50th row repeats the one before it (a duplicate in the file)
             _ if i % 50 == 49 => (i - 1, 0),
             _ => (i, 0),
         };
-        let bad_date = n % 100 == 7;
-        let bad_country = n % 100 == 13;
+        // variant 3 (the export benchmark's records) has no bad rows
+        let bad_date = variant != 3 && n % 100 == 7;
+        let bad_country = variant != 3 && n % 100 == 13;
         writeln!(
             w,
             "C{n:08},{},{},user{n}@example.com,+1 555 {:04},{},{},{},{},{},{}.{:02},{}",
@@ -156,6 +158,8 @@ struct Bench {
     schema: Arc<crate::domain::entities::EntitySchema>,
     worker: Worker,
     stop: tokio::sync::watch::Receiver<bool>,
+    /// Kept so the worker never reads a dropped sender as "stop".
+    _stop_tx: tokio::sync::watch::Sender<bool>,
     chunk: i64,
 }
 
@@ -249,13 +253,76 @@ impl Bench {
     }
 }
 
-async fn run(
-    dir: &std::path::Path,
-    rows: usize,
-    chunk: i64,
-    database: Option<String>,
-    runs: Runs,
-) -> anyhow::Result<()> {
+/// `stevedore bench export`: imports `rows` generated contacts, then exports them in
+/// `format` through the same job the Data Exports page runs; prints rows/s and peak memory,
+/// and last one JSON object.
+pub async fn export(rows: usize, format: &str, database: Option<String>) -> anyhow::Result<()> {
+    let format = crate::domain::exports::Format::parse(format)
+        .ok_or_else(|| anyhow::anyhow!("--format must be csv, xlsx or json"))?;
+    let dir = std::env::temp_dir().join(format!("stevedore-bench-{}-{}", std::process::id(), crate::random_token(4)?));
+    std::fs::create_dir_all(&dir)?;
+    let result = async {
+        let b = setup(&dir, 5000, database).await?;
+        let file = dir.join("contacts.csv");
+        generate(&file, rows, 0, 3)?;
+        println!("importing {rows} contacts to export");
+        let (imported, _, _) = b.import(&file, "merge").await?;
+        let exports = dir.join("exports");
+        let id = store::exports::create(
+            &b.db,
+            b.org,
+            &store::exports::NewExport {
+                export_type: "entity_data",
+                format: format.as_str(),
+                entity_types: "[\"bench_contacts\"]",
+                date_from: None,
+                date_to: None,
+                file_dir: &exports.to_string_lossy(),
+                file_name: &format!("contacts.{}", format.extension()),
+                by: b.user,
+                by_label: "bench",
+            },
+        )
+        .await?;
+        crate::jobs::export::enqueue(&b.db, b.org, id).await?;
+        let seconds = b.drain().await?;
+        let done = store::exports::get(&b.db, b.org, id).await?.context("benchmark export vanished")?;
+        anyhow::ensure!(done.status == "completed", "export ended {}: {}", done.status, done.reason);
+        anyhow::ensure!(
+            done.row_count == imported.created_rows,
+            "exported {} of {}",
+            done.row_count,
+            imported.created_rows
+        );
+        let bytes = done.file_size.unwrap_or(0);
+        let peak = peak_rss_mib();
+        println!(
+            "exported {} rows as {} in {seconds:.2} s ({:.0} rows/s), {:.1} MB, peak RSS {peak:.1} MiB",
+            done.row_count,
+            format.label(),
+            done.row_count as f64 / seconds,
+            bytes as f64 / 1e6
+        );
+        let json = serde_json::json!({
+            "rows": done.row_count,
+            "format": format.as_str(),
+            "seconds": secs(seconds),
+            "rows_per_sec": (done.row_count as f64 / seconds).round(),
+            "file_bytes": bytes,
+            "peak_rss_mib": (peak * 10.0).round() / 10.0,
+            "database": b.db.backend(),
+        });
+        b.db.close().await;
+        println!("{json}");
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// A database (fresh SQLite in `dir` unless `database`), the benchmark org, user and worker.
+async fn setup(dir: &std::path::Path, chunk: i64, database: Option<String>) -> anyhow::Result<Bench> {
     let url = database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
     let db = Db::connect(&url, 4).await?;
     db.migrate().await?;
@@ -268,8 +335,19 @@ async fn run(
     let (org, _) = store::accounts::ensure_org(&db, &slug, "Benchmark").await?;
     let user = store::accounts::create_user(&db, &format!("{slug}@bench.test"), "Bench", "x", false).await?;
     let worker = Worker::with_all_handlers(db.clone(), Arc::new(schemas), WorkerConfig::default())?;
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let b = Bench { db: db.clone(), org, user: UserId::new(user.get()), schema, worker, stop, chunk };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    Ok(Bench { db, org, user: UserId::new(user.get()), schema, worker, stop, _stop_tx: stop_tx, chunk })
+}
+
+async fn run(
+    dir: &std::path::Path,
+    rows: usize,
+    chunk: i64,
+    database: Option<String>,
+    runs: Runs,
+) -> anyhow::Result<()> {
+    let b = setup(dir, chunk, database).await?;
+    let db = b.db.clone();
 
     let file = dir.join("contacts.csv");
     let t = Instant::now();

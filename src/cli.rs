@@ -68,6 +68,18 @@ enum BenchCommand {
         #[arg(long)]
         rollback: bool,
     },
+    /// Import N generated contacts, then export them as CSV, XLSX or JSON through the export
+    /// job, printing rows/s and peak memory; the last line is one JSON object.
+    Export {
+        #[arg(long, default_value = "100000")]
+        rows: usize,
+        /// csv, xlsx or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Database URL to use instead of a fresh SQLite file.
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +159,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             anyhow::ensure!((1..=100_000).contains(&chunk), "--chunk must be from 1 to 100000");
             crate::bench::import(rows, chunk, database, crate::bench::Runs { merge, rollback }).await
+        }
+        Command::Bench { command: BenchCommand::Export { rows, format, database } } => {
+            anyhow::ensure!(rows > 0, "--rows must be at least 1");
+            crate::bench::export(rows, &format, database).await
         }
         Command::Migrate => {
             let db = open_database(&db_settings).await?;

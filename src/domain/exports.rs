@@ -40,11 +40,12 @@ impl ExportType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
+    Xlsx,
     Json,
 }
 
 impl Format {
-    pub const ALL: [Format; 2] = [Format::Csv, Format::Json];
+    pub const ALL: [Format; 3] = [Format::Csv, Format::Xlsx, Format::Json];
 
     pub fn parse(s: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.as_str() == s)
@@ -53,6 +54,7 @@ impl Format {
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
             Format::Json => "json",
         }
     }
@@ -61,14 +63,17 @@ impl Format {
     pub fn label(self) -> &'static str {
         match self {
             Format::Csv => "CSV",
+            Format::Xlsx => "XLSX",
             Format::Json => "JSON",
         }
     }
 
-    /// The extension of one part (one entity, or the whole export).
+    /// The extension of one part (one entity, or the whole export); an XLSX export is one
+    /// workbook with a sheet per entity.
     pub fn extension(self) -> &'static str {
         match self {
             Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
             Format::Json => "jsonl",
         }
     }
@@ -76,6 +81,7 @@ impl Format {
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Csv => "text/csv; charset=utf-8",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             Format::Json => "application/x-ndjson",
         }
     }

@@ -5,6 +5,8 @@
 //!
 //! CSV: one file per entity, headers exactly the importer template's, values as the
 //! importer reads them, formula-like cells neutralized; zipped when there is more than one.
+//! XLSX: one workbook in constant-memory mode, a sheet per entity with a bold, frozen
+//! header row and widths from the headers, a new sheet past Excel's 1,048,576 rows.
 //! JSON: JSON Lines, one document per entity, zipped when more than one.
 
 use std::io::{BufWriter, Write};
@@ -40,25 +42,115 @@ pub async fn enqueue(db: &Db, org: OrgId, export_id: i64) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Where the parts of an export go: one plain file, or entries of a zip.
+/// Excel's rows per sheet, the header included.
+const XLSX_ROWS: u32 = 1_048_576;
+
+/// A workbook being written, one sheet at a time.
+struct Workbook {
+    book: rust_xlsxwriter::Workbook,
+    path: PathBuf,
+    header: rust_xlsxwriter::Format,
+    /// The current part's sheet name, columns, sheet number and next row.
+    name: String,
+    columns: Vec<String>,
+    sheets: u32,
+    row: u32,
+}
+
+impl Workbook {
+    /// Starts a sheet for the current part (a second one is "Name (2)", and so on).
+    fn new_sheet(&mut self) -> Result<(), rust_xlsxwriter::XlsxError> {
+        self.sheets += 1;
+        let name = if self.sheets == 1 { self.name.clone() } else { format!("{} ({})", self.name, self.sheets) };
+        let sheet = self.book.add_worksheet_with_constant_memory()?;
+        sheet.set_name(name)?;
+        for (i, c) in self.columns.iter().enumerate() {
+            sheet.write_string_with_format(0, i as u16, c, &self.header)?;
+            sheet.set_column_width(i as u16, (c.len() as f64 + 4.0).clamp(12.0, 50.0))?;
+        }
+        sheet.set_freeze_panes(1, 0)?;
+        self.row = 1;
+        Ok(())
+    }
+
+    fn rows(&mut self, rows: &[Vec<(String, serde_json::Value)>]) -> Result<(), rust_xlsxwriter::XlsxError> {
+        for row in rows {
+            if self.row >= XLSX_ROWS {
+                self.new_sheet()?;
+            }
+            let index = self.book.worksheets().len() - 1;
+            let sheet = self.book.worksheet_from_index(index)?;
+            for (i, (_, v)) in row.iter().enumerate() {
+                let col = i as u16;
+                match v {
+                    serde_json::Value::Null => {}
+                    serde_json::Value::Number(n) => {
+                        sheet.write_number(self.row, col, n.as_f64().unwrap_or_default())?;
+                    }
+                    serde_json::Value::Bool(b) => {
+                        sheet.write_boolean(self.row, col, *b)?;
+                    }
+                    other => {
+                        sheet.write_string(self.row, col, neutralize(&cell_text(other)))?;
+                    }
+                }
+            }
+            self.row += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Where the parts of an export go: one plain file, entries of a zip, or sheets of a
+/// workbook.
 enum Sink {
     Plain(BufWriter<std::fs::File>),
     Zip(Box<zip::ZipWriter<BufWriter<std::fs::File>>>),
+    Xlsx(Box<Workbook>),
 }
 
 impl Sink {
-    fn open(path: &Path, zipped: bool) -> std::io::Result<Sink> {
+    fn open(path: &Path, format: Format, zipped: bool) -> std::io::Result<Sink> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
+        }
+        if format == Format::Xlsx {
+            let mut book = rust_xlsxwriter::Workbook::new();
+            if let Some(dir) = path.parent() {
+                // each constant-memory sheet spools to a temporary file beside the export
+                book.set_tempdir(dir).map_err(std::io::Error::other)?;
+            }
+            let header = rust_xlsxwriter::Format::new().set_bold().set_background_color("#E8EFFD");
+            let book = Workbook {
+                book,
+                path: path.to_path_buf(),
+                header,
+                name: String::new(),
+                columns: vec![],
+                sheets: 0,
+                row: 0,
+            };
+            return Ok(Sink::Xlsx(Box::new(book)));
         }
         let file = BufWriter::with_capacity(256 * 1024, std::fs::File::create(path)?);
         Ok(if zipped { Sink::Zip(Box::new(zip::ZipWriter::new(file))) } else { Sink::Plain(file) })
     }
 
-    fn start_part(&mut self, name: &str) -> std::io::Result<()> {
-        if let Sink::Zip(z) = self {
-            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-            z.start_file(name, options).map_err(std::io::Error::other)?;
+    /// A new part: an entry of the zip, or the sheet name of the workbook.
+    fn start_part(&mut self, entry: &str, sheet: &str) -> std::io::Result<()> {
+        match self {
+            Sink::Zip(z) => {
+                let options =
+                    zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+                z.start_file(entry, options).map_err(std::io::Error::other)?;
+            }
+            Sink::Xlsx(w) => {
+                // Excel's limits: 31 characters (room left for " (2)"), none of []:*?/\
+                let clean: String = sheet.chars().filter(|c| !"[]:*?/\\".contains(*c)).take(25).collect();
+                w.name = if clean.is_empty() { "Export".into() } else { clean };
+                w.sheets = 0;
+            }
+            Sink::Plain(_) => {}
         }
         Ok(())
     }
@@ -67,6 +159,7 @@ impl Sink {
         match self {
             Sink::Plain(w) => w.write_all(bytes),
             Sink::Zip(z) => z.write_all(bytes),
+            Sink::Xlsx(_) => Ok(()),
         }
     }
 
@@ -74,6 +167,10 @@ impl Sink {
         match self {
             Sink::Plain(mut w) => w.flush(),
             Sink::Zip(z) => z.finish().map_err(std::io::Error::other)?.flush(),
+            Sink::Xlsx(mut w) => {
+                let path = w.path.clone();
+                w.book.save(&path).map_err(std::io::Error::other)
+            }
         }
     }
 }
@@ -86,6 +183,10 @@ struct Part<'a> {
 
 impl Part<'_> {
     fn header(&mut self, columns: &[String]) -> Result<(), String> {
+        if let Sink::Xlsx(w) = self.sink {
+            w.columns = columns.to_vec();
+            return w.new_sheet().map_err(xlsx);
+        }
         if self.format == Format::Csv {
             let mut w = csv::Writer::from_writer(vec![]);
             w.write_record(columns).map_err(|e| e.to_string())?;
@@ -97,7 +198,11 @@ impl Part<'_> {
 
     /// Rows as (column, value) pairs in column order.
     fn rows(&mut self, rows: &[Vec<(String, serde_json::Value)>]) -> Result<(), String> {
+        if let Sink::Xlsx(w) = self.sink {
+            return w.rows(rows).map_err(xlsx);
+        }
         let bytes = match self.format {
+            Format::Xlsx => vec![],
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(vec![]);
                 for row in rows {
@@ -118,6 +223,11 @@ impl Part<'_> {
         };
         self.sink.write_all(&bytes).map_err(storage)
     }
+}
+
+fn xlsx(e: rust_xlsxwriter::XlsxError) -> String {
+    tracing::warn!(error = %e, "writing an XLSX export failed");
+    "the workbook could not be written (see the server log)".into()
 }
 
 fn storage(e: std::io::Error) -> String {
@@ -210,8 +320,8 @@ async fn build(
     let format = Format::parse(&req.format).ok_or_else(|| BuildError::Fail("unknown format".into()))?;
     let range = (req.date_from, req.date_to);
     let entities: Vec<String> = serde_json::from_str(&req.entity_types).unwrap_or_default();
-    let zipped = kind == ExportType::EntityData && entities.len() > 1;
-    let mut sink = Sink::open(path, zipped).map_err(|e| BuildError::Fail(storage(e)))?;
+    let zipped = kind == ExportType::EntityData && entities.len() > 1 && format != Format::Xlsx;
+    let mut sink = Sink::open(path, format, zipped).map_err(|e| BuildError::Fail(storage(e)))?;
     let mut total = 0i64;
     match kind {
         ExportType::EntityData => {
@@ -219,7 +329,8 @@ async fn build(
                 let schema = schemas
                     .get(name)
                     .ok_or_else(|| BuildError::Fail(format!("the entity type \"{name}\" no longer exists")))?;
-                sink.start_part(&format!("{name}.{}", format.extension())).map_err(|e| BuildError::Fail(storage(e)))?;
+                sink.start_part(&format!("{name}.{}", format.extension()), &schema.label)
+                    .map_err(|e| BuildError::Fail(storage(e)))?;
                 let mut part = Part { format, sink: &mut sink };
                 let columns: Vec<String> = schema.fields.iter().map(|f| f.name().to_string()).collect();
                 part.header(&columns).map_err(BuildError::Fail)?;
@@ -246,6 +357,7 @@ async fn build(
             }
         }
         ExportType::ImportHistory | ExportType::AuditLog => {
+            sink.start_part("", kind.label()).map_err(|e| BuildError::Fail(storage(e)))?;
             let mut part = Part { format, sink: &mut sink };
             let names: &[&str] = if kind == ExportType::ImportHistory {
                 &[

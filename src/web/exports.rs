@@ -168,7 +168,7 @@ pub async fn create(
     };
     let checked = (|| -> Result<(ExportType, Format, Option<i64>, Option<i64>), String> {
         let kind = ExportType::parse(&form.export_type).ok_or("Choose what to export.")?;
-        let format = Format::parse(&form.format).ok_or("Choose a format: CSV or JSON.")?;
+        let format = Format::parse(&form.format).ok_or("Choose a format: CSV, XLSX or JSON.")?;
         if kind == ExportType::EntityData {
             if form.entities.is_empty() {
                 return Err("Choose at least one entity type to export.".into());
@@ -200,7 +200,7 @@ pub async fn create(
         (ExportType::ImportHistory, _) => "import-history".into(),
         (ExportType::AuditLog, _) => "audit-log".into(),
     };
-    let ext = if entities.len() > 1 { "zip" } else { format.extension() };
+    let ext = if entities.len() > 1 && format != Format::Xlsx { "zip" } else { format.extension() };
     let file_name = format!("{stem}-{today}.{ext}");
     let dir = state.settings.db.data_dir.join("files").join("exports").join(id.org_id.get().to_string());
     let new = NewExport {

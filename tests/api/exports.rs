@@ -176,7 +176,7 @@ async fn invalid_choices_are_explained_in_the_dialog() {
         (vec![("export_type", "entity_data"), ("format", "csv")], "Choose at least one entity type to export."),
         (
             vec![("export_type", "entity_data"), ("format", "pdf"), ("entity_types", "locations")],
-            "Choose a format: CSV or JSON.",
+            "Choose a format: CSV, XLSX or JSON.",
         ),
         (
             vec![("export_type", "entity_data"), ("format", "csv"), ("entity_types", "planets")],
@@ -324,4 +324,52 @@ async fn a_completed_export_expires_after_its_retention_and_offers_no_download()
     assert!(!std::path::Path::new(&path).exists(), "the file is deleted");
     assert_eq!(c.get(&link).await.status, StatusCode::FORBIDDEN, "an earlier link no longer works");
     assert_eq!(c.get(&format!("/settings/exports/{id}/download")).await.status, StatusCode::CONFLICT);
+}
+
+#[actix_web::test]
+async fn an_xlsx_export_is_one_workbook_with_a_sheet_per_entity() {
+    use calamine::{Data, Reader, Xlsx};
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    import_locations(&app, &mut c, b"code,name,kind,capacity,active\nLOC-1,Main,clinic,40,true\nLOC-2,=1+1,office,,\n")
+        .await;
+    app.add_record(
+        "acme",
+        "staff",
+        &[
+            ("employee_id", "E-1"),
+            ("first_name", "Ava"),
+            ("last_name", "Nguyen"),
+            ("email", "ava@x.test"),
+            ("role", "nurse"),
+            ("home_location", "LOC-1"),
+        ],
+    )
+    .await;
+    let fields =
+        [("export_type", "entity_data"), ("format", "xlsx"), ("entity_types", "locations"), ("entity_types", "staff")];
+    assert_eq!(request(&mut c, &fields).await.status, StatusCode::SEE_OTHER);
+    app.drain().await;
+    let page = c.get("/settings/exports").await;
+    assert!(page.body.contains("<td>XLSX</td>") && page.body.contains(">Completed<"), "{}", page.body);
+    let id = newest_id(&page.body);
+    let (file, _) = download(&mut c, id).await;
+    assert_eq!(file.header("content-type"), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    assert!(file.header("content-disposition").contains(".xlsx"));
+    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(file.bytes.clone())).unwrap();
+    assert_eq!(book.sheet_names(), ["Locations", "Staff"]);
+    let sheet = book.worksheet_range("Locations").unwrap();
+    let rows: Vec<Vec<Data>> = sheet.rows().map(|r| r.to_vec()).collect();
+    let template = c.get("/locations/template.csv").await.body;
+    let header: Vec<String> = rows[0].iter().map(|d| d.to_string()).collect();
+    assert_eq!(header.join(","), template.lines().next().unwrap(), "the importer template's header");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1][0], Data::String("LOC-1".into()));
+    let capacity = header.iter().position(|h| h == "capacity").unwrap();
+    let active = header.iter().position(|h| h == "active").unwrap();
+    assert_eq!(rows[1][capacity], Data::Float(40.0), "numbers are numbers");
+    assert_eq!(rows[1][active], Data::Bool(true));
+    assert_eq!(rows[2][1], Data::String("'=1+1".into()), "a formula-like name is text");
+    let staff = book.worksheet_range("Staff").unwrap();
+    assert_eq!(staff.rows().count(), 2);
 }
