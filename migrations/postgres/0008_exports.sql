@@ -24,3 +24,6 @@ CREATE TABLE export_requests (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX export_requests_org ON export_requests (org_id, requested_at);
+
+-- An export reads an entity's records in id order, a page at a time.
+CREATE INDEX records_entity_id ON records (org_id, entity, id);

@@ -27,7 +27,7 @@ use crate::store::exports::{self as store, ExportRow};
 pub const KIND: &str = "export.build";
 
 /// Rows read per query.
-const PAGE: i64 = 2000;
+const PAGE: i64 = 5000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Payload {
@@ -73,14 +73,14 @@ impl Workbook {
         Ok(())
     }
 
-    fn rows(&mut self, rows: &[Vec<(String, serde_json::Value)>]) -> Result<(), rust_xlsxwriter::XlsxError> {
+    fn rows(&mut self, rows: &[Vec<serde_json::Value>]) -> Result<(), rust_xlsxwriter::XlsxError> {
         for row in rows {
             if self.row >= XLSX_ROWS {
                 self.new_sheet()?;
             }
             let index = self.book.worksheets().len() - 1;
             let sheet = self.book.worksheet_from_index(index)?;
-            for (i, (_, v)) in row.iter().enumerate() {
+            for (i, v) in row.iter().enumerate() {
                 let col = i as u16;
                 match v {
                     serde_json::Value::Null => {}
@@ -179,10 +179,12 @@ impl Sink {
 struct Part<'a> {
     format: Format,
     sink: &'a mut Sink,
+    columns: Vec<String>,
 }
 
 impl Part<'_> {
     fn header(&mut self, columns: &[String]) -> Result<(), String> {
+        self.columns = columns.to_vec();
         if let Sink::Xlsx(w) = self.sink {
             w.columns = columns.to_vec();
             return w.new_sheet().map_err(xlsx);
@@ -197,7 +199,7 @@ impl Part<'_> {
     }
 
     /// Rows as (column, value) pairs in column order.
-    fn rows(&mut self, rows: &[Vec<(String, serde_json::Value)>]) -> Result<(), String> {
+    fn rows(&mut self, rows: &[Vec<serde_json::Value>]) -> Result<(), String> {
         if let Sink::Xlsx(w) = self.sink {
             return w.rows(rows).map_err(xlsx);
         }
@@ -206,15 +208,23 @@ impl Part<'_> {
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(vec![]);
                 for row in rows {
-                    let cells: Vec<String> = row.iter().map(|(_, v)| neutralize(&cell_text(v)).into_owned()).collect();
-                    w.write_record(&cells).map_err(|e| e.to_string())?;
+                    for v in row {
+                        let written = match v {
+                            // most cells: no copy unless neutralized
+                            serde_json::Value::String(t) => w.write_field(neutralize(t).as_bytes()),
+                            other => w.write_field(neutralize(&cell_text(other)).as_bytes()),
+                        };
+                        written.map_err(|e| e.to_string())?;
+                    }
+                    w.write_record(None::<&[u8]>).map_err(|e| e.to_string())?;
                 }
                 w.into_inner().map_err(|e| e.to_string())?
             }
             Format::Json => {
                 let mut out = vec![];
                 for row in rows {
-                    let obj: serde_json::Map<String, serde_json::Value> = row.iter().cloned().collect();
+                    let obj: serde_json::Map<String, serde_json::Value> =
+                        self.columns.iter().cloned().zip(row.iter().cloned()).collect();
                     serde_json::to_writer(&mut out, &obj).map_err(|e| e.to_string())?;
                     out.push(b'\n');
                 }
@@ -331,24 +341,24 @@ async fn build(
                     .ok_or_else(|| BuildError::Fail(format!("the entity type \"{name}\" no longer exists")))?;
                 sink.start_part(&format!("{name}.{}", format.extension()), &schema.label)
                     .map_err(|e| BuildError::Fail(storage(e)))?;
-                let mut part = Part { format, sink: &mut sink };
+                let mut part = Part { format, sink: &mut sink, columns: vec![] };
                 let columns: Vec<String> = schema.fields.iter().map(|f| f.name().to_string()).collect();
                 part.header(&columns).map_err(BuildError::Fail)?;
                 let mut after = 0i64;
                 loop {
                     let page = store::records_page(db, org, name, range, after, PAGE).await?;
                     let Some(last) = page.last().map(|r| r.0) else { break };
-                    let rows: Vec<Vec<(String, serde_json::Value)>> = page
+                    after = last;
+                    let rows: Vec<Vec<serde_json::Value>> = page
                         .iter()
                         .map(|(_, _, data)| {
                             let mut data: serde_json::Map<String, serde_json::Value> =
                                 serde_json::from_str(data).unwrap_or_default();
-                            columns.iter().map(|c| (c.clone(), data.remove(c).unwrap_or_default())).collect()
+                            columns.iter().map(|c| data.remove(c).unwrap_or_default()).collect()
                         })
                         .collect();
                     part.rows(&rows).map_err(BuildError::Fail)?;
                     total += rows.len() as i64;
-                    after = last;
                     store::progress(db, req.id, total).await?;
                     if ctx.should_stop() {
                         return Ok(None);
@@ -358,7 +368,7 @@ async fn build(
         }
         ExportType::ImportHistory | ExportType::AuditLog => {
             sink.start_part("", kind.label()).map_err(|e| BuildError::Fail(storage(e)))?;
-            let mut part = Part { format, sink: &mut sink };
+            let mut part = Part { format, sink: &mut sink, columns: vec![] };
             let names: &[&str] = if kind == ExportType::ImportHistory {
                 &[
                     "id",
@@ -382,7 +392,7 @@ async fn build(
             part.header(&columns).map_err(BuildError::Fail)?;
             let mut after = 0i64;
             loop {
-                let rows: Vec<Vec<(String, serde_json::Value)>> = if kind == ExportType::ImportHistory {
+                let rows: Vec<Vec<serde_json::Value>> = if kind == ExportType::ImportHistory {
                     store::imports_page(db, org, range, after, PAGE)
                         .await?
                         .into_iter()
@@ -402,7 +412,7 @@ async fn build(
                                 i.created_by_label.clone().into(),
                                 iso(i.created_at).into(),
                             ];
-                            columns.iter().cloned().zip(values).collect()
+                            values
                         })
                         .collect()
                 } else {
@@ -419,11 +429,11 @@ async fn build(
                                 e.detail.into(),
                                 e.address.into(),
                             ];
-                            columns.iter().cloned().zip(values).collect()
+                            values
                         })
                         .collect()
                 };
-                let Some(last) = rows.last().and_then(|r| r.first()).and_then(|(_, v)| v.as_i64()) else { break };
+                let Some(last) = rows.last().and_then(|r| r.first()).and_then(|v| v.as_i64()) else { break };
                 part.rows(&rows).map_err(BuildError::Fail)?;
                 total += rows.len() as i64;
                 after = last;

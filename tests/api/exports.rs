@@ -373,3 +373,29 @@ async fn an_xlsx_export_is_one_workbook_with_a_sheet_per_entity() {
     let staff = book.worksheet_range("Staff").unwrap();
     assert_eq!(staff.rows().count(), 2);
 }
+
+#[actix_web::test]
+async fn an_export_whose_worker_died_restarts_cleanly() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    import_locations(&app, &mut c, b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\n").await;
+    request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
+    let id = newest_id(&c.get("/settings/exports").await.body);
+    let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
+    let path = stevedore::store::exports::get(&app.db, org, id).await.unwrap().unwrap().file_path;
+    // as a worker killed part-way leaves it: processing, with half a file beside the real one
+    assert!(stevedore::store::exports::start(&app.db, id).await.unwrap());
+    stevedore::store::exports::progress(&app.db, id, 1).await.unwrap();
+    std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+    std::fs::write(format!("{path}.part"), "code,name\nLOC-1,half a row").unwrap();
+    let page = c.get("/settings/exports").await;
+    assert!(page.body.contains(">Processing<") && !page.body.contains("/download\""), "no download while processing");
+    // the queued job (taken over once the lease ran out) starts the file again
+    app.drain().await;
+    let page = c.get("/settings/exports").await;
+    assert!(page.body.contains(">Completed<"), "{}", page.body);
+    let (file, _) = download(&mut c, id).await;
+    assert_eq!(file.body.lines().count(), 3, "{}", file.body);
+    assert!(!file.body.contains("half a row"));
+    assert!(!std::path::Path::new(&format!("{path}.part")).exists());
+}
