@@ -352,9 +352,16 @@ async fn build(
                     let rows: Vec<Vec<serde_json::Value>> = page
                         .iter()
                         .map(|(_, _, data)| {
-                            let mut data: serde_json::Map<String, serde_json::Value> =
-                                serde_json::from_str(data).unwrap_or_default();
-                            columns.iter().map(|c| data.remove(c).unwrap_or_default()).collect()
+                            // field names borrow from the stored text: they are identifiers,
+                            // which never need unescaping (anything else takes the slow path)
+                            match serde_json::from_str::<std::collections::HashMap<&str, serde_json::Value>>(data) {
+                                Ok(mut m) => columns.iter().map(|c| m.remove(c.as_str()).unwrap_or_default()).collect(),
+                                Err(_) => {
+                                    let mut m: serde_json::Map<String, serde_json::Value> =
+                                        serde_json::from_str(data).unwrap_or_default();
+                                    columns.iter().map(|c| m.remove(c).unwrap_or_default()).collect()
+                                }
+                            }
                         })
                         .collect();
                     part.rows(&rows).map_err(BuildError::Fail)?;
