@@ -400,7 +400,7 @@ async fn build(
             let mut after = 0i64;
             loop {
                 let rows: Vec<Vec<serde_json::Value>> = if kind == ExportType::ImportHistory {
-                    store::imports_page(db, org, range, after, PAGE)
+                    crate::store::imports::page_after(db, org, range, after, PAGE)
                         .await?
                         .into_iter()
                         .map(|i| {

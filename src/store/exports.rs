@@ -224,36 +224,6 @@ pub async fn records_page(
     .context("reading records to export")
 }
 
-/// A page of the org's imports after `after_id`, in id order.
-pub async fn imports_page(
-    db: &Db,
-    org: OrgId,
-    range: (Option<i64>, Option<i64>),
-    after_id: i64,
-    limit: i64,
-) -> anyhow::Result<Vec<crate::store::imports::ImportRow>> {
-    let ids: Vec<i64> = on_pool!(db, p => sqlx::query_scalar::<_, i64>(
-        "SELECT id FROM imports WHERE org_id = $1 AND id > $2
-           AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at <= $4)
-         ORDER BY id LIMIT $5",
-    )
-    .bind(org.get())
-    .bind(after_id)
-    .bind(range.0)
-    .bind(range.1)
-    .bind(limit)
-    .fetch_all(p)
-    .await)
-    .context("reading imports to export")?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(i) = crate::store::imports::get(db, org, id).await? {
-            out.push(i);
-        }
-    }
-    Ok(out)
-}
-
 /// A page of the org's audit events after `after_id`, in id order.
 pub async fn audit_page(
     db: &Db,

@@ -110,6 +110,31 @@ pub async fn create(db: &Db, org: OrgId, n: &NewImport<'_>) -> anyhow::Result<i6
     .context("creating import")
 }
 
+/// The org's imports after `after_id` in id order, created within `range` (epoch seconds,
+/// inclusive, either end open).
+pub async fn page_after(
+    db: &Db,
+    org: OrgId,
+    range: (Option<i64>, Option<i64>),
+    after_id: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<ImportRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM imports WHERE org_id = $1 AND id > $2
+           AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at <= $4)
+         ORDER BY id LIMIT $5"
+    );
+    on_pool!(db, p => sqlx::query_as::<_, ImportRow>(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(after_id)
+        .bind(range.0)
+        .bind(range.1)
+        .bind(limit)
+        .fetch_all(p)
+        .await)
+    .context("reading imports")
+}
+
 /// The org an import belongs to.
 pub async fn org_of(db: &Db, id: i64) -> anyhow::Result<Option<i64>> {
     on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT org_id FROM imports WHERE id = $1")

@@ -2,7 +2,6 @@
 //! link signed for an hour, Delete.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
@@ -273,18 +272,7 @@ pub async fn file(
         return refused();
     }
     let Ok(file) = tokio::fs::File::open(&r.file_path).await else { return refused() };
-    let stream = futures_util::stream::unfold(file, |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 64 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
+    let stream = super::file_stream(file);
     let content_type = if r.file_name.ends_with(".zip") {
         "application/zip"
     } else {

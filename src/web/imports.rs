@@ -815,18 +815,7 @@ pub async fn original(
     }
     let file = tokio::fs::File::open(&imp.file_path).await.map_err(|_| AppError::NotFound)?;
     super::audit(&state, &req, &id, "import_file_downloaded", &format!("import {}", imp.id), "original").await?;
-    let stream = futures_util::stream::unfold(file, |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 64 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
+    let stream = super::file_stream(file);
     let content_type = if imp.file_name.to_ascii_lowercase().ends_with(".xlsx") {
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     } else {

@@ -85,6 +85,24 @@ pub fn client_address(req: &HttpRequest, trust_proxy: bool) -> String {
 
 /// Records in the org's audit log that the signed-in user did `action` to `target`, from
 /// the request's client address.
+/// A file's bytes as a response body, 64 KiB at a time (never the whole file in memory).
+pub fn file_stream(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = Result<actix_web::web::Bytes, std::io::Error>> {
+    futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(actix_web::web::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    })
+}
+
 pub async fn audit(
     state: &crate::startup::AppState,
     req: &HttpRequest,

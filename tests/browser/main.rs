@@ -129,6 +129,23 @@ async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// The first file with this extension to appear in `dir` (a finished download).
+async fn wait_download(dir: &std::path::Path, ext: &str) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == ext));
+        if let Some(p) = found {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no download");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn eval_bool(c: &Client, script: &str) -> bool {
     c.execute(script, vec![]).await.unwrap().as_bool().unwrap_or(false)
 }
@@ -333,19 +350,7 @@ async fn upload_map_validate_and_import_with_progress_then_download_the_error_ro
 
     // the error rows download, ready to fix and re-upload
     c.find(Locator::Css("a[href$='/errors.csv']")).await.unwrap().click().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let downloaded = loop {
-        let found = std::fs::read_dir(downloads.path())
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "csv"));
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no download");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    };
+    let downloaded = wait_download(downloads.path(), "csv").await;
     let body = std::fs::read_to_string(&downloaded).unwrap();
     assert!(body.starts_with("Location Code,Name,Kind,City,error"), "{body}");
     assert!(body.contains("LOC-BAD"));
@@ -463,19 +468,7 @@ async fn request_an_export_watch_it_complete_without_reloading_and_download_it()
     let href =
         c.find(Locator::Css("#exports a[href$='/download']")).await.unwrap().attr("href").await.unwrap().unwrap();
     c.goto(&format!("{base}{href}")).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let downloaded = loop {
-        let found = std::fs::read_dir(downloads.path())
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "csv"));
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no download");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    };
+    let downloaded = wait_download(downloads.path(), "csv").await;
     assert!(downloaded.file_name().unwrap().to_string_lossy().starts_with("locations-"));
     let body = std::fs::read_to_string(&downloaded).unwrap();
     assert!(body.starts_with("code,name,kind,") && body.contains("LOC-2,North,clinic"), "{body}");
