@@ -92,6 +92,93 @@ pub struct ServeArgs {
     /// default: a URL in a CSV must not reach services behind the firewall).
     #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
     pub fetch_private_networks: String,
+
+    /// Keep finished export files in this S3-compatible bucket (downloads then go to the
+    /// bucket's presigned URLs). Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "STEVEDORE_S3_BUCKET", global = true)]
+    pub s3_bucket: Option<String>,
+
+    /// The bucket's endpoint for S3-compatible services (MinIO, Ceph, R2...), e.g.
+    /// http://127.0.0.1:9000. Default: AWS.
+    #[arg(long, env = "STEVEDORE_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// The bucket's region.
+    #[arg(long, env = "STEVEDORE_S3_REGION", default_value = "us-east-1", global = true)]
+    pub s3_region: String,
+
+    /// A key prefix for this installation's objects, e.g. stevedore/.
+    #[arg(long, env = "STEVEDORE_S3_PREFIX", default_value = "", global = true)]
+    pub s3_prefix: String,
+
+    /// The bucket's access key id. Default: AWS_ACCESS_KEY_ID.
+    #[arg(long, env = "STEVEDORE_S3_ACCESS_KEY_ID", global = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// The bucket's secret access key. Default: AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "STEVEDORE_S3_SECRET_ACCESS_KEY", hide_env_values = true, global = true)]
+    pub s3_secret_access_key: Option<String>,
+}
+
+/// An S3-compatible bucket for export files.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Empty, or ending in "/".
+    pub prefix: String,
+    /// Credentials, when set here rather than in the standard AWS_* variables.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<secrecy::SecretString>,
+}
+
+impl S3Settings {
+    /// The bucket of the settings, None when no bucket is set.
+    pub fn from_args(s: &ServeArgs) -> Result<Option<S3Settings>, ConfigError> {
+        let bucket = s.s3_bucket.as_deref().map(str::trim).unwrap_or_default();
+        if bucket.is_empty() {
+            return Ok(None);
+        }
+        let name_ok = (3..=63).contains(&bucket.len())
+            && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !name_ok {
+            return Err(bad(
+                "STEVEDORE_S3_BUCKET",
+                format!("\"{bucket}\" is not a bucket name (3 to 63 lowercase letters, digits, dots and hyphens)"),
+            ));
+        }
+        let endpoint = match s.s3_endpoint.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
+                Some(e.trim_end_matches('/').to_string())
+            }
+            Some(e) => return Err(bad("STEVEDORE_S3_ENDPOINT", format!("\"{e}\" is not an http:// or https:// URL"))),
+        };
+        let region = s.s3_region.trim().to_string();
+        if region.is_empty() {
+            return Err(bad("STEVEDORE_S3_REGION", "must not be empty"));
+        }
+        let mut prefix = s.s3_prefix.trim().trim_matches('/').to_string();
+        if prefix.split('/').any(|p| p.is_empty() || p == "." || p == "..") && !prefix.is_empty() {
+            return Err(bad(
+                "STEVEDORE_S3_PREFIX",
+                format!("\"{}\" is not a key prefix such as stevedore/", s.s3_prefix),
+            ));
+        }
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        let set = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(String::from);
+        Ok(Some(S3Settings {
+            bucket: bucket.to_string(),
+            endpoint,
+            region,
+            prefix,
+            access_key_id: set(&s.s3_access_key_id),
+            secret_access_key: set(&s.s3_secret_access_key).map(secrecy::SecretString::from),
+        }))
+    }
 }
 
 /// A setting that cannot be used, with which one and why.
@@ -133,6 +220,7 @@ pub struct Settings {
     pub import_retention_secs: i64,
     pub export_retention_secs: i64,
     pub fetch_private_networks: bool,
+    pub s3: Option<S3Settings>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -217,6 +305,7 @@ impl Settings {
                 .map_err(|why| bad("STEVEDORE_EXPORT_RETENTION_DAYS", why))?,
             fetch_private_networks: parse_bool(&s.fetch_private_networks)
                 .map_err(|why| bad("STEVEDORE_FETCH_PRIVATE_NETWORKS", why))?,
+            s3: S3Settings::from_args(s)?,
         })
     }
 
@@ -371,6 +460,36 @@ mod tests {
         assert!(parse_session_key(&"ab".repeat(64)).is_ok());
         assert!(parse_session_key(&"ab".repeat(32)).unwrap_err().contains("at least 64 bytes"));
         assert!(parse_session_key("not hex").is_err());
+    }
+
+    fn serve_args() -> ServeArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Cli::parse_from(["stevedore"]).serve
+    }
+
+    #[test]
+    fn an_s3_bucket_is_optional_and_checked() {
+        let mut a = serve_args();
+        assert!(S3Settings::from_args(&a).unwrap().is_none(), "no bucket: local files");
+        a.s3_bucket = Some("stevedore-exports".into());
+        a.s3_endpoint = Some("http://127.0.0.1:9000/".into());
+        a.s3_prefix = "/prod/eu/".into();
+        let s = S3Settings::from_args(&a).unwrap().unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s.prefix, "prod/eu/");
+        assert_eq!(s.region, "us-east-1");
+        a.s3_prefix = "a//b".into();
+        assert_eq!(S3Settings::from_args(&a).unwrap_err().name, "STEVEDORE_S3_PREFIX");
+        a.s3_prefix = String::new();
+        a.s3_endpoint = Some("127.0.0.1:9000".into());
+        assert_eq!(S3Settings::from_args(&a).unwrap_err().name, "STEVEDORE_S3_ENDPOINT");
+        a.s3_bucket = Some("My_Bucket".into());
+        assert_eq!(S3Settings::from_args(&a).unwrap_err().name, "STEVEDORE_S3_BUCKET");
     }
 
     #[test]

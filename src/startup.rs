@@ -17,6 +17,7 @@ use crate::auth::{csrf, identity, password, session::DbSessionStore};
 use crate::config::Settings;
 use crate::domain::entities::Schemas;
 use crate::domain::permissions::Role;
+use crate::files::object::FileStore;
 use crate::jobs::{Worker, WorkerConfig, maintenance};
 use crate::store::{self, Db};
 use crate::web::layout;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub schemas: Schemas,
     /// Signs download links (derived from the session key, so every instance agrees).
     pub link_key: [u8; 32],
+    /// Where finished export files are kept.
+    pub files: FileStore,
 }
 
 include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
@@ -73,6 +76,7 @@ pub struct App {
     import_retention_secs: i64,
     export_retention_secs: i64,
     fetch_private_networks: bool,
+    files: FileStore,
     schemas: std::sync::Arc<Schemas>,
     pub demo_login: Option<DemoLogin>,
 }
@@ -127,7 +131,9 @@ impl App {
         let export_retention_secs = settings.export_retention_secs;
         let fetch_private_networks = settings.fetch_private_networks;
         let link_key = crate::domain::exports::link_key(key_bytes.expose_secret());
-        let state = web::Data::new(AppState { db: db.clone(), settings, schemas, link_key });
+        let files = FileStore::from_settings(settings.s3.as_ref())?;
+        tracing::info!(store = %files.describe(), "export files");
+        let state = web::Data::new(AppState { db: db.clone(), settings, schemas, link_key, files: files.clone() });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
                 .cookie_name("stevedore_session".into())
@@ -178,6 +184,7 @@ impl App {
             import_retention_secs,
             export_retention_secs,
             fetch_private_networks,
+            files,
             schemas: job_schemas,
         })
     }
@@ -200,6 +207,7 @@ impl App {
                     import_retention_secs: self.import_retention_secs,
                     export_retention_secs: self.export_retention_secs,
                     fetch_private_networks: self.fetch_private_networks,
+                    files: self.files.clone(),
                     ..WorkerConfig::default()
                 };
                 match Worker::with_all_handlers(self.db.clone(), self.schemas.clone(), config) {

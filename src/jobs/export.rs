@@ -21,6 +21,7 @@ use crate::domain::entities::Schemas;
 use crate::domain::exports::{ExportType, Format, cell_text, neutralize};
 use crate::domain::ids::OrgId;
 use crate::domain::jobs::Outcome;
+use crate::files::object::FileStore;
 use crate::store::Db;
 use crate::store::exports::{self as store, ExportRow};
 
@@ -247,6 +248,39 @@ fn storage(e: std::io::Error) -> String {
 
 pub struct ExportHandler {
     pub schemas: Arc<Schemas>,
+    pub files: FileStore,
+}
+
+/// Removes an export's file wherever it is (and a half-written one beside it); a file
+/// already gone is fine, anything else is logged.
+pub async fn remove_file(files: &FileStore, file_path: &str, object_key: Option<&str>) {
+    if let Some(key) = object_key
+        && let Err(e) = files.remove(key).await
+    {
+        tracing::warn!(error = format!("{e:#}"), key, "removing an export object failed");
+    }
+    for p in [file_path.to_string(), format!("{file_path}.part")] {
+        if let Err(e) = tokio::fs::remove_file(&p).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, file = p, "removing an export file failed");
+        }
+    }
+}
+
+/// The content type an export is served with.
+pub fn content_type(r: &ExportRow) -> &'static str {
+    if r.file_name.ends_with(".zip") {
+        "application/zip"
+    } else {
+        Format::parse(&r.format).map(Format::content_type).unwrap_or("application/octet-stream")
+    }
+}
+
+/// Where the object of an export goes in the bucket (below its prefix).
+fn object_key(r: &ExportRow) -> String {
+    let ext = r.file_name.rsplit('.').next().unwrap_or("bin");
+    format!("exports/{}/{}.{ext}", r.org_id, r.id)
 }
 
 impl JobHandler for ExportHandler {
@@ -279,7 +313,32 @@ impl JobHandler for ExportHandler {
                         let _ = store::fail(&ctx.db, req.id, &storage(e)).await;
                         return Outcome::Done;
                     }
-                    match store::complete(&ctx.db, req.id, rows, size).await {
+                    let disposition = crate::web::imports::attachment(&req.file_name);
+                    let published = self
+                        .files
+                        .publish(Path::new(&req.file_path), &object_key(&req), content_type(&req), &disposition)
+                        .await;
+                    let object = match published {
+                        Ok(key) => key,
+                        // the bucket may be back in a moment: the job retries, and says so
+                        // on the page when it gives up
+                        Err(e) => {
+                            tracing::warn!(
+                                error = format!("{e:#}"),
+                                export_id = req.id,
+                                "storing an export in the bucket failed"
+                            );
+                            if ctx.job.attempts >= ctx.job.max_attempts {
+                                let why = "the file could not be stored in the bucket (see the server log)";
+                                return match store::fail(&ctx.db, req.id, why).await {
+                                    Ok(()) => Outcome::Done,
+                                    Err(e) => Outcome::Retry(format!("{e:#}")),
+                                };
+                            }
+                            return Outcome::Retry(format!("storing the file in the bucket: {e:#}"));
+                        }
+                    };
+                    match store::complete(&ctx.db, req.id, rows, size, object.as_deref()).await {
                         Ok(_) => Outcome::Done,
                         Err(e) => Outcome::Retry(format!("{e:#}")),
                     }

@@ -20,6 +20,8 @@ pub struct Prune {
     pub import_retention_secs: i64,
     /// How long a completed export's file is kept.
     pub export_retention_secs: i64,
+    /// Where export files are kept.
+    pub files: crate::files::object::FileStore,
 }
 
 /// Imports whose staged rows one run purges at most (the next run takes the rest).
@@ -61,12 +63,8 @@ impl JobHandler for Prune {
                         tracing::warn!(error = %e, import_id = id, "removing an original file failed");
                     }
                 }
-                for file in store::exports::expire(&ctx.db, now - self.export_retention_secs).await? {
-                    if let Err(e) = tokio::fs::remove_file(&file).await
-                        && e.kind() != std::io::ErrorKind::NotFound
-                    {
-                        tracing::warn!(error = %e, file, "removing an expired export file failed");
-                    }
+                for (file, object) in store::exports::expire(&ctx.db, now - self.export_retention_secs).await? {
+                    crate::jobs::export::remove_file(&self.files, &file, object.as_deref()).await;
                 }
                 anyhow::Ok((sessions, attempts, jobs, expired.len(), purge.len() + old.len()))
             }

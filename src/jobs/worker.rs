@@ -64,6 +64,8 @@ pub struct WorkerConfig {
     pub export_retention_secs: i64,
     /// Whether imports may fetch file URLs on private networks.
     pub fetch_private_networks: bool,
+    /// Where finished export files are kept.
+    pub files: crate::files::object::FileStore,
 }
 
 impl Default for WorkerConfig {
@@ -77,6 +79,7 @@ impl Default for WorkerConfig {
             import_retention_secs: 90 * 86_400,
             export_retention_secs: 7 * 86_400,
             fetch_private_networks: false,
+            files: crate::files::object::FileStore::Local,
         }
     }
 }
@@ -143,9 +146,15 @@ impl Worker {
         let (import_ttl_secs, import_retention_secs, export_retention_secs) =
             (config.import_ttl_secs, config.import_retention_secs, config.export_retention_secs);
         let fetcher = crate::files::fetch::Fetcher::new(config.fetch_private_networks)?;
+        let files = config.files.clone();
         let mut w = Worker::new(db, config)?;
-        w.register(super::maintenance::Prune { import_ttl_secs, import_retention_secs, export_retention_secs });
-        w.register(super::export::ExportHandler { schemas: schemas.clone() });
+        w.register(super::maintenance::Prune {
+            import_ttl_secs,
+            import_retention_secs,
+            export_retention_secs,
+            files: files.clone(),
+        });
+        w.register(super::export::ExportHandler { schemas: schemas.clone(), files });
         let imports = Arc::new(super::import::Handlers { schemas, fetcher });
         w.register(super::import::ValidateHandler(imports.clone()));
         w.register(super::import::ProcessHandler(imports.clone()));

@@ -24,10 +24,12 @@ pub struct ExportRow {
     pub requested_by_label: String,
     pub requested_at: i64,
     pub completed_at: Option<i64>,
+    /// The file's key in the object store, when it was moved there.
+    pub object_key: Option<String>,
 }
 
 const COLUMNS: &str = "id, org_id, export_type, format, entity_types, date_from, date_to, status, reason, file_path,
-    file_name, file_size, row_count, requested_by_label, requested_at, completed_at";
+    file_name, file_size, row_count, requested_by_label, requested_at, completed_at, object_key";
 
 pub struct NewExport<'a> {
     pub export_type: &'a str,
@@ -143,16 +145,19 @@ pub async fn progress(db: &Db, id: i64, rows: i64) -> anyhow::Result<()> {
     .context("recording export progress")
 }
 
-pub async fn complete(db: &Db, id: i64, rows: i64, size: i64) -> anyhow::Result<bool> {
+/// Marks a build complete; `object_key` names the file in the object store when it was moved there.
+pub async fn complete(db: &Db, id: i64, rows: i64, size: i64, object_key: Option<&str>) -> anyhow::Result<bool> {
     let now = crate::now();
     let n = on_pool!(db, p => sqlx::query(
-        "UPDATE export_requests SET status = 'completed', row_count = $2, file_size = $3, completed_at = $4, updated_at = $4
+        "UPDATE export_requests SET status = 'completed', row_count = $2, file_size = $3, completed_at = $4, updated_at = $4,
+                object_key = $5
          WHERE id = $1 AND status = 'processing'",
     )
     .bind(id)
     .bind(rows)
     .bind(size)
     .bind(now)
+    .bind(object_key)
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
@@ -185,11 +190,12 @@ pub async fn delete(db: &Db, org: OrgId, id: i64) -> anyhow::Result<bool> {
     Ok(n > 0)
 }
 
-/// Completed exports finished before `before` become expired; returns their file paths.
-pub async fn expire(db: &Db, before: i64) -> anyhow::Result<Vec<String>> {
-    on_pool!(db, p => sqlx::query_scalar::<_, String>(
+/// Completed exports finished before `before` become expired; returns their file paths and
+/// object keys.
+pub async fn expire(db: &Db, before: i64) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (String, Option<String>)>(
         "UPDATE export_requests SET status = 'expired', updated_at = $2
-         WHERE status = 'completed' AND completed_at < $1 RETURNING file_path",
+         WHERE status = 'completed' AND completed_at < $1 RETURNING file_path, object_key",
     )
     .bind(before)
     .bind(crate::now())

@@ -235,10 +235,16 @@ pub async fn download(
             Status::parse(&r.status).label().to_lowercase()
         )));
     }
-    let expires = crate::now() + LINK_SECS;
-    let sig = sign(&state.link_key, &r.file_path, r.org_id, expires);
+    let to = match r.object_key.as_deref() {
+        // in a bucket: the bucket's own URL, signed for the same hour
+        Some(key) => state.files.presigned(key, LINK_SECS as u64).await?,
+        None => {
+            let expires = crate::now() + LINK_SECS;
+            let sig = sign(&state.link_key, &r.file_path, r.org_id, expires);
+            format!("/exports/{}/file?expires={expires}&sig={sig}", r.id)
+        }
+    };
     super::audit(&state, &req, &id, "export_downloaded", &format!("export {}", r.id), &r.file_name).await?;
-    let to = format!("/exports/{}/file?expires={expires}&sig={sig}", r.id);
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish())
 }
 
@@ -271,15 +277,15 @@ pub async fn file(
     {
         return refused();
     }
+    if let Some(key) = r.object_key.as_deref() {
+        // the file moved to a bucket after the link was made: on to the bucket's link
+        let to = state.files.presigned(key, (expires - crate::now()).max(1) as u64).await?;
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish());
+    }
     let Ok(file) = tokio::fs::File::open(&r.file_path).await else { return refused() };
     let stream = super::file_stream(file);
-    let content_type = if r.file_name.ends_with(".zip") {
-        "application/zip"
-    } else {
-        Format::parse(&r.format).map(Format::content_type).unwrap_or("application/octet-stream")
-    };
     Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((header::CONTENT_TYPE, export_jobs::content_type(&r)))
         .insert_header((header::CONTENT_DISPOSITION, super::imports::attachment(&r.file_name)))
         .insert_header((header::CACHE_CONTROL, "private, no-store"))
         .streaming(stream))
@@ -296,13 +302,7 @@ pub async fn delete(
     id.require(Permission::ExportRequestsCreate)?;
     let r = store::get(&state.db, id.org_id, path.into_inner()).await?.ok_or(AppError::NotFound)?;
     if store::delete(&state.db, id.org_id, r.id).await? {
-        for p in [r.file_path.clone(), format!("{}.part", r.file_path)] {
-            if let Err(e) = tokio::fs::remove_file(&p).await
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(error = %e, export_id = r.id, "removing an export file failed");
-            }
-        }
+        export_jobs::remove_file(&state.files, &r.file_path, r.object_key.as_deref()).await;
         super::audit(&state, &req, &id, "export_deleted", &format!("export {}", r.id), &r.file_name).await?;
         let text = format!("Export #{} deleted.", r.id);
         session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;

@@ -309,15 +309,8 @@ async fn a_completed_export_expires_after_its_retention_and_offers_no_download()
     let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
     let path = stevedore::store::exports::get(&app.db, org, id).await.unwrap().unwrap().file_path;
     // eight days later
-    let sql = "UPDATE export_requests SET completed_at = completed_at - 8 * 86400 WHERE id = $1";
-    match &app.db {
-        stevedore::store::Db::Sqlite(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
-        stevedore::store::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
-    }
-    stevedore::jobs::enqueue(&app.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
-        .await
-        .unwrap();
-    app.drain().await;
+    app.backdate_export(id, 8 * 86_400).await;
+    app.maintain().await;
     let page = c.get("/settings/exports").await;
     assert!(page.body.contains(">Expired<"), "{}", page.body);
     assert!(!page.body.contains(&format!("/settings/exports/{id}/download")), "no download offered");

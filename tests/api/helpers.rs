@@ -17,6 +17,8 @@ pub struct TestApp {
     pub demo_password: Option<String>,
     /// Whether jobs may fetch file URLs on private networks (as the app was set up).
     pub fetch_private: bool,
+    /// Where export files go (as the app was set up).
+    pub files: stevedore::files::object::FileStore,
 }
 
 /// The database URL for a fresh test database: SQLite in `dir`, or a new schema in
@@ -59,6 +61,12 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         import_retention_days: "90".into(),
         export_retention_days: "7".into(),
         fetch_private_networks: "false".into(),
+        s3_bucket: None,
+        s3_endpoint: None,
+        s3_region: "us-east-1".into(),
+        s3_prefix: "".into(),
+        s3_access_key_id: None,
+        s3_secret_access_key: None,
     };
     tweak(&mut serve);
     Settings::from_args(&common, &serve).expect("test settings are valid")
@@ -76,12 +84,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let url = fresh_database_url(dir.path()).await;
     let settings = settings(dir.path(), &url, tweak);
     let fetch_private = settings.fetch_private_networks;
+    let files = stevedore::files::object::FileStore::from_settings(settings.s3.as_ref()).unwrap();
     let app = App::build(settings).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let demo_password = app.demo_login.as_ref().map(|d| d.password.clone());
     let db = Db::connect(&url, 2).await.unwrap();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { base, db, _data_dir: dir, demo_password, fetch_private }
+    TestApp { base, db, _data_dir: dir, demo_password, fetch_private, files }
 }
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -125,10 +134,31 @@ impl TestApp {
         records::insert(&self.db, org, entity, &NewRecord::from(&r)).await.unwrap().unwrap();
     }
 
+    /// Moves a completed export's completion `secs` into the past.
+    pub async fn backdate_export(&self, id: i64, secs: i64) {
+        let sql = "UPDATE export_requests SET completed_at = completed_at - $2 WHERE id = $1";
+        match &self.db {
+            Db::Sqlite(p) => sqlx::query(sql).bind(id).bind(secs).execute(p).await.map(|_| ()).unwrap(),
+            Db::Postgres(p) => sqlx::query(sql).bind(id).bind(secs).execute(p).await.map(|_| ()).unwrap(),
+        }
+    }
+
+    /// Runs maintenance now (and whatever else is due).
+    pub async fn maintain(&self) {
+        stevedore::jobs::enqueue(&self.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
+            .await
+            .unwrap();
+        self.drain().await;
+    }
+
     /// Runs every due background job to completion, as a worker would.
     pub async fn drain(&self) {
         let schemas = std::sync::Arc::new(stevedore::startup::load_schemas(None).unwrap());
-        let config = stevedore::jobs::WorkerConfig { fetch_private_networks: self.fetch_private, ..Default::default() };
+        let config = stevedore::jobs::WorkerConfig {
+            fetch_private_networks: self.fetch_private,
+            files: self.files.clone(),
+            ..Default::default()
+        };
         let worker = stevedore::jobs::Worker::with_all_handlers(self.db.clone(), schemas, config).unwrap();
         let (_tx, stop) = tokio::sync::watch::channel(false);
         for _ in 0..1000 {

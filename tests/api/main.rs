@@ -16,3 +16,4 @@ mod imports;
 mod jobs;
 mod members;
 mod ops;
+mod s3;
