@@ -236,6 +236,32 @@ impl Part<'_> {
     }
 }
 
+/// Writes a page of stored records (id, key, data) as rows of `columns`; the rows written.
+fn write_records(
+    sink: &mut Sink,
+    format: Format,
+    columns: &[String],
+    page: &[(i64, String, String)],
+) -> Result<i64, String> {
+    let rows: Vec<Vec<serde_json::Value>> = page
+        .iter()
+        .map(|(_, _, data)| {
+            // field names borrow from the stored text: they are identifiers, which never need
+            // unescaping (anything else takes the slow path)
+            match serde_json::from_str::<std::collections::HashMap<&str, serde_json::Value>>(data) {
+                Ok(mut m) => columns.iter().map(|c| m.remove(c.as_str()).unwrap_or_default()).collect(),
+                Err(_) => {
+                    let mut m: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(data).unwrap_or_default();
+                    columns.iter().map(|c| m.remove(c).unwrap_or_default()).collect()
+                }
+            }
+        })
+        .collect();
+    Part { format, sink, columns: columns.to_vec() }.rows(&rows)?;
+    Ok(rows.len() as i64)
+}
+
 fn xlsx(e: rust_xlsxwriter::XlsxError) -> String {
     tracing::warn!(error = %e, "writing an XLSX export failed");
     "the workbook could not be written (see the server log)".into()
@@ -400,35 +426,27 @@ async fn build(
                     .ok_or_else(|| BuildError::Fail(format!("the entity type \"{name}\" no longer exists")))?;
                 sink.start_part(&format!("{name}.{}", format.extension()), &schema.label)
                     .map_err(|e| BuildError::Fail(storage(e)))?;
-                let mut part = Part { format, sink: &mut sink, columns: vec![] };
-                let columns: Vec<String> = schema.fields.iter().map(|f| f.name().to_string()).collect();
-                part.header(&columns).map_err(BuildError::Fail)?;
-                let mut after = 0i64;
-                loop {
-                    let page = store::records_page(db, org, name, range, after, PAGE).await?;
-                    let Some(last) = page.last().map(|r| r.0) else { break };
-                    after = last;
-                    let rows: Vec<Vec<serde_json::Value>> = page
-                        .iter()
-                        .map(|(_, _, data)| {
-                            // field names borrow from the stored text: they are identifiers,
-                            // which never need unescaping (anything else takes the slow path)
-                            match serde_json::from_str::<std::collections::HashMap<&str, serde_json::Value>>(data) {
-                                Ok(mut m) => columns.iter().map(|c| m.remove(c.as_str()).unwrap_or_default()).collect(),
-                                Err(_) => {
-                                    let mut m: serde_json::Map<String, serde_json::Value> =
-                                        serde_json::from_str(data).unwrap_or_default();
-                                    columns.iter().map(|c| m.remove(c).unwrap_or_default()).collect()
-                                }
-                            }
-                        })
-                        .collect();
-                    part.rows(&rows).map_err(BuildError::Fail)?;
-                    total += rows.len() as i64;
+                let columns: Arc<Vec<String>> = Arc::new(schema.fields.iter().map(|f| f.name().to_string()).collect());
+                Part { format, sink: &mut sink, columns: vec![] }.header(&columns).map_err(BuildError::Fail)?;
+                // the next page is read while this one is written (on a blocking thread):
+                // the database and the serializing each get a core
+                let mut page = store::records_page(db, org, name, range, 0, PAGE).await?;
+                while let Some(last) = page.last().map(|r| r.0) {
+                    let cols = columns.clone();
+                    let mut s = sink;
+                    let write = tokio::task::spawn_blocking(move || {
+                        let written = write_records(&mut s, format, &cols, &page);
+                        (s, written)
+                    });
+                    let (written, next) = tokio::join!(write, store::records_page(db, org, name, range, last, PAGE));
+                    let (s, written) = written.map_err(|e| BuildError::Retry(format!("writing a page: {e}")))?;
+                    sink = s;
+                    total += written.map_err(BuildError::Fail)?;
                     store::progress(db, req.id, total).await?;
                     if ctx.should_stop() {
                         return Ok(None);
                     }
+                    page = next?;
                 }
             }
         }
