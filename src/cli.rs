@@ -145,7 +145,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let export_retention = crate::config::parse_retention_days(&cli.serve.export_retention_days)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_EXPORT_RETENTION_DAYS: {e}"))?;
             let s3 = crate::config::S3Settings::from_args(&cli.serve)?;
+            let catalog = crate::startup::load_catalog(&schemas, cli.serve.marketplace_dir.as_deref());
             let config = WorkerConfig {
+                catalog: std::sync::Arc::new(catalog),
                 files: crate::files::object::FileStore::from_settings(s3.as_ref())?,
                 concurrency: n.max(1),
                 lease_secs: lease,

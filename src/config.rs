@@ -93,6 +93,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
     pub fetch_private_networks: String,
 
+    /// A directory of extra marketplace bundle files (*.toml), loaded after the shipped ones.
+    #[arg(long, env = "STEVEDORE_MARKETPLACE_DIR", global = true)]
+    pub marketplace_dir: Option<PathBuf>,
+
     /// Keep finished export files in this S3-compatible bucket (downloads then go to the
     /// bucket's presigned URLs). Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
     #[arg(long, env = "STEVEDORE_S3_BUCKET", global = true)]
@@ -214,6 +218,7 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub trust_proxy: bool,
     pub schema_dir: Option<PathBuf>,
+    pub marketplace_dir: Option<PathBuf>,
     pub workers: usize,
     pub job_lease_secs: i64,
     pub import_ttl_secs: i64,
@@ -295,6 +300,7 @@ impl Settings {
             secure_cookies: parse_bool(&s.secure_cookies).map_err(|why| bad("STEVEDORE_SECURE_COOKIES", why))?,
             trust_proxy: parse_bool(&s.trust_proxy).map_err(|why| bad("STEVEDORE_TRUST_PROXY", why))?,
             schema_dir: s.schema_dir.clone(),
+            marketplace_dir: s.marketplace_dir.clone(),
             workers: parse_workers(&s.workers).map_err(|why| bad("STEVEDORE_WORKERS", why))?,
             job_lease_secs: parse_lease(&s.job_lease_secs).map_err(|why| bad("STEVEDORE_JOB_LEASE_SECS", why))?,
             import_ttl_secs: parse_ttl_hours(&s.import_ttl_hours)

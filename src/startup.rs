@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use crate::auth::{csrf, identity, password, session::DbSessionStore};
 use crate::config::Settings;
 use crate::domain::entities::Schemas;
+use crate::domain::marketplace::{Catalog, Problem};
 use crate::domain::permissions::Role;
 use crate::files::object::FileStore;
 use crate::jobs::{Worker, WorkerConfig, maintenance};
@@ -31,9 +32,22 @@ pub struct AppState {
     pub link_key: [u8; 32],
     /// Where finished export files are kept.
     pub files: FileStore,
+    /// The marketplace's content bundles.
+    pub catalog: std::sync::Arc<Catalog>,
 }
 
 include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
+
+/// The `*.toml` files in `dir`, sorted.
+fn toml_files(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
 
 /// The shipped entity schemas plus any `*.toml` in `extra_dir`; the first bad file stops
 /// start-up with its name, line and the problem.
@@ -41,14 +55,8 @@ pub fn load_schemas(extra_dir: Option<&std::path::Path>) -> anyhow::Result<Schem
     let mut files: Vec<(String, String)> =
         SHIPPED_SCHEMAS.iter().map(|(name, text)| (format!("schemas/{name}"), (*text).to_string())).collect();
     if let Some(dir) = extra_dir {
-        let entries = std::fs::read_dir(dir)
+        let paths = toml_files(dir)
             .with_context(|| format!("invalid setting STEVEDORE_SCHEMA_DIR: cannot read {}", dir.display()))?;
-        let mut paths: Vec<_> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
         for p in paths {
             let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
             files.push((p.display().to_string(), text));
@@ -56,6 +64,33 @@ pub fn load_schemas(extra_dir: Option<&std::path::Path>) -> anyhow::Result<Schem
     }
     Schemas::load(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
         .map_err(|e| anyhow::anyhow!("invalid entity schema {e}"))
+}
+
+/// The marketplace catalog: the shipped bundles, then any in `extra_dir`. A bundle file that
+/// cannot be read or fails validation is reported in the log (file and reason) and left out;
+/// the app starts with the rest.
+pub fn load_catalog(schemas: &Schemas, extra_dir: Option<&std::path::Path>) -> Catalog {
+    let mut files: Vec<(String, String)> =
+        SHIPPED_BUNDLES.iter().map(|(name, text)| (format!("marketplace/{name}"), (*text).to_string())).collect();
+    let mut unreadable = vec![];
+    if let Some(dir) = extra_dir {
+        match toml_files(dir) {
+            Ok(paths) => {
+                for p in paths {
+                    match std::fs::read_to_string(&p) {
+                        Ok(text) => files.push((p.display().to_string(), text)),
+                        Err(e) => unreadable.push(Problem { file: p.display().to_string(), reason: e.to_string() }),
+                    }
+                }
+            }
+            Err(e) => unreadable.push(Problem { file: dir.display().to_string(), reason: e.to_string() }),
+        }
+    }
+    let (catalog, problems) = Catalog::load(files.iter().map(|(n, t)| (n.as_str(), t.as_str())), schemas);
+    for p in unreadable.iter().chain(&problems) {
+        tracing::warn!(file = %p.file, reason = %p.reason, "marketplace bundle left out");
+    }
+    catalog
 }
 
 /// The login created on first start, printed once by `serve`.
@@ -77,6 +112,7 @@ pub struct App {
     export_retention_secs: i64,
     fetch_private_networks: bool,
     files: FileStore,
+    catalog: std::sync::Arc<Catalog>,
     schemas: std::sync::Arc<Schemas>,
     pub demo_login: Option<DemoLogin>,
 }
@@ -111,6 +147,7 @@ pub async fn create_demo_org(db: &Db) -> anyhow::Result<Option<DemoLogin>> {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let schemas = load_schemas(settings.schema_dir.as_deref())?;
+        let catalog = std::sync::Arc::new(load_catalog(&schemas, settings.marketplace_dir.as_deref()));
         let job_schemas = std::sync::Arc::new(schemas.clone());
         let db = open_database(&settings.db).await?;
         let demo_login = create_demo_org(&db).await?;
@@ -133,7 +170,14 @@ impl App {
         let link_key = crate::domain::exports::link_key(key_bytes.expose_secret());
         let files = FileStore::from_settings(settings.s3.as_ref())?;
         tracing::info!(store = %files.describe(), "export files");
-        let state = web::Data::new(AppState { db: db.clone(), settings, schemas, link_key, files: files.clone() });
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            settings,
+            schemas,
+            link_key,
+            files: files.clone(),
+            catalog: catalog.clone(),
+        });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
                 .cookie_name("stevedore_session".into())
@@ -185,6 +229,7 @@ impl App {
             export_retention_secs,
             fetch_private_networks,
             files,
+            catalog,
             schemas: job_schemas,
         })
     }
@@ -208,6 +253,7 @@ impl App {
                     export_retention_secs: self.export_retention_secs,
                     fetch_private_networks: self.fetch_private_networks,
                     files: self.files.clone(),
+                    catalog: self.catalog.clone(),
                     ..WorkerConfig::default()
                 };
                 match Worker::with_all_handlers(self.db.clone(), self.schemas.clone(), config) {

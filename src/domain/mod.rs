@@ -7,5 +7,6 @@ pub mod exports;
 pub mod ids;
 pub mod imports;
 pub mod jobs;
+pub mod marketplace;
 pub mod permissions;
 pub mod throttle;

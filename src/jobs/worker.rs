@@ -66,6 +66,8 @@ pub struct WorkerConfig {
     pub fetch_private_networks: bool,
     /// Where finished export files are kept.
     pub files: crate::files::object::FileStore,
+    /// The marketplace bundles imports apply.
+    pub catalog: Arc<crate::domain::marketplace::Catalog>,
 }
 
 impl Default for WorkerConfig {
@@ -80,6 +82,7 @@ impl Default for WorkerConfig {
             export_retention_secs: 7 * 86_400,
             fetch_private_networks: false,
             files: crate::files::object::FileStore::Local,
+            catalog: Arc::default(),
         }
     }
 }
@@ -147,7 +150,9 @@ impl Worker {
             (config.import_ttl_secs, config.import_retention_secs, config.export_retention_secs);
         let fetcher = crate::files::fetch::Fetcher::new(config.fetch_private_networks)?;
         let files = config.files.clone();
+        let catalog = config.catalog.clone();
         let mut w = Worker::new(db, config)?;
+        w.register(super::marketplace::MarketplaceHandler { catalog });
         w.register(super::maintenance::Prune {
             import_ttl_secs,
             import_retention_secs,

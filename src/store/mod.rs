@@ -17,6 +17,7 @@ pub mod imports;
 pub mod jobs;
 pub mod journal;
 pub mod login_attempts;
+pub mod marketplace;
 pub mod records;
 pub mod sessions;
 pub mod staging;

@@ -59,6 +59,20 @@ pub async fn list(
     .context("listing records")
 }
 
+/// Whether the org has a record of `entity` with this key.
+pub async fn exists(db: &Db, org: OrgId, entity: &str, key: &str) -> anyhow::Result<bool> {
+    let found: Option<i64> = on_pool!(db, p => sqlx::query_scalar(
+        "SELECT id FROM records WHERE org_id = $1 AND entity = $2 AND record_key = $3",
+    )
+    .bind(org.get())
+    .bind(entity)
+    .bind(key)
+    .fetch_optional(p)
+    .await)
+    .context("looking up a record")?;
+    Ok(found.is_some())
+}
+
 /// A record ready to store: key, normalized JSON, content hash, search text.
 pub struct NewRecord<'a> {
     pub key: &'a str,

@@ -74,6 +74,11 @@ pub fn navigation(id: &Identity, schemas: &Schemas) -> Vec<NavSection> {
     if !data.is_empty() {
         out.push(NavSection { title: "Data", items: data });
     }
+    let mut marketplace = vec![item("marketplace", "/cl/marketplace", "Catalog")];
+    if id.can(Permission::MarketplaceImport) {
+        marketplace.push(item("marketplace-imports", "/cl/marketplace/imports", "Import History"));
+    }
+    out.push(NavSection { title: "Marketplace", items: marketplace });
     let mut settings = vec![];
     if id.can(Permission::ImportUpload) {
         settings.push(item("imports", "/settings/imports", "Imports"));

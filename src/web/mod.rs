@@ -13,6 +13,7 @@ pub mod home;
 pub mod imports;
 pub mod layout;
 pub mod login;
+pub mod marketplace;
 pub mod members;
 
 /// Every route of the app.
@@ -45,6 +46,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/exports/{id}/download", web::get().to(exports::download))
         .route("/settings/exports/{id}/delete", web::post().to(exports::delete))
         .route("/exports/{id}/file", web::get().to(exports::file))
+        .route("/cl/marketplace", web::get().to(marketplace::catalog))
+        .route("/cl/marketplace/imports", web::get().to(marketplace::imports))
+        .route("/cl/marketplace/imports/{id}/rollback", web::post().to(marketplace::rollback))
+        .route("/cl/marketplace/{key}", web::get().to(marketplace::bundle))
+        .route("/cl/marketplace/{key}/{version}/import", web::post().to(marketplace::import))
         .route("/settings/members", web::get().to(members::list))
         .route("/settings/members", web::post().to(members::add))
         .route("/settings/members/{user_id}/role", web::post().to(members::change_role))

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub fetch_private: bool,
     /// Where export files go (as the app was set up).
     pub files: stevedore::files::object::FileStore,
+    /// Extra marketplace bundles (as the app was set up).
+    pub marketplace_dir: Option<std::path::PathBuf>,
 }
 
 /// The database URL for a fresh test database: SQLite in `dir`, or a new schema in
@@ -55,6 +57,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         secure_cookies: "false".into(),
         trust_proxy: "false".into(),
         schema_dir: None,
+        marketplace_dir: None,
         workers: "2".into(),
         job_lease_secs: "30".into(),
         import_ttl_hours: "24".into(),
@@ -85,12 +88,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let settings = settings(dir.path(), &url, tweak);
     let fetch_private = settings.fetch_private_networks;
     let files = stevedore::files::object::FileStore::from_settings(settings.s3.as_ref()).unwrap();
+    let marketplace_dir = settings.marketplace_dir.clone();
     let app = App::build(settings).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let demo_password = app.demo_login.as_ref().map(|d| d.password.clone());
     let db = Db::connect(&url, 2).await.unwrap();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { base, db, _data_dir: dir, demo_password, fetch_private, files }
+    TestApp { base, db, _data_dir: dir, demo_password, fetch_private, files, marketplace_dir }
 }
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -157,6 +161,7 @@ impl TestApp {
         let config = stevedore::jobs::WorkerConfig {
             fetch_private_networks: self.fetch_private,
             files: self.files.clone(),
+            catalog: std::sync::Arc::new(stevedore::startup::load_catalog(&schemas, self.marketplace_dir.as_deref())),
             ..Default::default()
         };
         let worker = stevedore::jobs::Worker::with_all_handlers(self.db.clone(), schemas, config).unwrap();

@@ -14,6 +14,7 @@ mod fetch;
 mod files;
 mod imports;
 mod jobs;
+mod marketplace;
 mod members;
 mod ops;
 mod s3;

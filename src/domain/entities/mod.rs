@@ -4,5 +4,5 @@
 pub mod field;
 pub mod schema;
 
-pub use field::{FieldKind, FieldRule, parse_cell, row_hash};
+pub use field::{FieldKind, FieldRule, parse_cell, parse_date, row_hash};
 pub use schema::{EntitySchema, Field, PreparedRecord, SchemaError, Schemas, display_value};

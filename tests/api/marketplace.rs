@@ -1,0 +1,259 @@
+//! The marketplace (seed 001) over HTTP: browse the catalog, import a bundle in the
+//! background, see it in Import History, roll it back through the dialog.
+
+use awc::http::StatusCode;
+
+use crate::helpers::{Client, TestApp, spawn_app_with};
+
+const V1: &str = "/cl/marketplace/behavioral-health-essentials/1.0.0/import";
+const V2: &str = "/cl/marketplace/behavioral-health-essentials/2.0.0/import";
+const BUNDLE_PAGE: &str = "/cl/marketplace/behavioral-health-essentials";
+
+async fn app() -> TestApp {
+    let app = spawn_app_with(|s| s.workers = "0".into()).await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    app
+}
+
+/// Every policy and form of the org: (entity, key, data, id).
+async fn records(app: &TestApp, org: &str) -> Vec<(String, String, String, i64)> {
+    let org = stevedore::domain::ids::OrgId::new(app.org_id(org).await);
+    let mut out = vec![];
+    for entity in ["policies", "forms"] {
+        for r in stevedore::store::records::list(&app.db, org, entity, None, 10_000, 0).await.unwrap() {
+            out.push((entity.to_string(), r.record_key, r.data, r.id));
+        }
+    }
+    out
+}
+
+async fn exec(app: &TestApp, sql: &'static str) {
+    match &app.db {
+        stevedore::store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+        stevedore::store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+    }
+}
+
+/// Imports through the bundle page's form and runs the job; the redirect's response.
+async fn import(app: &TestApp, c: &mut Client, action: &str, fields: &[(&str, &str)]) -> crate::helpers::Resp {
+    let r = c.submit(BUNDLE_PAGE, action, fields).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    app.drain().await;
+    r
+}
+
+fn newest_import_id(body: &str) -> i64 {
+    let at = body.find("id=\"mp-import-").expect("an import card");
+    body[at + 14..].split('"').next().unwrap().parse().unwrap()
+}
+
+async fn audit_actions(app: &TestApp, org: &str) -> Vec<String> {
+    let org = stevedore::domain::ids::OrgId::new(app.org_id(org).await);
+    let filter = stevedore::store::audit::AuditFilter::default();
+    stevedore::store::audit::list(&app.db, org, &filter, 100, 0).await.unwrap().into_iter().map(|e| e.action).collect()
+}
+
+#[actix_web::test]
+async fn importing_then_rolling_back_leaves_the_records_exactly_as_before() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    // the org already has one of the bundle's policies (its own version) and one of its own
+    app.add_record("acme", "policies", &[("policy_code", "BHE-POL-001"), ("title", "Our own"), ("category", "hr")])
+        .await;
+    app.add_record("acme", "forms", &[("form_code", "ACME-1"), ("title", "Acme form"), ("category", "intake")]).await;
+    let before = records(&app, "acme").await;
+
+    let catalog = c.get("/cl/marketplace").await;
+    assert_eq!(catalog.status, StatusCode::OK);
+    for title in ["Behavioral Health Essentials", "Infection Control Toolkit", "Privacy and HIPAA Foundations"] {
+        assert!(catalog.body.contains(title), "{title} in the catalog");
+    }
+    assert!(catalog.body.contains("v2.0.0") && catalog.body.contains("2 versions"), "the newest version is shown");
+    let found = c.get("/cl/marketplace?q=hand+hygiene").await.body;
+    assert!(found.contains("Infection Control Toolkit") && !found.contains("Behavioral Health Essentials"));
+    let tagged = c.get("/cl/marketplace?tag=OSHA").await.body;
+    assert!(tagged.contains("Infection Control Toolkit") && !tagged.contains("Privacy and HIPAA"));
+    assert!(c.get("/cl/marketplace?q=zzzz").await.body.contains("No bundles match"));
+
+    let page = c.get(&format!("{BUNDLE_PAGE}?version=1.0.0")).await.body;
+    assert!(page.contains("BHE-POL-001") && page.contains("Already present"), "{page}");
+    assert!(page.contains(&format!("action=\"{V1}\"")), "Import button");
+
+    let r = c.submit(BUNDLE_PAGE, V1, &[]).await;
+    assert_eq!(r.location(), "/cl/marketplace/imports");
+    let history = c.get("/cl/marketplace/imports").await.body;
+    assert!(history.contains(">In Progress<") && history.contains("badge-secondary"), "{history}");
+    app.drain().await;
+    let history = c.get("/cl/marketplace/imports").await.body;
+    assert!(history.contains(">Completed<") && history.contains("badge badge-default"), "{history}");
+    assert!(history.contains("behavioral-health-essentials") && history.contains("v1.0.0"));
+    assert!(history.contains("<dd>23 <span class=\"muted\">(1 already present, skipped)</span></dd>"), "{history}");
+    let id = newest_import_id(&history);
+
+    let after = records(&app, "acme").await;
+    assert_eq!(after.len(), before.len() + 23);
+    let own = after.iter().find(|r| r.1 == "BHE-POL-001").unwrap();
+    assert!(own.2.contains("Our own"), "a record the org had is never changed by the import");
+    let imp =
+        stevedore::store::marketplace::get(&app.db, stevedore::domain::ids::OrgId::new(app.org_id("acme").await), id)
+            .await
+            .unwrap()
+            .unwrap();
+    let snapshot = imp.snapshot();
+    assert_eq!(snapshot.len(), 23, "the snapshot names exactly the rows created");
+    assert!(snapshot.iter().all(|s| before.iter().all(|b| b.3 != s.id)));
+
+    // the org edits one created item: the dialog lists it first
+    exec(&app, "UPDATE records SET row_hash = 'edited', data = replace(data, 'Crisis', 'CRISIS') WHERE record_key = 'BHE-POL-003'").await;
+    let history = c.get("/cl/marketplace/imports").await.body;
+    let dialog = &history[history.find(&format!("id=\"rollback-{id}\"")).expect("rollback dialog")..];
+    assert!(dialog.contains("deletes the 23 items this import created on"), "{dialog}");
+    assert!(dialog.contains(&imp_date(&history)), "the dialog names the import date");
+    assert!(dialog.contains("irreversible"));
+    assert!(dialog.contains("<code>BHE-POL-003</code> — edited since the import"), "{dialog}");
+
+    let r = c.submit("/cl/marketplace/imports", &format!("/cl/marketplace/imports/{id}/rollback"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let history = c.get("/cl/marketplace/imports").await.body;
+    assert!(history.contains(">Rolled Back<") && history.contains("badge badge-destructive"), "{history}");
+    assert!(history.contains("23 items deleted"), "the flash says what happened");
+    assert!(!history.contains(&format!("/cl/marketplace/imports/{id}/rollback\"")), "no second Roll back");
+    assert_eq!(records(&app, "acme").await, before, "exactly as before the import");
+
+    // a second tab's (or a double) submit changes nothing
+    let token = c.get("/").await.csrf();
+    let r = c.post_form(&format!("/cl/marketplace/imports/{id}/rollback"), &[("csrf_token", &token)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(c.get("/cl/marketplace/imports").await.body.contains("was already rolled back; nothing was changed"));
+    assert_eq!(records(&app, "acme").await, before);
+    let actions = audit_actions(&app, "acme").await;
+    for a in ["marketplace_import_requested", "marketplace_imported", "marketplace_rolled_back"] {
+        assert_eq!(actions.iter().filter(|x| *x == a).count(), 1, "{a} once in {actions:?}");
+    }
+}
+
+/// The date and time shown on the newest card.
+fn imp_date(history: &str) -> String {
+    let at = history.find("<dt>Imported</dt><dd class=\"nowrap\">").expect("import date") + 36;
+    history[at..].split('<').next().unwrap().to_string()
+}
+
+#[actix_web::test]
+async fn a_version_the_org_has_asks_first_and_skips_what_is_present() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    import(&app, &mut c, V1, &[]).await;
+    let v1_records = records(&app, "acme").await;
+    assert_eq!(v1_records.len(), 24);
+
+    // again, unconfirmed: back to the bundle page with the confirmation open, nothing queued
+    let r = c.submit(BUNDLE_PAGE, V1, &[]).await;
+    assert_eq!(r.location(), format!("{BUNDLE_PAGE}?version=1.0.0&confirm=1"));
+    let page = c.get(&r.location()).await.body;
+    assert!(page.contains("id=\"confirm-import\"") && page.contains(" open data-modal"), "{page}");
+    assert!(page.contains("Items already present are skipped"), "{page}");
+    assert_eq!(c.get("/cl/marketplace/imports").await.body.matches("id=\"mp-import-").count(), 1);
+
+    // confirmed: a second import that creates nothing
+    import(&app, &mut c, V1, &[("confirm", "1")]).await;
+    let history = c.get("/cl/marketplace/imports").await.body;
+    assert_eq!(history.matches("id=\"mp-import-").count(), 2);
+    assert!(history.contains("<dd>0 <span class=\"muted\">(24 already present, skipped)</span></dd>"), "{history}");
+    assert_eq!(records(&app, "acme").await, v1_records);
+
+    // version 2 brings only what version 1 lacked; rolling it back keeps version 1's items
+    import(&app, &mut c, V2, &[]).await;
+    let v2 = records(&app, "acme").await;
+    assert_eq!(v2.len(), 24 + 7, "v2's new items");
+    let id = newest_import_id(&c.get("/cl/marketplace/imports").await.body);
+    c.submit("/cl/marketplace/imports", &format!("/cl/marketplace/imports/{id}/rollback"), &[]).await;
+    assert_eq!(records(&app, "acme").await, v1_records, "rows that existed before are never deleted");
+}
+
+#[actix_web::test]
+async fn a_double_submit_starts_one_import() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let token = c.get(BUNDLE_PAGE).await.csrf();
+    let first = c.post_form(V1, &[("csrf_token", &token)]).await;
+    let second = c.post_form(V1, &[("csrf_token", &token)]).await;
+    assert_eq!((first.status, second.status), (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER));
+    let history = c.get("/cl/marketplace/imports").await.body;
+    assert_eq!(history.matches("id=\"mp-import-").count(), 1, "{history}");
+    assert!(history.contains("is already being imported"));
+    app.drain().await;
+    assert_eq!(records(&app, "acme").await.len(), 24, "once");
+}
+
+#[actix_web::test]
+async fn permission_and_tenancy() {
+    let app = app().await;
+    app.user("acme", "vic@acme.test", "viewer").await;
+    app.user("globex", "gus@globex.test", "owner").await;
+    let mut owner = app.signed_in("ada@acme.test").await;
+    import(&app, &mut owner, V1, &[]).await;
+    let id = newest_import_id(&owner.get("/cl/marketplace/imports").await.body);
+    let before = records(&app, "acme").await;
+
+    let mut viewer = app.signed_in("vic@acme.test").await;
+    let catalog = viewer.get("/cl/marketplace").await;
+    assert_eq!(catalog.status, StatusCode::OK, "any member browses");
+    assert!(!catalog.body.contains("View and import"));
+    assert!(!viewer.get(BUNDLE_PAGE).await.body.contains(&format!("action=\"{V2}\"")), "no Import button");
+    let token = viewer.get("/").await.csrf();
+    assert_eq!(viewer.post_form(V2, &[("csrf_token", &token)]).await.status, StatusCode::FORBIDDEN);
+    let history = viewer.get("/cl/marketplace/imports").await;
+    assert_eq!(history.status, StatusCode::FORBIDDEN);
+    assert!(history.body.contains("cl.marketplace.import"), "the lock names the permission");
+    let rollback = format!("/cl/marketplace/imports/{id}/rollback");
+    assert_eq!(viewer.post_form(&rollback, &[("csrf_token", &token)]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(records(&app, "acme").await, before, "nothing changed");
+
+    let mut other = app.signed_in("gus@globex.test").await;
+    let token = other.get("/").await.csrf();
+    assert_eq!(other.post_form(&rollback, &[("csrf_token", &token)]).await.status, StatusCode::NOT_FOUND);
+    assert!(other.get("/cl/marketplace/imports").await.body.contains("No imports yet"), "scoped to the org");
+    assert_eq!(records(&app, "acme").await, before);
+    assert_eq!(owner.get("/cl/marketplace/no-such-bundle").await.status, StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn empty_and_error_states() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let page = c.get("/cl/marketplace/imports").await;
+    assert!(page.body.contains("No imports yet"), "{}", page.body);
+    assert!(page.body.contains("Browse the marketplace to find and import accreditation-aligned content bundles."));
+    assert!(page.body.contains("href=\"/cl/marketplace\""));
+
+    // the history cannot be read: a destructive alert, no SQL or internals
+    exec(&app, "ALTER TABLE cl_marketplace_imports RENAME TO cl_marketplace_imports_gone").await;
+    let page = c.get("/cl/marketplace/imports").await;
+    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(page.body.contains("alert alert-error") && page.body.contains("Error Loading Import History"));
+    assert!(page.body.contains("could not be loaded"));
+    for leak in ["cl_marketplace_imports", "SELECT", "no such table", "relation", "sqlx", ".rs"] {
+        assert!(!page.body.contains(leak), "the message leaks {leak:?}");
+    }
+}
+
+#[actix_web::test]
+async fn a_bad_bundle_file_is_left_out_and_the_app_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = include_str!("../../marketplace/infection-control-toolkit-1.0.0.toml")
+        .replace("key = \"infection-control-toolkit\"", "key = \"extra-toolkit\"")
+        .replace("title = \"Infection Control Toolkit\"", "title = \"Extra Toolkit\"");
+    std::fs::write(dir.path().join("extra-toolkit-1.0.0.toml"), good).unwrap();
+    std::fs::write(
+        dir.path().join("broken-1.0.0.toml"),
+        "key = \"broken\"\nversion = \"1.0.0\"\ntitle = \"Broken Bundle\"\n",
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let app = spawn_app_with(move |s| s.marketplace_dir = Some(path)).await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let catalog = c.get("/cl/marketplace").await.body;
+    assert!(catalog.contains("Extra Toolkit") && catalog.contains("Infection Control Toolkit"));
+    assert!(!catalog.contains("Broken Bundle"));
+}
