@@ -34,6 +34,13 @@ pub fn action_label(action: &str) -> String {
         "import_file_downloaded" => "Downloaded an import file",
         "import_rollback_requested" => "Asked for a rollback",
         "import_rolled_back" => "Rollback completed",
+        "export_requested" => "Requested an export",
+        "export_downloaded" => "Downloaded an export",
+        "export_deleted" => "Deleted an export",
+        "marketplace_import_requested" => "Imported a bundle",
+        "marketplace_imported" => "Bundle import completed",
+        "marketplace_import_failed" => "Bundle import failed",
+        "marketplace_rolled_back" => "Rolled back a bundle import",
         other => return other.replace('_', " "),
     };
     known.to_string()
@@ -53,11 +60,11 @@ pub struct EventView {
 
 impl EventView {
     pub fn new(e: AuditRow) -> EventView {
-        let href = e
-            .target
-            .strip_prefix("import ")
-            .filter(|id| id.parse::<i64>().is_ok())
-            .map(|id| format!("/settings/imports/{id}"));
+        let id_after = |prefix: &str| e.target.strip_prefix(prefix).filter(|id| id.parse::<i64>().is_ok());
+        let href = id_after("import ")
+            .map(|id| format!("/settings/imports/{id}"))
+            .or_else(|| id_after("export ").map(|id| format!("/settings/exports#export-{id}")))
+            .or_else(|| id_after("marketplace import ").map(|id| format!("/cl/marketplace/imports#mp-import-{id}")));
         EventView {
             at: format_time(e.at),
             who: e.actor_label,

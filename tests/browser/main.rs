@@ -474,3 +474,62 @@ async fn request_an_export_watch_it_complete_without_reloading_and_download_it()
     assert!(body.starts_with("code,name,kind,") && body.contains("LOC-2,North,clinic"), "{body}");
     c.close().await.unwrap();
 }
+
+#[actix_web::test]
+async fn import_a_bundle_see_it_in_the_history_and_roll_it_back() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = start_browser(profile.path()).await else { return };
+    let app = spawn_app().await;
+    app.user("acme-health", "ada@acme.test", "owner").await;
+    app.add_record("acme-health", "policies", &[("policy_code", "KEEP-1"), ("title", "Our own"), ("category", "hr")])
+        .await;
+    let base = app.base.clone();
+    sign_in(&c, &base, "/login", "ada@acme.test").await;
+
+    // the catalog from the navigation: cards, then a search by accreditation tag
+    c.find(Locator::Css("nav.sidebar a[href='/cl/marketplace']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Marketplace").await;
+    assert_eq!(c.find_all(Locator::Css(".bundle-card")).await.unwrap().len(), 3);
+    shot(&c, "marketplace").await;
+    c.find(Locator::Css("#bundle-infection-control-toolkit .badge[href*='tag=OSHA']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, ".toolbar-count", |t| t.starts_with("1 of 3")).await;
+
+    // open a bundle and import it
+    c.find(Locator::Css("#bundle-infection-control-toolkit h2 a")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t.starts_with("Infection Control Toolkit")).await;
+    shot(&c, "marketplace-bundle").await;
+    c.find(Locator::Css("main form[action$='/import'] button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Import History").await;
+    // the card turns Completed by itself (the page polls while an import runs)
+    let card = wait_text(&c, ".import-card", |t| t.contains("Completed")).await;
+    assert!(card.contains("infection-control-toolkit") && card.contains("v1.0.0") && card.contains("27"), "{card}");
+    shot(&c, "marketplace-imports").await;
+    let org = stevedore::domain::ids::OrgId::new(app.org_id("acme-health").await);
+    assert_eq!(stevedore::store::records::count(&app.db, org, "policies", None).await.unwrap(), 1 + 15);
+
+    // Roll back: the dialog names the count and the date; Cancel first, then confirm
+    c.find(Locator::Css(".import-card a[data-open^='rollback-']")).await.unwrap().click().await.unwrap();
+    let dialog = wait_text(&c, "dialog[open]", |t| t.contains("irreversible")).await;
+    assert!(dialog.contains("deletes the 27 items this import created on"), "{dialog}");
+    shot(&c, "marketplace-rollback-dialog").await;
+    c.find(Locator::Css("dialog[open] [data-close]")).await.unwrap().click().await.unwrap();
+    assert!(text(&c, ".import-card").await.contains("Completed"), "Cancel changes nothing");
+    c.find(Locator::Css(".import-card a[data-open^='rollback-']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("dialog[open] button[type=submit]")).await.unwrap().click().await.unwrap();
+    let card = wait_text(&c, ".import-card", |t| t.contains("Rolled Back")).await;
+    assert!(!card.contains("Roll back"), "no second Roll back: {card}");
+    assert!(text(&c, "main").await.contains("27 items deleted"));
+    shot(&c, "marketplace-rolled-back").await;
+    c.goto(&format!("{base}/settings/audit")).await.unwrap();
+    let log = wait_text(&c, "main table", |t| t.contains("Rolled back a bundle import")).await;
+    assert!(log.contains("Bundle import completed") && log.contains("Imported a bundle"), "{log}");
+    let link = c.find(Locator::Css("main table a[href^='/cl/marketplace/imports#mp-import-']")).await.unwrap();
+    assert!(link.text().await.unwrap().starts_with("marketplace import "));
+    assert_eq!(stevedore::store::records::count(&app.db, org, "policies", None).await.unwrap(), 1, "ours stays");
+    c.close().await.unwrap();
+}
