@@ -222,8 +222,9 @@ async fn empty_and_error_states() {
     let app = app().await;
     let mut c = app.signed_in("ada@acme.test").await;
     let page = c.get("/cl/marketplace/imports").await;
-    assert!(page.body.contains("No imports yet"), "{}", page.body);
-    assert!(page.body.contains("Browse the marketplace to find and import accreditation-aligned content bundles."));
+    let verbatim =
+        "No imports yet</strong> — Browse the marketplace to find and import accreditation-aligned content bundles.";
+    assert!(page.body.contains(verbatim), "{}", page.body);
     assert!(page.body.contains("href=\"/cl/marketplace\""));
 
     // the history cannot be read: a destructive alert, no SQL or internals

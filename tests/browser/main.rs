@@ -486,6 +486,10 @@ async fn import_a_bundle_see_it_in_the_history_and_roll_it_back() {
     let base = app.base.clone();
     sign_in(&c, &base, "/login", "ada@acme.test").await;
 
+    c.find(Locator::Css("nav.sidebar a[href='/cl/marketplace/imports']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main", |t| t.contains("No imports yet — Browse the marketplace")).await;
+    shot(&c, "marketplace-imports-empty").await;
+
     // the catalog from the navigation: cards, then a search by accreditation tag
     c.find(Locator::Css("nav.sidebar a[href='/cl/marketplace']")).await.unwrap().click().await.unwrap();
     wait_text(&c, "main h1", |t| t == "Marketplace").await;
