@@ -81,8 +81,7 @@ impl FileStore {
     ) -> anyhow::Result<Option<String>> {
         let FileStore::S3(b) = self else { return Ok(None) };
         let object_key = format!("{}{key}", b.prefix);
-        let location =
-            ObjectPath::parse(&object_key).with_context(|| format!("\"{object_key}\" is not an object key"))?;
+        let location = object_path(&object_key)?;
         let attributes = Attributes::from_iter([
             (Attribute::ContentType, content_type.to_string()),
             (Attribute::ContentDisposition, disposition.to_string()),
@@ -116,13 +115,17 @@ impl FileStore {
         Ok(Some(object_key))
     }
 
-    /// Removes an object; one already gone is fine.
-    pub async fn remove(&self, object_key: &str) -> anyhow::Result<()> {
+    /// The bucket and the path of a stored object.
+    fn locate(&self, object_key: &str) -> anyhow::Result<(&Bucket, ObjectPath)> {
         let FileStore::S3(b) = self else {
             anyhow::bail!("the file is in an S3 bucket, but no bucket is configured (STEVEDORE_S3_BUCKET)")
         };
-        let location =
-            ObjectPath::parse(object_key).with_context(|| format!("\"{object_key}\" is not an object key"))?;
+        Ok((b, object_path(object_key)?))
+    }
+
+    /// Removes an object; one already gone is fine.
+    pub async fn remove(&self, object_key: &str) -> anyhow::Result<()> {
+        let (b, location) = self.locate(object_key)?;
         match b.store.delete(&location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e).context("deleting the object"),
@@ -131,11 +134,7 @@ impl FileStore {
 
     /// The bucket's own URL for one GET of the object, valid for `secs`.
     pub async fn presigned(&self, object_key: &str, secs: u64) -> anyhow::Result<String> {
-        let FileStore::S3(b) = self else {
-            anyhow::bail!("the file is in an S3 bucket, but no bucket is configured (STEVEDORE_S3_BUCKET)")
-        };
-        let location =
-            ObjectPath::parse(object_key).with_context(|| format!("\"{object_key}\" is not an object key"))?;
+        let (b, location) = self.locate(object_key)?;
         let url = b
             .store
             .signed_url(Method::GET, &location, Duration::from_secs(secs))
@@ -143,4 +142,8 @@ impl FileStore {
             .context("signing the download URL")?;
         Ok(url.to_string())
     }
+}
+
+fn object_path(key: &str) -> anyhow::Result<ObjectPath> {
+    ObjectPath::parse(key).with_context(|| format!("\"{key}\" is not an object key"))
 }

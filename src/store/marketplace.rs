@@ -271,23 +271,20 @@ pub enum Since {
     Gone,
 }
 
-/// The snapshot rows that are no longer as the import left them.
+/// The snapshot rows that are no longer as the import left them (one query).
 pub async fn changed_since(db: &Db, org: OrgId, snapshot: &[SnapshotRow]) -> anyhow::Result<Vec<(SnapshotRow, Since)>> {
+    let ids: Vec<i64> = snapshot.iter().map(|r| r.id).collect();
+    let now: std::collections::HashMap<i64, (String, String, String)> = super::records::by_ids(db, org, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, entity, key, hash)| (id, (entity, key, hash)))
+        .collect();
     let mut out = vec![];
     for row in snapshot {
-        let hash: Option<String> = on_pool!(db, p => sqlx::query_scalar(
-            "SELECT row_hash FROM records WHERE id = $1 AND org_id = $2 AND entity = $3 AND record_key = $4",
-        )
-        .bind(row.id)
-        .bind(org.get())
-        .bind(&row.entity)
-        .bind(&row.key)
-        .fetch_optional(p)
-        .await)
-        .context("comparing a record with the snapshot")?;
-        match hash {
+        // the same id under another entity or key is another record: this one is gone
+        match now.get(&row.id).filter(|(entity, key, _)| *entity == row.entity && *key == row.key) {
             None => out.push((row.clone(), Since::Gone)),
-            Some(h) if h != row.hash => out.push((row.clone(), Since::Edited)),
+            Some((_, _, hash)) if *hash != row.hash => out.push((row.clone(), Since::Edited)),
             Some(_) => {}
         }
     }

@@ -59,18 +59,41 @@ pub async fn list(
     .context("listing records")
 }
 
-/// Whether the org has a record of `entity` with this key.
-pub async fn exists(db: &Db, org: OrgId, entity: &str, key: &str) -> anyhow::Result<bool> {
-    let found: Option<i64> = on_pool!(db, p => sqlx::query_scalar(
-        "SELECT id FROM records WHERE org_id = $1 AND entity = $2 AND record_key = $3",
-    )
-    .bind(org.get())
-    .bind(entity)
-    .bind(key)
-    .fetch_optional(p)
-    .await)
-    .context("looking up a record")?;
-    Ok(found.is_some())
+/// Which of the `(entity, key)` pairs the org has a record for, in one query.
+pub async fn existing_keys(
+    db: &Db,
+    org: OrgId,
+    pairs: &[(&str, &str)],
+) -> anyhow::Result<std::collections::HashSet<(String, String)>> {
+    let sql = format!(
+        "SELECT r.entity, r.record_key FROM ({}) AS j
+         JOIN records r ON r.org_id = $1 AND r.entity = j.c0 AND r.record_key = j.c1",
+        super::staging::from_json(db, &["TEXT", "TEXT"])
+    );
+    let json = serde_json::to_string(pairs).context("listing keys")?;
+    let found: Vec<(String, String)> = on_pool!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+        .bind(org.get())
+        .bind(&json)
+        .fetch_all(p)
+        .await)
+    .context("looking up records")?;
+    Ok(found.into_iter().collect())
+}
+
+/// `(id, entity, key, row hash)` of the org's records among `ids`, in one query.
+pub async fn by_ids(db: &Db, org: OrgId, ids: &[i64]) -> anyhow::Result<Vec<(i64, String, String, String)>> {
+    let sql = format!(
+        "SELECT id, entity, record_key, row_hash FROM records
+         WHERE org_id = $1 AND id IN (SELECT c0 FROM ({}) AS j)",
+        super::staging::from_json(db, &["BIGINT"])
+    );
+    let json = serde_json::to_string(&ids.iter().map(|id| [*id]).collect::<Vec<_>>()).context("listing ids")?;
+    on_pool!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+        .bind(org.get())
+        .bind(&json)
+        .fetch_all(p)
+        .await)
+    .context("reading records by id")
 }
 
 /// A record ready to store: key, normalized JSON, content hash, search text.

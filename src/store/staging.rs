@@ -61,7 +61,7 @@ pub struct StagedIssue {
 /// The SELECT that turns a JSON array of arrays (bound as `$2`) into rows, its columns
 /// named `c0`, `c1`, … with the given SQL types; each backend's JSON functions do the work,
 /// so a whole batch is one bound value rather than thousands.
-fn from_json(db: &Db, types: &[&str]) -> String {
+pub(crate) fn from_json(db: &Db, types: &[&str]) -> String {
     match db {
         Db::Sqlite(_) => {
             let cols: Vec<String> = (0..types.len()).map(|i| format!("j.value ->> {i} AS c{i}")).collect();

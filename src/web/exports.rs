@@ -217,7 +217,7 @@ pub async fn create(
     export_jobs::enqueue(&state.db, id.org_id, export_id).await?;
     let detail = format!("{} {} {}", kind.as_str(), format.label(), entities.join(" "));
     super::audit(&state, &req, &id, "export_requested", &format!("export {export_id}"), detail.trim()).await?;
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/settings/exports")).finish())
+    Ok(super::see_other("/settings/exports"))
 }
 
 /// Download: a link to the file signed for an hour.
@@ -245,7 +245,7 @@ pub async fn download(
         }
     };
     super::audit(&state, &req, &id, "export_downloaded", &format!("export {}", r.id), &r.file_name).await?;
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish())
+    Ok(super::see_other(to))
 }
 
 #[derive(Deserialize)]
@@ -280,7 +280,7 @@ pub async fn file(
     if let Some(key) = r.object_key.as_deref() {
         // the file moved to a bucket after the link was made: on to the bucket's link
         let to = state.files.presigned(key, (expires - crate::now()).max(1) as u64).await?;
-        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish());
+        return Ok(super::see_other(to));
     }
     let Ok(file) = tokio::fs::File::open(&r.file_path).await else { return refused() };
     let stream = super::file_stream(file);
@@ -307,5 +307,5 @@ pub async fn delete(
         let text = format!("Export #{} deleted.", r.id);
         session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
     }
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/settings/exports")).finish())
+    Ok(super::see_other("/settings/exports"))
 }

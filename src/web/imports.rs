@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::layout::{Layout, render};
-use super::{Pagination, format_time};
+use super::{Pagination, format_time, see_other};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
 use crate::domain::entities::{EntitySchema, display_value};
@@ -36,10 +36,6 @@ pub const DEFAULT_CHUNK: i64 = 50;
 
 fn schema_of(state: &AppState, name: &str) -> Result<Arc<EntitySchema>, AppError> {
     state.schemas.get(name).cloned().ok_or(AppError::NotFound)
-}
-
-fn see_other(to: String) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()
 }
 
 // ---------- Import History ----------

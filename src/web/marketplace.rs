@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::layout::{Layout, render};
-use super::{Pagination, format_time};
+use super::{Pagination, format_time, see_other};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
 use crate::domain::marketplace::Bundle;
@@ -21,10 +21,6 @@ use crate::startup::AppState;
 use crate::store::marketplace::{self as store, Begin, MarketplaceImport, Rollback, Since};
 
 const PER_PAGE: i64 = 20;
-
-fn see_other(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, to.to_string())).finish()
-}
 
 /// A bundle card of the catalog.
 pub struct Card {
@@ -146,12 +142,11 @@ pub struct BundleQuery {
     confirm: Option<String>,
 }
 
+/// For each item of the bundle: whether the org already has it.
 async fn present_keys(state: &AppState, id: &Identity, b: &Bundle) -> Result<Vec<bool>, AppError> {
-    let mut out = Vec::with_capacity(b.items.len());
-    for i in &b.items {
-        out.push(crate::store::records::exists(&state.db, id.org_id, &i.entity, &i.key).await?);
-    }
-    Ok(out)
+    let pairs: Vec<(&str, &str)> = b.items.iter().map(|i| (i.entity.as_str(), i.key.as_str())).collect();
+    let found = crate::store::records::existing_keys(&state.db, id.org_id, &pairs).await?;
+    Ok(b.items.iter().map(|i| found.contains(&(i.entity.clone(), i.key.clone()))).collect())
 }
 
 /// A bundle version's page: its items, the versions, Import.
@@ -221,7 +216,7 @@ pub async fn import(
     let back = format!("/cl/marketplace/{}?version={}", b.key, b.version);
     let held = store::held(&state.db, id.org_id).await?;
     if !confirmed && held.iter().any(|h| h.0 == b.key && h.1 == b.version && h.2 == "completed") {
-        return Ok(see_other(&format!("{back}&confirm=1")));
+        return Ok(see_other(format!("{back}&confirm=1")));
     }
     match store::begin(&state.db, id.org_id, &b.key, &b.version, &b.title, id.user_id, &id.email).await? {
         Begin::Started(import_id) => {

@@ -1,7 +1,7 @@
 //! HTTP routes. Handlers parse the request, call the store or the domain, and render a
 //! template; they hold no SQL and no business rules.
 
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 pub mod account;
 pub mod assets;
@@ -15,6 +15,11 @@ pub mod layout;
 pub mod login;
 pub mod marketplace;
 pub mod members;
+
+/// A redirect after a POST (or to another page): 303 See Other.
+pub fn see_other(to: impl Into<String>) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to.into())).finish()
+}
 
 /// Every route of the app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
