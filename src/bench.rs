@@ -11,8 +11,8 @@ use anyhow::Context;
 use crate::domain::entities::Schemas;
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::imports::mapping::{Target, auto_map};
+use crate::domain::imports::{Action, DuplicateHandling, Import, Stage};
 use crate::jobs::{Worker, WorkerConfig};
-use crate::store::imports::ImportRow;
 use crate::store::{self, Db};
 
 /// The benchmark's entity: 12 columns, like a contacts export.
@@ -176,21 +176,21 @@ impl Bench {
     }
 
     /// Validates and imports `file` with `action`: (import, validate seconds, import seconds).
-    async fn import(&self, file: &std::path::Path, action: &str) -> anyhow::Result<(ImportRow, f64, f64)> {
+    async fn import(&self, file: &std::path::Path, action: Action) -> anyhow::Result<(Import, f64, f64)> {
         let (db, org) = (&self.db, self.org);
         let info = crate::files::sniff(file, None).map_err(|e| anyhow::anyhow!("{e}"))?;
         let targets: Vec<Target> =
             self.schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
-        let mapping = serde_json::to_string(&auto_map(&targets, &info.headers))?;
+        let mapping = auto_map(&targets, &info.headers);
         let path = file.to_string_lossy().into_owned();
         let id = store::imports::create(
             db,
             org,
             &store::imports::NewImport {
-                resource: &self.schema.name,
+                entity: &self.schema.name,
                 name: "benchmark",
                 action,
-                duplicate_handling: "ignore_all",
+                duplicate_handling: DuplicateHandling::IgnoreAll,
                 file_name: "contacts.csv",
                 file_path: &path,
                 file_size: std::fs::metadata(file)?.len() as i64,
@@ -201,27 +201,27 @@ impl Bench {
             },
         )
         .await?;
-        store::imports::set_headers(db, id, &serde_json::to_string(&info.headers)?, &mapping, None).await?;
+        store::imports::set_headers(db, id, &info.headers, &mapping, None).await?;
         store::imports::confirm_mapping(db, org, id, &mapping, self.user).await?;
         crate::jobs::import::enqueue(db, org, id, crate::jobs::import::VALIDATE).await?;
         let validate_s = self.drain().await?;
         let v = imported(db, org, id).await?;
-        anyhow::ensure!(v.stage == "ready", "validation ended {}: {}", v.stage, v.reason);
+        anyhow::ensure!(v.stage == Stage::Ready, "validation ended {}: {}", v.stage, v.reason);
         println!(
             "validated in {validate_s:.2} s ({:.0} rows/s): {} valid ({} to create, {} to update), {} invalid, {} duplicates",
-            v.total_rows as f64 / validate_s,
-            v.valid_rows,
-            v.to_create,
-            v.to_update,
-            v.invalid_rows,
-            v.duplicate_rows
+            v.validated.total_rows as f64 / validate_s,
+            v.validated.valid_rows,
+            v.validated.to_create,
+            v.validated.to_update,
+            v.validated.invalid_rows,
+            v.validated.duplicate_rows
         );
         print_phases(db, id).await?;
         store::imports::start_import(db, org, id, self.user).await?;
         crate::jobs::import::enqueue(db, org, id, crate::jobs::import::PROCESS).await?;
         let import_s = self.drain().await?;
         let done = imported(db, org, id).await?;
-        anyhow::ensure!(done.stage == "completed", "import ended {}: {}", done.stage, done.reason);
+        anyhow::ensure!(done.stage == Stage::Completed, "import ended {}: {}", done.stage, done.reason);
         println!(
             "imported in {import_s:.2} s ({:.0} rows/s): {} created, {} updated, chunks of {}",
             (done.created_rows + done.updated_rows) as f64 / import_s,
@@ -233,7 +233,7 @@ impl Bench {
     }
 
     /// Rolls an import back; the seconds it took.
-    async fn roll_back(&self, imp: &ImportRow) -> anyhow::Result<f64> {
+    async fn roll_back(&self, imp: &Import) -> anyhow::Result<f64> {
         anyhow::ensure!(
             crate::store::journal::request(&self.db, self.org, imp.id, self.user, "bench", false).await?,
             "the rollback was refused"
@@ -241,11 +241,11 @@ impl Bench {
         crate::jobs::import::enqueue(&self.db, self.org, imp.id, crate::jobs::import::ROLLBACK).await?;
         let s = self.drain().await?;
         let done = imported(&self.db, self.org, imp.id).await?;
-        anyhow::ensure!(done.stage == "rolled_back", "rollback ended {}", done.stage);
-        anyhow::ensure!(done.rollback_skipped == 0, "{} records were skipped", done.rollback_skipped);
+        anyhow::ensure!(done.stage == Stage::RolledBack, "rollback ended {}", done.stage);
+        anyhow::ensure!(done.rollback.skipped == 0, "{} records were skipped", done.rollback.skipped);
         println!(
             "rolled back in {s:.2} s ({:.0} changes/s): {} created removed, {} updated restored",
-            done.rolled_back_rows as f64 / s,
+            done.rollback.rolled_back_rows as f64 / s,
             done.created_rows,
             done.updated_rows
         );
@@ -266,7 +266,7 @@ pub async fn export(rows: usize, format: &str, database: Option<String>) -> anyh
         let file = dir.join("contacts.csv");
         generate(&file, rows, 0, 3)?;
         println!("importing {rows} contacts to export");
-        let (imported, _, _) = b.import(&file, "merge").await?;
+        let (imported, _, _) = b.import(&file, Action::Merge).await?;
         let exports = dir.join("exports");
         let id = store::exports::create(
             &b.db,
@@ -327,7 +327,7 @@ async fn setup(dir: &std::path::Path, chunk: i64, database: Option<String>) -> a
     let db = Db::connect(&url, 4).await?;
     db.migrate().await?;
     let mut files: Vec<(String, String)> =
-        crate::startup::SHIPPED_SCHEMAS.iter().map(|(n, t)| ((*n).to_string(), (*t).to_string())).collect();
+        crate::content::SHIPPED_SCHEMAS.iter().map(|(n, t)| ((*n).to_string(), (*t).to_string())).collect();
     files.push(("bench_contacts.toml".into(), CONTACTS.into()));
     let schemas = Schemas::load(files.iter().map(|(n, t)| (n.as_str(), t.as_str()))).map_err(anyhow::Error::msg)?;
     let schema = schemas.get("bench_contacts").cloned().context("benchmark schema")?;
@@ -354,7 +354,7 @@ async fn run(
     generate(&file, rows, 0, 1)?;
     let size = std::fs::metadata(&file)?.len();
     println!("generated {rows} rows, 12 columns, {:.1} MB in {:.2} s", size as f64 / 1e6, t.elapsed().as_secs_f64());
-    let (first, validate_s, import_s) = b.import(&file, "merge").await?;
+    let (first, validate_s, import_s) = b.import(&file, Action::Merge).await?;
     let total = validate_s + import_s;
     let peak = peak_rss_mib();
     println!("end to end {total:.2} s ({:.0} rows/s), peak RSS {peak:.1} MiB", rows as f64 / total);
@@ -364,8 +364,8 @@ async fn run(
         "import_s": secs(import_s),
         "rows_per_sec": (rows as f64 / total).round(),
         "created": first.created_rows,
-        "invalid": first.invalid_rows,
-        "duplicates": first.duplicate_rows,
+        "invalid": first.validated.invalid_rows,
+        "duplicates": first.validated.duplicate_rows,
         "chunk_size": chunk,
         "database": db.backend(),
     });
@@ -375,7 +375,7 @@ async fn run(
         let second = dir.join("contacts-merge.csv");
         generate(&second, rows, rows, 2)?;
         println!("merge: {rows} rows, half updating records of the first file, half new");
-        let (merged, validate_s, import_s) = b.import(&second, "merge").await?;
+        let (merged, validate_s, import_s) = b.import(&second, Action::Merge).await?;
         let total = validate_s + import_s;
         println!("merge end to end {total:.2} s ({:.0} rows/s)", rows as f64 / total);
         let rollback_s = b.roll_back(&merged).await?;
@@ -400,7 +400,7 @@ async fn run(
 
 /// Each phase's time and counts, as the detail sheet shows them.
 async fn print_phases(db: &Db, id: i64) -> anyhow::Result<()> {
-    let mut phases = store::imports::phases(db, id).await?;
+    let mut phases = store::imports::phases::phases(db, id).await?;
     phases.sort_by_key(|p| crate::domain::imports::Phase::ALL.iter().position(|k| k.as_str() == p.phase));
     for p in phases {
         let ms = p.duration_ms.unwrap_or(0);
@@ -409,6 +409,6 @@ async fn print_phases(db: &Db, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn imported(db: &Db, org: OrgId, id: i64) -> anyhow::Result<store::imports::ImportRow> {
+async fn imported(db: &Db, org: OrgId, id: i64) -> anyhow::Result<Import> {
     store::imports::get(db, org, id).await?.context("benchmark import vanished")
 }

@@ -133,7 +133,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(Settings::from_args(&cli.common, &cli.serve)?).await,
         Command::Worker { concurrency } => {
             let n = crate::config::parse_workers(&concurrency).map_err(|e| anyhow::anyhow!("--concurrency: {e}"))?;
-            let schemas = crate::startup::load_schemas(cli.serve.schema_dir.as_deref())?;
+            let schemas = crate::content::load_schemas(cli.serve.schema_dir.as_deref())?;
             let lease = crate::config::parse_lease(&cli.serve.job_lease_secs)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_JOB_LEASE_SECS: {e}"))?;
             let ttl = crate::config::parse_ttl_hours(&cli.serve.import_ttl_hours)
@@ -145,7 +145,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let export_retention = crate::config::parse_retention_days(&cli.serve.export_retention_days)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_EXPORT_RETENTION_DAYS: {e}"))?;
             let s3 = crate::config::S3Settings::from_args(&cli.serve)?;
-            let catalog = crate::startup::load_catalog(&schemas, cli.serve.marketplace_dir.as_deref());
+            let catalog = crate::content::load_catalog(&schemas, cli.serve.marketplace_dir.as_deref());
             let config = WorkerConfig {
                 catalog: std::sync::Arc::new(catalog),
                 files: crate::files::object::FileStore::from_settings(s3.as_ref())?,

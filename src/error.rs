@@ -1,14 +1,15 @@
 //! The one error type of every handler, and the status each variant gets.
 //!
-//! `AppError::error_response` gives a bare page; the `error_pages` middleware in
-//! [`crate::web::layout`] re-renders page errors inside the full layout (navigation,
-//! request id) once it knows who is signed in. Under `/api/` errors are JSON.
+//! `AppError::error_response` gives a plain-text body and renders nothing; the
+//! `error_pages` middleware in `web/` turns page errors into pages inside the full layout
+//! (navigation, request id) once it knows who is signed in, and `/api/` errors into JSON.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::domain::permissions::Permission;
+use crate::domain::redirects::login_redirect;
 
 #[derive(thiserror::Error)]
 pub enum AppError {
@@ -95,24 +96,6 @@ impl AppError {
     }
 }
 
-/// Where to send someone who must sign in first; `next` must be a local path.
-pub fn login_redirect(next: &str, reason: Option<&str>) -> String {
-    let mut q = vec![];
-    if let Some(n) = crate::web::safe_next(next)
-        && n != "/"
-    {
-        q.push(("next", n));
-    }
-    if let Some(r) = reason {
-        q.push(("reason", r.to_string()));
-    }
-    if q.is_empty() {
-        "/login".into()
-    } else {
-        format!("/login?{}", serde_urlencoded::to_string(q).unwrap_or_default())
-    }
-}
-
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -136,7 +119,13 @@ impl ResponseError for AppError {
             AppError::PasswordChangeRequired => {
                 HttpResponse::SeeOther().insert_header((header::LOCATION, "/account/password")).finish()
             }
-            other => crate::web::layout::bare_error_page(other, None),
+            // the `error_pages` middleware in web/ renders the page (or JSON) for this
+            other => {
+                let (heading, message) = other.title_and_message();
+                HttpResponse::build(other.status_code())
+                    .content_type("text/plain; charset=utf-8")
+                    .body(format!("{heading}: {message}"))
+            }
         }
     }
 }

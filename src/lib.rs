@@ -11,6 +11,8 @@ pub mod bench;
 pub mod cli;
 /// Settings from flags and environment, validated at start-up.
 pub mod config;
+/// The entity schemas and marketplace bundles: compiled in, plus operators' folders.
+pub mod content;
 /// Rules with no I/O: permissions, roles, emails, slugs, throttling.
 pub mod domain;
 /// The one error type every handler returns, and how it is shown.
@@ -21,6 +23,8 @@ pub mod files;
 pub mod jobs;
 /// Building and running the HTTP server.
 pub mod startup;
+/// `AppState`: what every handler can reach.
+pub mod state;
 /// Every SQL statement, over SQLite or PostgreSQL.
 pub mod store;
 /// Logging: subscriber set-up and the per-request span.

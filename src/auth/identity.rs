@@ -11,7 +11,7 @@ use super::session::AppSession;
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::permissions::{Permission, Role};
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{self, accounts::IdentityRow};
 
 /// A signed-in user acting in one org.

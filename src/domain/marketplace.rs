@@ -273,7 +273,7 @@ mod tests {
     use super::*;
 
     fn schemas() -> Schemas {
-        crate::startup::load_schemas(None).unwrap()
+        crate::content::load_schemas(None).unwrap()
     }
 
     const BUNDLE: &str = r#"
@@ -361,12 +361,12 @@ requires_signature = true
     #[test]
     fn the_shipped_bundles_are_valid() {
         let s = schemas();
-        for (name, text) in crate::startup::SHIPPED_BUNDLES {
+        for (name, text) in crate::content::SHIPPED_BUNDLES {
             let b = parse_bundle(name, text, &s).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!((10..=50).contains(&b.items.len()), "{name}: {} items", b.items.len());
             assert_eq!(format!("{}-{}.toml", b.key, b.version), *name);
         }
-        let (catalog, problems) = Catalog::load(crate::startup::SHIPPED_BUNDLES.iter().copied(), &s);
+        let (catalog, problems) = Catalog::load(crate::content::SHIPPED_BUNDLES.iter().copied(), &s);
         assert!(problems.is_empty());
         assert!(catalog.latest().len() >= 3);
         assert!(catalog.latest().iter().any(|b| catalog.versions(&b.key).len() >= 2), "one bundle in two versions");

@@ -9,4 +9,5 @@ pub mod imports;
 pub mod jobs;
 pub mod marketplace;
 pub mod permissions;
+pub mod redirects;
 pub mod throttle;

@@ -40,6 +40,23 @@ pub struct Bucket {
 }
 
 impl FileStore {
+    /// Removes an export's file wherever it is: the bucket object, the local file and a
+    /// half-written `.part` beside it. A file already gone is fine; anything else is logged.
+    pub async fn discard(&self, file_path: &str, object_key: Option<&str>) {
+        if let Some(key) = object_key
+            && let Err(e) = self.remove(key).await
+        {
+            tracing::warn!(error = format!("{e:#}"), key, "removing an export object failed");
+        }
+        for p in [file_path.to_string(), format!("{file_path}.part")] {
+            if let Err(e) = tokio::fs::remove_file(&p).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, file = p, "removing an export file failed");
+            }
+        }
+    }
+
     /// The bucket of the settings, or local storage without one. Credentials not set in
     /// the settings come from the standard `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
     /// and `AWS_SESSION_TOKEN`.

@@ -277,23 +277,6 @@ pub struct ExportHandler {
     pub files: FileStore,
 }
 
-/// Removes an export's file wherever it is (and a half-written one beside it); a file
-/// already gone is fine, anything else is logged.
-pub async fn remove_file(files: &FileStore, file_path: &str, object_key: Option<&str>) {
-    if let Some(key) = object_key
-        && let Err(e) = files.remove(key).await
-    {
-        tracing::warn!(error = format!("{e:#}"), key, "removing an export object failed");
-    }
-    for p in [file_path.to_string(), format!("{file_path}.part")] {
-        if let Err(e) = tokio::fs::remove_file(&p).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(error = %e, file = p, "removing an export file failed");
-        }
-    }
-}
-
 /// The content type an export is served with.
 pub fn content_type(r: &ExportRow) -> &'static str {
     if r.file_name.ends_with(".zip") {
@@ -339,7 +322,7 @@ impl JobHandler for ExportHandler {
                         let _ = store::fail(&ctx.db, req.id, &storage(e)).await;
                         return Outcome::Done;
                     }
-                    let disposition = crate::web::imports::attachment(&req.file_name);
+                    let disposition = crate::files::attachment(&req.file_name);
                     let published = self
                         .files
                         .publish(Path::new(&req.file_path), &object_key(&req), content_type(&req), &disposition)
@@ -483,16 +466,16 @@ async fn build(
                         .map(|i| {
                             let values: Vec<serde_json::Value> = vec![
                                 i.id.into(),
-                                i.resource.clone().into(),
+                                i.entity.clone().into(),
                                 i.name.clone().into(),
-                                i.file_name.clone().into(),
-                                i.action.clone().into(),
-                                i.stage.clone().into(),
-                                i.total_rows.into(),
+                                i.file.name.clone().into(),
+                                i.action.as_str().into(),
+                                i.stage.as_str().into(),
+                                i.validated.total_rows.into(),
                                 i.created_rows.into(),
                                 i.updated_rows.into(),
                                 i.deleted_rows.into(),
-                                (i.invalid_rows + i.failed_rows).into(),
+                                i.not_imported_rows().into(),
                                 i.created_by_label.clone().into(),
                                 iso(i.created_at).into(),
                             ];

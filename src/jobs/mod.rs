@@ -12,6 +12,7 @@ pub mod worker;
 pub use worker::{JobContext, JobHandler, Worker, WorkerConfig};
 
 use crate::domain::ids::OrgId;
+use crate::domain::jobs::Outcome;
 use crate::store::{self, Db};
 
 /// Enqueues a job due now; returns its id (None when its dedupe key was taken).
@@ -34,4 +35,37 @@ pub async fn enqueue(
         dedupe_key,
     };
     store::jobs::enqueue(db, &job, now).await
+}
+
+/// Why a job's step stopped short: a passing problem worth another attempt, or one that
+/// another attempt cannot fix. `?` on a store call (an `anyhow::Error`) means the former.
+#[derive(Debug)]
+pub enum StepError {
+    /// The database was busy or briefly unavailable, a connection dropped: try again.
+    Retry(anyhow::Error),
+    /// The work itself cannot be done (a bad file, a column gone): said to the person.
+    Fail(String),
+}
+
+impl From<anyhow::Error> for StepError {
+    fn from(e: anyhow::Error) -> Self {
+        StepError::Retry(e)
+    }
+}
+
+/// A step's result.
+pub type Step<T> = Result<T, StepError>;
+
+impl StepError {
+    /// The queue's outcome for a passing problem on attempt `attempts` of `max`: retry
+    /// while attempts remain; None on the last one, when the caller gives up for good.
+    pub fn retry_outcome(e: &anyhow::Error, attempts: i64, max: i64) -> Option<Outcome> {
+        if attempts >= max {
+            tracing::error!(error = ?e, attempts, "giving up after a passing error on the last attempt");
+            None
+        } else {
+            tracing::warn!(error = ?e, attempts, "passing error; the job will try again");
+            Some(Outcome::Retry(format!("{e:#}")))
+        }
+    }
 }

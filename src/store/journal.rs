@@ -12,8 +12,9 @@
 
 use anyhow::Context;
 
-use super::Db;
+use super::{Db, stage_list};
 use crate::domain::ids::{OrgId, UserId};
+use crate::domain::imports::Stage;
 use crate::on_pool;
 
 /// A journal entry whose record changed since the import.
@@ -70,12 +71,14 @@ pub async fn request(
     by_label: &str,
     overwrite: bool,
 ) -> anyhow::Result<bool> {
-    let n = on_pool!(db, p => sqlx::query(
+    let sql = format!(
         "UPDATE imports SET rollback_requested_at = $3, rollback_requested_by = $4, rollback_requested_by_label = $5,
                 rollback_overwrite = $6, rollback_cursor = 0, rolled_back_rows = 0, rollback_skipped = 0, updated_at = $3
-         WHERE org_id = $1 AND id = $2 AND stage IN ('completed', 'failed', 'timed_out')
+         WHERE org_id = $1 AND id = $2 AND stage IN ({})
            AND rollback_requested_at IS NULL AND journal_purged_at IS NULL",
-    )
+        stage_list(&Stage::sources(Stage::RolledBack))
+    );
+    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(org.get())
     .bind(import_id)
     .bind(crate::now())
@@ -106,6 +109,7 @@ pub struct RollbackTarget<'a> {
 
 /// Undoes the next `size` journal entries after the cursor in one transaction; Some with
 /// zero entries when none is left, None when the cursor was not where this worker saw it.
+#[tracing::instrument(skip(db, t), fields(org_id = t.org.get(), import_id = t.import_id))]
 pub async fn rollback_chunk(db: &Db, t: &RollbackTarget<'_>, size: i64) -> anyhow::Result<Option<Undone>> {
     let (org, id, entity) = (t.org.get(), t.import_id, t.entity);
     // entries of this chunk ($4, $5: after, up to) that may be undone
@@ -118,15 +122,13 @@ pub async fn rollback_chunk(db: &Db, t: &RollbackTarget<'_>, size: i64) -> anyho
     };
     let restore_deleted = |op: &str| {
         let keep = if t.overwrite { String::new() } else { format!("AND NOT {CHANGED}") };
-        format!(
-            "INSERT INTO records (id, org_id, entity, record_key, data, row_hash, search_text, import_id, import_row,
-                                  created_at, updated_at)
-             SELECT j.record_id, $2, $3, j.record_key, j.before_data, j.before_hash, j.before_search, j.before_import_id,
+        super::records::insert_into_records(true, &format!(
+            "SELECT j.record_id, $2, $3, j.record_key, j.before_data, j.before_hash, j.before_search, j.before_import_id,
                     j.before_import_row, j.before_created_at, j.before_updated_at
              FROM import_journal j
              WHERE j.import_id = $1 AND j.seq > $4 AND j.seq <= $5 AND j.op = '{op}' {keep}
                AND NOT EXISTS (SELECT 1 FROM records r WHERE r.id = j.record_id)"
-        )
+        ))
     };
     let mut statements: Vec<(String, &str)> = vec![
         // created records go
@@ -186,10 +188,11 @@ pub async fn rollback_chunk(db: &Db, t: &RollbackTarget<'_>, size: i64) -> anyho
         let statements = statements.clone();
         let skipped_sql = skipped_sql.clone();
         let mut tx = crate::begin_write!(db, p).context("starting rollback transaction")?;
-        let cursor: Option<i64> = sqlx::query_scalar(
+        let cursor: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT rollback_cursor FROM imports WHERE id = $1 AND rollback_requested_at IS NOT NULL
-               AND stage IN ('completed', 'failed', 'timed_out')",
-        )
+               AND stage IN ({})",
+            stage_list(&Stage::sources(Stage::RolledBack))
+        )))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
@@ -265,12 +268,15 @@ pub async fn rollback_chunk(db: &Db, t: &RollbackTarget<'_>, size: i64) -> anyho
 /// Marks a rollback done: the import is rolled_back.
 pub async fn finish(db: &Db, import_id: i64) -> anyhow::Result<bool> {
     let now = crate::now();
-    let n = on_pool!(db, p => sqlx::query(
-        "UPDATE imports SET stage = 'rolled_back', rolled_back_at = $2, updated_at = $2
-         WHERE id = $1 AND rollback_requested_at IS NOT NULL AND stage IN ('completed', 'failed', 'timed_out')",
-    )
+    let sql = format!(
+        "UPDATE imports SET stage = $3, rolled_back_at = $2, updated_at = $2
+         WHERE id = $1 AND rollback_requested_at IS NOT NULL AND stage IN ({})",
+        stage_list(&Stage::sources(Stage::RolledBack))
+    );
+    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(import_id)
     .bind(now)
+    .bind(Stage::RolledBack.as_str())
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
@@ -281,15 +287,17 @@ pub async fn finish(db: &Db, import_id: i64) -> anyhow::Result<bool> {
 /// Finished imports created before `before` whose journal is still kept (none with a
 /// rollback under way): (id, original file path).
 pub async fn past_retention(db: &Db, before: i64, limit: i64) -> anyhow::Result<Vec<(i64, String)>> {
-    on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(
+    let sql = format!(
         "SELECT id, file_path FROM imports
-         WHERE created_at < $1 AND journal_purged_at IS NULL
-           AND stage IN ('completed', 'failed', 'timed_out', 'rolled_back', 'expired')
-           AND (rollback_requested_at IS NULL OR stage = 'rolled_back')
+         WHERE created_at < $1 AND journal_purged_at IS NULL AND stage IN ({})
+           AND (rollback_requested_at IS NULL OR stage = $3)
          ORDER BY id LIMIT $2",
-    )
+        stage_list(&Stage::finished())
+    );
+    on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql))
     .bind(before)
     .bind(limit)
+    .bind(Stage::RolledBack.as_str())
     .fetch_all(p)
     .await)
     .context("finding imports past their retention")

@@ -194,10 +194,10 @@ pub async fn apply(db: &Db, id: i64, items: &[Item]) -> anyhow::Result<Option<(i
                 skipped += 1;
                 continue;
             }
-            let record_id: i64 = sqlx::query_scalar(
-                "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
-            )
+            let record_id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(super::records::insert_into_records(
+                false,
+                "VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $7) RETURNING id",
+            )))
             .bind(org)
             .bind(&item.entity)
             .bind(&r.key)

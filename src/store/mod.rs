@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub mod accounts;
 pub mod audit;
 pub mod exports;
+pub mod fetched_files;
 pub mod imports;
 pub mod jobs;
 pub mod journal;
@@ -126,6 +127,13 @@ impl Db {
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await)
     }
+}
+
+/// `'a', 'b'`: the stored names of `stages`, for a `stage IN (…)` clause. The names are
+/// the domain's own constants, never input, so they are safe to write into SQL.
+pub fn stage_list(stages: &[crate::domain::imports::Stage]) -> String {
+    let names: Vec<String> = stages.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    if names.is_empty() { "NULL".into() } else { names.join(", ") }
 }
 
 /// Whether an error is a unique-constraint violation (the same on both backends).

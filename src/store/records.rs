@@ -144,10 +144,10 @@ pub async fn insert(db: &Db, org: OrgId, entity: &str, r: &NewRecord<'_>) -> any
         if taken.is_some() {
             return Ok(Err(InsertError::DuplicateKey));
         }
-        let inserted = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
-        )
+        let inserted = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(insert_into_records(
+            false,
+            "VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $7) RETURNING id",
+        )))
         .bind(org.get())
         .bind(entity)
         .bind(r.key)
@@ -186,6 +186,20 @@ pub async fn insert(db: &Db, org: OrgId, entity: &str, r: &NewRecord<'_>) -> any
         tx.commit().await.context("committing record")?;
         Ok(Ok(id))
     })
+}
+
+/// The one statement that creates records, every writer's (a person's form, a chunk of an
+/// import, a marketplace bundle, a rollback restoring what an import deleted):
+/// `INSERT INTO records (…) <source>`, where `source` (a `VALUES` or a `SELECT`) gives
+/// `org_id, entity, record_key, data, row_hash, search_text, import_id, import_row,
+/// created_at, updated_at` in that order, preceded by `id` when `keep_ids` (a restore).
+pub(crate) fn insert_into_records(keep_ids: bool, source: &str) -> String {
+    let id = if keep_ids { "id, " } else { "" };
+    format!(
+        "INSERT INTO records ({id}org_id, entity, record_key, data, row_hash, search_text, import_id, import_row,
+                              created_at, updated_at)
+         {source}"
+    )
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::auth::session::{AppSession, Flash};
 use crate::auth::{SignedIn, password};
 use crate::domain::account::{MIN_PASSWORD_LEN, check_new_password};
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{self, audit::AuditEvent};
 
 #[derive(Template)]

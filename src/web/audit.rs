@@ -11,7 +11,7 @@ use super::{Pagination, format_time};
 use crate::auth::Identity;
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::audit::{self, AuditFilter, AuditRow};
 
 const PER_PAGE: i64 = 50;

@@ -13,7 +13,7 @@ use super::layout::{Layout, render};
 use crate::auth::Identity;
 use crate::domain::entities::{EntitySchema, display_value};
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store;
 
 const PER_PAGE: i64 = 25;

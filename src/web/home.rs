@@ -11,7 +11,7 @@ use crate::auth::session::AppSession;
 use crate::domain::ids::OrgId;
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store;
 
 pub struct PermissionLine {

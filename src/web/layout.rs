@@ -14,7 +14,7 @@ use crate::domain::entities::Schemas;
 use crate::domain::ids::OrgId;
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store;
 use crate::telemetry::RequestId;
 
@@ -168,20 +168,6 @@ pub struct ErrorPage {
     pub message: String,
     pub permission: Option<&'static str>,
     pub request_id: Option<String>,
-}
-
-/// The error page without the frame, used before the request's user is known.
-pub fn bare_error_page(e: &AppError, request_id: Option<String>) -> HttpResponse {
-    let (heading, message) = e.title_and_message();
-    let page = ErrorPage {
-        l: Layout { title: heading.clone(), active: String::new(), csrf: String::new(), user: None, flash: None },
-        status: e.status_code().as_u16(),
-        heading,
-        message,
-        permission: e.permission().map(Permission::as_str),
-        request_id,
-    };
-    render(e.status_code(), &page)
 }
 
 fn wants_json(req: &HttpRequest) -> bool {

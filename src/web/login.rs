@@ -12,7 +12,7 @@ use crate::domain::account::Email;
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::throttle::{self, Decision, RecentFailures};
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{self, audit::AuditEvent};
 
 #[derive(Template)]
@@ -43,13 +43,13 @@ fn reason_text(reason: Option<&str>) -> Option<&'static str> {
 
 pub async fn form(req: HttpRequest, q: web::Query<LoginQuery>) -> Result<HttpResponse, AppError> {
     if req.extensions().get::<Identity>().is_some() {
-        let to = q.next.as_deref().and_then(super::safe_next).unwrap_or_else(|| "/".into());
+        let to = q.next.as_deref().and_then(crate::domain::redirects::safe_next).unwrap_or_else(|| "/".into());
         return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish());
     }
     let page = LoginPage {
         l: Layout::anonymous(&req, "Sign in")?,
         email: String::new(),
-        next: q.next.as_deref().and_then(super::safe_next).unwrap_or_default(),
+        next: q.next.as_deref().and_then(crate::domain::redirects::safe_next).unwrap_or_default(),
         error: None,
         notice: reason_text(q.reason.as_deref()),
     };
@@ -78,7 +78,7 @@ pub async fn submit(
         let page = LoginPage {
             l: Layout::anonymous(&req, "Sign in")?,
             email: form.email.clone(),
-            next: super::safe_next(&form.next).unwrap_or_default(),
+            next: crate::domain::redirects::safe_next(&form.next).unwrap_or_default(),
             error: Some(error),
             notice: None,
         };
@@ -140,7 +140,7 @@ pub async fn submit(
         },
     )
     .await?;
-    let to = super::safe_next(&form.next).unwrap_or_else(|| "/".into());
+    let to = crate::domain::redirects::safe_next(&form.next).unwrap_or_else(|| "/".into());
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish())
 }
 

@@ -17,7 +17,7 @@ use crate::domain::marketplace::Bundle;
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::jobs::marketplace as jobs;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::marketplace::{self as store, Begin, MarketplaceImport, Rollback, Since};
 
 const PER_PAGE: i64 = 20;

@@ -13,7 +13,7 @@ use crate::domain::account::Email;
 use crate::domain::ids::UserId;
 use crate::domain::permissions::{Permission, Role};
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store;
 use crate::store::accounts::{AddMember, MemberRow, MembershipChange};
 

@@ -338,7 +338,7 @@ async fn past_the_retention_the_journal_and_original_go_and_rollback_says_why() 
     assert_eq!(scalar(&app, journal, id).await, 1);
     let file_path: String = {
         let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
-        stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap().file_path
+        stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap().file.path
     };
     assert!(std::path::Path::new(&file_path).exists());
     // within the retention nothing goes

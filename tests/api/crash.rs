@@ -4,6 +4,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use stevedore::domain::imports::Stage;
 
 use awc::http::StatusCode;
 use stevedore::domain::ids::OrgId;
@@ -56,7 +57,7 @@ async fn wait_up(c: &mut Client) {
     }
 }
 
-async fn import_row(db: &Db, org: OrgId, id: i64) -> stevedore::store::imports::ImportRow {
+async fn import_row(db: &Db, org: OrgId, id: i64) -> stevedore::domain::imports::Import {
     stevedore::store::imports::get(db, org, id).await.unwrap().unwrap()
 }
 
@@ -97,11 +98,11 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
     let db = Db::connect(&url, 2).await.unwrap();
     let org = OrgId::new(stevedore::store::accounts::org_by_slug(&db, "acme").await.unwrap().unwrap().id);
     let deadline = Instant::now() + Duration::from_secs(300);
-    while import_row(&db, org, id).await.stage != "ready" {
+    while import_row(&db, org, id).await.stage != Stage::Ready {
         assert!(Instant::now() < deadline, "validation did not finish");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(import_row(&db, org, id).await.to_create, ROWS as i64);
+    assert_eq!(import_row(&db, org, id).await.validated.to_create, ROWS as i64);
     let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 
@@ -115,7 +116,7 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
         assert!(Instant::now() < deadline, "the import never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(at_kill.stage, "importing");
+    assert_eq!(at_kill.stage, Stage::Importing);
     assert!(at_kill.processed_rows < ROWS as i64, "the import finished before the kill; use more rows");
 
     db.close().await;
@@ -124,7 +125,7 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
     let db = Db::connect(&url, 2).await.unwrap();
     let done = loop {
         let row = import_row(&db, org, id).await;
-        if row.stage != "importing" {
+        if row.stage != Stage::Importing {
             break row;
         }
         if Instant::now() > deadline {
@@ -134,7 +135,7 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     srv.kill();
-    assert_eq!(done.stage, "completed", "{}", done.reason);
+    assert_eq!(done.stage, Stage::Completed, "{}", done.reason);
     assert_eq!((done.processed_rows, done.created_rows, done.failed_rows), (ROWS as i64, ROWS as i64, 0));
     let stored = stevedore::store::records::count(&db, org, "locations", None).await.unwrap();
     assert_eq!(stored, ROWS as i64, "every row once (killed at {} rows)", at_kill.processed_rows);
@@ -147,26 +148,26 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
     let deadline = Instant::now() + Duration::from_secs(300);
     let at_kill = loop {
         let row = import_row(&db, org, id).await;
-        if row.rolled_back_rows >= 200 {
+        if row.rollback.rolled_back_rows >= 200 {
             srv.kill();
             break row;
         }
         assert!(Instant::now() < deadline, "the rollback never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(at_kill.stage, "completed", "killed before the rollback finished; use more rows");
+    assert_eq!(at_kill.stage, Stage::Completed, "killed before the rollback finished; use more rows");
     let mut srv = server(dir.path(), &url, port);
     wait_up(&mut c).await;
     let done = loop {
         let row = import_row(&db, org, id).await;
-        if row.stage == "rolled_back" {
+        if row.stage == Stage::RolledBack {
             break row;
         }
         assert!(Instant::now() < deadline, "the rollback did not finish after the restart");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     srv.kill();
-    assert_eq!((done.rolled_back_rows, done.rollback_skipped), (ROWS as i64, 0));
+    assert_eq!((done.rollback.rolled_back_rows, done.rollback.skipped), (ROWS as i64, 0));
     let left = stevedore::store::records::count(&db, org, "locations", None).await.unwrap();
-    assert_eq!(left, 0, "every created record removed once (killed at {} undone)", at_kill.rolled_back_rows);
+    assert_eq!(left, 0, "every created record removed once (killed at {} undone)", at_kill.rollback.rolled_back_rows);
 }

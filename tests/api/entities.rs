@@ -38,7 +38,7 @@ async fn every_shipped_entity_has_a_list_page_and_a_template() {
         assert!(t.body.starts_with(first_columns), "{entity}: {}", t.body);
         assert_eq!(t.body.lines().count(), 1, "header row only");
         // the header is exactly the schema's field names
-        let schemas = stevedore::startup::load_schemas(None).unwrap();
+        let schemas = stevedore::content::load_schemas(None).unwrap();
         assert_eq!(t.body.trim_end(), schemas.get(entity).unwrap().header().join(","));
     }
     let nav = &home.body[home.body.find("Data</div>").unwrap()..];
@@ -93,7 +93,7 @@ async fn keys_contents_and_unique_fields_are_enforced_by_the_database() {
     app.user("acme", "ada@acme.test", "owner").await;
     app.user("globex", "hank@globex.test", "owner").await;
     add(&app, "acme", "locations", &[("code", "LOC-1"), ("name", "Main"), ("kind", "clinic")]).await;
-    let schemas = stevedore::startup::load_schemas(None).unwrap();
+    let schemas = stevedore::content::load_schemas(None).unwrap();
     let staff = schemas.get("staff").unwrap();
     let row = |id: &'static str, email: &'static str| {
         let cells = [
@@ -172,7 +172,7 @@ fn the_examples_are_valid_and_their_references_resolve_in_dependency_order() {
     use std::collections::{BTreeMap, BTreeSet};
     use stevedore::domain::entities::FieldKind;
     use stevedore::domain::imports::mapping::{Target, auto_map};
-    let schemas = stevedore::startup::load_schemas(None).unwrap();
+    let schemas = stevedore::content::load_schemas(None).unwrap();
     let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for schema in schemas.all() {
         let path = std::path::Path::new("examples").join(format!("{}.csv", schema.name));

@@ -133,7 +133,7 @@ impl TestApp {
     pub async fn add_record(&self, org: &str, entity: &str, cells: &[(&str, &str)]) {
         use stevedore::store::records::{self, NewRecord};
         let org = stevedore::domain::ids::OrgId::new(self.org_id(org).await);
-        let schemas = stevedore::startup::load_schemas(None).unwrap();
+        let schemas = stevedore::content::load_schemas(None).unwrap();
         let r = schemas.get(entity).unwrap().prepare(|f| cells.iter().find(|(n, _)| *n == f).map(|(_, v)| *v)).unwrap();
         records::insert(&self.db, org, entity, &NewRecord::from(&r)).await.unwrap().unwrap();
     }
@@ -157,11 +157,11 @@ impl TestApp {
 
     /// Runs every due background job to completion, as a worker would.
     pub async fn drain(&self) {
-        let schemas = std::sync::Arc::new(stevedore::startup::load_schemas(None).unwrap());
+        let schemas = std::sync::Arc::new(stevedore::content::load_schemas(None).unwrap());
         let config = stevedore::jobs::WorkerConfig {
             fetch_private_networks: self.fetch_private,
             files: self.files.clone(),
-            catalog: std::sync::Arc::new(stevedore::startup::load_catalog(&schemas, self.marketplace_dir.as_deref())),
+            catalog: std::sync::Arc::new(stevedore::content::load_catalog(&schemas, self.marketplace_dir.as_deref())),
             ..Default::default()
         };
         let worker = stevedore::jobs::Worker::with_all_handlers(self.db.clone(), schemas, config).unwrap();

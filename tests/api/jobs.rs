@@ -306,7 +306,7 @@ async fn maintenance_is_scheduled_once_per_period_and_prunes() {
     stevedore::store::sessions::insert(&db, "old", None, "{}", 10).await.unwrap();
     stevedore::store::sessions::insert(&db, "live", None, "{}", stevedore::now() + 600).await.unwrap();
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let schemas = std::sync::Arc::new(stevedore::startup::load_schemas(None).unwrap());
+    let schemas = std::sync::Arc::new(stevedore::content::load_schemas(None).unwrap());
     let worker = Worker::with_all_handlers(db.clone(), schemas, WorkerConfig::default()).unwrap();
     assert!(worker.run_one(&stop).await.unwrap());
     assert_eq!(jobs::get(&db, first.unwrap()).await.unwrap().unwrap().status, "succeeded");

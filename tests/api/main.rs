@@ -17,4 +17,5 @@ mod jobs;
 mod marketplace;
 mod members;
 mod ops;
+mod retry;
 mod s3;

@@ -3,7 +3,9 @@
 //! to schema fields. See `docs/imports.md`.
 
 pub mod mapping;
+pub mod model;
 pub mod status;
 
 pub use mapping::{auto_map, missing_required};
+pub use model::{ColumnMapping, Import, ImportFile, MappingProblem, Rollback, RollbackRefusal, Validated};
 pub use status::{Action, ApiStatus, DuplicateHandling, Phase, Stage};

@@ -2,7 +2,7 @@
 //! seed 004's statuses, derived from the stage by [`Stage::api_status`].
 //!
 //! ```text
-//! pending ─▶ mapping ─▶ validating ─▶ ready ─▶ importing ─▶ completed ─▶ rolled_back
+//! pending ─▶ mapping ─▶ validating ⇄ ready ─▶ importing ─▶ completed ─▶ rolled_back
 //!    │          │            │          │          │     └──▶ failed / timed_out ─▶ rolled_back
 //!    └──────────┴────────────┴──────────┴──────────┴──▶ failed / timed_out
 //!                                       └──▶ expired (not started within its TTL)
@@ -134,6 +134,23 @@ impl Stage {
         }
     }
 
+    /// The stages from which an import may become `to`: what a store statement that
+    /// makes that change requires (`WHERE stage IN (…)`), so the SQL and this state machine
+    /// cannot disagree.
+    pub fn sources(to: Stage) -> Vec<Stage> {
+        Stage::ALL.into_iter().filter(|s| s.can_transition_to(to)).collect()
+    }
+
+    /// Nothing more will run for it: its staged rows can be purged.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Stage::Completed | Stage::Failed | Stage::RolledBack | Stage::TimedOut | Stage::Expired)
+    }
+
+    /// The finished stages.
+    pub fn finished() -> Vec<Stage> {
+        Stage::ALL.into_iter().filter(|s| s.is_finished()).collect()
+    }
+
     /// Background work is under way: pages keep refreshing.
     pub fn is_active(self) -> bool {
         matches!(self, Stage::Pending | Stage::Validating | Stage::Importing)
@@ -144,8 +161,9 @@ impl Stage {
         use Stage::*;
         match (self, next) {
             (Pending, Mapping) => true,
-            // re-mapping after validation is allowed until the import starts
-            (Mapping, Validating) | (Validating, Ready) | (Ready, Mapping) => true,
+            // re-mapping after validation is allowed until the import starts: a new mapping
+            // is validated again straight away
+            (Mapping | Ready, Validating) | (Validating, Ready) | (Ready, Mapping) => true,
             (Ready, Importing) | (Ready, Expired) => true,
             (Importing, Completed) => true,
             (Completed | Failed | TimedOut, RolledBack) => true,
@@ -315,6 +333,19 @@ mod tests {
             if matches!(s, RolledBack | Expired) {
                 assert!(Stage::ALL.iter().all(|n| !s.can_transition_to(*n)), "{s} is final");
             }
+        }
+    }
+
+    #[test]
+    fn stage_sets_come_from_the_transitions() {
+        use Stage::*;
+        assert_eq!(Stage::sources(Validating), [Mapping, Ready]);
+        assert_eq!(Stage::sources(RolledBack), [Completed, Failed, TimedOut]);
+        assert_eq!(Stage::sources(Importing), [Ready]);
+        assert_eq!(Stage::sources(Expired), [Ready]);
+        assert_eq!(Stage::finished(), [Completed, Failed, RolledBack, TimedOut, Expired]);
+        for s in Stage::finished() {
+            assert!(!s.is_active() && !s.can_transition_to(Importing), "{s}");
         }
     }
 

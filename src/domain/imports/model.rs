@@ -1,0 +1,481 @@
+//! One import as the rest of the app sees it: typed stage, action, duplicate handling,
+//! headers, mapping and counts, decoded once by the store. Its methods are the rules that
+//! the pages, the jobs and the API all ask (may it start, may it be rolled back, which
+//! fields must be mapped, how far along is it).
+
+use std::collections::BTreeMap;
+
+use super::{Action, DuplicateHandling, Stage};
+use crate::domain::entities::EntitySchema;
+use crate::domain::ids::{OrgId, UserId};
+
+/// Rows per chunk when the upload does not say.
+pub const DEFAULT_CHUNK_SIZE: i64 = 50;
+/// The largest chunk an upload may ask for.
+pub const MAX_CHUNK_SIZE: i64 = 10_000;
+
+/// The column mapping: field name → the file's header that fills it (seed 004's shape).
+pub type ColumnMapping = BTreeMap<String, String>;
+
+/// The uploaded file behind an import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportFile {
+    /// The name it was uploaded with.
+    pub name: String,
+    /// Where it is stored.
+    pub path: String,
+    pub size: i64,
+    /// MD5 of its bytes, hex.
+    pub checksum: String,
+    /// The sheet read, for XLSX.
+    pub sheet: Option<String>,
+}
+
+impl ImportFile {
+    pub fn is_xlsx(&self) -> bool {
+        self.name.to_ascii_lowercase().ends_with(".xlsx")
+    }
+
+    /// The content type the original is downloaded with.
+    pub fn content_type(&self) -> &'static str {
+        if self.is_xlsx() {
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        } else {
+            "text/csv; charset=utf-8"
+        }
+    }
+}
+
+/// What validation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validated {
+    pub total_rows: i64,
+    pub valid_rows: i64,
+    pub invalid_rows: i64,
+    pub duplicate_rows: i64,
+    pub to_create: i64,
+    pub to_update: i64,
+    pub unchanged_rows: i64,
+    pub to_delete: i64,
+}
+
+/// A rollback asked for, and how far it got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollback {
+    pub requested_at: Option<i64>,
+    pub requested_by_label: String,
+    /// Records changed since the import are rolled back too.
+    pub overwrite: bool,
+    pub cursor: i64,
+    pub rolled_back_rows: i64,
+    pub skipped: i64,
+    pub rolled_back_at: Option<i64>,
+}
+
+/// Why an import cannot be rolled back now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackRefusal {
+    AlreadyRolledBack,
+    /// The journal was purged at this time (retention).
+    JournalPurged(i64),
+    InProgress,
+    /// The import is in this stage, which has nothing to undo.
+    NotFinished(Stage),
+    /// Finished but changed nothing.
+    NothingChanged,
+}
+
+#[derive(Debug, Clone)]
+pub struct Import {
+    pub id: i64,
+    pub org: OrgId,
+    /// The entity type imported into.
+    pub entity: String,
+    /// The name given at upload (may be empty).
+    pub name: String,
+    pub action: Action,
+    pub duplicate_handling: DuplicateHandling,
+    pub stage: Stage,
+    pub paused: bool,
+    /// Why it failed or expired; empty otherwise.
+    pub reason: String,
+    pub file: ImportFile,
+    /// The file's header row.
+    pub headers: Vec<String>,
+    pub mapping: ColumnMapping,
+    pub chunk_size: i64,
+    pub validated: Validated,
+    /// The last staged row number a committed chunk covered.
+    pub next_row: i64,
+    pub processed_rows: i64,
+    pub created_rows: i64,
+    pub updated_rows: i64,
+    pub deleted_rows: i64,
+    pub failed_rows: i64,
+    pub created_by: Option<UserId>,
+    pub created_by_label: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub rollback: Rollback,
+    pub staging_purged_at: Option<i64>,
+    pub journal_purged_at: Option<i64>,
+}
+
+impl Import {
+    /// The name shown for it: the one given at upload, else the file's.
+    pub fn title(&self) -> &str {
+        if self.name.is_empty() { &self.file.name } else { &self.name }
+    }
+
+    pub fn is_delete(&self) -> bool {
+        self.action == Action::Delete
+    }
+
+    /// A delete import needs only the key mapped: the records it names are removed whole.
+    pub fn delete_needs_only_key(&self) -> bool {
+        self.is_delete()
+    }
+
+    /// Whether `field` must be mapped to a column before validation.
+    pub fn field_required(&self, schema: &EntitySchema, field: &str) -> bool {
+        if self.delete_needs_only_key() {
+            field == schema.key
+        } else {
+            schema.field(field).is_some_and(|f| f.required())
+        }
+    }
+
+    /// The fields that must be mapped, in schema order.
+    pub fn required_fields<'s>(&self, schema: &'s EntitySchema) -> Vec<&'s str> {
+        schema.fields.iter().map(|f| f.name()).filter(|f| self.field_required(schema, f)).collect()
+    }
+
+    /// Records the import changed (created, updated or deleted).
+    pub fn changed_rows(&self) -> i64 {
+        self.created_rows + self.updated_rows + self.deleted_rows
+    }
+
+    /// Rows the file brought that were not imported (invalid or failed).
+    pub fn not_imported_rows(&self) -> i64 {
+        self.validated.invalid_rows + self.failed_rows
+    }
+
+    /// The rows the processing phase works through.
+    pub fn to_process(&self) -> i64 {
+        if self.is_delete() { self.validated.to_delete } else { self.validated.to_create + self.validated.to_update }
+    }
+
+    /// Processing progress, 0–100.
+    pub fn percent(&self) -> i64 {
+        let total = self.to_process();
+        if total == 0 { 100 } else { (self.processed_rows * 100 / total).clamp(0, 100) }
+    }
+
+    /// The mapping can still change (and validation run again).
+    pub fn can_remap(&self) -> bool {
+        self.stage.can_transition_to(Stage::Validating)
+    }
+
+    pub fn can_start(&self) -> bool {
+        self.stage.can_transition_to(Stage::Importing)
+    }
+
+    /// An overwrite that removes records starts only once the person confirmed that number
+    /// (`confirmed` is what the confirmation form sent).
+    pub fn needs_removal_confirmation(&self, confirmed: Option<&str>) -> bool {
+        self.can_start()
+            && self.action == Action::Overwrite
+            && self.validated.to_delete > 0
+            && confirmed.map(str::trim) != Some(self.validated.to_delete.to_string().as_str())
+    }
+
+    /// Whether it is paused or running chunks.
+    pub fn can_pause_or_resume(&self) -> bool {
+        self.stage == Stage::Importing
+    }
+
+    /// Why a rollback cannot be asked for now; None when it can.
+    pub fn rollback_refusal(&self) -> Option<RollbackRefusal> {
+        if self.stage == Stage::RolledBack {
+            Some(RollbackRefusal::AlreadyRolledBack)
+        } else if let Some(at) = self.journal_purged_at {
+            Some(RollbackRefusal::JournalPurged(at))
+        } else if self.rollback.requested_at.is_some() {
+            Some(RollbackRefusal::InProgress)
+        } else if !self.stage.can_transition_to(Stage::RolledBack) {
+            Some(RollbackRefusal::NotFinished(self.stage))
+        } else if self.changed_rows() == 0 {
+            Some(RollbackRefusal::NothingChanged)
+        } else {
+            None
+        }
+    }
+
+    /// Finished with changes to undo, its journal kept, and no rollback asked for yet.
+    pub fn can_roll_back(&self) -> bool {
+        self.rollback_refusal().is_none()
+    }
+
+    /// A rollback was asked for and has not finished.
+    pub fn is_rolling_back(&self) -> bool {
+        self.rollback.requested_at.is_some() && self.stage != Stage::RolledBack
+    }
+
+    /// Background work is changing it: its page keeps itself up to date.
+    pub fn is_live(&self) -> bool {
+        (self.stage.is_active() && !self.paused) || self.is_rolling_back()
+    }
+
+    /// The stored file and journal are gone (retention), so neither the original nor a
+    /// rollback is available.
+    pub fn is_purged(&self) -> bool {
+        self.journal_purged_at.is_some()
+    }
+}
+
+/// The chunk size an upload asked for (empty: the default).
+pub fn parse_chunk_size(raw: Option<&str>) -> Result<i64, String> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_CHUNK_SIZE),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=MAX_CHUNK_SIZE).contains(&n) => Ok(n),
+            _ => Err(format!("Chunk size \"{s}\" must be a whole number from 1 to {MAX_CHUNK_SIZE}.")),
+        },
+    }
+}
+
+/// What is wrong with a mapping a person submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MappingProblem {
+    /// A header that is not in the file (a tampered form): nothing to redisplay.
+    UnknownColumn(String),
+    /// Fixable on the form: the message, with the mapping as submitted.
+    Invalid(String, ColumnMapping),
+}
+
+impl Import {
+    /// Reads the mapping form's `map.<field>` pairs into a mapping: only the schema's
+    /// fields, only the file's columns, each column once, every required field mapped.
+    pub fn mapping_from_form(
+        &self,
+        schema: &EntitySchema,
+        pairs: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ColumnMapping, MappingProblem> {
+        let mut mapping = ColumnMapping::new();
+        for (k, v) in pairs {
+            if let Some(field) = k.strip_prefix("map.")
+                && schema.field(field).is_some()
+                && !v.is_empty()
+            {
+                if !self.headers.contains(&v) {
+                    return Err(MappingProblem::UnknownColumn(v));
+                }
+                mapping.insert(field.to_string(), v);
+            }
+        }
+        let mut used: BTreeMap<&str, &str> = BTreeMap::new();
+        for (field, header) in &mapping {
+            if let Some(other) = used.insert(header, field) {
+                let msg =
+                    format!("The column \"{header}\" is mapped to both {other} and {field}; map each column once.");
+                return Err(MappingProblem::Invalid(msg, mapping.clone()));
+            }
+        }
+        let missing = super::missing_required(self.required_fields(schema), &mapping);
+        if !missing.is_empty() {
+            let msg = format!("Map a column to every required field; not mapped yet: {}.", missing.join(", "));
+            return Err(MappingProblem::Invalid(msg, mapping));
+        }
+        Ok(mapping)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entities::Schemas;
+
+    fn schema() -> EntitySchema {
+        let toml = r#"
+entity = "things"
+label = "Things"
+singular = "Thing"
+key = "code"
+[[fields]]
+name = "code"
+type = "text"
+required = true
+[[fields]]
+name = "name"
+type = "text"
+required = true
+[[fields]]
+name = "note"
+type = "text"
+"#;
+        let s = Schemas::load([("things.toml", toml)]).unwrap();
+        (*s.get("things").unwrap().clone()).clone()
+    }
+
+    fn import(stage: Stage, action: Action) -> Import {
+        Import {
+            id: 7,
+            org: OrgId::new(1),
+            entity: "things".into(),
+            name: String::new(),
+            action,
+            duplicate_handling: DuplicateHandling::IgnoreAll,
+            stage,
+            paused: false,
+            reason: String::new(),
+            file: ImportFile {
+                name: "things.csv".into(),
+                path: "/tmp/x.csv".into(),
+                size: 10,
+                checksum: "abc".into(),
+                sheet: None,
+            },
+            headers: vec!["code".into(), "name".into(), "note".into()],
+            mapping: ColumnMapping::new(),
+            chunk_size: 50,
+            validated: Validated::default(),
+            next_row: 0,
+            processed_rows: 0,
+            created_rows: 0,
+            updated_rows: 0,
+            deleted_rows: 0,
+            failed_rows: 0,
+            created_by: None,
+            created_by_label: String::new(),
+            created_at: 0,
+            updated_at: 0,
+            rollback: Rollback::default(),
+            staging_purged_at: None,
+            journal_purged_at: None,
+        }
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn rollback_needs_a_finished_import_that_changed_something() {
+        let mut i = import(Stage::Completed, Action::Merge);
+        assert_eq!(i.rollback_refusal(), Some(RollbackRefusal::NothingChanged));
+        i.created_rows = 3;
+        assert!(i.can_roll_back());
+        i.rollback.requested_at = Some(5);
+        assert_eq!(i.rollback_refusal(), Some(RollbackRefusal::InProgress));
+        assert!(i.is_rolling_back() && i.is_live());
+        i.stage = Stage::RolledBack;
+        assert_eq!(i.rollback_refusal(), Some(RollbackRefusal::AlreadyRolledBack));
+        let mut j = import(Stage::Importing, Action::Merge);
+        j.created_rows = 1;
+        assert_eq!(j.rollback_refusal(), Some(RollbackRefusal::NotFinished(Stage::Importing)));
+        let mut k = import(Stage::Failed, Action::Merge);
+        k.updated_rows = 1;
+        assert!(k.can_roll_back(), "a failed import's committed chunks can be undone");
+        k.journal_purged_at = Some(9);
+        assert_eq!(k.rollback_refusal(), Some(RollbackRefusal::JournalPurged(9)));
+    }
+
+    #[test]
+    fn a_delete_import_needs_only_the_key() {
+        let s = schema();
+        assert_eq!(import(Stage::Mapping, Action::Merge).required_fields(&s), ["code", "name"]);
+        assert_eq!(import(Stage::Mapping, Action::Delete).required_fields(&s), ["code"]);
+        let d = import(Stage::Mapping, Action::Delete);
+        assert!(d.mapping_from_form(&s, pairs(&[("map.code", "code")])).is_ok());
+        let m = import(Stage::Mapping, Action::Merge);
+        match m.mapping_from_form(&s, pairs(&[("map.code", "code")])) {
+            Err(MappingProblem::Invalid(msg, kept)) => {
+                assert!(msg.contains("not mapped yet: name"), "{msg}");
+                assert_eq!(kept.get("code").map(String::as_str), Some("code"), "what was chosen is kept");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mapping_forms_are_checked() {
+        let s = schema();
+        let i = import(Stage::Mapping, Action::Merge);
+        let ok = i
+            .mapping_from_form(
+                &s,
+                pairs(&[
+                    ("csrf_token", "x"),
+                    ("map.code", "code"),
+                    ("map.name", "name"),
+                    ("map.note", ""),
+                    ("map.zz", "note"),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(ok.len(), 2, "empty choices and unknown fields are ignored: {ok:?}");
+        assert_eq!(
+            i.mapping_from_form(&s, pairs(&[("map.code", "nope")])),
+            Err(MappingProblem::UnknownColumn("nope".into()))
+        );
+        match i.mapping_from_form(&s, pairs(&[("map.code", "code"), ("map.name", "code")])) {
+            Err(MappingProblem::Invalid(msg, _)) => assert!(msg.contains("mapped to both code and name"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn overwrite_asks_for_the_number_it_removes() {
+        let mut i = import(Stage::Ready, Action::Overwrite);
+        assert!(!i.needs_removal_confirmation(None), "nothing to remove");
+        i.validated.to_delete = 4;
+        assert!(i.needs_removal_confirmation(None));
+        assert!(i.needs_removal_confirmation(Some("3")));
+        assert!(!i.needs_removal_confirmation(Some(" 4 ")));
+        i.stage = Stage::Importing;
+        assert!(!i.needs_removal_confirmation(None), "only before it starts");
+        assert!(!import(Stage::Ready, Action::Merge).needs_removal_confirmation(None));
+    }
+
+    #[test]
+    fn progress_and_liveness() {
+        let mut i = import(Stage::Importing, Action::Merge);
+        assert_eq!(i.percent(), 100, "nothing to do is done");
+        i.validated.to_create = 3;
+        i.validated.to_update = 1;
+        i.processed_rows = 2;
+        assert_eq!((i.to_process(), i.percent()), (4, 50));
+        assert!(i.is_live());
+        i.paused = true;
+        assert!(!i.is_live(), "a paused import does not change by itself");
+        let mut d = import(Stage::Importing, Action::Delete);
+        d.validated.to_delete = 10;
+        d.processed_rows = 20;
+        assert_eq!((d.to_process(), d.percent()), (10, 100));
+        assert!(
+            import(Stage::Ready, Action::Merge).can_remap() && !import(Stage::Importing, Action::Merge).can_remap()
+        );
+        assert!(import(Stage::Ready, Action::Merge).can_start() && !import(Stage::Mapping, Action::Merge).can_start());
+    }
+
+    #[test]
+    fn chunk_sizes_default_and_stay_in_range() {
+        assert_eq!(parse_chunk_size(None), Ok(DEFAULT_CHUNK_SIZE));
+        assert_eq!(parse_chunk_size(Some(" ")), Ok(DEFAULT_CHUNK_SIZE));
+        assert_eq!(parse_chunk_size(Some("200")), Ok(200));
+        for bad in ["0", "10001", "ten", "-5"] {
+            assert!(parse_chunk_size(Some(bad)).unwrap_err().contains("from 1 to 10000"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn titles_and_files() {
+        let mut i = import(Stage::Mapping, Action::Merge);
+        assert_eq!(i.title(), "things.csv");
+        i.name = "Spring intake".into();
+        assert_eq!(i.title(), "Spring intake");
+        assert_eq!(i.file.content_type(), "text/csv; charset=utf-8");
+        i.file.name = "Book.XLSX".into();
+        assert!(i.file.content_type().contains("spreadsheetml"));
+    }
+}

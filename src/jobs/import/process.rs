@@ -1,0 +1,176 @@
+//! `import.process`: the processing phase (chunks of staged rows into records, each one
+//! transaction that moves the cursor) and, for overwrite, the cleanup phase (records the
+//! file did not contain removed in chunks). Taken over after a crash, it continues after
+//! the last committed chunk.
+
+use std::time::Instant;
+
+use super::rows::Run;
+use super::validate::fill_issue_cells;
+use super::{Handlers, Payload, conclude, system_event};
+use crate::domain::imports::{Action, Phase, Stage};
+use crate::domain::jobs::Outcome;
+use crate::jobs::{JobContext, Step, StepError};
+use crate::store::imports::{self as store, phases::PhaseEnd};
+use crate::store::staging::{self, ChunkTarget};
+
+/// The job: imports the ready import's rows; completes it, or leaves it paused.
+pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
+    let p: Payload = match ctx.payload() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let run = match Run::open(&ctx.db, &h.schemas, &p, Stage::Importing).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Outcome::Done,
+        Err(e) => return conclude(ctx, p.import_id, Stage::Importing, e).await,
+    };
+    if run.imp.paused {
+        return Outcome::Done;
+    }
+    let finished = match process(&run, ctx).await {
+        Ok(Progress::Finished) => store::finish_import(&ctx.db, p.import_id, Stage::Completed, "").await,
+        Ok(Progress::Paused) => return Outcome::Done,
+        Ok(Progress::Stopped) => return Outcome::Stopped,
+        Err(e) => return conclude(ctx, p.import_id, Stage::Importing, e).await,
+    };
+    match finished {
+        Ok(true) => {
+            let detail = match store::get(&ctx.db, run.imp.org, p.import_id).await {
+                Ok(Some(i)) => format!(
+                    "{} created, {} updated, {} deleted, {} failed",
+                    i.created_rows, i.updated_rows, i.deleted_rows, i.failed_rows
+                ),
+                _ => String::new(),
+            };
+            system_event(&ctx.db, run.imp.org, "import_completed", p.import_id, &detail).await;
+            Outcome::Done
+        }
+        Ok(false) => Outcome::Done,
+        Err(e) => conclude(ctx, p.import_id, Stage::Importing, e.into()).await,
+    }
+}
+
+enum Progress {
+    Finished,
+    Paused,
+    Stopped,
+}
+
+/// The processing phase: chunks of pending staged rows, each one transaction with the
+/// cursor.
+#[tracing::instrument(skip_all, fields(org_id = run.imp.org.get(), import_id = run.imp.id))]
+async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
+    let db = run.db;
+    let id = run.imp.id;
+    let org = run.imp.org;
+    let chunk_size = run.imp.chunk_size.max(1);
+    let mut cursor = run.imp.next_row;
+    if cursor == 0 {
+        store::phases::phase_started(db, id, Phase::Processing.as_str()).await?;
+    }
+    staging::analyze(db).await?;
+    let started = Instant::now();
+    let target = ChunkTarget {
+        org,
+        import_id: id,
+        entity: &run.schema.name,
+        has_uniques: run.schema.fields.iter().any(|f| f.unique && f.name() != run.schema.key),
+    };
+    let action = run.action();
+    let mut failures = false;
+    // rows written since the statistics were refreshed, and the count that asks for it again
+    let (mut written, mut analyze_at) = (0i64, 1000i64);
+    while let Some(to) = staging::chunk_end(db, id, cursor, chunk_size).await? {
+        if ctx.should_stop() {
+            return Ok(Progress::Stopped);
+        }
+        let written_chunk = if action == Action::Delete {
+            staging::delete_chunk(db, &target, cursor, to).await
+        } else {
+            staging::write_chunk(db, &target, cursor, to).await
+        };
+        match written_chunk {
+            Ok(Some(r)) => {
+                cursor = to;
+                written += r.created + r.updated + r.rows;
+                if written >= analyze_at {
+                    // records grew: keep PostgreSQL's plans on its indexes
+                    staging::analyze(db).await?;
+                    analyze_at = written * 2;
+                }
+            }
+            // paused, cancelled, or another worker has moved on: nothing more here
+            Ok(None) => return Ok(Progress::Paused),
+            Err(e) => {
+                tracing::warn!(error = ?e, import_id = id, "chunk failed; its rows are marked failed");
+                let why = "this chunk could not be saved (a database error; see the server log) and its rows were not imported";
+                if !staging::fail_chunk(db, id, cursor, to, why).await? {
+                    return Ok(Progress::Paused);
+                }
+                failures = true;
+                cursor = to;
+            }
+        }
+    }
+    if failures {
+        fill_issue_cells(run).await?;
+    }
+    let imp = store::get(db, org, id).await?.ok_or_else(|| StepError::Fail("the import vanished".into()))?;
+    let processing_done = imp.stage == Stage::Importing
+        && store::phases::phases(db, id).await?.iter().any(|p| p.phase == Phase::Cleanup.as_str());
+    if !processing_done {
+        let (done, created, updated, deleted, failed) =
+            (imp.processed_rows, imp.created_rows, imp.updated_rows, imp.deleted_rows, imp.failed_rows);
+        let detail = if action == Action::Delete {
+            format!("{deleted} deleted, {failed} failed")
+        } else {
+            format!("{created} created, {updated} updated, {failed} failed")
+        };
+        let end = PhaseEnd {
+            status: "completed",
+            duration_ms: started.elapsed().as_millis() as i64,
+            rows_in: done,
+            rows_out: created + updated + deleted,
+            detail: &detail,
+        };
+        store::phases::phase_finished(db, id, Phase::Processing.as_str(), &end).await?;
+        if action == Action::Overwrite {
+            store::phases::phase_started(db, id, Phase::Cleanup.as_str()).await?;
+        }
+    }
+    if action != Action::Overwrite {
+        let skipped = PhaseEnd {
+            status: "skipped",
+            duration_ms: 0,
+            rows_in: 0,
+            rows_out: 0,
+            detail: "only overwrite imports remove records",
+        };
+        store::phases::phase_finished(db, id, Phase::Cleanup.as_str(), &skipped).await?;
+        return Ok(Progress::Finished);
+    }
+    // overwrite: remove what the file did not contain, a chunk per transaction
+    let started = Instant::now();
+    loop {
+        if ctx.should_stop() {
+            return Ok(Progress::Stopped);
+        }
+        match staging::cleanup_chunk(db, &target, chunk_size).await? {
+            None => return Ok(Progress::Paused),
+            Some(0) => break,
+            Some(_) => {}
+        }
+    }
+    let removed = store::get(db, org, id).await?.map(|i| i.deleted_rows).unwrap_or_default();
+    let detail = format!("{removed} records not in the file removed");
+    let end = PhaseEnd {
+        status: "completed",
+        duration_ms: started.elapsed().as_millis() as i64,
+        rows_in: removed,
+        rows_out: removed,
+        detail: &detail,
+    };
+    store::phases::phase_finished(db, id, Phase::Cleanup.as_str(), &end).await?;
+    Ok(Progress::Finished)
+}

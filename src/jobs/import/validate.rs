@@ -1,0 +1,280 @@
+//! `import.validate`: the file read once and every row staged (prevalidation), then the
+//! set-based phases over the staged rows (preparsing, transforming, parsing, validation,
+//! with seed 003's file step), and the cells of the rows left out filled in. Safe to run
+//! again from the start: the first thing it does is forget what an earlier attempt staged.
+
+use std::collections::VecDeque;
+
+use super::rows::{Columns, Run, cells_json, stage_batches};
+use super::{Handlers, Payload, conclude};
+use crate::domain::entities::FieldKind;
+use crate::domain::imports::{Action, Phase, Stage, Validated};
+use crate::domain::jobs::Outcome;
+use crate::files::fetch::Fetcher;
+use crate::jobs::{JobContext, Step, StepError};
+use crate::store::Db;
+use crate::store::imports as store;
+use crate::store::{fetched_files, staging};
+
+/// The job: validates the import and makes it ready (or fails it with the reason).
+pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
+    let p: Payload = match ctx.payload() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let run = match Run::open(&ctx.db, &h.schemas, &p, Stage::Validating).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Outcome::Done,
+        Err(e) => return conclude(ctx, p.import_id, Stage::Validating, e).await,
+    };
+    let validated = match validate(&run, ctx, &h.fetcher).await {
+        Ok(Some(v)) => store::finish_validation(&ctx.db, p.import_id, &v).await.map_err(StepError::from),
+        Ok(None) => return Outcome::Stopped,
+        Err(e) => Err(e),
+    };
+    match validated {
+        Ok(_) => Outcome::Done,
+        Err(e) => conclude(ctx, p.import_id, Stage::Validating, e).await,
+    }
+}
+
+/// The five validation phases; None when asked to stop.
+#[tracing::instrument(skip_all, fields(org_id = run.imp.org.get(), import_id = run.imp.id))]
+async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Option<Validated>> {
+    let db = run.db;
+    let id = run.imp.id;
+    let org = run.imp.org;
+    let entity = run.schema.name.as_str();
+    staging::clear(db, id).await?;
+    let cols = Columns::new(&run.imp)?;
+
+    // prevalidation: the one pass over the file, staging every row
+    let total = run
+        .phase(Phase::Prevalidation, async {
+            let (mut total, mut malformed) = (0i64, 0i64);
+            let mut batches = stage_batches(run, cols);
+            while let Some(b) = batches.next().await {
+                let b = b?;
+                total += b.rows.len() as i64;
+                malformed += b.issues.len() as i64;
+                staging::insert(db, id, &b.rows, &b.values, &b.issues).await?;
+                if ctx.should_stop() {
+                    break;
+                }
+            }
+            staging::analyze(db).await?;
+            Ok((total, total, total - malformed, format!("{total} rows read, {malformed} malformed")))
+        })
+        .await?;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    let mut left = total - count_left_out(db, id).await?;
+    let handling = run.imp.duplicate_handling;
+    let repeated = run
+        .phase(Phase::Preparsing, async {
+            let n = staging::mark_repeated_rows(db, id, handling).await?;
+            Ok((n, left, left - n, format!("{n} rows repeated within the file")))
+        })
+        .await?;
+    left -= repeated;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    let conflicts = run
+        .phase(Phase::Transforming, async {
+            let n = staging::mark_key_conflicts(db, id, &run.schema.key).await?;
+            Ok((n, left, left - n, format!("{n} rows whose key another row uses")))
+        })
+        .await?;
+    left -= conflicts;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    let invalid = run
+        .phase(Phase::Parsing, async {
+            let n = staging::mark_parse_errors(db, id).await?;
+            Ok((n, left, left - n, format!("{n} rows with invalid values")))
+        })
+        .await?;
+    left -= invalid;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    let action = run.action();
+    if action == Action::Delete {
+        let v = run
+            .phase(Phase::Validation, async {
+                let missing = staging::mark_missing(db, org, id, entity).await?;
+                let (valid, _) = staging::pending_counts(db, org, id, entity).await?;
+                let v = Validated {
+                    total_rows: total,
+                    valid_rows: valid,
+                    invalid_rows: total - valid - repeated - missing,
+                    duplicate_rows: repeated,
+                    unchanged_rows: missing,
+                    to_delete: valid,
+                    ..Validated::default()
+                };
+                let detail = format!("{valid} to delete, {missing} naming no record");
+                Ok((v, left, valid, detail))
+            })
+            .await?;
+        fill_issue_cells(run).await?;
+        return Ok((!ctx.should_stop()).then_some(v));
+    }
+    let v = run
+        .phase(Phase::Validation, async {
+            let problems = if run.schema.fields.iter().any(|f| f.unique || f.kind().is_relationship()) {
+                staging::mark_reference_problems(db, org, id, entity).await?
+            } else {
+                0
+            };
+            let unchanged = staging::mark_unchanged(db, org, id, entity).await?;
+            let files_failed =
+                if run.schema.fields.iter().any(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
+                    fetch_files(run, ctx, fetcher).await?
+                } else {
+                    0
+                };
+            let (valid, to_update) = staging::pending_counts(db, org, id, entity).await?;
+            let v = Validated {
+                total_rows: total,
+                valid_rows: valid,
+                invalid_rows: total - valid - repeated - unchanged,
+                duplicate_rows: repeated + unchanged,
+                to_create: valid - to_update,
+                to_update,
+                unchanged_rows: unchanged,
+                to_delete: if action == Action::Overwrite {
+                    staging::count_not_in_file(db, org, id, entity).await?
+                } else {
+                    0
+                },
+            };
+            let mut detail = format!(
+                "{} to create, {} to update, {unchanged} unchanged, {problems} with references or unique values in use",
+                v.to_create, v.to_update
+            );
+            if files_failed > 0 {
+                detail.push_str(&format!(", {files_failed} with files that could not be fetched"));
+            }
+            if action == Action::Overwrite {
+                detail.push_str(&format!("; {} records not in the file to remove", v.to_delete));
+            }
+            Ok((v, left, valid, detail))
+        })
+        .await?;
+    fill_issue_cells(run).await?;
+    if ctx.should_stop() {
+        return Ok(None);
+    }
+    Ok(Some(v))
+}
+
+/// Rows whose files one round fetches.
+const FILE_ROWS: i64 = 100;
+
+/// Seed 003's file upload step: every URL of a pending row's file and image fields is
+/// fetched into storage (once per org and URL) and its value replaced by the stored file's
+/// details; a row with a file that cannot be fetched is left out with the reason. Returns
+/// how many rows were left out.
+async fn fetch_files(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<i64> {
+    let (db, id, org) = (run.db, run.imp.id, run.imp.org);
+    let dir = std::path::Path::new(&run.imp.file.path).parent().map(|d| d.join("fetched")).unwrap_or_default();
+    let images: std::collections::HashSet<&str> =
+        run.schema.fields.iter().filter(|f| f.kind() == FieldKind::Images).map(|f| f.name()).collect();
+    let (mut after, mut left_out) = (0i64, 0i64);
+    loop {
+        let rows = staging::rows_with_files(db, id, after, FILE_ROWS).await?;
+        let Some(last) = rows.last().map(|(n, _)| *n) else {
+            return Ok(left_out);
+        };
+        let (mut updated, mut failed) = (vec![], vec![]);
+        for (n, data) in rows {
+            let mut data: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&data).map_err(|e| StepError::Retry(anyhow::anyhow!("staged row {n}: {e}")))?;
+            let mut problems = vec![];
+            for f in run.schema.fields.iter().filter(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
+                let Some(serde_json::Value::Array(items)) = data.get_mut(f.name()) else { continue };
+                for item in items.iter_mut() {
+                    let Some(url) = item.as_str().map(str::to_string) else { continue };
+                    let image = images.contains(f.name());
+                    let stored = match fetched_files::fetched_file(db, org, &url).await? {
+                        Some(known) if image && !known.content_type.starts_with("image/") => {
+                            Err(format!("it is not an image (PNG, JPEG, GIF or WebP) but {}", known.content_type))
+                        }
+                        Some(known) => Ok(known),
+                        None => match fetcher.fetch(&url, &dir, image).await {
+                            Ok(got) => {
+                                fetched_files::add_fetched_file(db, org, &url, &got).await?;
+                                Ok(got)
+                            }
+                            Err(why) => Err(why),
+                        },
+                    };
+                    match stored {
+                        Ok(file) => {
+                            *item = serde_json::json!({
+                                "name": file.name,
+                                "url": url,
+                                "md5": file.md5,
+                                "size": file.size,
+                                "content_type": file.content_type,
+                            })
+                        }
+                        Err(why) => problems.push(format!("{}: {url} could not be fetched: {why}", f.name())),
+                    }
+                }
+            }
+            if problems.is_empty() {
+                updated.push((n, serde_json::Value::Object(data).to_string()));
+            } else {
+                failed.push((n, format!("row {n}, {}", problems.join("; "))));
+            }
+        }
+        left_out += failed.len() as i64;
+        staging::files_fetched(db, id, &updated, &failed).await?;
+        if ctx.should_stop() {
+            return Ok(left_out);
+        }
+        after = last;
+    }
+}
+
+async fn count_left_out(db: &Db, id: i64) -> Step<i64> {
+    Ok(store::phases::count_issues(db, id).await?)
+}
+
+/// Issues recorded by the set-based phases carry no cells; one ordered pass over the file
+/// fills them in, a page of row numbers at a time.
+pub(super) async fn fill_issue_cells(run: &Run<'_>) -> Step<()> {
+    let (db, id) = (run.db, run.imp.id);
+    let mut wanted: VecDeque<i64> = staging::rows_without_cells(db, id, 0, 2000).await?.into();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut found: Vec<(i64, String)> = vec![];
+    let mut rows = run.batches();
+    while let Some(batch) = rows.next().await {
+        for (n, cells) in batch? {
+            let n = n as i64;
+            while wanted.front().is_some_and(|w| *w < n) {
+                wanted.pop_front();
+            }
+            if wanted.front() == Some(&n) {
+                wanted.pop_front();
+                found.push((n, cells_json(&cells)));
+            }
+            if wanted.is_empty() {
+                staging::set_cells(db, id, &found).await?;
+                found.clear();
+                wanted = staging::rows_without_cells(db, id, n, 2000).await?.into();
+                if wanted.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(staging::set_cells(db, id, &found).await?)
+}

@@ -1,0 +1,21 @@
+//! What every handler can reach: the database, settings, schemas, files and catalog.
+//! Built once by [`crate::startup::App::build`] and shared through `web::Data`.
+
+use crate::config::Settings;
+use crate::domain::entities::Schemas;
+use crate::domain::marketplace::Catalog;
+use crate::files::object::FileStore;
+use crate::store::Db;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub settings: Settings,
+    pub schemas: Schemas,
+    /// Signs download links (derived from the session key, so every instance agrees).
+    pub link_key: [u8; 32],
+    /// Where finished export files are kept.
+    pub files: FileStore,
+    /// The marketplace's content bundles.
+    pub catalog: std::sync::Arc<Catalog>,
+}

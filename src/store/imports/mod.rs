@@ -1,0 +1,426 @@
+//! Imports: the `imports` rows, decoded once into the domain's [`Import`], and every change
+//! of their stage, each guarded by the stages the domain allows it from
+//! ([`Stage::sources`]). Phases and the rows left out are in [`phases`]; the staged rows
+//! and the chunk transactions in [`super::staging`].
+
+pub mod phases;
+
+use anyhow::Context;
+
+use super::{Db, stage_list};
+use crate::domain::ids::{OrgId, UserId};
+use crate::domain::imports::{
+    Action, ColumnMapping, DuplicateHandling, Import, ImportFile, Rollback, Stage, Validated,
+};
+use crate::on_pool;
+
+/// An `imports` row as stored; [`ImportRecord::decode`] makes it an [`Import`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct ImportRecord {
+    id: i64,
+    org_id: i64,
+    resource: String,
+    name: String,
+    action: String,
+    duplicate_handling: String,
+    stage: String,
+    paused: bool,
+    reason: String,
+    file_name: String,
+    file_path: String,
+    file_size: i64,
+    checksum: String,
+    sheet: Option<String>,
+    headers: String,
+    column_mapping: String,
+    chunk_size: i64,
+    total_rows: i64,
+    valid_rows: i64,
+    invalid_rows: i64,
+    duplicate_rows: i64,
+    to_create: i64,
+    to_update: i64,
+    unchanged_rows: i64,
+    processed_rows: i64,
+    created_rows: i64,
+    updated_rows: i64,
+    failed_rows: i64,
+    next_row: i64,
+    created_by: Option<i64>,
+    created_by_label: String,
+    created_at: i64,
+    updated_at: i64,
+    to_delete: i64,
+    deleted_rows: i64,
+    rollback_requested_at: Option<i64>,
+    rollback_requested_by_label: String,
+    rollback_overwrite: bool,
+    rollback_cursor: i64,
+    rolled_back_rows: i64,
+    rollback_skipped: i64,
+    rolled_back_at: Option<i64>,
+    staging_purged_at: Option<i64>,
+    journal_purged_at: Option<i64>,
+}
+
+impl ImportRecord {
+    /// The typed import; a stored value the domain does not know is an error, not a guess.
+    fn decode(self) -> anyhow::Result<Import> {
+        let id = self.id;
+        let bad = |what: &str, e: String| anyhow::anyhow!("import {id}: stored {what} is not valid: {e}");
+        let headers: Vec<String> = if self.headers.is_empty() {
+            vec![]
+        } else {
+            serde_json::from_str(&self.headers).map_err(|e| bad("headers", e.to_string()))?
+        };
+        let mapping: ColumnMapping = if self.column_mapping.is_empty() {
+            ColumnMapping::new()
+        } else {
+            serde_json::from_str(&self.column_mapping).map_err(|e| bad("column mapping", e.to_string()))?
+        };
+        Ok(Import {
+            id,
+            org: OrgId::new(self.org_id),
+            entity: self.resource,
+            name: self.name,
+            action: Action::parse(&self.action).map_err(|e| bad("action", e))?,
+            duplicate_handling: DuplicateHandling::parse(&self.duplicate_handling)
+                .map_err(|e| bad("duplicate handling", e))?,
+            stage: Stage::parse(&self.stage).ok_or_else(|| bad("stage", self.stage.clone()))?,
+            paused: self.paused,
+            reason: self.reason,
+            file: ImportFile {
+                name: self.file_name,
+                path: self.file_path,
+                size: self.file_size,
+                checksum: self.checksum,
+                sheet: self.sheet,
+            },
+            headers,
+            mapping,
+            chunk_size: self.chunk_size,
+            validated: Validated {
+                total_rows: self.total_rows,
+                valid_rows: self.valid_rows,
+                invalid_rows: self.invalid_rows,
+                duplicate_rows: self.duplicate_rows,
+                to_create: self.to_create,
+                to_update: self.to_update,
+                unchanged_rows: self.unchanged_rows,
+                to_delete: self.to_delete,
+            },
+            next_row: self.next_row,
+            processed_rows: self.processed_rows,
+            created_rows: self.created_rows,
+            updated_rows: self.updated_rows,
+            deleted_rows: self.deleted_rows,
+            failed_rows: self.failed_rows,
+            created_by: self.created_by.map(UserId::new),
+            created_by_label: self.created_by_label,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            rollback: Rollback {
+                requested_at: self.rollback_requested_at,
+                requested_by_label: self.rollback_requested_by_label,
+                overwrite: self.rollback_overwrite,
+                cursor: self.rollback_cursor,
+                rolled_back_rows: self.rolled_back_rows,
+                skipped: self.rollback_skipped,
+                rolled_back_at: self.rolled_back_at,
+            },
+            staging_purged_at: self.staging_purged_at,
+            journal_purged_at: self.journal_purged_at,
+        })
+    }
+}
+
+fn decode_all(rows: Vec<ImportRecord>) -> anyhow::Result<Vec<Import>> {
+    rows.into_iter().map(ImportRecord::decode).collect()
+}
+
+const COLUMNS: &str = "id, org_id, resource, name, action, duplicate_handling, stage, paused, reason,
+    file_name, file_path, file_size, checksum, sheet, headers, column_mapping, chunk_size, total_rows, valid_rows,
+    invalid_rows, duplicate_rows, to_create, to_update, unchanged_rows, processed_rows, created_rows, updated_rows,
+    failed_rows, next_row, created_by, created_by_label, created_at, updated_at, to_delete, deleted_rows,
+    rollback_requested_at, rollback_requested_by_label, rollback_overwrite, rollback_cursor, rolled_back_rows,
+    rollback_skipped, rolled_back_at, staging_purged_at, journal_purged_at";
+
+pub struct NewImport<'a> {
+    pub entity: &'a str,
+    pub name: &'a str,
+    pub action: Action,
+    pub duplicate_handling: DuplicateHandling,
+    pub file_name: &'a str,
+    pub file_path: &'a str,
+    pub file_size: i64,
+    pub checksum: &'a str,
+    pub chunk_size: i64,
+    pub created_by: UserId,
+    pub created_by_label: &'a str,
+}
+
+#[tracing::instrument(skip_all, fields(org_id = org.get(), entity = n.entity))]
+pub async fn create(db: &Db, org: OrgId, n: &NewImport<'_>) -> anyhow::Result<i64> {
+    let now = crate::now();
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "INSERT INTO imports (org_id, resource, name, duplicate_handling, stage, file_name, file_path, file_size, checksum,
+                              chunk_size, created_by, created_by_label, updated_by, created_at, updated_at, action)
+         VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $10, $12, $12, $13) RETURNING id",
+    )
+    .bind(org.get())
+    .bind(n.entity)
+    .bind(n.name)
+    .bind(n.duplicate_handling.as_str())
+    .bind(n.file_name)
+    .bind(n.file_path)
+    .bind(n.file_size)
+    .bind(n.checksum)
+    .bind(n.chunk_size)
+    .bind(n.created_by.get())
+    .bind(n.created_by_label)
+    .bind(now)
+    .bind(n.action.as_str())
+    .bind(Stage::Pending.as_str())
+    .fetch_one(p)
+    .await)
+    .context("creating import")
+}
+
+/// The org's imports after `after_id` in id order, created within `range` (epoch seconds,
+/// inclusive, either end open).
+pub async fn page_after(
+    db: &Db,
+    org: OrgId,
+    range: (Option<i64>, Option<i64>),
+    after_id: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<Import>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM imports WHERE org_id = $1 AND id > $2
+           AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at <= $4)
+         ORDER BY id LIMIT $5"
+    );
+    let rows = on_pool!(db, p => sqlx::query_as::<_, ImportRecord>(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(after_id)
+        .bind(range.0)
+        .bind(range.1)
+        .bind(limit)
+        .fetch_all(p)
+        .await)
+    .context("reading imports")?;
+    decode_all(rows)
+}
+
+/// The org an import belongs to.
+pub async fn org_of(db: &Db, id: i64) -> anyhow::Result<Option<OrgId>> {
+    let org = on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT org_id FROM imports WHERE id = $1")
+        .bind(id)
+        .fetch_optional(p)
+        .await)
+    .context("finding the import's org")?;
+    Ok(org.map(OrgId::new))
+}
+
+/// The import, if it belongs to the org.
+#[tracing::instrument(skip_all, fields(org_id = org.get(), import_id = id))]
+pub async fn get(db: &Db, org: OrgId, id: i64) -> anyhow::Result<Option<Import>> {
+    let sql = format!("SELECT {COLUMNS} FROM imports WHERE org_id = $1 AND id = $2");
+    let row = on_pool!(db, p => sqlx::query_as::<_, ImportRecord>(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(id)
+        .fetch_optional(p)
+        .await)
+    .context("loading import")?;
+    row.map(ImportRecord::decode).transpose()
+}
+
+/// Filters of Import History; None means any.
+pub struct ListFilter<'a> {
+    pub stage: Option<Stage>,
+    pub entity: Option<&'a str>,
+}
+
+pub async fn count(db: &Db, org: OrgId, f: &ListFilter<'_>) -> anyhow::Result<i64> {
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM imports WHERE org_id = $1 AND ($2 = '' OR stage = $2) AND ($3 = '' OR resource = $3)",
+    )
+    .bind(org.get())
+    .bind(f.stage.map(Stage::as_str).unwrap_or_default())
+    .bind(f.entity.unwrap_or_default())
+    .fetch_one(p)
+    .await)
+    .context("counting imports")
+}
+
+/// Newest first.
+#[tracing::instrument(skip_all, fields(org_id = org.get()))]
+pub async fn list(db: &Db, org: OrgId, f: &ListFilter<'_>, limit: i64, offset: i64) -> anyhow::Result<Vec<Import>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM imports WHERE org_id = $1 AND ($2 = '' OR stage = $2) AND ($3 = '' OR resource = $3)
+         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+    );
+    let rows = on_pool!(db, p => sqlx::query_as::<_, ImportRecord>(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(f.stage.map(Stage::as_str).unwrap_or_default())
+        .bind(f.entity.unwrap_or_default())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await)
+    .context("listing imports")?;
+    decode_all(rows)
+}
+
+/// Moves the import from `from` to `to` if it is still in `from`; false otherwise (another
+/// request or worker got there first).
+#[tracing::instrument(skip(db, reason), fields(import_id = id))]
+pub async fn transition(db: &Db, id: i64, from: Stage, to: Stage, reason: &str) -> anyhow::Result<bool> {
+    if !from.can_transition_to(to) {
+        anyhow::bail!("import {id}: {from} cannot become {to}");
+    }
+    let n = on_pool!(db, p => sqlx::query(
+        "UPDATE imports SET stage = $3, reason = $4, updated_at = $5 WHERE id = $1 AND stage = $2",
+    )
+    .bind(id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(crate::now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("changing import stage")?;
+    Ok(n > 0)
+}
+
+/// After the file was read: its headers and the proposed mapping; pending → mapping.
+pub async fn set_headers(
+    db: &Db,
+    id: i64,
+    headers: &[String],
+    mapping: &ColumnMapping,
+    sheet: Option<&str>,
+) -> anyhow::Result<bool> {
+    let sql = format!(
+        "UPDATE imports SET headers = $2, column_mapping = $3, sheet = $4, stage = $6, updated_at = $5
+         WHERE id = $1 AND stage IN ({})",
+        stage_list(&Stage::sources(Stage::Mapping))
+    );
+    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    .bind(id)
+    .bind(serde_json::to_string(headers)?)
+    .bind(serde_json::to_string(mapping)?)
+    .bind(sheet)
+    .bind(crate::now())
+    .bind(Stage::Mapping.as_str())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("saving headers")?;
+    Ok(n > 0)
+}
+
+/// The person confirmed a mapping: mapping or ready → validating, counts cleared.
+#[tracing::instrument(skip(db, mapping), fields(org_id = org.get(), import_id = id))]
+pub async fn confirm_mapping(
+    db: &Db,
+    org: OrgId,
+    id: i64,
+    mapping: &ColumnMapping,
+    by: UserId,
+) -> anyhow::Result<bool> {
+    let sql = format!(
+        "UPDATE imports SET column_mapping = $3, stage = $6, reason = '', updated_by = $4, updated_at = $5,
+                total_rows = 0, valid_rows = 0, invalid_rows = 0, duplicate_rows = 0, to_create = 0, to_update = 0,
+                unchanged_rows = 0
+         WHERE org_id = $1 AND id = $2 AND stage IN ({})",
+        stage_list(&Stage::sources(Stage::Validating))
+    );
+    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    .bind(org.get())
+    .bind(id)
+    .bind(serde_json::to_string(mapping)?)
+    .bind(by.get())
+    .bind(crate::now())
+    .bind(Stage::Validating.as_str())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("saving the column mapping")?;
+    Ok(n > 0)
+}
+
+/// validating → ready with the counts.
+#[tracing::instrument(skip(db, v), fields(import_id = id))]
+pub async fn finish_validation(db: &Db, id: i64, v: &Validated) -> anyhow::Result<bool> {
+    let sql = format!(
+        "UPDATE imports SET stage = $11, total_rows = $2, valid_rows = $3, invalid_rows = $4, duplicate_rows = $5,
+                to_create = $6, to_update = $7, unchanged_rows = $8, updated_at = $9, to_delete = $10
+         WHERE id = $1 AND stage IN ({})",
+        stage_list(&Stage::sources(Stage::Ready))
+    );
+    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    .bind(id)
+    .bind(v.total_rows)
+    .bind(v.valid_rows)
+    .bind(v.invalid_rows)
+    .bind(v.duplicate_rows)
+    .bind(v.to_create)
+    .bind(v.to_update)
+    .bind(v.unchanged_rows)
+    .bind(crate::now())
+    .bind(v.to_delete)
+    .bind(Stage::Ready.as_str())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("saving validation results")?;
+    Ok(n > 0)
+}
+
+/// ready → importing, from the first row.
+#[tracing::instrument(skip(db), fields(org_id = org.get(), import_id = id))]
+pub async fn start_import(db: &Db, org: OrgId, id: i64, by: UserId) -> anyhow::Result<bool> {
+    let sql = format!(
+        "UPDATE imports SET stage = $5, paused = FALSE, next_row = 0, processed_rows = 0, created_rows = 0,
+                updated_rows = 0, failed_rows = 0, deleted_rows = 0, updated_by = $3, updated_at = $4
+         WHERE org_id = $1 AND id = $2 AND stage IN ({})",
+        stage_list(&Stage::sources(Stage::Importing))
+    );
+    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    .bind(org.get())
+    .bind(id)
+    .bind(by.get())
+    .bind(crate::now())
+    .bind(Stage::Importing.as_str())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("starting import")?;
+    Ok(n > 0)
+}
+
+/// Pauses or resumes an importing import; false when it is not importing.
+#[tracing::instrument(skip(db), fields(org_id = org.get(), import_id = id))]
+pub async fn set_paused(db: &Db, org: OrgId, id: i64, paused: bool, by: UserId) -> anyhow::Result<bool> {
+    let n = on_pool!(db, p => sqlx::query(
+        "UPDATE imports SET paused = $3, updated_by = $4, updated_at = $5 WHERE org_id = $1 AND id = $2 AND stage = $6",
+    )
+    .bind(org.get())
+    .bind(id)
+    .bind(paused)
+    .bind(by.get())
+    .bind(crate::now())
+    .bind(Stage::Importing.as_str())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("pausing import")?;
+    Ok(n > 0)
+}
+
+/// importing → completed (or failed), when the cursor reached the end.
+pub async fn finish_import(db: &Db, id: i64, to: Stage, reason: &str) -> anyhow::Result<bool> {
+    transition(db, id, Stage::Importing, to, reason).await
+}

@@ -1,0 +1,265 @@
+//! The set-based validation phases over an import's staged rows: each records issues for
+//! some pending rows and moves those rows out of `pending` in one transaction. Also the
+//! counts validation reports, the cells of issues, and the rows whose files are fetched.
+
+use anyhow::Context;
+
+use super::from_json;
+use crate::domain::ids::OrgId;
+use crate::domain::imports::DuplicateHandling;
+use crate::on_pool;
+use crate::store::Db;
+
+/// Runs `issues_sql` (which inserts issues of `kind` for some pending rows) and then moves
+/// the pending rows that now have such an issue to `state`, in one transaction; returns how
+/// many rows moved.
+async fn leave_out(
+    db: &Db,
+    id: i64,
+    issues_sql: String,
+    binds: &[Bind<'_>],
+    kind: &str,
+    state: &str,
+) -> anyhow::Result<i64> {
+    on_pool!(db, p => {
+        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(issues_sql)).bind(id);
+        for b in binds {
+            q = match b {
+                Bind::Int(v) => q.bind(*v),
+                Bind::Text(v) => q.bind(*v),
+            };
+        }
+        q.execute(&mut *tx).await.context("recording issues")?;
+        let moved = sqlx::query(
+            "UPDATE import_rows SET state = $3 WHERE import_id = $1 AND state = 'pending'
+               AND row_number IN (SELECT row_number FROM import_issues WHERE import_id = $1 AND kind = $2)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(state)
+        .execute(&mut *tx)
+        .await
+        .context("leaving rows out")?
+        .rows_affected();
+        tx.commit().await.context("committing")?;
+        Ok(moved as i64)
+    })
+}
+
+/// A value bound after the import id (`$1`) in `leave_out`'s statement.
+enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// Preparsing: rows repeated within the file, per `duplicate_handling`. Returns how many
+/// rows were left out.
+pub async fn mark_repeated_rows(db: &Db, id: i64, handling: DuplicateHandling) -> anyhow::Result<i64> {
+    let (message, only_later) = match handling {
+        DuplicateHandling::IgnoreAll => (
+            "CASE WHEN r.row_number = d.first_row
+                  THEN 'row ' || CAST(r.row_number AS TEXT) || ' appears ' || CAST(d.copies AS TEXT)
+                       || ' times in the file; every copy is left out (duplicate handling: ignore all)'
+                  ELSE 'row ' || CAST(r.row_number AS TEXT) || ' repeats row ' || CAST(d.first_row AS TEXT)
+                       || '; every copy is left out (duplicate handling: ignore all)' END",
+            "",
+        ),
+        DuplicateHandling::UseFirst => (
+            "'row ' || CAST(r.row_number AS TEXT) || ' repeats row ' || CAST(d.first_row AS TEXT)
+             || '; only the first copy is imported'",
+            "AND r.row_number > d.first_row",
+        ),
+    };
+    let sql = format!(
+        "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+         SELECT $1, r.row_number, 'duplicate', {message}, ''
+         FROM import_rows r
+         JOIN (SELECT digest_hi, digest_lo, MIN(row_number) AS first_row, COUNT(*) AS copies FROM import_rows
+               WHERE import_id = $1 AND state = 'pending' GROUP BY digest_hi, digest_lo HAVING COUNT(*) > 1) d
+           ON d.digest_hi = r.digest_hi AND d.digest_lo = r.digest_lo
+         WHERE r.import_id = $1 AND r.state = 'pending' {only_later}"
+    );
+    leave_out(db, id, sql, &[], "duplicate", "duplicate").await
+}
+
+/// Transforming: a key used by an earlier row of the file with other values.
+pub async fn mark_key_conflicts(db: &Db, id: i64, key_field: &str) -> anyhow::Result<i64> {
+    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+         SELECT $1, r.row_number, 'error', 'row ' || CAST(r.row_number AS TEXT) || ', ' || $2 || ': \"' || r.record_key
+                || '\" is also in row ' || CAST(k.first_row AS TEXT)
+                || ' with other values; a record can appear only once in a file', ''
+         FROM import_rows r
+         JOIN (SELECT record_key, MIN(row_number) AS first_row FROM import_rows
+               WHERE import_id = $1 AND state = 'pending' AND record_key <> '' GROUP BY record_key HAVING COUNT(*) > 1) k
+           ON k.record_key = r.record_key
+         WHERE r.import_id = $1 AND r.state = 'pending' AND r.row_number > k.first_row";
+    leave_out(db, id, sql.to_string(), &[Bind::Text(key_field)], "error", "conflict").await
+}
+
+/// Parsing: rows with a value that is not of its field's type or breaks its rules.
+pub async fn mark_parse_errors(db: &Db, id: i64) -> anyhow::Result<i64> {
+    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+         SELECT $1, row_number, 'error', 'row ' || CAST(row_number AS TEXT) || ', ' || problem, ''
+         FROM import_rows WHERE import_id = $1 AND state = 'pending' AND problem IS NOT NULL";
+    leave_out(db, id, sql.to_string(), &[], "error", "invalid").await
+}
+
+/// Validation: references to records that do not exist, and unique values used by another
+/// stored record or by an earlier row of the file; one issue per row naming every problem.
+pub async fn mark_reference_problems(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
+    let agg = match db {
+        Db::Sqlite(_) => "group_concat(p.msg, '; ')",
+        Db::Postgres(_) => "string_agg(p.msg, '; ')",
+    };
+    let sql = format!(
+        "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+         SELECT $1, p.row_number, 'error', 'row ' || CAST(p.row_number AS TEXT) || ', ' || {agg}, ''
+         FROM (
+           SELECT v.row_number, v.field || ': no ' || v.target || ' record has the key \"' || v.value || '\"' AS msg
+           FROM import_row_values v
+           JOIN import_rows s ON s.import_id = v.import_id AND s.row_number = v.row_number
+           WHERE v.import_id = $1 AND v.kind = 'ref' AND s.state = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = v.target AND r.record_key = v.value)
+           UNION ALL
+           SELECT v.row_number, v.field || ': \"' || v.value || '\" is already used by ' || r.record_key AS msg
+           FROM import_row_values v
+           JOIN import_rows s ON s.import_id = v.import_id AND s.row_number = v.row_number
+           JOIN record_unique_values u ON u.org_id = $2 AND u.entity = $3 AND u.field = v.field AND u.value = v.value
+           JOIN records r ON r.id = u.record_id
+           WHERE v.import_id = $1 AND v.kind = 'unique' AND s.state = 'pending' AND r.record_key <> s.record_key
+           UNION ALL
+           SELECT v.row_number, v.field || ': \"' || v.value || '\" is also in row ' || CAST(f.first_row AS TEXT) AS msg
+           FROM import_row_values v
+           JOIN import_rows s ON s.import_id = v.import_id AND s.row_number = v.row_number
+           JOIN (SELECT v2.field, v2.value, MIN(v2.row_number) AS first_row
+                 FROM import_row_values v2
+                 JOIN import_rows s2 ON s2.import_id = v2.import_id AND s2.row_number = v2.row_number
+                 WHERE v2.import_id = $1 AND v2.kind = 'unique' AND s2.state = 'pending'
+                 GROUP BY v2.field, v2.value HAVING COUNT(*) > 1) f
+             ON f.field = v.field AND f.value = v.value
+           WHERE v.import_id = $1 AND v.kind = 'unique' AND s.state = 'pending' AND v.row_number > f.first_row
+         ) p
+         GROUP BY p.row_number"
+    );
+    leave_out(db, id, sql, &[Bind::Int(org.get()), Bind::Text(entity)], "error", "invalid").await
+}
+
+/// Validation: rows identical to the stored record with their key change nothing.
+pub async fn mark_unchanged(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
+    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+         SELECT $1, s.row_number, 'duplicate', 'row ' || CAST(s.row_number AS TEXT)
+                || ' is identical to the stored record ' || s.record_key || '; nothing to change', ''
+         FROM import_rows s
+         WHERE s.import_id = $1 AND s.state = 'pending'
+           AND EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = $3
+                         AND r.row_hash = s.row_hash AND r.record_key = s.record_key)";
+    leave_out(db, id, sql.to_string(), &[Bind::Int(org.get()), Bind::Text(entity)], "duplicate", "unchanged").await
+}
+
+/// Delete action: rows naming a key no record has are reported as skipped.
+pub async fn mark_missing(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
+    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+         SELECT $1, s.row_number, 'skipped', 'row ' || CAST(s.row_number AS TEXT) || ': no ' || $3
+                || ' record has the key \"' || s.record_key || '\"; nothing to delete', ''
+         FROM import_rows s
+         WHERE s.import_id = $1 AND s.state = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = $3 AND r.record_key = s.record_key)";
+    leave_out(db, id, sql.to_string(), &[Bind::Int(org.get()), Bind::Text(entity)], "skipped", "skipped").await
+}
+
+/// The pending rows: (all of them, those whose key the org already has).
+pub async fn pending_counts(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<(i64, i64)> {
+    on_pool!(db, p => sqlx::query_as::<_, (i64, i64)>(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = $3
+                                                          AND r.record_key = s.record_key) THEN 1 ELSE 0 END), 0)
+         FROM import_rows s WHERE s.import_id = $1 AND s.state = 'pending'",
+    )
+    .bind(id)
+    .bind(org.get())
+    .bind(entity)
+    .fetch_one(p)
+    .await)
+    .context("counting staged rows")
+}
+
+/// Row numbers (ascending, after `after`) of issues whose cells are not filled in yet.
+pub async fn rows_without_cells(db: &Db, id: i64, after: i64, limit: i64) -> anyhow::Result<Vec<i64>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT DISTINCT i.row_number FROM import_issues i
+         WHERE i.import_id = $1 AND i.cells = '' AND i.row_number > $2
+           AND NOT EXISTS (SELECT 1 FROM import_issue_cells c WHERE c.import_id = $1 AND c.row_number = i.row_number)
+         ORDER BY i.row_number LIMIT $3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("finding issues without cells")
+}
+
+/// Stores the cells of these rows for their issues, in one statement.
+pub async fn set_cells(db: &Db, id: i64, cells: &[(i64, String)]) -> anyhow::Result<()> {
+    if cells.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO import_issue_cells (import_id, row_number, cells) SELECT $1, c0, c1 FROM ({}) AS x WHERE TRUE
+         ON CONFLICT (import_id, row_number) DO NOTHING",
+        from_json(db, &["BIGINT", "TEXT"])
+    );
+    let json = serde_json::to_string(cells)?;
+    on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).execute(p).await.map(|_| ()))
+        .context("storing issue cells")
+}
+
+/// Up to `limit` pending rows after `after` that name files to fetch, with their data.
+pub async fn rows_with_files(db: &Db, id: i64, after: i64, limit: i64) -> anyhow::Result<Vec<(i64, String)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(
+        "SELECT s.row_number, s.data FROM import_rows s
+         WHERE s.import_id = $1 AND s.state = 'pending' AND s.row_number > $2
+           AND EXISTS (SELECT 1 FROM import_row_values v
+                       WHERE v.import_id = $1 AND v.row_number = s.row_number AND v.kind = 'file')
+         ORDER BY s.row_number LIMIT $3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("finding rows with files")
+}
+
+/// After fetching: new data for rows whose files were all fetched, and an issue for each
+/// row with a file that could not be (the row is left out), in one transaction.
+pub async fn files_fetched(db: &Db, id: i64, data: &[(i64, String)], failed: &[(i64, String)]) -> anyhow::Result<()> {
+    on_pool!(db, p => {
+        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
+        for (row, d) in data {
+            sqlx::query("UPDATE import_rows SET data = $3 WHERE import_id = $1 AND row_number = $2")
+                .bind(id)
+                .bind(row)
+                .bind(d)
+                .execute(&mut *tx)
+                .await
+                .context("storing fetched file details")?;
+        }
+        for (row, message) in failed {
+            sqlx::query("INSERT INTO import_issues (import_id, row_number, kind, message, cells) VALUES ($1, $2, 'error', $3, '')")
+                .bind(id)
+                .bind(row)
+                .bind(message)
+                .execute(&mut *tx)
+                .await
+                .context("recording a file problem")?;
+            sqlx::query("UPDATE import_rows SET state = 'invalid' WHERE import_id = $1 AND row_number = $2")
+                .bind(id)
+                .bind(row)
+                .execute(&mut *tx)
+                .await
+                .context("leaving a row out")?;
+        }
+        tx.commit().await.context("committing fetched files")
+    })
+}

@@ -1,0 +1,314 @@
+//! The processing phase's chunk transaction for merge and overwrite imports: a chunk's
+//! pending rows become records (created or updated by key), every change journaled, the
+//! counts and the import's cursor moved in the same transaction (exactly once).
+
+use anyhow::Context;
+
+use super::from_json;
+use crate::domain::ids::OrgId;
+use crate::domain::imports::Stage;
+use crate::on_pool;
+use crate::store::Db;
+
+/// The last row of the next chunk of at most `size` pending rows after `cursor`; None
+/// when no pending row is left.
+pub async fn chunk_end(db: &Db, id: i64, cursor: i64, size: i64) -> anyhow::Result<Option<i64>> {
+    let full = on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT row_number FROM import_rows WHERE import_id = $1 AND row_number > $2 AND state = 'pending'
+         ORDER BY row_number LIMIT 1 OFFSET $3",
+    )
+    .bind(id)
+    .bind(cursor)
+    .bind(size.max(1) - 1)
+    .fetch_optional(p)
+    .await)
+    .context("finding the next chunk")?;
+    if full.is_some() {
+        return Ok(full);
+    }
+    on_pool!(db, p => sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MAX(row_number) FROM import_rows WHERE import_id = $1 AND row_number > $2 AND state = 'pending'",
+    )
+    .bind(id)
+    .bind(cursor)
+    .fetch_one(p)
+    .await)
+    .context("finding the last chunk")
+}
+
+/// In a chunk's transaction: moves the import's cursor from `$from` to `$to` (None when it
+/// was not at `$from`, or the import is paused or no longer running), then counts the
+/// chunk's pending rows.
+macro_rules! open_chunk {
+    ($tx:ident, $id:expr, $from:expr, $to:expr, $now:expr) => {{
+        let moved = sqlx::query(
+            "UPDATE imports SET next_row = $3, updated_at = $4
+             WHERE id = $1 AND next_row = $2 AND stage = $5 AND paused = FALSE",
+        )
+        .bind($id)
+        .bind($from)
+        .bind($to)
+        .bind($now)
+        .bind(Stage::Importing.as_str())
+        .execute(&mut *$tx)
+        .await
+        .context("moving the import cursor")?
+        .rows_affected();
+        if moved == 0 {
+            None
+        } else {
+            Some(
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM import_rows
+                     WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'",
+                )
+                .bind($id)
+                .bind($from)
+                .bind($to)
+                .fetch_one(&mut *$tx)
+                .await
+                .context("counting the chunk")?,
+            )
+        }
+    }};
+}
+pub(super) use open_chunk;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChunkResult {
+    pub rows: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub failed: i64,
+}
+
+/// What a chunk writes into.
+pub struct ChunkTarget<'a> {
+    pub org: OrgId,
+    pub import_id: i64,
+    pub entity: &'a str,
+    /// Whether the entity has unique fields besides its key (their values are kept too).
+    pub has_uniques: bool,
+}
+
+/// Imports the pending rows in `(from_row, to_row]` (merge: create or update by key) in one
+/// transaction that first moves the import's cursor from `from_row` to `to_row`; None when
+/// the cursor was not at `from_row` or the import is no longer running (another worker did
+/// this chunk, or it was paused), leaving everything as it was.
+#[tracing::instrument(skip(db, t), fields(org_id = t.org.get(), import_id = t.import_id))]
+pub async fn write_chunk(
+    db: &Db,
+    t: &ChunkTarget<'_>,
+    from_row: i64,
+    to_row: i64,
+) -> anyhow::Result<Option<ChunkResult>> {
+    let now = crate::now();
+    let (org, id, entity) = (t.org.get(), t.import_id, t.entity);
+    let journal_created_sql = format!(
+        "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+         SELECT $1, 'created', c0, c1, c2 FROM ({}) AS x",
+        from_json(db, &["BIGINT", "TEXT", "TEXT"])
+    );
+    let sqlite = matches!(db, Db::Sqlite(_));
+    on_pool!(db, p => {
+        let journal_created_sql = journal_created_sql.clone();
+        let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
+        let Some(rows) = open_chunk!(tx, id, from_row, to_row, now) else { return Ok(None) };
+        let mut res = ChunkResult { rows, ..ChunkResult::default() };
+        if t.has_uniques {
+            // a unique value another record took since validation fails just that row
+            sqlx::query(
+                "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+                 SELECT $1, s.row_number, 'failed', MIN(v.field || ': \"' || v.value || '\" is already used by ' || r.record_key), ''
+                 FROM import_rows s
+                 JOIN import_row_values v ON v.import_id = s.import_id AND v.row_number = s.row_number AND v.kind = 'unique'
+                 JOIN record_unique_values u ON u.org_id = $4 AND u.entity = $5 AND u.field = v.field AND u.value = v.value
+                 JOIN records r ON r.id = u.record_id
+                 WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+                   AND r.record_key <> s.record_key
+                 GROUP BY s.row_number",
+            )
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .bind(org)
+            .bind(entity)
+            .execute(&mut *tx)
+            .await
+            .context("checking unique values")?;
+            res.failed = sqlx::query(
+                "UPDATE import_rows SET state = 'failed'
+                 WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'
+                   AND row_number IN (SELECT row_number FROM import_issues WHERE import_id = $1 AND kind = 'failed'
+                                        AND row_number > $2 AND row_number <= $3)",
+            )
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .execute(&mut *tx)
+            .await
+            .context("failing rows")?
+            .rows_affected() as i64;
+        }
+        // the journal first: before-images of the records about to change
+        sqlx::query(
+            "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
+                                         before_search, before_import_id, before_import_row, before_created_at,
+                                         before_updated_at)
+             SELECT $1, 'updated', r.id, r.record_key, s.row_hash, r.data, r.row_hash, r.search_text, r.import_id,
+                    r.import_row, r.created_at, r.updated_at
+             FROM import_rows s JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
+             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+               AND r.row_hash <> s.row_hash",
+        )
+        .bind(id)
+        .bind(from_row)
+        .bind(to_row)
+        .bind(org)
+        .bind(entity)
+        .execute(&mut *tx)
+        .await
+        .context("journaling updates")?;
+        if t.has_uniques {
+            sqlx::query(
+                "INSERT INTO import_journal_uniques (import_id, record_id, field, value)
+                 SELECT $1, u.record_id, u.field, u.value
+                 FROM import_rows s
+                 JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
+                 JOIN record_unique_values u ON u.record_id = r.id
+                 WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+                   AND r.row_hash <> s.row_hash",
+            )
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .bind(org)
+            .bind(entity)
+            .execute(&mut *tx)
+            .await
+            .context("journaling unique values")?;
+        }
+        // SQLite's writer is alone in its transaction, so the rows this chunk creates are the
+        // ids after the largest one before; PostgreSQL says which ids it created.
+        let last_id: i64 = if sqlite {
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records").fetch_one(&mut *tx).await.context("finding the last id")?
+        } else {
+            0
+        };
+        let insert = crate::store::records::insert_into_records(false, "SELECT $4, $5, s.record_key, s.data, s.row_hash, s.search_text, $1, s.row_number, $6, $6
+             FROM import_rows s
+             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)");
+        if sqlite {
+            res.created = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+                .bind(id)
+                .bind(from_row)
+                .bind(to_row)
+                .bind(org)
+                .bind(entity)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("creating records")?
+                .rows_affected() as i64;
+            sqlx::query(
+                "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+                 SELECT $1, 'created', id, record_key, row_hash FROM records WHERE id > $2",
+            )
+            .bind(id)
+            .bind(last_id)
+            .execute(&mut *tx)
+            .await
+            .context("journaling created records")?;
+        } else {
+            let created: Vec<(i64, String, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("{insert} RETURNING id, record_key, row_hash")))
+                    .bind(id)
+                    .bind(from_row)
+                    .bind(to_row)
+                    .bind(org)
+                    .bind(entity)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .context("creating records")?;
+            res.created = created.len() as i64;
+            if !created.is_empty() {
+                sqlx::query(sqlx::AssertSqlSafe(journal_created_sql))
+                    .bind(id)
+                    .bind(serde_json::to_string(&created)?)
+                    .execute(&mut *tx)
+                    .await
+                    .context("journaling created records")?;
+            }
+        }
+        res.updated = sqlx::query(
+            "UPDATE records SET data = s.data, row_hash = s.row_hash, search_text = s.search_text,
+                    import_id = $1, import_row = s.row_number, updated_at = $6
+             FROM import_rows s
+             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+               AND records.org_id = $4 AND records.entity = $5 AND records.record_key = s.record_key
+               AND records.row_hash <> s.row_hash",
+        )
+        .bind(id)
+        .bind(from_row)
+        .bind(to_row)
+        .bind(org)
+        .bind(entity)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("updating records")?
+        .rows_affected() as i64;
+        res.unchanged = res.rows - res.failed - res.created - res.updated;
+        if t.has_uniques {
+            sqlx::query(
+                "DELETE FROM record_unique_values WHERE record_id IN (
+                   SELECT r.id FROM import_rows s
+                   JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
+                   WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+                     AND r.import_id = $1 AND r.import_row = s.row_number)",
+            )
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .bind(org)
+            .bind(entity)
+            .execute(&mut *tx)
+            .await
+            .context("replacing unique values")?;
+            sqlx::query(
+                "INSERT INTO record_unique_values (org_id, entity, field, value, record_id)
+                 SELECT $4, $5, v.field, v.value, r.id
+                 FROM import_row_values v
+                 JOIN import_rows s ON s.import_id = v.import_id AND s.row_number = v.row_number
+                 JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
+                 WHERE v.import_id = $1 AND v.kind = 'unique' AND v.row_number > $2 AND v.row_number <= $3
+                   AND s.state = 'pending' AND r.import_id = $1 AND r.import_row = s.row_number",
+            )
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .bind(org)
+            .bind(entity)
+            .execute(&mut *tx)
+            .await
+            .context("storing unique values")?;
+        }
+        sqlx::query(
+            "UPDATE imports SET processed_rows = processed_rows + $2, created_rows = created_rows + $3,
+                    updated_rows = updated_rows + $4, failed_rows = failed_rows + $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(res.rows)
+        .bind(res.created)
+        .bind(res.updated)
+        .bind(res.failed)
+        .execute(&mut *tx)
+        .await
+        .context("counting progress")?;
+        tx.commit().await.context("committing chunk")?;
+        Ok(Some(res))
+    })
+}

@@ -1,0 +1,196 @@
+//! The staged rows of an import (`import_rows`, `import_row_values`).
+//!
+//! Validation reads the file once and stages every row: its state, the digest of its cells,
+//! its key and, when it parsed, the record it will become. The later phases are set-based
+//! statements over the staged rows, each leaving out rows with an issue; what stays
+//! `pending` is what the import phase copies into records, a chunk per transaction.
+//!
+//! Row states: `pending` (to import), `malformed`, `duplicate` (repeated in the file),
+//! `conflict` (key used by another row), `invalid` (a value or reference is wrong),
+//! `unchanged` (identical to the stored record), `skipped` (a delete naming no record),
+//! `failed` (its chunk could not store it).
+//! A file or image URL that could not be fetched makes its row `invalid` too.
+//!
+//! Exactly once: a chunk's records, its counts and the import's cursor (`next_row`) are
+//! written in one transaction that first moves the cursor from where the chunk started.
+//! If another worker already moved it (a job taken over), the chunk is rolled back.
+//!
+//! Issues written here start with empty `cells`; `rows_without_cells` / `set_cells` let the
+//! caller fill them from the file in one ordered pass.
+//!
+//! Here: the staged rows' types, one batch's insert, and what every part shares. The
+//! set-based phases are in [`checks`], the chunk transactions in [`chunks`] (merge and
+//! overwrite) and [`removals`] (delete, overwrite's cleanup, failed chunks), purging and
+//! expiry in [`lifecycle`].
+
+pub mod checks;
+pub mod chunks;
+pub mod lifecycle;
+pub mod removals;
+
+pub use checks::*;
+pub use chunks::*;
+pub use lifecycle::*;
+pub use removals::*;
+
+use anyhow::Context;
+
+use super::Db;
+use crate::on_pool;
+
+/// One row as the file pass staged it.
+#[derive(Debug, Clone, Default)]
+pub struct StagedRow {
+    pub row_number: i64,
+    pub state: &'static str,
+    pub digest: [u8; 16],
+    pub record_key: String,
+    /// What parsing found wrong; None when every field parsed.
+    pub problem: Option<String>,
+    pub data: Option<String>,
+    pub row_hash: Option<String>,
+    pub search_text: Option<String>,
+}
+
+/// A staged row's reference (`kind = "ref"`, `target` the entity) or unique value.
+#[derive(Debug, Clone)]
+pub struct StagedValue {
+    pub row_number: i64,
+    pub kind: &'static str,
+    pub field: String,
+    pub target: String,
+    pub value: String,
+}
+
+/// An issue found while staging (a malformed row), with its cells.
+#[derive(Debug, Clone)]
+pub struct StagedIssue {
+    pub row_number: i64,
+    pub message: String,
+    pub cells: String,
+}
+
+/// The SELECT that turns a JSON array of arrays (bound as `$2`) into rows, its columns
+/// named `c0`, `c1`, … with the given SQL types; each backend's JSON functions do the work,
+/// so a whole batch is one bound value rather than thousands.
+pub(crate) fn from_json(db: &Db, types: &[&str]) -> String {
+    match db {
+        Db::Sqlite(_) => {
+            let cols: Vec<String> = (0..types.len()).map(|i| format!("j.value ->> {i} AS c{i}")).collect();
+            format!("SELECT {} FROM json_each($2) AS j", cols.join(", "))
+        }
+        Db::Postgres(_) => {
+            let cols: Vec<String> =
+                types.iter().enumerate().map(|(i, t)| format!("CAST(j.v ->> {i} AS {t}) AS c{i}")).collect();
+            format!("SELECT {} FROM json_array_elements(CAST($2 AS TEXT)::json) AS j(v)", cols.join(", "))
+        }
+    }
+}
+
+/// Forgets what an earlier validation run staged, and its issues.
+#[tracing::instrument(skip(db))]
+pub async fn clear(db: &Db, id: i64) -> anyhow::Result<()> {
+    for table in ["import_rows", "import_row_values", "import_keys", "import_issues", "import_issue_cells"] {
+        let sql = format!("DELETE FROM {table} WHERE import_id = $1");
+        on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(p).await.map(|_| ()))
+            .with_context(|| format!("clearing {table}"))?;
+    }
+    on_pool!(db, p => sqlx::query("UPDATE imports SET staging_purged_at = NULL WHERE id = $1")
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .context("clearing staging mark")
+}
+
+/// Stores one batch of staged rows, their values and issues, in one transaction.
+#[tracing::instrument(skip(db, rows, values, issues), fields(rows = rows.len()))]
+pub async fn insert(
+    db: &Db,
+    id: i64,
+    rows: &[StagedRow],
+    values: &[StagedValue],
+    issues: &[StagedIssue],
+) -> anyhow::Result<()> {
+    // (statement, its rows as JSON, what it does) for each non-empty part
+    let mut parts: Vec<(String, String, &str)> = vec![];
+    if !rows.is_empty() {
+        let json = serde_json::to_string(
+            &rows
+                .iter()
+                .map(|r| {
+                    let (hi, lo) = r.digest.split_at(8);
+                    (
+                        r.row_number,
+                        r.state,
+                        i64::from_be_bytes(hi.try_into().unwrap_or_default()),
+                        i64::from_be_bytes(lo.try_into().unwrap_or_default()),
+                        &r.record_key,
+                        &r.problem,
+                        &r.data,
+                        &r.row_hash,
+                        &r.search_text,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        let sql = format!(
+            "INSERT INTO import_rows (import_id, row_number, state, digest_hi, digest_lo, record_key, problem, data,
+                                      row_hash, search_text)
+             SELECT $1, c0, c1, c2, c3, c4, c5, c6, c7, c8 FROM ({}) AS x",
+            from_json(db, &["BIGINT", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT"])
+        );
+        parts.push((sql, json, "staging rows"));
+    }
+    if !values.is_empty() {
+        let json = serde_json::to_string(
+            &values.iter().map(|v| (v.row_number, v.kind, &v.field, &v.target, &v.value)).collect::<Vec<_>>(),
+        )?;
+        let sql = format!(
+            "INSERT INTO import_row_values (import_id, row_number, kind, field, target, value)
+             SELECT $1, c0, c1, c2, c3, c4 FROM ({}) AS x",
+            from_json(db, &["BIGINT", "TEXT", "TEXT", "TEXT", "TEXT"])
+        );
+        parts.push((sql, json, "staging row values"));
+    }
+    if !issues.is_empty() {
+        let json =
+            serde_json::to_string(&issues.iter().map(|i| (i.row_number, &i.message, &i.cells)).collect::<Vec<_>>())?;
+        let sql = format!(
+            "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+             SELECT $1, c0, 'error', c1, c2 FROM ({}) AS x",
+            from_json(db, &["BIGINT", "TEXT", "TEXT"])
+        );
+        parts.push((sql, json, "storing issues"));
+    }
+    on_pool!(db, p => {
+        let mut tx = crate::begin_write!(db, p).context("starting staging transaction")?;
+        for (sql, json, what) in parts {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).execute(&mut *tx).await.context(what)?;
+        }
+        tx.commit().await.context("committing staged rows")
+    })
+}
+
+/// Refreshes PostgreSQL's statistics of the staging tables and records after bulk writes,
+/// so the set-based phases get join plans for the rows actually there (autovacuum catches
+/// up too late for a job that runs right after). SQLite plans by its indexes alone.
+pub async fn analyze(db: &Db) -> anyhow::Result<()> {
+    if let Db::Postgres(p) = db {
+        sqlx::query("ANALYZE import_rows, import_row_values, records").execute(p).await.context("analyzing")?;
+    }
+    Ok(())
+}
+
+/// The data of the first `limit` rows waiting to be imported.
+pub async fn sample(db: &Db, id: i64, limit: i64) -> anyhow::Result<Vec<String>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, String>(
+        "SELECT data FROM import_rows WHERE import_id = $1 AND state = 'pending' AND data IS NOT NULL
+         ORDER BY row_number LIMIT $2",
+    )
+    .bind(id)
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("loading sample rows")
+}

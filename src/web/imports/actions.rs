@@ -1,0 +1,195 @@
+//! The import's commands, each a POST from the detail sheet (or Import History): confirm
+//! the column mapping (and validate), start, pause, resume, roll back. The rules are the
+//! domain's ([`Import`]); a command that lost a race (a second tab, a double click, the
+//! import moved on) returns to the sheet with a message.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::detail::{detail_view, page};
+use super::{load, page_of, schema_of, target_of};
+use crate::auth::Identity;
+use crate::auth::session::{AppSession, Flash};
+use crate::domain::imports::{Import, MappingProblem, RollbackRefusal};
+use crate::domain::permissions::Permission;
+use crate::error::AppError;
+use crate::jobs::import as import_jobs;
+use crate::state::AppState;
+use crate::store::imports as store;
+use crate::web::layout::render;
+use crate::web::{audit, format_time, see_other};
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+fn info(session: &AppSession, text: String) -> Result<(), AppError> {
+    session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
+    Ok(())
+}
+
+/// The sheet again, with `status` (a form to correct).
+async fn sheet_again(
+    req: &HttpRequest,
+    id: &Identity,
+    state: &AppState,
+    imp: Import,
+    status: StatusCode,
+    mapping: Option<(crate::domain::imports::ColumnMapping, String)>,
+    confirm_open: bool,
+) -> Result<HttpResponse, AppError> {
+    let mut v = detail_view(req, id, state, imp, None, mapping).await?;
+    v.confirm_open = confirm_open;
+    Ok(render(status, &page(req, id, v).await?))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn save_mapping(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, path.into_inner()).await?;
+    let schema = schema_of(&state, &imp.entity)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| AppError::BadRequest("The mapping form could not be read.".into()))?;
+    let mapping = match imp.mapping_from_form(&schema, pairs) {
+        Ok(m) => m,
+        Err(MappingProblem::UnknownColumn(c)) => {
+            return Err(AppError::Validation(format!("\"{c}\" is not a column of the file.")));
+        }
+        Err(MappingProblem::Invalid(msg, m)) => {
+            return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, Some((m, msg)), false).await;
+        }
+    };
+    if !store::confirm_mapping(&state.db, id.org_id, imp.id, &mapping, id.user_id).await? {
+        return Err(AppError::Conflict(format!(
+            "This import is {} now, so its mapping can no longer change.",
+            imp.stage.label().to_lowercase()
+        )));
+    }
+    import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::VALIDATE).await?;
+    let json = serde_json::to_string(&mapping).map_err(anyhow::Error::from)?;
+    audit(&state, &req, &id, "import_mapping_confirmed", &target_of(&imp), &json).await?;
+    Ok(see_other(page_of(&imp)))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn start(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, path.into_inner()).await?;
+    let confirmed = form(&body).remove("confirm_delete");
+    if imp.needs_removal_confirmation(confirmed.as_deref()) {
+        return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, None, true).await;
+    }
+    if !store::start_import(&state.db, id.org_id, imp.id, id.user_id).await? {
+        return Err(AppError::Conflict(format!(
+            "This import is {}; only a ready import can start.",
+            imp.stage.label().to_lowercase()
+        )));
+    }
+    import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::PROCESS).await?;
+    audit(&state, &req, &id, "import_started", &target_of(&imp), "").await?;
+    Ok(see_other(page_of(&imp)))
+}
+
+/// Why the rollback was not started, in the words the sheet shows.
+fn refusal_text(r: RollbackRefusal) -> String {
+    match r {
+        RollbackRefusal::AlreadyRolledBack => "This import was already rolled back.".into(),
+        RollbackRefusal::JournalPurged(at) => {
+            format!("This import can no longer be rolled back: its journal was purged on {}.", format_time(at))
+        }
+        RollbackRefusal::InProgress => "This import is already being rolled back.".into(),
+        RollbackRefusal::NotFinished(stage) => format!(
+            "This import is {}; only a completed or failed import can be rolled back.",
+            stage.label().to_lowercase()
+        ),
+        RollbackRefusal::NothingChanged => "This import changed no records, so there is nothing to roll back.".into(),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn rollback(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    path: web::Path<i64>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, path.into_inner()).await?;
+    let overwrite = form(&body).get("overwrite_changed").is_some_and(|v| v == "1" || v == "on");
+    if imp.can_roll_back()
+        && crate::store::journal::request(&state.db, id.org_id, imp.id, id.user_id, &id.email, overwrite).await?
+    {
+        import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::ROLLBACK).await?;
+        let detail = if overwrite { "records changed since are overwritten" } else { "" };
+        audit(&state, &req, &id, "import_rollback_requested", &target_of(&imp), detail).await?;
+        return Ok(see_other(page_of(&imp)));
+    }
+    // a second tab, a double click, or an import that cannot be rolled back
+    let now = store::get(&state.db, id.org_id, imp.id).await?.unwrap_or(imp);
+    let why = now.rollback_refusal().unwrap_or(RollbackRefusal::InProgress);
+    info(&session, refusal_text(why))?;
+    Ok(see_other(page_of(&now)))
+}
+
+async fn pause_or_resume(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    import_id: i64,
+    pause: bool,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, import_id).await?;
+    if !store::set_paused(&state.db, id.org_id, imp.id, pause, id.user_id).await? {
+        // Most often the import finished between the page showing Pause and the click.
+        let now = store::get(&state.db, id.org_id, imp.id).await?.map(|i| i.stage).unwrap_or(imp.stage);
+        let verb = if pause { "pause" } else { "resume" };
+        info(&session, format!("The import is {} now, so there was nothing to {verb}.", now.label().to_lowercase()))?;
+        return Ok(see_other(page_of(&imp)));
+    }
+    if !pause {
+        import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::PROCESS).await?;
+    }
+    let action = if pause { "import_paused" } else { "import_resumed" };
+    audit(&state, &req, &id, action, &target_of(&imp), "").await?;
+    Ok(see_other(page_of(&imp)))
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn pause(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    pause_or_resume(req, id, state, session, path.into_inner(), true).await
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn resume(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    pause_or_resume(req, id, state, session, path.into_inner(), false).await
+}

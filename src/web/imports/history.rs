@@ -1,0 +1,102 @@
+//! `/settings/imports`: Import History, newest first, filterable by status and entity
+//! type, with Roll back where an import can be rolled back.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{PER_PAGE, label_of};
+use crate::auth::Identity;
+use crate::domain::imports::Stage;
+use crate::domain::permissions::Permission;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::imports::{self as store, ListFilter};
+use crate::web::layout::{Layout, render};
+use crate::web::{Pagination, format_time};
+
+pub struct HistoryRow {
+    pub id: i64,
+    pub entity: String,
+    pub name: String,
+    pub stage: Stage,
+    pub paused: bool,
+    pub total: i64,
+    pub imported: i64,
+    pub failed: i64,
+    pub created_by: String,
+    pub created_at: String,
+    pub can_roll_back: bool,
+}
+
+#[derive(Template)]
+#[template(path = "imports/history.html")]
+pub struct HistoryPage {
+    pub l: Layout,
+    pub rows: Vec<HistoryRow>,
+    pub pagination: Pagination,
+    pub stages: Vec<Stage>,
+    pub entities: Vec<(String, String)>,
+    pub stage: String,
+    pub entity: String,
+    pub filtered: bool,
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    stage: String,
+    #[serde(default)]
+    entity: String,
+    page: Option<i64>,
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
+pub async fn history(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    q: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let stage = Stage::parse(&q.stage);
+    let entity = state.schemas.get(&q.entity).map(|s| s.name.clone());
+    let filter = ListFilter { stage, entity: entity.as_deref() };
+    let total = store::count(&state.db, id.org_id, &filter).await?;
+    let (stage, entity) =
+        (stage.map(|s| s.as_str().to_string()).unwrap_or_default(), entity.clone().unwrap_or_default());
+    let base = format!(
+        "/settings/imports?{}",
+        serde_urlencoded::to_string([("stage", &stage), ("entity", &entity)]).unwrap_or_default()
+    );
+    let pagination = Pagination::new(q.page, PER_PAGE, total, &base);
+    let rows = store::list(&state.db, id.org_id, &filter, PER_PAGE, pagination.offset())
+        .await?
+        .into_iter()
+        .map(|i| HistoryRow {
+            id: i.id,
+            entity: label_of(&state, &i.entity),
+            name: i.title().to_string(),
+            stage: i.stage,
+            paused: i.paused,
+            total: i.validated.total_rows,
+            imported: i.changed_rows(),
+            failed: i.not_imported_rows(),
+            created_by: i.created_by_label.clone(),
+            created_at: format_time(i.created_at),
+            can_roll_back: i.can_roll_back(),
+        })
+        .collect();
+    let page = HistoryPage {
+        l: Layout::for_user(&req, &id, "Import History", "imports").await?,
+        rows,
+        pagination,
+        stages: Stage::ALL.to_vec(),
+        entities: state.schemas.all().iter().map(|s| (s.name.clone(), s.label.clone())).collect(),
+        filtered: !stage.is_empty() || !entity.is_empty(),
+        stage,
+        entity,
+    };
+    Ok(render(StatusCode::OK, &page))
+}

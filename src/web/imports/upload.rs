@@ -1,0 +1,206 @@
+//! `/settings/imports/upload` and `/{entity}/importer`: the upload form, and the upload
+//! itself (file streamed to storage with its MD5, sniffed, the import created with its
+//! headers and a proposed mapping).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::schema_of;
+use crate::auth::Identity;
+use crate::domain::entities::EntitySchema;
+use crate::domain::ids::OrgId;
+use crate::domain::imports::mapping::{Target, auto_map};
+use crate::domain::imports::{Action, DuplicateHandling, model::parse_chunk_size};
+use crate::domain::permissions::Permission;
+use crate::error::AppError;
+use crate::files::uploads::{self, Received, UploadError};
+use crate::state::AppState;
+use crate::store::imports::{self as store, NewImport};
+use crate::web::layout::{Layout, render};
+use crate::web::see_other;
+
+#[derive(Template)]
+#[template(path = "imports/upload.html")]
+pub struct UploadPage {
+    pub l: Layout,
+    pub entities: Vec<(String, String)>,
+    pub entity: String,
+    /// Set on `/{entity}/importer`: the entity is fixed.
+    pub fixed: Option<Arc<EntitySchema>>,
+    pub name: String,
+    pub duplicate_handling: String,
+    pub action: String,
+    pub limit: String,
+    pub error: Option<String>,
+}
+
+/// The form, empty or (after a refused upload) with what was chosen and why it was refused.
+async fn upload_page(
+    req: &HttpRequest,
+    id: &Identity,
+    state: &AppState,
+    fixed: Option<Arc<EntitySchema>>,
+    sent: Option<&Received>,
+    error: Option<String>,
+) -> Result<UploadPage, AppError> {
+    let title = match &fixed {
+        Some(s) => format!("Import {}", s.label),
+        None => "Upload".to_string(),
+    };
+    let sent_field = |name: &str, default: &str| {
+        sent.and_then(|r| r.field(name)).map(str::to_string).unwrap_or_else(|| default.to_string())
+    };
+    let entity = match &fixed {
+        Some(s) => s.name.clone(),
+        None => sent_field("resource", ""),
+    };
+    Ok(UploadPage {
+        l: Layout::for_user(req, id, title, "imports").await?,
+        entities: state.schemas.all().iter().map(|s| (s.name.clone(), s.label.clone())).collect(),
+        entity,
+        fixed,
+        name: sent_field("name", ""),
+        duplicate_handling: sent_field("duplicate_handling", DuplicateHandling::IgnoreAll.as_str()),
+        action: sent_field("action", Action::Merge.as_str()),
+        limit: crate::config::format_size(state.settings.upload_limit),
+        error,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    #[serde(default)]
+    entity: String,
+}
+
+pub async fn upload_form(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    q: web::Query<UploadQuery>,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let mut page = upload_page(&req, &id, &state, None, None, None).await?;
+    page.entity = state.schemas.get(&q.entity).map(|s| s.name.clone()).unwrap_or_default();
+    Ok(render(StatusCode::OK, &page))
+}
+
+pub async fn entity_importer(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let schema = schema_of(&state, &path)?;
+    id.require(Permission::ImportUpload)?;
+    Ok(render(StatusCode::OK, &upload_page(&req, &id, &state, Some(schema), None, None).await?))
+}
+
+fn files_dir(state: &AppState, org: OrgId) -> PathBuf {
+    state.settings.db.data_dir.join("files").join("imports").join(org.get().to_string())
+}
+
+/// What the upload's fields ask for, checked.
+struct Choices {
+    schema: Arc<EntitySchema>,
+    action: Action,
+    handling: DuplicateHandling,
+    chunk_size: i64,
+}
+
+fn choices(state: &AppState, r: &Received) -> Result<Choices, String> {
+    let schema = r
+        .field("resource")
+        .and_then(|e| state.schemas.get(e))
+        .cloned()
+        .ok_or("Choose what to import: an entity type.")?;
+    let handling = DuplicateHandling::parse(r.field("duplicate_handling").unwrap_or(""))?;
+    let action = r.field("action").map(Action::parse).transpose()?.unwrap_or(Action::Merge);
+    let chunk_size = parse_chunk_size(r.field("chunk_size"))?;
+    Ok(Choices { schema, action, handling, chunk_size })
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id))]
+pub async fn upload(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let refuse = |status: StatusCode, sent: Option<Received>, msg: String| {
+        let (req, id, state) = (req.clone(), id.clone(), state.clone());
+        async move {
+            let page = upload_page(&req, &id, &state, None, sent.as_ref(), Some(msg)).await?;
+            Ok::<HttpResponse, AppError>(render(status, &page))
+        }
+    };
+    let received = match uploads::receive(payload, &files_dir(&state, id.org_id), state.settings.upload_limit).await {
+        Ok(r) => r,
+        Err(UploadError::TooLarge) => {
+            let limit = crate::config::format_size(state.settings.upload_limit);
+            let msg = format!("The file is larger than the upload limit of {limit}.");
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, None, msg).await;
+        }
+        Err(UploadError::Bad(m)) => return refuse(StatusCode::BAD_REQUEST, None, m).await,
+        Err(UploadError::Internal(e)) => return Err(AppError::Internal(e)),
+    };
+    let c = match choices(&state, &received) {
+        Ok(c) => c,
+        Err(m) => {
+            received.discard();
+            return refuse(StatusCode::UNPROCESSABLE_ENTITY, Some(received), m).await;
+        }
+    };
+    let Some(file) = received.file.clone() else {
+        let msg = "Choose a CSV or XLSX file to upload.".to_string();
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, Some(received), msg).await;
+    };
+    let sheet = received.field("sheet").map(str::to_string);
+    let p2 = file.path.clone();
+    let sniffed = web::block(move || crate::files::sniff(&p2, sheet.as_deref())).await.map_err(anyhow::Error::from)?;
+    let info = match sniffed {
+        Ok(i) => i,
+        Err(problem) => {
+            received.discard();
+            let msg = format!("{}: {problem}", file.original);
+            return refuse(StatusCode::UNPROCESSABLE_ENTITY, Some(received), msg).await;
+        }
+    };
+    let path_text = file.path.to_string_lossy().into_owned();
+    let import_id = store::create(
+        &state.db,
+        id.org_id,
+        &NewImport {
+            entity: &c.schema.name,
+            name: received.field("name").unwrap_or(""),
+            action: c.action,
+            duplicate_handling: c.handling,
+            file_name: &file.original,
+            file_path: &path_text,
+            file_size: file.size,
+            checksum: &file.checksum,
+            chunk_size: c.chunk_size,
+            created_by: id.user_id,
+            created_by_label: &id.email,
+        },
+    )
+    .await?;
+    tracing::Span::current().record("import_id", import_id);
+    let targets: Vec<Target> = c.schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
+    let mapping = auto_map(&targets, &info.headers);
+    let sheet_name = match &info.format {
+        crate::files::Format::Xlsx { sheet } => Some(sheet.as_str()),
+        _ => None,
+    };
+    store::set_headers(&state.db, import_id, &info.headers, &mapping, sheet_name).await?;
+    let detail = format!("{}, {} bytes, {}", file.original, file.size, c.schema.name);
+    crate::web::audit(&state, &req, &id, "import_uploaded", &format!("import {import_id}"), &detail).await?;
+    Ok(see_other(format!("/settings/imports/{import_id}")))
+}
