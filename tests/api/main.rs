@@ -8,6 +8,7 @@ mod actions;
 mod auth;
 mod cli;
 mod crash;
+mod detail_sheet;
 mod entities;
 mod exports;
 mod fetch;
