@@ -22,6 +22,7 @@ pub struct PasswordPage {
     pub min_len: usize,
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn form(req: HttpRequest, SignedIn(id): SignedIn) -> Result<HttpResponse, AppError> {
     let page = PasswordPage {
         l: Layout::for_user(&req, &id, "Change password", "").await?,
@@ -39,6 +40,7 @@ pub struct PasswordForm {
     confirm: String,
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn submit(
     req: HttpRequest,
     SignedIn(id): SignedIn,

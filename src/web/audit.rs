@@ -98,6 +98,7 @@ pub struct AuditQuery {
     target: Option<String>,
 }
 
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn list(
     req: HttpRequest,
     id: Identity,

@@ -56,6 +56,7 @@ fn schema_of(state: &AppState, name: &str) -> Result<Arc<EntitySchema>, AppError
     state.schemas.get(name).cloned().ok_or(AppError::NotFound)
 }
 
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn list(
     req: HttpRequest,
     id: Identity,
@@ -109,6 +110,7 @@ pub async fn list(
 }
 
 /// The blank template: one header row, exactly the schema's field names.
+#[tracing::instrument(skip_all)]
 pub async fn template(
     _id: Identity,
     state: web::Data<AppState>,

@@ -32,6 +32,7 @@ pub struct OverviewPage {
     pub can_manage_members: bool,
 }
 
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn overview(req: HttpRequest, id: Identity, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let member_count = store::accounts::count_members(&state.db, id.org_id).await?;
     let permissions = Permission::ALL
@@ -56,6 +57,7 @@ pub struct SwitchForm {
 }
 
 /// Makes another of the user's orgs the current one. An org they do not belong to is a 404.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn switch_org(
     id: Identity,
     state: web::Data<AppState>,

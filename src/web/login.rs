@@ -41,6 +41,7 @@ fn reason_text(reason: Option<&str>) -> Option<&'static str> {
     }
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn form(req: HttpRequest, q: web::Query<LoginQuery>) -> Result<HttpResponse, AppError> {
     if req.extensions().get::<Identity>().is_some() {
         let to = q.next.as_deref().and_then(crate::domain::redirects::safe_next).unwrap_or_else(|| "/".into());
@@ -66,6 +67,7 @@ pub struct LoginForm {
 
 const WRONG: &str = "Incorrect email or password.";
 
+#[tracing::instrument(skip_all)]
 pub async fn submit(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -151,10 +153,12 @@ pub struct LogoutPage {
 }
 
 /// GET /logout: a page with the sign-out button (signing out itself is a POST).
+#[tracing::instrument(skip_all)]
 pub async fn logout_page(req: HttpRequest) -> Result<HttpResponse, AppError> {
     Ok(render(StatusCode::OK, &LogoutPage { l: Layout::anonymous(&req, "Sign out")? }))
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn logout(session: AppSession) -> HttpResponse {
     session.sign_out();
     HttpResponse::SeeOther().insert_header((header::LOCATION, "/login?reason=signed_out")).finish()

@@ -134,6 +134,7 @@ impl MembersPage {
     }
 }
 
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn list(
     req: HttpRequest,
     id: Identity,
@@ -161,6 +162,7 @@ fn flash(kind: &str, text: impl Into<String>) -> Flash {
     Flash { kind: kind.into(), text: text.into(), secret: None }
 }
 
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn add(
     req: HttpRequest,
     id: Identity,
@@ -257,6 +259,7 @@ async fn apply_change(
     }
 }
 
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn change_role(
     req: HttpRequest,
     id: Identity,
@@ -270,6 +273,7 @@ pub async fn change_role(
     apply_change(&req, &id, &state, &session, UserId::new(path.into_inner()), Some(role)).await
 }
 
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn remove(
     req: HttpRequest,
     id: Identity,

@@ -8,4 +8,4 @@ pub mod status;
 
 pub use mapping::{auto_map, missing_required};
 pub use model::{ColumnMapping, Import, ImportFile, MappingProblem, Rollback, RollbackRefusal, Validated};
-pub use status::{Action, ApiStatus, DuplicateHandling, Phase, Stage};
+pub use status::{Action, ApiStatus, DuplicateHandling, Phase, PhaseStatus, Stage};

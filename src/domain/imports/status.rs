@@ -234,6 +234,48 @@ impl Phase {
     }
 }
 
+/// Where one phase of an import is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseStatus {
+    NotStarted,
+    Running,
+    Completed,
+    Failed,
+    /// Not needed for this import (cleanup of a merge).
+    Skipped,
+}
+
+impl PhaseStatus {
+    /// The stored (and shown) word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseStatus::NotStarted => "not started",
+            PhaseStatus::Running => "running",
+            PhaseStatus::Completed => "completed",
+            PhaseStatus::Failed => "failed",
+            PhaseStatus::Skipped => "skipped",
+        }
+    }
+
+    /// A stored word; an unknown one reads as not started.
+    pub fn parse(s: &str) -> PhaseStatus {
+        [PhaseStatus::Running, PhaseStatus::Completed, PhaseStatus::Failed, PhaseStatus::Skipped]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .unwrap_or(PhaseStatus::NotStarted)
+    }
+
+    /// The badge style (the word is shown too).
+    pub fn badge(self) -> &'static str {
+        match self {
+            PhaseStatus::Completed => "success",
+            PhaseStatus::Failed => "destructive",
+            PhaseStatus::Running => "secondary badge-animated",
+            PhaseStatus::NotStarted | PhaseStatus::Skipped => "outline",
+        }
+    }
+}
+
 /// What an import does to the org's records (seed 004).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -369,6 +411,15 @@ mod tests {
             ["prevalidation", "preparsing", "transforming", "parsing", "validation", "processing", "cleanup"]
         );
         assert!(!Phase::Prevalidation.always_async() && Phase::Transforming.always_async());
+    }
+
+    #[test]
+    fn phase_statuses_round_trip() {
+        for s in [PhaseStatus::Running, PhaseStatus::Completed, PhaseStatus::Failed, PhaseStatus::Skipped] {
+            assert_eq!(PhaseStatus::parse(s.as_str()), s);
+        }
+        assert_eq!(PhaseStatus::parse("paused"), PhaseStatus::NotStarted);
+        assert!(PhaseStatus::Running.badge().contains("animated"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::rows::Run;
 use super::validate::fill_issue_cells;
 use super::{Handlers, Payload, conclude, system_event};
-use crate::domain::imports::{Action, Phase, Stage};
+use crate::domain::imports::{Action, Phase, PhaseStatus, Stage};
 use crate::domain::jobs::Outcome;
 use crate::jobs::{JobContext, Step, StepError};
 use crate::store::imports::{self as store, phases::PhaseEnd};
@@ -128,7 +128,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
             format!("{created} created, {updated} updated, {failed} failed")
         };
         let end = PhaseEnd {
-            status: "completed",
+            status: PhaseStatus::Completed,
             duration_ms: started.elapsed().as_millis() as i64,
             rows_in: done,
             rows_out: created + updated + deleted,
@@ -141,7 +141,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
     }
     if action != Action::Overwrite {
         let skipped = PhaseEnd {
-            status: "skipped",
+            status: PhaseStatus::Skipped,
             duration_ms: 0,
             rows_in: 0,
             rows_out: 0,
@@ -165,7 +165,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
     let removed = store::get(db, org, id).await?.map(|i| i.deleted_rows).unwrap_or_default();
     let detail = format!("{removed} records not in the file removed");
     let end = PhaseEnd {
-        status: "completed",
+        status: PhaseStatus::Completed,
         duration_ms: started.elapsed().as_millis() as i64,
         rows_in: removed,
         rows_out: removed,

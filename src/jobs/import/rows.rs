@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 
 use super::Payload;
 use crate::domain::entities::{EntitySchema, Schemas};
-use crate::domain::imports::{Action, Import, Phase, Stage};
+use crate::domain::imports::{Action, Import, Phase, PhaseStatus, Stage};
 use crate::files::{FileInfo, sniff, visit_rows};
 use crate::jobs::{Step, StepError};
 use crate::store::Db;
@@ -135,11 +135,15 @@ impl<'a> Run<'a> {
         let res = work.await;
         let ms = started.elapsed().as_millis() as i64;
         let (status, rows_in, rows_out, detail, out) = match res {
-            Ok((v, i, o, d)) => ("completed", i, o, d, Ok(v)),
-            Err(StepError::Fail(e)) => ("failed", 0, 0, e.clone(), Err(StepError::Fail(e))),
-            Err(StepError::Retry(e)) => {
-                ("failed", 0, 0, "interrupted by a database error; trying again".to_string(), Err(StepError::Retry(e)))
-            }
+            Ok((v, i, o, d)) => (PhaseStatus::Completed, i, o, d, Ok(v)),
+            Err(StepError::Fail(e)) => (PhaseStatus::Failed, 0, 0, e.clone(), Err(StepError::Fail(e))),
+            Err(StepError::Retry(e)) => (
+                PhaseStatus::Failed,
+                0,
+                0,
+                "interrupted by a database error; trying again".to_string(),
+                Err(StepError::Retry(e)),
+            ),
         };
         let end = PhaseEnd { status, duration_ms: ms, rows_in, rows_out, detail: &detail };
         store::phases::phase_finished(self.db, self.imp.id, phase.as_str(), &end).await?;

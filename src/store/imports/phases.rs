@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 
+use crate::domain::imports::PhaseStatus;
 use crate::on_pool;
 use crate::store::Db;
 
@@ -19,13 +20,14 @@ pub struct PhaseRow {
 
 pub async fn phase_started(db: &Db, id: i64, phase: &str) -> anyhow::Result<()> {
     on_pool!(db, p => sqlx::query(
-        "INSERT INTO import_phases (import_id, phase, status, started_at) VALUES ($1, $2, 'running', $3)
-         ON CONFLICT (import_id, phase) DO UPDATE SET status = 'running', started_at = excluded.started_at,
+        "INSERT INTO import_phases (import_id, phase, status, started_at) VALUES ($1, $2, $4, $3)
+         ON CONFLICT (import_id, phase) DO UPDATE SET status = excluded.status, started_at = excluded.started_at,
              finished_at = NULL, duration_ms = NULL, rows_in = 0, rows_out = 0, detail = ''",
     )
     .bind(id)
     .bind(phase)
     .bind(crate::now())
+    .bind(PhaseStatus::Running.as_str())
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
@@ -34,7 +36,7 @@ pub async fn phase_started(db: &Db, id: i64, phase: &str) -> anyhow::Result<()> 
 }
 
 pub struct PhaseEnd<'a> {
-    pub status: &'a str,
+    pub status: PhaseStatus,
     pub duration_ms: i64,
     pub rows_in: i64,
     pub rows_out: i64,
@@ -51,7 +53,7 @@ pub async fn phase_finished(db: &Db, id: i64, phase: &str, e: &PhaseEnd<'_>) -> 
     )
     .bind(id)
     .bind(phase)
-    .bind(e.status)
+    .bind(e.status.as_str())
     .bind(crate::now())
     .bind(e.duration_ms)
     .bind(e.rows_in)

@@ -12,7 +12,7 @@ use super::{PER_PAGE, label_of, load, page_of, target_of};
 use crate::auth::Identity;
 use crate::auth::session::AppSession;
 use crate::domain::entities::{EntitySchema, display_value};
-use crate::domain::imports::{Action, ColumnMapping, Import, Phase, Stage};
+use crate::domain::imports::{Action, ColumnMapping, Import, Phase, PhaseStatus, Stage};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -25,7 +25,7 @@ use crate::web::{Pagination, format_time, is_htmx};
 pub struct PhaseView {
     pub name: &'static str,
     pub description: &'static str,
-    pub status: String,
+    pub status: PhaseStatus,
     pub duration: String,
     pub rows_in: i64,
     pub rows_out: i64,
@@ -145,7 +145,7 @@ fn phase_views(stored: &[phases::PhaseRow]) -> Vec<PhaseView> {
             PhaseView {
                 name: p.as_str(),
                 description: p.description(),
-                status: row.map(|r| r.status.clone()).unwrap_or_else(|| "not started".into()),
+                status: row.map(|r| PhaseStatus::parse(&r.status)).unwrap_or(PhaseStatus::NotStarted),
                 duration: row
                     .and_then(|r| r.duration_ms)
                     .map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
