@@ -10,7 +10,7 @@
 //! - The import flow with the queue run in between: `validated`, `start_import`,
 //!   `roll_back`, `import_file`; `wait_for_import` polls an import a real server runs.
 //! - Reading pages through an HTML parser (scraper), by ids, classes and roles: `texts`,
-//!   `text`, `count`, `attrs`, `definition`, `stat`, `first_id`, `csrf_token`.
+//!   `text`, `count`, `attrs`, `html_of`, `definition`, `stat`, `first_id`, `csrf_token`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -523,6 +523,13 @@ pub fn count(html: &str, css: &str) -> usize {
 /// The `attr` attribute of every element `css` selects that has one, in page order.
 pub fn attrs(html: &str, css: &str, attr: &str) -> Vec<String> {
     Html::parse_document(html).select(&selector(css)).filter_map(|e| e.attr(attr).map(String::from)).collect()
+}
+
+/// The markup of the first element `css` selects (the element included); panics when none.
+pub fn html_of(html: &str, css: &str) -> String {
+    let doc = Html::parse_document(html);
+    let el = doc.select(&selector(css)).next().unwrap_or_else(|| panic!("nothing matches {css:?} in {html}"));
+    el.html()
 }
 
 /// The text of the `<dd>` after the `<dt>` reading `term`, in the first element `scope` selects.
