@@ -25,6 +25,11 @@ async fn snapshot(app: &TestApp) -> Vec<String> {
     recs.iter().map(|r| format!("{r:?}")).chain(unis.iter().map(|u| format!("{u:?}"))).collect()
 }
 
+/// The upload form's `action` choices.
+const MERGE: &[(&str, &str)] = &[("action", "merge")];
+const OVERWRITE: &[(&str, &str)] = &[("action", "overwrite")];
+const DELETE: &[(&str, &str)] = &[("action", "delete")];
+
 const BASE: &str = "code,name,kind,city\n\
 LOC-1,Main,clinic,Portland\n\
 LOC-2,North,office,Salem\n\
@@ -33,7 +38,7 @@ LOC-4,West,residential,Eugene\n";
 
 /// The four base locations, imported (and left there) before each scenario.
 async fn with_base(app: &TestApp, c: &mut Client) {
-    let id = validated(app, c, "locations", ("file.csv", BASE.as_bytes()), &[("action", "merge")]).await;
+    let id = validated(app, c, "locations", ("file.csv", BASE.as_bytes()), MERGE).await;
     start_import(app, c, id, &[]).await.see_other();
     assert!(c.get("/locations").await.body.contains("4 records"));
 }
@@ -52,7 +57,7 @@ async fn merge_updates_by_key_creates_the_rest_and_rolls_back_exactly() {
     // a second later, so a restored timestamp differs from a rewritten one
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let csv = "code,name,kind,city\nLOC-1,Main Campus,clinic,Portland\nLOC-2,North,office,Salem\nLOC-5,South,clinic,Medford\n";
-    let id = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), &[("action", "merge")]).await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), MERGE).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert_eq!(
         (stat(&page.body, "To create"), stat(&page.body, "To update"), stat(&page.body, "Unchanged")),
@@ -87,7 +92,7 @@ async fn overwrite_asks_for_the_number_it_removes_and_rolls_back_exactly() {
     let before = snapshot(&app).await;
     let csv =
         "code,name,kind,city\nLOC-1,Main Campus,clinic,Portland\nLOC-2,North,office,Salem\nLOC-6,Lake,clinic,Klamath\n";
-    let id = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), &[("action", "overwrite")]).await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), OVERWRITE).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert_eq!(stat(&page.body, "To delete"), 2, "LOC-3 and LOC-4 are not in the file");
     assert!(page.body.contains("2 Locations records that this file does not contain will be removed"), "{}", page.body);
@@ -116,14 +121,9 @@ async fn an_overwrite_that_would_empty_the_entity_says_so() {
     let (app, mut c) = app().await;
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
-    let id = validated(
-        &app,
-        &mut c,
-        "locations",
-        ("file.csv", "code,name,kind\nLOC-9,Nowhere,spaceship\n".as_bytes()),
-        &[("action", "overwrite")],
-    )
-    .await;
+    let id =
+        validated(&app, &mut c, "locations", ("file.csv", b"code,name,kind\nLOC-9,Nowhere,spaceship\n"), OVERWRITE)
+            .await;
     let r = start_import(&app, &mut c, id, &[]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Remove 4 records?"));
@@ -137,14 +137,7 @@ async fn delete_removes_what_the_file_names_reports_the_rest_and_rolls_back_exac
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
     // a delete file needs only the key column
-    let id = validated(
-        &app,
-        &mut c,
-        "locations",
-        ("file.csv", "code\nLOC-2\nLOC-9\nLOC-4\n".as_bytes()),
-        &[("action", "delete")],
-    )
-    .await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", b"code\nLOC-2\nLOC-9\nLOC-4\n"), DELETE).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     let body = page.body.replace("&#34;", "\"");
     assert!(body.contains("Ready to import"), "{body}");
@@ -165,17 +158,11 @@ async fn records_changed_since_are_listed_and_left_alone_unless_overwritten() {
     let (app, mut c) = app().await;
     with_base(&app, &mut c).await;
     let csv = "code,name,kind\nLOC-1,Main Campus,clinic\nLOC-5,South,clinic\nLOC-6,Lake,clinic\n";
-    let first = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), &[("action", "merge")]).await;
+    let first = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), MERGE).await;
     start_import(&app, &mut c, first, &[]).await;
     // a later import changes LOC-5
-    let later = validated(
-        &app,
-        &mut c,
-        "locations",
-        ("file.csv", "code,name,kind\nLOC-5,South Annex,office\n".as_bytes()),
-        &[("action", "merge")],
-    )
-    .await;
+    let later =
+        validated(&app, &mut c, "locations", ("file.csv", b"code,name,kind\nLOC-5,South Annex,office\n"), MERGE).await;
     start_import(&app, &mut c, later, &[]).await;
     let page = c.get(&format!("/settings/imports/{first}?rollback=1")).await;
     assert!(page.body.contains("1 record has changed since the import"), "{}", page.body);
@@ -209,29 +196,19 @@ async fn unique_values_come_back_with_the_records() {
     app.add_record("acme", "locations", &[("code", "LOC-1"), ("name", "Main"), ("kind", "clinic")]).await;
     let staff = "employee_id,first_name,last_name,email,role,home_location\n\
                  E-1,Ava,Nguyen,ava@x.test,nurse,LOC-1\nE-2,Liam,Patel,liam@x.test,nurse,LOC-1\n";
-    let id = validated(&app, &mut c, "staff", ("file.csv", staff.as_bytes()), &[("action", "merge")]).await;
+    let id = validated(&app, &mut c, "staff", ("file.csv", staff.as_bytes()), MERGE).await;
     start_import(&app, &mut c, id, &[]).await;
     let before = snapshot(&app).await;
     // E-1 takes a new email (its old one is free again), E-2 is deleted by an overwrite
     let csv = "employee_id,first_name,last_name,email,role,home_location\nE-1,Ava,Nguyen,ava.n@x.test,nurse,LOC-1\n";
-    let id = validated(&app, &mut c, "staff", ("file.csv", csv.as_bytes()), &[("action", "overwrite")]).await;
+    let id = validated(&app, &mut c, "staff", ("file.csv", csv.as_bytes()), OVERWRITE).await;
     start_import(&app, &mut c, id, &[("confirm_delete", "1")]).await;
     assert_ne!(snapshot(&app).await, before);
     roll_back(&app, &mut c, id, &[]).await;
     assert_eq!(snapshot(&app).await, before, "records and their unique values as before");
     // the restored emails are taken again
-    let id = validated(
-        &app,
-        &mut c,
-        "staff",
-        (
-            "file.csv",
-            "employee_id,first_name,last_name,email,role,home_location\nE-3,Mia,Khan,liam@x.test,nurse,LOC-1\n"
-                .as_bytes(),
-        ),
-        &[("action", "merge")],
-    )
-    .await;
+    let csv = "employee_id,first_name,last_name,email,role,home_location\nE-3,Mia,Khan,liam@x.test,nurse,LOC-1\n";
+    let id = validated(&app, &mut c, "staff", ("file.csv", csv.as_bytes()), MERGE).await;
     let body = c.get(&format!("/settings/imports/{id}")).await.body.replace("&#34;", "\"");
     assert!(body.contains("email: \"liam@x.test\" is already used by E-2"), "{body}");
 }
@@ -240,7 +217,7 @@ async fn unique_values_come_back_with_the_records() {
 async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
     let (app, mut c) = app().await;
     app.user("acme", "ian@acme.test", "importer").await;
-    let id = validated(&app, &mut c, "locations", ("file.csv", BASE.as_bytes()), &[("action", "merge")]).await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", BASE.as_bytes()), MERGE).await;
     start_import(&app, &mut c, id, &[]).await;
     assert_eq!(c.get(&format!("/settings/imports/{id}/original")).await.status, StatusCode::OK);
     roll_back(&app, &mut c, id, &[]).await;
@@ -287,14 +264,7 @@ async fn rollback_needs_the_upload_permission_and_stays_in_its_org() {
     app.user("globex", "gus@globex.test", "owner").await;
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
-    let id = validated(
-        &app,
-        &mut c,
-        "locations",
-        ("file.csv", "code,name,kind\nLOC-7,Pier,clinic\n".as_bytes()),
-        &[("action", "merge")],
-    )
-    .await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", b"code,name,kind\nLOC-7,Pier,clinic\n"), MERGE).await;
     start_import(&app, &mut c, id, &[]).await;
     let after = snapshot(&app).await;
     assert_ne!(after, before);
@@ -314,14 +284,8 @@ async fn rollback_needs_the_upload_permission_and_stays_in_its_org() {
 #[actix_web::test]
 async fn past_the_retention_the_journal_and_original_go_and_rollback_says_why() {
     let (app, mut c) = app().await;
-    let id = validated(
-        &app,
-        &mut c,
-        "locations",
-        ("file.csv", "code,name,kind\nLOC-1,Main,clinic\nLOC-2,,clinic\n".as_bytes()),
-        &[("action", "merge")],
-    )
-    .await;
+    let csv = b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,,clinic\n";
+    let id = validated(&app, &mut c, "locations", ("file.csv", csv), MERGE).await;
     start_import(&app, &mut c, id, &[]).await;
     let journal = "SELECT COUNT(*) FROM import_journal WHERE import_id = $1";
     assert_eq!(app.scalar(journal, &[id]).await, 1);

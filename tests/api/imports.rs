@@ -281,14 +281,8 @@ async fn imports_need_the_permission_and_stay_in_their_org() {
 #[actix_web::test]
 async fn a_ready_import_not_started_in_time_expires_and_its_staged_rows_are_purged() {
     let (app, mut c) = app().await;
-    let id = validated(
-        &app,
-        &mut c,
-        "locations",
-        ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,clinic\n"),
-        &[],
-    )
-    .await;
+    let csv = b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,clinic\n";
+    let id = validated(&app, &mut c, "locations", ("l.csv", csv), &[]).await;
     let staged = "SELECT COUNT(*) FROM import_rows WHERE import_id = $1";
     assert_eq!(app.scalar(staged, &[id]).await, 2, "validation staged both rows");
     // maintenance within the time to live changes nothing
