@@ -4,13 +4,7 @@
 
 use awc::http::StatusCode;
 
-use crate::helpers::{Client, TestApp, spawn_app_with};
-
-async fn app() -> TestApp {
-    let app = spawn_app_with(|s| s.workers = "0".into()).await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    app
-}
+use crate::helpers::{Client, TestApp, app, attrs, count, roll_back, start_import, stat, text, texts, validated};
 
 /// Every record of every org with its unique values, in id order: what a rollback must
 /// restore exactly.
@@ -31,30 +25,10 @@ async fn snapshot(app: &TestApp) -> Vec<String> {
     recs.iter().map(|r| format!("{r:?}")).chain(unis.iter().map(|u| format!("{u:?}"))).collect()
 }
 
-/// Upload with `action`, map every column to the field of the same name, validate.
-async fn validated(app: &TestApp, c: &mut Client, entity: &str, action: &str, csv: &str) -> i64 {
-    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    let mapping: Vec<(&str, &str)> = header.iter().map(|h| (*h, *h)).collect();
-    let id = c.upload_mapped(&[("resource", entity), ("action", action)], ("file.csv", csv.as_bytes()), &mapping).await;
-    app.drain().await;
-    id
-}
-
-async fn start(app: &TestApp, c: &mut Client, id: i64, extra: &[(&str, &str)]) -> crate::helpers::Resp {
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), extra).await;
-    app.drain().await;
-    r
-}
-
-async fn roll_back(app: &TestApp, c: &mut Client, id: i64, extra: &[(&str, &str)]) -> crate::helpers::Resp {
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/rollback"), extra).await;
-    app.drain().await;
-    r
-}
-
-fn stat(body: &str, label: &str) -> i64 {
-    crate::imports::stat(body, label)
-}
+/// The upload form's `action` choices.
+const MERGE: &[(&str, &str)] = &[("action", "merge")];
+const OVERWRITE: &[(&str, &str)] = &[("action", "overwrite")];
+const DELETE: &[(&str, &str)] = &[("action", "delete")];
 
 const BASE: &str = "code,name,kind,city\n\
 LOC-1,Main,clinic,Portland\n\
@@ -64,8 +38,8 @@ LOC-4,West,residential,Eugene\n";
 
 /// The four base locations, imported (and left there) before each scenario.
 async fn with_base(app: &TestApp, c: &mut Client) {
-    let id = validated(app, c, "locations", "merge", BASE).await;
-    assert_eq!(start(app, c, id, &[]).await.status, StatusCode::SEE_OTHER);
+    let id = validated(app, c, "locations", ("file.csv", BASE.as_bytes()), MERGE).await;
+    start_import(app, c, id, &[]).await.see_other();
     assert!(c.get("/locations").await.body.contains("4 records"));
 }
 
@@ -77,20 +51,19 @@ async fn data_of(app: &TestApp, key: &str) -> Option<serde_json::Value> {
 
 #[actix_web::test]
 async fn merge_updates_by_key_creates_the_rest_and_rolls_back_exactly() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
     // a second later, so a restored timestamp differs from a rewritten one
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let csv = "code,name,kind,city\nLOC-1,Main Campus,clinic,Portland\nLOC-2,North,office,Salem\nLOC-5,South,clinic,Medford\n";
-    let id = validated(&app, &mut c, "locations", "merge", csv).await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), MERGE).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert_eq!(
         (stat(&page.body, "To create"), stat(&page.body, "To update"), stat(&page.body, "Unchanged")),
         (1, 1, 1)
     );
-    start(&app, &mut c, id, &[]).await;
+    start_import(&app, &mut c, id, &[]).await;
     assert_eq!(data_of(&app, "LOC-1").await.unwrap()["name"], "Main Campus");
     assert_eq!(data_of(&app, "LOC-5").await.unwrap()["city"], "Medford");
     let after = snapshot(&app).await;
@@ -98,7 +71,7 @@ async fn merge_updates_by_key_creates_the_rest_and_rolls_back_exactly() {
     assert_eq!(after[1..4], before[1..4], "LOC-2..LOC-4 untouched, timestamps included");
 
     let page = c.get(&format!("/settings/imports/{id}?rollback=1")).await;
-    assert!(page.body.contains("id=\"rollback-dialog\""), "{}", page.body);
+    assert_eq!(count(&page.body, "dialog#rollback-dialog[open]"), 1, "{}", page.body);
     assert!(page.body.contains("1 created records are removed"));
     assert!(page.body.contains("1 updated records get their earlier values back"));
     assert!(page.body.contains("Roll back the import of"));
@@ -106,31 +79,31 @@ async fn merge_updates_by_key_creates_the_rest_and_rolls_back_exactly() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(snapshot(&app).await, before, "the records are exactly as before the import");
     let page = c.get(&format!("/settings/imports/{id}")).await;
-    assert!(page.body.contains(">Rolled Back<") || page.body.contains(">Rolled back<"), "{}", page.body);
+    let badge = text(&page.body, ".page-header .badge");
+    assert!(badge == "Rolled Back" || badge == "Rolled back", "{}", page.body);
     assert!(page.body.contains("2 changes undone"));
-    assert!(!page.body.contains("id=\"rollback-dialog\""), "no second rollback offered");
+    assert_eq!(count(&page.body, "#rollback-dialog"), 0, "no second rollback offered");
 }
 
 #[actix_web::test]
 async fn overwrite_asks_for_the_number_it_removes_and_rolls_back_exactly() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
     let csv =
         "code,name,kind,city\nLOC-1,Main Campus,clinic,Portland\nLOC-2,North,office,Salem\nLOC-6,Lake,clinic,Klamath\n";
-    let id = validated(&app, &mut c, "locations", "overwrite", csv).await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), OVERWRITE).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert_eq!(stat(&page.body, "To delete"), 2, "LOC-3 and LOC-4 are not in the file");
     assert!(page.body.contains("2 Locations records that this file does not contain will be removed"), "{}", page.body);
     // starting without confirming that number changes nothing
-    let r = start(&app, &mut c, id, &[]).await;
+    let r = start_import(&app, &mut c, id, &[]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.body.contains("Remove 2 records?") && r.body.contains("open data-modal"), "{}", r.body);
-    let r = start(&app, &mut c, id, &[("confirm_delete", "3")]).await;
+    assert!(r.body.contains("Remove 2 records?") && count(&r.body, "dialog[open][data-modal]") == 1, "{}", r.body);
+    let r = start_import(&app, &mut c, id, &[("confirm_delete", "3")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "a stale number is not a confirmation");
     assert_eq!(snapshot(&app).await, before);
-    let r = start(&app, &mut c, id, &[("confirm_delete", "2")]).await;
+    let r = start_import(&app, &mut c, id, &[("confirm_delete", "2")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert!(page.body.contains("Import completed"), "{}", page.body);
@@ -145,12 +118,13 @@ async fn overwrite_asks_for_the_number_it_removes_and_rolls_back_exactly() {
 
 #[actix_web::test]
 async fn an_overwrite_that_would_empty_the_entity_says_so() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
-    let id = validated(&app, &mut c, "locations", "overwrite", "code,name,kind\nLOC-9,Nowhere,spaceship\n").await;
-    let r = start(&app, &mut c, id, &[]).await;
+    let id =
+        validated(&app, &mut c, "locations", ("file.csv", b"code,name,kind\nLOC-9,Nowhere,spaceship\n"), OVERWRITE)
+            .await;
+    let r = start_import(&app, &mut c, id, &[]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Remove 4 records?"));
     assert!(r.body.contains("leaving no Locations records at all"), "{}", r.body);
@@ -159,19 +133,18 @@ async fn an_overwrite_that_would_empty_the_entity_says_so() {
 
 #[actix_web::test]
 async fn delete_removes_what_the_file_names_reports_the_rest_and_rolls_back_exactly() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
     // a delete file needs only the key column
-    let id = validated(&app, &mut c, "locations", "delete", "code\nLOC-2\nLOC-9\nLOC-4\n").await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", b"code\nLOC-2\nLOC-9\nLOC-4\n"), DELETE).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     let body = page.body.replace("&#34;", "\"");
     assert!(body.contains("Ready to import"), "{body}");
     assert_eq!(stat(&body, "To delete"), 2);
     assert!(body.contains("row 3: no locations record has the key \"LOC-9\"; nothing to delete"), "{body}");
-    assert!(body.contains(">Skipped<"));
-    start(&app, &mut c, id, &[]).await;
+    assert!(texts(&body, "td .badge").contains(&"Skipped".to_string()));
+    start_import(&app, &mut c, id, &[]).await;
     assert!(data_of(&app, "LOC-2").await.is_none() && data_of(&app, "LOC-4").await.is_none());
     assert!(data_of(&app, "LOC-1").await.is_some() && data_of(&app, "LOC-3").await.is_some());
     let page = c.get(&format!("/settings/imports/{id}?rollback=1")).await;
@@ -182,18 +155,18 @@ async fn delete_removes_what_the_file_names_reports_the_rest_and_rolls_back_exac
 
 #[actix_web::test]
 async fn records_changed_since_are_listed_and_left_alone_unless_overwritten() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     with_base(&app, &mut c).await;
     let csv = "code,name,kind\nLOC-1,Main Campus,clinic\nLOC-5,South,clinic\nLOC-6,Lake,clinic\n";
-    let first = validated(&app, &mut c, "locations", "merge", csv).await;
-    start(&app, &mut c, first, &[]).await;
+    let first = validated(&app, &mut c, "locations", ("file.csv", csv.as_bytes()), MERGE).await;
+    start_import(&app, &mut c, first, &[]).await;
     // a later import changes LOC-5
-    let later = validated(&app, &mut c, "locations", "merge", "code,name,kind\nLOC-5,South Annex,office\n").await;
-    start(&app, &mut c, later, &[]).await;
+    let later =
+        validated(&app, &mut c, "locations", ("file.csv", b"code,name,kind\nLOC-5,South Annex,office\n"), MERGE).await;
+    start_import(&app, &mut c, later, &[]).await;
     let page = c.get(&format!("/settings/imports/{first}?rollback=1")).await;
     assert!(page.body.contains("1 record has changed since the import"), "{}", page.body);
-    assert!(page.body.contains("<code>LOC-5</code>"));
+    assert_eq!(texts(&page.body, "#rollback-dialog li code"), ["LOC-5"]);
     // two tabs: one rollback
     let token = page.csrf();
     let url = format!("/settings/imports/{first}/rollback");
@@ -219,46 +192,40 @@ async fn records_changed_since_are_listed_and_left_alone_unless_overwritten() {
 
 #[actix_web::test]
 async fn unique_values_come_back_with_the_records() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     app.add_record("acme", "locations", &[("code", "LOC-1"), ("name", "Main"), ("kind", "clinic")]).await;
     let staff = "employee_id,first_name,last_name,email,role,home_location\n\
                  E-1,Ava,Nguyen,ava@x.test,nurse,LOC-1\nE-2,Liam,Patel,liam@x.test,nurse,LOC-1\n";
-    let id = validated(&app, &mut c, "staff", "merge", staff).await;
-    start(&app, &mut c, id, &[]).await;
+    let id = validated(&app, &mut c, "staff", ("file.csv", staff.as_bytes()), MERGE).await;
+    start_import(&app, &mut c, id, &[]).await;
     let before = snapshot(&app).await;
     // E-1 takes a new email (its old one is free again), E-2 is deleted by an overwrite
     let csv = "employee_id,first_name,last_name,email,role,home_location\nE-1,Ava,Nguyen,ava.n@x.test,nurse,LOC-1\n";
-    let id = validated(&app, &mut c, "staff", "overwrite", csv).await;
-    start(&app, &mut c, id, &[("confirm_delete", "1")]).await;
+    let id = validated(&app, &mut c, "staff", ("file.csv", csv.as_bytes()), OVERWRITE).await;
+    start_import(&app, &mut c, id, &[("confirm_delete", "1")]).await;
     assert_ne!(snapshot(&app).await, before);
     roll_back(&app, &mut c, id, &[]).await;
     assert_eq!(snapshot(&app).await, before, "records and their unique values as before");
     // the restored emails are taken again
-    let id = validated(
-        &app,
-        &mut c,
-        "staff",
-        "merge",
-        "employee_id,first_name,last_name,email,role,home_location\nE-3,Mia,Khan,liam@x.test,nurse,LOC-1\n",
-    )
-    .await;
+    let csv = "employee_id,first_name,last_name,email,role,home_location\nE-3,Mia,Khan,liam@x.test,nurse,LOC-1\n";
+    let id = validated(&app, &mut c, "staff", ("file.csv", csv.as_bytes()), MERGE).await;
     let body = c.get(&format!("/settings/imports/{id}")).await.body.replace("&#34;", "\"");
     assert!(body.contains("email: \"liam@x.test\" is already used by E-2"), "{body}");
 }
 
 #[actix_web::test]
 async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
-    let app = app().await;
+    let (app, mut c) = app().await;
     app.user("acme", "ian@acme.test", "importer").await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    let id = validated(&app, &mut c, "locations", "merge", BASE).await;
-    start(&app, &mut c, id, &[]).await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", BASE.as_bytes()), MERGE).await;
+    start_import(&app, &mut c, id, &[]).await;
     assert_eq!(c.get(&format!("/settings/imports/{id}/original")).await.status, StatusCode::OK);
     roll_back(&app, &mut c, id, &[]).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
-    let activity = &page.body[page.body.find("id=\"activity-title\"").unwrap()..];
-    let activity = &activity[..activity.find("</section>").unwrap()];
+    let activity = texts(&page.body, "section[aria-labelledby=\"activity-title\"] tbody tr");
+    let row = |words: &str| {
+        activity.iter().position(|r| r.contains(words)).unwrap_or_else(|| panic!("{words}: {activity:?}"))
+    };
     for words in [
         "Uploaded a file",
         "Confirmed the column mapping",
@@ -268,19 +235,20 @@ async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
         "Asked for a rollback",
         "Rollback completed",
     ] {
-        assert!(activity.contains(words), "{words}: {activity}");
+        row(words);
     }
-    assert!(activity.contains("ada@acme.test") && activity.contains("background job"));
-    assert!(activity.contains("4 created, 0 updated, 0 deleted, 0 failed"));
-    assert!(activity.contains("127.0.0.1"), "from where");
+    let all = activity.join("\n");
+    assert!(all.contains("ada@acme.test") && all.contains("background job"));
+    assert!(all.contains("4 created, 0 updated, 0 deleted, 0 failed"));
+    assert!(all.contains("127.0.0.1"), "from where");
     // newest first
-    assert!(activity.find("Rollback completed").unwrap() < activity.find("Uploaded a file").unwrap());
+    assert!(row("Rollback completed") < row("Uploaded a file"));
 
     // the org-wide log, filterable, for owners only
     let log = c.get("/settings/audit").await;
     assert_eq!(log.status, StatusCode::OK);
     assert!(log.body.contains("Signed in") && log.body.contains("Rollback completed"));
-    assert!(log.body.contains(&format!("href=\"/settings/imports/{id}\"")));
+    assert!(attrs(&log.body, "main a", "href").contains(&format!("/settings/imports/{id}")));
     let only = c.get("/settings/audit?action=import_rolled_back").await;
     assert!(only.body.contains("1 event<"), "{}", only.body);
     let none = c.get("/settings/audit?actor=nobody").await;
@@ -291,14 +259,13 @@ async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
 
 #[actix_web::test]
 async fn rollback_needs_the_upload_permission_and_stays_in_its_org() {
-    let app = app().await;
+    let (app, mut c) = app().await;
     app.user("acme", "vic@acme.test", "viewer").await;
     app.user("globex", "gus@globex.test", "owner").await;
-    let mut c = app.signed_in("ada@acme.test").await;
     with_base(&app, &mut c).await;
     let before = snapshot(&app).await;
-    let id = validated(&app, &mut c, "locations", "merge", "code,name,kind\nLOC-7,Pier,clinic\n").await;
-    start(&app, &mut c, id, &[]).await;
+    let id = validated(&app, &mut c, "locations", ("file.csv", b"code,name,kind\nLOC-7,Pier,clinic\n"), MERGE).await;
+    start_import(&app, &mut c, id, &[]).await;
     let after = snapshot(&app).await;
     assert_ne!(after, before);
     let mut vic = app.signed_in("vic@acme.test").await;
@@ -314,51 +281,33 @@ async fn rollback_needs_the_upload_permission_and_stays_in_its_org() {
     assert_eq!(snapshot(&app).await, after, "nothing was rolled back");
 }
 
-async fn exec(app: &TestApp, sql: &'static str, id: i64) {
-    match &app.db {
-        stevedore::store::Db::Sqlite(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
-        stevedore::store::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
-    }
-}
-
-async fn scalar(app: &TestApp, sql: &'static str, id: i64) -> i64 {
-    match &app.db {
-        stevedore::store::Db::Sqlite(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
-        stevedore::store::Db::Postgres(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
-    }
-}
-
 #[actix_web::test]
 async fn past_the_retention_the_journal_and_original_go_and_rollback_says_why() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    let id = validated(&app, &mut c, "locations", "merge", "code,name,kind\nLOC-1,Main,clinic\nLOC-2,,clinic\n").await;
-    start(&app, &mut c, id, &[]).await;
+    let (app, mut c) = app().await;
+    let csv = b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,,clinic\n";
+    let id = validated(&app, &mut c, "locations", ("file.csv", csv), MERGE).await;
+    start_import(&app, &mut c, id, &[]).await;
     let journal = "SELECT COUNT(*) FROM import_journal WHERE import_id = $1";
-    assert_eq!(scalar(&app, journal, id).await, 1);
+    assert_eq!(app.scalar(journal, &[id]).await, 1);
     let file_path: String = {
         let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
         stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap().file.path
     };
     assert!(std::path::Path::new(&file_path).exists());
     // within the retention nothing goes
-    stevedore::jobs::enqueue(&app.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
-        .await
-        .unwrap();
+    app.queue_maintenance().await;
     app.drain().await;
-    assert_eq!(scalar(&app, journal, id).await, 1);
+    assert_eq!(app.scalar(journal, &[id]).await, 1);
     // 91 days later
-    exec(&app, "UPDATE imports SET created_at = created_at - 91 * 86400 WHERE id = $1", id).await;
-    stevedore::jobs::enqueue(&app.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
-        .await
-        .unwrap();
+    app.exec("UPDATE imports SET created_at = created_at - 91 * 86400 WHERE id = $1", &[id]).await;
+    app.queue_maintenance().await;
     app.drain().await;
-    assert_eq!(scalar(&app, journal, id).await, 0, "the journal is purged");
+    assert_eq!(app.scalar(journal, &[id]).await, 0, "the journal is purged");
     assert!(!std::path::Path::new(&file_path).exists(), "the original file is deleted");
     let page = c.get(&format!("/settings/imports/{id}?rollback=1")).await;
     assert!(page.body.contains("Rollback is no longer available"), "{}", page.body);
     assert!(page.body.contains("imports are kept undoable for 90 days"));
-    assert!(!page.body.contains("id=\"rollback-dialog\"") && !page.body.contains("/original\" download"));
+    assert_eq!(count(&page.body, "#rollback-dialog, a[href$=\"/original\"][download]"), 0);
     let r = roll_back(&app, &mut c, id, &[]).await;
     assert!(
         c.get(&r.location()).await.body.contains("This import can no longer be rolled back: its journal was purged on")

@@ -10,7 +10,7 @@ use awc::http::StatusCode;
 use stevedore::domain::ids::OrgId;
 use stevedore::store::Db;
 
-use crate::helpers::{Client, PASSWORD, fresh_database_url};
+use crate::helpers::{Client, PASSWORD, fresh_database_url, wait_for_import};
 
 const ROWS: usize = 100_000;
 
@@ -57,10 +57,6 @@ async fn wait_up(c: &mut Client) {
     }
 }
 
-async fn import_row(db: &Db, org: OrgId, id: i64) -> stevedore::domain::imports::Import {
-    stevedore::store::imports::get(db, org, id).await.unwrap().unwrap()
-}
-
 #[actix_web::test]
 async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,32 +86,20 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
     for i in 0..ROWS {
         csv.push_str(&format!("LOC-{i:06},Site number {i},clinic,Portland,{}\n", i % 500));
     }
-    let mapping = [("code", "code"), ("name", "name"), ("kind", "kind"), ("city", "city"), ("capacity", "capacity")];
-    let id = c
-        .upload_mapped(&[("resource", "locations"), ("chunk_size", "100")], ("big.csv", csv.as_bytes()), &mapping)
-        .await;
+    let id = c.upload_mapped("locations", ("big.csv", csv.as_bytes()), &[("chunk_size", "100")]).await;
 
     let db = Db::connect(&url, 2).await.unwrap();
     let org = OrgId::new(stevedore::store::accounts::org_by_slug(&db, "acme").await.unwrap().unwrap().id);
     let deadline = Instant::now() + Duration::from_secs(300);
-    while import_row(&db, org, id).await.stage != Stage::Ready {
-        assert!(Instant::now() < deadline, "validation did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(import_row(&db, org, id).await.validated.to_create, ROWS as i64);
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let (slow, fast) = (Duration::from_millis(200), Duration::from_millis(20));
+    let ready = wait_for_import(&db, org, id, deadline, slow, |r| r.stage == Stage::Ready).await;
+    assert_eq!(ready.expect("validation did not finish").validated.to_create, ROWS as i64);
+    c.import_action(id, "start", &[]).await.see_other();
 
     // kill -9 once some chunks are committed
-    let at_kill = loop {
-        let row = import_row(&db, org, id).await;
-        if row.processed_rows >= 200 {
-            srv.kill();
-            break row;
-        }
-        assert!(Instant::now() < deadline, "the import never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let at_kill = wait_for_import(&db, org, id, deadline, fast, |r| r.processed_rows >= 200).await;
+    srv.kill();
+    let at_kill = at_kill.expect("the import never started");
     assert_eq!(at_kill.stage, Stage::Importing);
     assert!(at_kill.processed_rows < ROWS as i64, "the import finished before the kill; use more rows");
 
@@ -123,17 +107,11 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
     let mut srv = server(dir.path(), &url, port);
     wait_up(&mut c).await;
     let db = Db::connect(&url, 2).await.unwrap();
-    let done = loop {
-        let row = import_row(&db, org, id).await;
-        if row.stage != Stage::Importing {
-            break row;
-        }
-        if Instant::now() > deadline {
+    let done =
+        wait_for_import(&db, org, id, deadline, slow, |r| r.stage != Stage::Importing).await.unwrap_or_else(|row| {
             let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-            panic!("the import did not finish after the restart ({} rows); server log:\n{log}", row.processed_rows);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+            panic!("the import did not finish after the restart ({} rows); server log:\n{log}", row.processed_rows)
+        });
     srv.kill();
     assert_eq!(done.stage, Stage::Completed, "{}", done.reason);
     assert_eq!((done.processed_rows, done.created_rows, done.failed_rows), (ROWS as i64, ROWS as i64, 0));
@@ -143,29 +121,16 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
     // the rollback, killed part-way (it undoes a chunk of journal entries per transaction)
     let mut srv = server(dir.path(), &url, port);
     wait_up(&mut c).await;
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/rollback"), &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    c.import_action(id, "rollback", &[]).await.see_other();
     let deadline = Instant::now() + Duration::from_secs(300);
-    let at_kill = loop {
-        let row = import_row(&db, org, id).await;
-        if row.rollback.rolled_back_rows >= 200 {
-            srv.kill();
-            break row;
-        }
-        assert!(Instant::now() < deadline, "the rollback never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let at_kill = wait_for_import(&db, org, id, deadline, fast, |r| r.rollback.rolled_back_rows >= 200).await;
+    srv.kill();
+    let at_kill = at_kill.expect("the rollback never started");
     assert_eq!(at_kill.stage, Stage::Completed, "killed before the rollback finished; use more rows");
     let mut srv = server(dir.path(), &url, port);
     wait_up(&mut c).await;
-    let done = loop {
-        let row = import_row(&db, org, id).await;
-        if row.stage == Stage::RolledBack {
-            break row;
-        }
-        assert!(Instant::now() < deadline, "the rollback did not finish after the restart");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let done = wait_for_import(&db, org, id, deadline, slow, |r| r.stage == Stage::RolledBack).await;
+    let done = done.expect("the rollback did not finish after the restart");
     srv.kill();
     assert_eq!((done.rollback.rolled_back_rows, done.rollback.skipped), (ROWS as i64, 0));
     let left = stevedore::store::records::count(&db, org, "locations", None).await.unwrap();

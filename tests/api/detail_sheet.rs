@@ -5,10 +5,9 @@
 
 use awc::http::StatusCode;
 
-use crate::helpers::{Client, spawn_app_with};
+use crate::helpers::{Client, app, attrs};
 
 const LOCATIONS: &str = "code,name,kind\nHQ,Head office,clinic\nNORTH,North clinic,clinic\n";
-const MAPPING: [(&str, &str); 3] = [("code", "code"), ("name", "name"), ("kind", "kind")];
 
 /// GETs `path` as htmx does (with `HX-Request`), with the client's cookies.
 async fn htmx_get(c: &Client, path: &str) -> (StatusCode, String) {
@@ -24,23 +23,16 @@ async fn htmx_get(c: &Client, path: &str) -> (StatusCode, String) {
     (res.status(), String::from_utf8_lossy(&body).into_owned())
 }
 
-fn sheet(body: &str) -> scraper::Html {
-    scraper::Html::parse_fragment(body)
-}
-
+/// An attribute of the sheet (`#import-sheet`), which the response must hold.
 fn sheet_attr(body: &str, attr: &str) -> Option<String> {
-    let doc = sheet(body);
-    let sel = scraper::Selector::parse("#import-sheet").unwrap();
-    let el = doc.select(&sel).next().expect("the response holds the sheet");
-    el.value().attr(attr).map(str::to_string)
+    assert!(body.contains("id=\"import-sheet\""), "the response holds the sheet");
+    attrs(body, "#import-sheet", attr).into_iter().next()
 }
 
 #[actix_web::test]
 async fn the_sheet_polls_while_work_runs_and_htmx_gets_it_alone() {
-    let app = spawn_app_with(|s| s.workers = "0".into()).await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    let id = c.upload_mapped(&[("resource", "locations")], ("l.csv", LOCATIONS.as_bytes()), &MAPPING).await;
+    let (app, mut c) = app().await;
+    let id = c.upload_mapped("locations", ("l.csv", LOCATIONS.as_bytes()), &[]).await;
     let path = format!("/settings/imports/{id}");
 
     // validating: the full page holds the polling sheet inside the frame
@@ -66,8 +58,7 @@ async fn the_sheet_polls_while_work_runs_and_htmx_gets_it_alone() {
     assert_eq!(sheet_attr(&partial, "hx-get"), None);
 
     // importing polls again until completed
-    let r = c.submit(&path, &format!("{path}/start"), &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    c.import_action(id, "start", &[]).await.see_other();
     let (_, partial) = htmx_get(&c, &path).await;
     assert!(partial.contains("Importing"), "{partial}");
     assert_eq!(sheet_attr(&partial, "hx-trigger").as_deref(), Some("every 2s"));
@@ -81,11 +72,9 @@ async fn the_sheet_polls_while_work_runs_and_htmx_gets_it_alone() {
 
 #[actix_web::test]
 async fn another_orgs_sheet_is_not_found_for_htmx_either() {
-    let app = spawn_app_with(|s| s.workers = "0".into()).await;
-    app.user("acme", "ada@acme.test", "owner").await;
+    let (app, mut ada) = app().await;
     app.user("umbrella", "eve@umbrella.test", "owner").await;
-    let mut ada = app.signed_in("ada@acme.test").await;
-    let id = ada.upload_mapped(&[("resource", "locations")], ("l.csv", LOCATIONS.as_bytes()), &MAPPING).await;
+    let id = ada.upload_mapped("locations", ("l.csv", LOCATIONS.as_bytes()), &[]).await;
     let eve = app.signed_in("eve@umbrella.test").await;
     let (status, body) = htmx_get(&eve, &format!("/settings/imports/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -4,41 +4,20 @@ use std::io::Read;
 
 use awc::http::StatusCode;
 
-use crate::helpers::{Client, TestApp, spawn_app_with};
-
-async fn app() -> TestApp {
-    let app = spawn_app_with(|s| s.workers = "0".into()).await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    app
-}
+use crate::helpers::{Client, Resp, TestApp, app, count, first_id, import_file, texts};
 
 /// Requests an export through the New Export form; the response.
-async fn request(c: &mut Client, fields: &[(&str, &str)]) -> crate::helpers::Resp {
+async fn request(c: &mut Client, fields: &[(&str, &str)]) -> Resp {
     c.submit("/settings/exports", "/settings/exports", fields).await
 }
 
 /// Follows Download to the signed link and fetches the file.
-async fn download(c: &mut Client, id: i64) -> (crate::helpers::Resp, String) {
+async fn download(c: &mut Client, id: i64) -> (Resp, String) {
     let r = c.get(&format!("/settings/exports/{id}/download")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let link = r.location();
     assert!(link.starts_with(&format!("/exports/{id}/file?expires=")), "{link}");
     (c.get(&link).await, link)
-}
-
-fn newest_id(body: &str) -> i64 {
-    let at = body.find("id=\"export-").expect("an export row");
-    body[at + 11..].split('"').next().unwrap().parse().unwrap()
-}
-
-async fn import_locations(app: &TestApp, c: &mut Client, csv: &[u8]) {
-    let header = std::str::from_utf8(csv).unwrap().lines().next().unwrap().to_string();
-    let mapping: Vec<(&str, &str)> = header.split(',').map(|h| (h, h)).collect();
-    let id = c.upload_mapped(&[("resource", "locations")], ("l.csv", csv), &mapping).await;
-    app.drain().await;
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    app.drain().await;
 }
 
 async fn records(app: &TestApp, org: &str, entity: &str) -> Vec<(String, String)> {
@@ -53,11 +32,10 @@ async fn records(app: &TestApp, org: &str, entity: &str) -> Vec<(String, String)
 
 #[actix_web::test]
 async fn a_csv_export_re_imports_as_the_records_it_came_from() {
-    let app = app().await;
+    let (app, mut c) = app().await;
     app.user("globex", "ada@acme.test", "owner").await;
-    let mut c = app.signed_in("ada@acme.test").await;
     let examples = std::fs::read("examples/locations.csv").unwrap();
-    import_locations(&app, &mut c, &examples).await;
+    import_file(&app, &mut c, "locations", ("l.csv", &examples)).await;
     let source = records(&app, "acme", "locations").await;
     assert!(source.len() >= 20);
 
@@ -66,13 +44,16 @@ async fn a_csv_export_re_imports_as_the_records_it_came_from() {
     let r = request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains(">Pending<") && page.body.contains("data-refresh"), "{}", page.body);
-    assert!(page.body.contains("data-poll="), "the list refreshes itself while work is in progress");
+    assert_eq!(texts(&page.body, "#exports .badge"), ["Pending"], "{}", page.body);
+    assert_eq!(count(&page.body, "a[data-refresh]"), 1, "{}", page.body);
+    assert_eq!(count(&page.body, "#exports[data-poll]"), 1, "the list refreshes itself while work is in progress");
     app.drain().await;
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains(">Completed<") && !page.body.contains("data-poll="), "{}", page.body);
-    assert!(page.body.contains("<td>CSV</td>") && page.body.contains("Locations"));
-    let id = newest_id(&page.body);
+    assert_eq!(texts(&page.body, "#exports .badge"), ["Completed"], "{}", page.body);
+    assert_eq!(count(&page.body, "[data-poll]"), 0, "{}", page.body);
+    let cells = texts(&page.body, "#exports td");
+    assert!(cells.iter().any(|c| c == "CSV") && cells.iter().any(|c| c == "Locations"), "{cells:?}");
+    let id = first_id(&page.body, "export-");
 
     let (file, _) = download(&mut c, id).await;
     assert_eq!(file.status, StatusCode::OK);
@@ -90,14 +71,13 @@ async fn a_csv_export_re_imports_as_the_records_it_came_from() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     // phone numbers such as +1 503-555-… were written with the text marker ('+1 …)
     assert!(file.body.contains(",'+1 503-555-"), "{}", file.body);
-    import_locations(&app, &mut c, file.body.as_bytes()).await;
+    import_file(&app, &mut c, "locations", ("l.csv", file.body.as_bytes())).await;
     assert_eq!(records(&app, "globex", "locations").await, source, "round trip");
 }
 
 #[actix_web::test]
 async fn formula_cells_are_neutralized_and_several_entities_are_zipped() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     app.add_record("acme", "locations", &[("code", "LOC-1"), ("name", "=HYPERLINK(\"x\")"), ("kind", "clinic")]).await;
     app.add_record("acme", "locations", &[("code", "LOC-2"), ("name", "-cmd"), ("kind", "office"), ("city", "@SUM")])
         .await;
@@ -118,7 +98,7 @@ async fn formula_cells_are_neutralized_and_several_entities_are_zipped() {
         [("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations"), ("entity_types", "staff")];
     assert_eq!(request(&mut c, &fields).await.status, StatusCode::SEE_OTHER);
     app.drain().await;
-    let id = newest_id(&c.get("/settings/exports").await.body);
+    let id = first_id(&c.get("/settings/exports").await.body, "export-");
     let (file, _) = download(&mut c, id).await;
     assert_eq!(file.header("content-type"), "application/zip");
     assert!(file.header("content-disposition").contains("entities-"));
@@ -136,12 +116,11 @@ async fn formula_cells_are_neutralized_and_several_entities_are_zipped() {
 
 #[actix_web::test]
 async fn json_lines_import_history_and_audit_log() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    import_locations(&app, &mut c, b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\n").await;
+    let (app, mut c) = app().await;
+    import_file(&app, &mut c, "locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\n")).await;
     request(&mut c, &[("export_type", "entity_data"), ("format", "json"), ("entity_types", "locations")]).await;
     app.drain().await;
-    let id = newest_id(&c.get("/settings/exports").await.body);
+    let id = first_id(&c.get("/settings/exports").await.body, "export-");
     let (file, _) = download(&mut c, id).await;
     assert_eq!(file.header("content-type"), "application/x-ndjson");
     let docs: Vec<serde_json::Value> = file.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -151,7 +130,7 @@ async fn json_lines_import_history_and_audit_log() {
 
     request(&mut c, &[("export_type", "import_history"), ("format", "csv")]).await;
     app.drain().await;
-    let id = newest_id(&c.get("/settings/exports").await.body);
+    let id = first_id(&c.get("/settings/exports").await.body, "export-");
     let (file, _) = download(&mut c, id).await;
     let mut lines = file.body.lines();
     assert_eq!(
@@ -162,7 +141,7 @@ async fn json_lines_import_history_and_audit_log() {
 
     request(&mut c, &[("export_type", "audit_log"), ("format", "csv")]).await;
     app.drain().await;
-    let id = newest_id(&c.get("/settings/exports").await.body);
+    let id = first_id(&c.get("/settings/exports").await.body, "export-");
     let (file, _) = download(&mut c, id).await;
     assert!(file.body.starts_with("id,at,who,action,target,detail,address\n"));
     assert!(file.body.contains("import_started") && file.body.contains("export_requested"), "{}", file.body);
@@ -170,8 +149,7 @@ async fn json_lines_import_history_and_audit_log() {
 
 #[actix_web::test]
 async fn invalid_choices_are_explained_in_the_dialog() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (_app, mut c) = app().await;
     for (fields, message) in [
         (vec![("export_type", "entity_data"), ("format", "csv")], "Choose at least one entity type to export."),
         (
@@ -200,19 +178,18 @@ async fn invalid_choices_are_explained_in_the_dialog() {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         let body = r.body.replace("&#34;", "\"");
         assert!(body.contains(message), "{message}: {body}");
-        assert!(body.contains("id=\"new-export\"") && body.contains("open data-modal"));
+        assert_eq!(count(&body, "dialog#new-export[open][data-modal]"), 1);
     }
     assert!(c.get("/settings/exports").await.body.contains("No exports yet"), "nothing was requested");
 }
 
 #[actix_web::test]
 async fn links_expire_cannot_be_altered_and_deleting_keeps_the_records() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    import_locations(&app, &mut c, b"code,name,kind\nLOC-1,Main,clinic\n").await;
+    let (app, mut c) = app().await;
+    import_file(&app, &mut c, "locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\n")).await;
     request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
     app.drain().await;
-    let id = newest_id(&c.get("/settings/exports").await.body);
+    let id = first_id(&c.get("/settings/exports").await.body, "export-");
     let (ok, link) = download(&mut c, id).await;
     assert_eq!(ok.status, StatusCode::OK);
     // the link works without a session: it is the signature that grants it
@@ -264,13 +241,12 @@ async fn links_expire_cannot_be_altered_and_deleting_keeps_the_records() {
 
 #[actix_web::test]
 async fn viewing_and_requesting_need_their_permissions_and_stay_in_their_org() {
-    let app = app().await;
+    let (app, mut c) = app().await;
     app.user("acme", "vic@acme.test", "viewer").await;
     app.user("globex", "gus@globex.test", "owner").await;
-    let mut c = app.signed_in("ada@acme.test").await;
     request(&mut c, &[("export_type", "audit_log"), ("format", "csv")]).await;
     app.drain().await;
-    let id = newest_id(&c.get("/settings/exports").await.body);
+    let id = first_id(&c.get("/settings/exports").await.body, "export-");
 
     let mut vic = app.signed_in("vic@acme.test").await;
     let page = vic.get("/settings/exports").await;
@@ -294,16 +270,15 @@ async fn viewing_and_requesting_need_their_permissions_and_stay_in_their_org() {
     let token = gus.get("/").await.csrf();
     let r = gus.post_form(&format!("/settings/exports/{id}/delete"), &[("csrf_token", token.as_str())]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(c.get("/settings/exports").await.body.contains(&format!("id=\"export-{id}\"")));
+    assert_eq!(count(&c.get("/settings/exports").await.body, &format!("#export-{id}")), 1);
 }
 
 #[actix_web::test]
 async fn a_completed_export_expires_after_its_retention_and_offers_no_download() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     request(&mut c, &[("export_type", "audit_log"), ("format", "csv")]).await;
     app.drain().await;
-    let id = newest_id(&c.get("/settings/exports").await.body);
+    let id = first_id(&c.get("/settings/exports").await.body, "export-");
     let (ok, link) = download(&mut c, id).await;
     assert_eq!(ok.status, StatusCode::OK);
     let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
@@ -312,7 +287,7 @@ async fn a_completed_export_expires_after_its_retention_and_offers_no_download()
     app.backdate_export(id, 8 * 86_400).await;
     app.maintain().await;
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains(">Expired<"), "{}", page.body);
+    assert_eq!(texts(&page.body, "#exports .badge"), ["Expired"], "{}", page.body);
     assert!(!page.body.contains(&format!("/settings/exports/{id}/download")), "no download offered");
     assert!(!std::path::Path::new(&path).exists(), "the file is deleted");
     assert_eq!(c.get(&link).await.status, StatusCode::FORBIDDEN, "an earlier link no longer works");
@@ -322,10 +297,14 @@ async fn a_completed_export_expires_after_its_retention_and_offers_no_download()
 #[actix_web::test]
 async fn an_xlsx_export_is_one_workbook_with_a_sheet_per_entity() {
     use calamine::{Data, Reader, Xlsx};
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    import_locations(&app, &mut c, b"code,name,kind,capacity,active\nLOC-1,Main,clinic,40,true\nLOC-2,=1+1,office,,\n")
-        .await;
+    let (app, mut c) = app().await;
+    import_file(
+        &app,
+        &mut c,
+        "locations",
+        ("l.csv", b"code,name,kind,capacity,active\nLOC-1,Main,clinic,40,true\nLOC-2,=1+1,office,,\n"),
+    )
+    .await;
     app.add_record(
         "acme",
         "staff",
@@ -344,8 +323,9 @@ async fn an_xlsx_export_is_one_workbook_with_a_sheet_per_entity() {
     assert_eq!(request(&mut c, &fields).await.status, StatusCode::SEE_OTHER);
     app.drain().await;
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains("<td>XLSX</td>") && page.body.contains(">Completed<"), "{}", page.body);
-    let id = newest_id(&page.body);
+    assert_eq!(texts(&page.body, "#exports .badge"), ["Completed"], "{}", page.body);
+    assert!(texts(&page.body, "#exports td").iter().any(|c| c == "XLSX"), "{}", page.body);
+    let id = first_id(&page.body, "export-");
     let (file, _) = download(&mut c, id).await;
     assert_eq!(file.header("content-type"), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
     assert!(file.header("content-disposition").contains(".xlsx"));
@@ -369,11 +349,10 @@ async fn an_xlsx_export_is_one_workbook_with_a_sheet_per_entity() {
 
 #[actix_web::test]
 async fn an_export_whose_worker_died_restarts_cleanly() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    import_locations(&app, &mut c, b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\n").await;
+    let (app, mut c) = app().await;
+    import_file(&app, &mut c, "locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\n")).await;
     request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
-    let id = newest_id(&c.get("/settings/exports").await.body);
+    let id = first_id(&c.get("/settings/exports").await.body, "export-");
     let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
     let path = stevedore::store::exports::get(&app.db, org, id).await.unwrap().unwrap().file_path;
     // as a worker killed part-way leaves it: processing, with half a file beside the real one
@@ -382,11 +361,12 @@ async fn an_export_whose_worker_died_restarts_cleanly() {
     std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
     std::fs::write(format!("{path}.part"), "code,name\nLOC-1,half a row").unwrap();
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains(">Processing<") && !page.body.contains("/download\""), "no download while processing");
+    assert_eq!(texts(&page.body, "#exports .badge"), ["Processing"], "{}", page.body);
+    assert_eq!(count(&page.body, "a[href$=\"/download\"]"), 0, "no download while processing");
     // the queued job (taken over once the lease ran out) starts the file again
     app.drain().await;
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains(">Completed<"), "{}", page.body);
+    assert_eq!(texts(&page.body, "#exports .badge"), ["Completed"], "{}", page.body);
     let (file, _) = download(&mut c, id).await;
     assert_eq!(file.body.lines().count(), 3, "{}", file.body);
     assert!(!file.body.contains("half a row"));

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use awc::http::StatusCode;
 
-use crate::helpers::{Client, TestApp, spawn_app_with};
+use crate::helpers::{Client, TestApp, app_with, start_import, stat, text, validated};
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
 const PDF: &[u8] = b"%PDF-1.4\n% a certificate\n";
@@ -41,25 +40,11 @@ async fn file_server() -> (String, Arc<AtomicUsize>) {
     (format!("http://127.0.0.1:{port}"), hits)
 }
 
-async fn staff_import(app: &TestApp, c: &mut Client, csv: &str) -> i64 {
-    let fields =
-        ["employee_id", "first_name", "last_name", "email", "role", "home_location", "photo", "certifications"];
-    let mapping: Vec<(&str, &str)> = fields.iter().map(|f| (*f, *f)).collect();
-    let id = c.upload_mapped(&[("resource", "staff")], ("staff.csv", csv.as_bytes()), &mapping).await;
-    app.drain().await;
-    id
-}
-
+/// The app (fetching from private networks when `private`) with location LOC-1, and the
+/// owner signed in.
 async fn with_location(private: bool) -> (TestApp, Client) {
-    let app = spawn_app_with(|s| {
-        s.workers = "0".into();
-        s.fetch_private_networks = private.to_string();
-    })
-    .await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, c) = app_with(|s| s.fetch_private_networks = private.to_string()).await;
     app.add_record("acme", "locations", &[("code", "LOC-1"), ("name", "Main"), ("kind", "clinic")]).await;
-    let _ = &mut c;
     (app, c)
 }
 
@@ -76,9 +61,9 @@ async fn file_urls_are_fetched_once_and_replaced_by_the_stored_files() {
          E-3,Mia,Khan,mia@x.test,nurse,LOC-1,{files}/cert.pdf,\n\
          E-4,Noa,Berg,noa@x.test,nurse,LOC-1,,{files}/gone.pdf\n"
     );
-    let id = staff_import(&app, &mut c, &csv).await;
+    let id = validated(&app, &mut c, "staff", ("staff.csv", csv.as_bytes()), &[]).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
-    assert!(page.body.contains(">Ready<"), "{}", page.body);
+    assert_eq!(text(&page.body, ".page-header .badge"), "Ready", "{}", page.body);
     assert!(
         page.body.contains(&format!("row 4, photo: {files}/cert.pdf could not be fetched: it is not an image (PNG, JPEG, GIF or WebP) but application/pdf")),
         "{}",
@@ -90,9 +75,7 @@ async fn file_urls_are_fetched_once_and_replaced_by_the_stored_files() {
     // photo.png once, cert.pdf once, moved (redirect) + its target, gone.pdf: the cache
     // keeps the second photo.png from being fetched again
     assert_eq!(hits.load(Ordering::SeqCst), 5);
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    app.drain().await;
+    start_import(&app, &mut c, id, &[]).await.see_other();
     let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
     let stored = stevedore::store::records::list(&app.db, org, "staff", None, 10, 0).await.unwrap();
     let keys: Vec<&str> = stored.iter().map(|r| r.record_key.as_str()).collect();
@@ -134,7 +117,7 @@ async fn private_addresses_are_refused_by_default() {
          E-3,Mia,Khan,mia@x.test,nurse,LOC-1,,\n",
         files.rsplit(':').next().unwrap()
     );
-    let id = staff_import(&app, &mut c, &csv).await;
+    let id = validated(&app, &mut c, "staff", ("staff.csv", csv.as_bytes()), &[]).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert!(page.body.contains(&format!(
         "row 2, photo: {files}/photo.png could not be fetched: it points to 127.0.0.1, a private or local network address, which is never fetched"
@@ -142,5 +125,5 @@ async fn private_addresses_are_refused_by_default() {
     assert!(page.body.contains("row 3, photo: http://localhost:"), "{}", page.body);
     assert!(page.body.contains("a private or local network address, which is never fetched"));
     assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing on the private network was asked");
-    assert_eq!(crate::imports::stat(&page.body, "Valid"), 1);
+    assert_eq!(stat(&page.body, "Valid"), 1);
 }

@@ -1,10 +1,22 @@
-//! `spawn_app()`: the real app on a random port with a fresh database (a temporary SQLite
-//! file, or its own schema on PostgreSQL when `TEST_DATABASE_URL` is set), and `Client`,
-//! a cookie-keeping HTTP client that follows no redirects so tests can see them.
+//! The one helper set of the API tests.
+//!
+//! - Apps: `spawn_app()` is the real app on a random port with a fresh database (a temporary
+//!   SQLite file, or its own schema on PostgreSQL when `TEST_DATABASE_URL` is set); `app()`
+//!   is the usual start of a page test: no in-process worker (tests `drain` the queue, so
+//!   every step is deterministic), ada@acme.test owning acme, and a client signed in as her.
+//! - `Client`: a cookie-keeping HTTP client that follows no redirects so tests can see them,
+//!   with the import flow as a user goes through it (`upload`, `confirm_mapping`,
+//!   `upload_mapped`, `import_action`).
+//! - The import flow with the queue run in between: `validated`, `start_import`,
+//!   `roll_back`, `import_file`; `wait_for_import` polls an import a real server runs.
+//! - Reading pages through an HTML parser (scraper), by ids, classes and roles: `texts`,
+//!   `text`, `count`, `attrs`, `html_of`, `definition`, `stat`, `first_id`, `csrf_token`.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
+use scraper::{ElementRef, Html, Selector};
 use stevedore::config::{CommonArgs, ServeArgs, Settings};
 use stevedore::startup::App;
 use stevedore::store::Db;
@@ -99,6 +111,27 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// The owner `app()` signs in.
+pub const OWNER: &str = "ada@acme.test";
+
+/// The app without an in-process worker, [`OWNER`] owning the org `acme`, and a client
+/// signed in as her.
+pub async fn app() -> (TestApp, Client) {
+    app_with(|_| {}).await
+}
+
+/// [`app()`] with more settings changed.
+pub async fn app_with(tweak: impl FnOnce(&mut ServeArgs)) -> (TestApp, Client) {
+    let app = spawn_app_with(|s| {
+        s.workers = "0".into();
+        tweak(s);
+    })
+    .await;
+    app.user("acme", OWNER, "owner").await;
+    let c = app.signed_in(OWNER).await;
+    (app, c)
+}
+
 impl TestApp {
     /// Creates a user with [`PASSWORD`] and a role in an org (created when missing).
     pub async fn user(&self, org: &str, email: &str, role: &str) {
@@ -149,10 +182,15 @@ impl TestApp {
 
     /// Runs maintenance now (and whatever else is due).
     pub async fn maintain(&self) {
+        self.queue_maintenance().await;
+        self.drain().await;
+    }
+
+    /// Queues a maintenance run outside the schedule's dedupe (nothing runs it yet).
+    pub async fn queue_maintenance(&self) {
         stevedore::jobs::enqueue(&self.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
             .await
             .unwrap();
-        self.drain().await;
     }
 
     /// Runs every due background job to completion, as a worker would.
@@ -172,6 +210,24 @@ impl TestApp {
             }
         }
         panic!("the job queue never emptied");
+    }
+
+    /// Runs one statement with `binds` for `$1`, `$2`, … on either backend.
+    pub async fn exec(&self, sql: &'static str, binds: &[i64]) {
+        match &self.db {
+            Db::Sqlite(p) => binds.iter().fold(sqlx::query(sql), |q, b| q.bind(*b)).execute(p).await.map(|_| ()),
+            Db::Postgres(p) => binds.iter().fold(sqlx::query(sql), |q, b| q.bind(*b)).execute(p).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The one number a query with `binds` answers, on either backend.
+    pub async fn scalar(&self, sql: &'static str, binds: &[i64]) -> i64 {
+        match &self.db {
+            Db::Sqlite(p) => binds.iter().fold(sqlx::query_scalar(sql), |q, b| q.bind(*b)).fetch_one(p).await,
+            Db::Postgres(p) => binds.iter().fold(sqlx::query_scalar(sql), |q, b| q.bind(*b)).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     pub async fn role_of(&self, org: &str, email: &str) -> Option<String> {
@@ -198,9 +254,12 @@ impl Resp {
     }
     /// The CSRF token of the first form on the page.
     pub fn csrf(&self) -> String {
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = self.body.find(marker).expect("page has a CSRF field") + marker.len();
-        self.body[start..].split('"').next().unwrap().to_string()
+        csrf_token(&self.body)
+    }
+    /// Asserts a 303 (showing the body otherwise); the Location it points to.
+    pub fn see_other(&self) -> String {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
+        self.location()
     }
 }
 
@@ -282,29 +341,8 @@ impl Client {
         self.finish(res).await
     }
 
-    /// POSTs a multipart form (text fields and one file) to `path`, which carries the
+    /// POSTs a multipart form (text fields and one file) to `path`; an upload carries the
     /// CSRF token in its query string as the upload form's action does.
-    /// Uploads a file for `entity` with the upload form's `fields`, then confirms the
-    /// mapping `(field, column)`; returns the import id.
-    pub async fn upload_mapped(
-        &mut self,
-        fields: &[(&str, &str)],
-        file: (&str, &[u8]),
-        mapping: &[(&str, &str)],
-    ) -> i64 {
-        let token = self.get("/settings/imports/upload").await.csrf();
-        let r = self.post_multipart(&format!("/settings/imports/upload?csrf_token={token}"), fields, Some(file)).await;
-        assert_eq!(r.status, awc::http::StatusCode::SEE_OTHER, "{}", r.body);
-        let id: i64 = r.location().rsplit('/').next().unwrap().parse().unwrap();
-        let token = self.get(&format!("/settings/imports/{id}")).await.csrf();
-        let names: Vec<String> = mapping.iter().map(|(f, _)| format!("map.{f}")).collect();
-        let mut form = vec![("csrf_token", token.as_str())];
-        form.extend(names.iter().zip(mapping).map(|(n, (_, column))| (n.as_str(), *column)));
-        let r = self.post_form(&format!("/settings/imports/{id}/mapping"), &form).await;
-        assert_eq!(r.status, awc::http::StatusCode::SEE_OTHER, "{}", r.body);
-        id
-    }
-
     pub async fn post_multipart(&mut self, path: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Resp {
         let boundary = "stevedoreTestBoundary7MA4YWxkTrZu0gW";
         let mut body: Vec<u8> = vec![];
@@ -348,4 +386,185 @@ impl Client {
     pub async fn login(&mut self, email: &str, password: &str) -> Resp {
         self.submit("/login", "/login", &[("email", email), ("password", password)]).await
     }
+
+    /// Uploads `file` (name, bytes) for `entity` as the upload page does, with more form
+    /// `fields` (`action`, `chunk_size`, `duplicate_handling`, …); the response.
+    pub async fn upload(&mut self, entity: &str, file: (&str, &[u8]), fields: &[(&str, &str)]) -> Resp {
+        let token = self.get("/settings/imports/upload").await.csrf();
+        let mut all = vec![("resource", entity)];
+        all.extend_from_slice(fields);
+        self.post_multipart(&format!("/settings/imports/upload?csrf_token={token}"), &all, Some(file)).await
+    }
+
+    /// Confirms the column mapping import `id`'s page proposes (the selected option of every
+    /// field's select, none for a field the page leaves unmapped); the response.
+    pub async fn confirm_mapping(&mut self, id: i64) -> Resp {
+        let page = self.get(&format!("/settings/imports/{id}")).await;
+        let doc = Html::parse_document(&page.body);
+        let chosen = selector("option[selected]");
+        let mut form: Vec<(String, String)> = doc
+            .select(&selector("select[id^=\"map-\"]"))
+            .map(|s| {
+                let name = s.attr("name").expect("a mapping select has a name").to_string();
+                let value = s.select(&chosen).next().and_then(|o| o.attr("value")).unwrap_or_default();
+                (name, value.to_string())
+            })
+            .collect();
+        assert!(!form.is_empty(), "import {id} shows no mapping: {}", page.body);
+        form.push(("csrf_token".into(), page.csrf()));
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.post_form(&format!("/settings/imports/{id}/mapping"), &form).await
+    }
+
+    /// Uploads and confirms the proposed mapping, both answered with a 303; the import id.
+    /// Validation is queued, not run (see [`validated`]).
+    pub async fn upload_mapped(&mut self, entity: &str, file: (&str, &[u8]), fields: &[(&str, &str)]) -> i64 {
+        let id = id_in(&self.upload(entity, file, fields).await.see_other());
+        self.confirm_mapping(id).await.see_other();
+        id
+    }
+
+    /// Presses one of import `id`'s buttons (`start`, `pause`, `resume`, `rollback`) with
+    /// more form `fields`, the CSRF token read from its page; the response. Nothing runs yet.
+    pub async fn import_action(&mut self, id: i64, action: &str, fields: &[(&str, &str)]) -> Resp {
+        self.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/{action}"), fields).await
+    }
+}
+
+/// The id at the end of a location such as `/settings/imports/12`.
+pub fn id_in(location: &str) -> i64 {
+    location.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no id in {location:?}"))
+}
+
+/// Upload → proposed mapping → validation run; the import id.
+pub async fn validated(
+    app: &TestApp,
+    c: &mut Client,
+    entity: &str,
+    file: (&str, &[u8]),
+    fields: &[(&str, &str)],
+) -> i64 {
+    let id = c.upload_mapped(entity, file, fields).await;
+    app.drain().await;
+    id
+}
+
+/// Presses Start with more form `fields` (such as `confirm_delete`) and runs what it
+/// queued; the response, whatever it is.
+pub async fn start_import(app: &TestApp, c: &mut Client, id: i64, fields: &[(&str, &str)]) -> Resp {
+    let r = c.import_action(id, "start", fields).await;
+    app.drain().await;
+    r
+}
+
+/// Presses Roll back (confirming the dialog) with more form `fields` (such as
+/// `overwrite_changed`) and runs what it queued; the response.
+pub async fn roll_back(app: &TestApp, c: &mut Client, id: i64, fields: &[(&str, &str)]) -> Resp {
+    let r = c.import_action(id, "rollback", fields).await;
+    app.drain().await;
+    r
+}
+
+/// A whole import of `file` for `entity`: validated, started (a 303) and run; its id.
+pub async fn import_file(app: &TestApp, c: &mut Client, entity: &str, file: (&str, &[u8])) -> i64 {
+    let id = validated(app, c, entity, file, &[]).await;
+    start_import(app, c, id, &[]).await.see_other();
+    id
+}
+
+/// Polls import `id` (run by a server elsewhere) every `every` until `done` holds for it;
+/// its row then, or `Err` with the last row seen once `deadline` has passed.
+pub async fn wait_for_import(
+    db: &Db,
+    org: stevedore::domain::ids::OrgId,
+    id: i64,
+    deadline: Instant,
+    every: Duration,
+    done: impl Fn(&stevedore::domain::imports::Import) -> bool,
+) -> Result<stevedore::domain::imports::Import, stevedore::domain::imports::Import> {
+    loop {
+        let row = stevedore::store::imports::get(db, org, id).await.unwrap().expect("the import exists");
+        if done(&row) {
+            return Ok(row);
+        }
+        if Instant::now() > deadline {
+            return Err(row);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+// Reading pages. Every helper parses the HTML and selects by CSS (ids, classes, roles, as
+// the templates have them); text is what a reader sees, whitespace collapsed.
+
+fn selector(css: &str) -> Selector {
+    Selector::parse(css).unwrap_or_else(|e| panic!("bad selector {css:?}: {e}"))
+}
+
+fn words(el: ElementRef) -> String {
+    el.text().flat_map(str::split_whitespace).collect::<Vec<_>>().join(" ")
+}
+
+/// The text of every element `css` selects, in page order.
+pub fn texts(html: &str, css: &str) -> Vec<String> {
+    Html::parse_document(html).select(&selector(css)).map(words).collect()
+}
+
+/// The text of the first element `css` selects; panics when there is none.
+pub fn text(html: &str, css: &str) -> String {
+    texts(html, css).into_iter().next().unwrap_or_else(|| panic!("nothing matches {css:?} in {html}"))
+}
+
+/// How many elements `css` selects.
+pub fn count(html: &str, css: &str) -> usize {
+    Html::parse_document(html).select(&selector(css)).count()
+}
+
+/// The `attr` attribute of every element `css` selects that has one, in page order.
+pub fn attrs(html: &str, css: &str, attr: &str) -> Vec<String> {
+    Html::parse_document(html).select(&selector(css)).filter_map(|e| e.attr(attr).map(String::from)).collect()
+}
+
+/// The markup of the first element `css` selects (the element included); panics when none.
+pub fn html_of(html: &str, css: &str) -> String {
+    let doc = Html::parse_document(html);
+    let el = doc.select(&selector(css)).next().unwrap_or_else(|| panic!("nothing matches {css:?} in {html}"));
+    el.html()
+}
+
+/// The text of the `<dd>` after the `<dt>` reading `term`, in the first element `scope` selects.
+pub fn definition(html: &str, scope: &str, term: &str) -> String {
+    let doc = Html::parse_document(html);
+    let within = doc.select(&selector(scope)).next().unwrap_or_else(|| panic!("nothing matches {scope:?}"));
+    within
+        .select(&selector("dt"))
+        .filter(|dt| words(*dt) == term)
+        .find_map(|dt| dt.next_siblings().find_map(ElementRef::wrap))
+        .map(words)
+        .unwrap_or_else(|| panic!("no {term:?} in {scope:?}: {}", within.html()))
+}
+
+/// The number on the stat card labelled `label` (an import page's counts).
+pub fn stat(html: &str, label: &str) -> i64 {
+    let doc = Html::parse_document(html);
+    let (value, name) = (selector(".stat-value"), selector(".stat-label"));
+    doc.select(&selector(".stat"))
+        .find(|card| card.select(&name).next().is_some_and(|l| words(l) == label))
+        .and_then(|card| card.select(&value).next())
+        .map(|v| words(v).parse().unwrap_or_else(|e| panic!("stat {label}: {e}")))
+        .unwrap_or_else(|| panic!("no stat {label}"))
+}
+
+/// The number in the id of the first element whose id is `prefix` and a number: the
+/// newest row of a list (`export-12`, `mp-import-3`).
+pub fn first_id(html: &str, prefix: &str) -> i64 {
+    attrs(html, &format!("[id^=\"{prefix}\"]"), "id")
+        .iter()
+        .find_map(|id| id[prefix.len()..].parse().ok())
+        .unwrap_or_else(|| panic!("no element with an id {prefix}N"))
+}
+
+/// The CSRF token of the first form on the page.
+pub fn csrf_token(html: &str) -> String {
+    attrs(html, "input[name=\"csrf_token\"]", "value").into_iter().next().expect("page has a CSRF field")
 }

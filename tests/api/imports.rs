@@ -4,110 +4,35 @@
 
 use awc::http::StatusCode;
 
-use crate::helpers::{Client, TestApp, spawn_app_with};
-
-async fn app() -> TestApp {
-    let app = spawn_app_with(|s| s.workers = "0".into()).await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    app
-}
-
-/// Uploads a file as the upload page does; returns the response.
-async fn upload(
-    c: &mut Client,
-    entity: &str,
-    name: &str,
-    bytes: &[u8],
-    extra: &[(&str, &str)],
-) -> crate::helpers::Resp {
-    let token = c.get("/settings/imports/upload").await.csrf();
-    let mut fields = vec![("resource", entity)];
-    fields.extend_from_slice(extra);
-    c.post_multipart(&format!("/settings/imports/upload?csrf_token={token}"), &fields, Some((name, bytes))).await
-}
-
-fn id_of(location: &str) -> i64 {
-    location.rsplit('/').next().unwrap().parse().unwrap()
-}
-
-/// Confirms the mapping the page proposes (the selected option of every select).
-async fn confirm_mapping(c: &mut Client, id: i64) -> crate::helpers::Resp {
-    let page = c.get(&format!("/settings/imports/{id}")).await;
-    let mut fields: Vec<(String, String)> = vec![];
-    for part in page.body.split("<select id=\"map-").skip(1) {
-        let field = part.split('"').next().unwrap().to_string();
-        let select = &part[..part.find("</select>").unwrap()];
-        let chosen = select
-            .split("<option value=\"")
-            .skip(1)
-            .find(|o| o.contains("\" selected>"))
-            .map(|o| o.split('"').next().unwrap().to_string())
-            .unwrap_or_default();
-        fields.push((format!("map.{field}"), chosen));
-    }
-    let token = page.csrf();
-    let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    form.push(("csrf_token", &token));
-    c.post_form(&format!("/settings/imports/{id}/mapping"), &form).await
-}
-
-/// Upload → mapping → validation; returns the import id.
-async fn validated(
-    app: &TestApp,
-    c: &mut Client,
-    entity: &str,
-    name: &str,
-    bytes: &[u8],
-    extra: &[(&str, &str)],
-) -> i64 {
-    let r = upload(c, entity, name, bytes, extra).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let id = id_of(&r.location());
-    let m = confirm_mapping(c, id).await;
-    assert_eq!(m.status, StatusCode::SEE_OTHER, "{}", m.body);
-    app.drain().await;
-    id
-}
-
-async fn start(app: &TestApp, c: &mut Client, id: i64) {
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    app.drain().await;
-}
-
-pub fn stat(body: &str, label: &str) -> i64 {
-    let at =
-        body.find(&format!("<span class=\"stat-label\">{label}</span>")).unwrap_or_else(|| panic!("no stat {label}"));
-    let before = &body[..at];
-    let v = before.rsplit("<span class=\"stat-value\">").next().unwrap();
-    v.split('<').next().unwrap().trim().parse().unwrap()
-}
+use crate::helpers::{app, app_with, id_in, start_import, stat, text, texts, validated};
 
 #[actix_web::test]
 async fn the_examples_import_in_dependency_order() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     for entity in ["locations", "staff", "clients"] {
         let bytes = std::fs::read(format!("examples/{entity}.csv")).unwrap();
         let expected = csv::Reader::from_reader(bytes.as_slice()).records().count() as i64;
-        let id = validated(&app, &mut c, entity, &format!("{entity}.csv"), &bytes, &[]).await;
+        let id = validated(&app, &mut c, entity, (&format!("{entity}.csv"), &bytes), &[]).await;
         let page = c.get(&format!("/settings/imports/{id}")).await;
         assert!(page.body.contains("Ready to import"), "{entity}: {}", page.body);
         assert_eq!(stat(&page.body, "To create"), expected, "{entity}");
         assert!(page.body.contains("The first rows as they will be stored"));
-        start(&app, &mut c, id).await;
+        start_import(&app, &mut c, id, &[]).await.see_other();
         let done = c.get(&format!("/settings/imports/{id}")).await;
         assert!(done.body.contains("Import completed"), "{entity}: {}", done.body);
         assert_eq!(stat(&done.body, "Created"), expected);
         let list = c.get(&format!("/{entity}")).await;
         assert!(list.body.contains(&format!("{expected} records")), "{entity}");
         for phase in ["prevalidation", "preparsing", "transforming", "parsing", "validation", "processing"] {
-            assert!(done.body.contains(&format!("<code>{phase}</code>")));
+            assert!(
+                texts(&done.body, "section[aria-labelledby=\"phases-title\"] td code").contains(&phase.to_string())
+            );
         }
     }
     let history = c.get("/settings/imports").await;
     assert_eq!(history.status, StatusCode::OK);
-    assert_eq!(history.body.matches("badge-success\">Completed").count(), 3, "{}", history.body);
+    let completed = texts(&history.body, "td .badge-success").into_iter().filter(|b| b == "Completed").count();
+    assert_eq!(completed, 3, "{}", history.body);
     assert!(history.body.contains("3 imports"));
     let filtered = c.get("/settings/imports?entity=staff").await;
     assert!(filtered.body.contains("1 import<"));
@@ -126,9 +51,8 @@ LOC-7,Lake,residential,20,2019-12-31,surprise\n";
 
 #[actix_web::test]
 async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    let id = validated(&app, &mut c, "locations", "locations.csv", LOCATIONS.as_bytes(), &[]).await;
+    let (app, mut c) = app().await;
+    let id = validated(&app, &mut c, "locations", ("locations.csv", LOCATIONS.as_bytes()), &[]).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     let body = page.body.replace("&#34;", "\"");
     assert!(body.contains("row 3, name: is required but empty"), "{body}");
@@ -144,10 +68,14 @@ async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
     assert_eq!(stat(&page.body, "To create"), 2, "LOC-1 and LOC-6 (first)");
     assert_eq!(stat(&page.body, "Duplicates"), 2);
     // the sample shows the rows that will be stored, and only those
-    let sample = &body[body.find("The first rows as they will be stored").expect("a sample")..];
-    let sample = &sample[..sample.find("</table>").unwrap()];
-    assert!(sample.contains("Main Clinic") && sample.contains("<td>South</td>"), "{sample}");
-    assert!(!sample.contains("West") && !sample.contains("South Annex") && !sample.contains("North"), "{sample}");
+    assert_eq!(text(&page.body, "h3"), "The first rows as they will be stored");
+    let sample = texts(&page.body, "h3 + .table-wrap td");
+    let has = |cell: &str| sample.iter().any(|s| s == cell);
+    assert!(has("Main Clinic") && has("South"), "{sample:?}");
+    assert!(
+        !sample.iter().any(|s| s.contains("West") || s.contains("South Annex") || s.contains("North")),
+        "{sample:?}"
+    );
 
     let csv = c.get(&format!("/settings/imports/{id}/errors.csv")).await;
     assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
@@ -162,7 +90,7 @@ async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
     assert_eq!(v[0]["row"], 3);
     assert_eq!(v[0]["values"]["code"], "LOC-2");
 
-    start(&app, &mut c, id).await;
+    start_import(&app, &mut c, id, &[]).await.see_other();
     let list = c.get("/locations").await;
     assert!(list.body.contains("2 records"), "only the valid rows are stored");
     assert!(list.body.contains("Main Clinic") && list.body.contains("LOC-6"));
@@ -172,22 +100,21 @@ async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
 
 #[actix_web::test]
 async fn references_must_exist_and_reimports_change_only_what_changed() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     let locs = "code,name,kind\nLOC-1,Main,clinic\nLOC-2,Annex,office\n";
-    let id = validated(&app, &mut c, "locations", "l.csv", locs.as_bytes(), &[]).await;
-    start(&app, &mut c, id).await;
+    let id = validated(&app, &mut c, "locations", ("l.csv", locs.as_bytes()), &[]).await;
+    start_import(&app, &mut c, id, &[]).await.see_other();
 
     let staff = "employee_id,first_name,last_name,email,role,home_location\n\
 EMP-1,Ann,Lee,ann@x.test,nurse,LOC-1\n\
 EMP-2,Bo,Ray,bo@x.test,nurse,LOC-9\n";
-    let id = validated(&app, &mut c, "staff", "s.csv", staff.as_bytes(), &[]).await;
+    let id = validated(&app, &mut c, "staff", ("s.csv", staff.as_bytes()), &[]).await;
     let body = c.get(&format!("/settings/imports/{id}")).await.body.replace("&#34;", "\"");
     assert!(body.contains("row 3, home_location: no locations record has the key \"LOC-9\""), "{body}");
-    start(&app, &mut c, id).await;
+    start_import(&app, &mut c, id, &[]).await.see_other();
 
     // the same file again: nothing to do
-    let again = validated(&app, &mut c, "locations", "l.csv", locs.as_bytes(), &[]).await;
+    let again = validated(&app, &mut c, "locations", ("l.csv", locs.as_bytes()), &[]).await;
     let page = c.get(&format!("/settings/imports/{again}")).await;
     assert_eq!(stat(&page.body, "To create"), 0);
     assert_eq!(stat(&page.body, "Duplicates"), 2);
@@ -196,17 +123,17 @@ EMP-2,Bo,Ray,bo@x.test,nurse,LOC-9\n";
 
     // one row edited: one update
     let edited = "code,name,kind\nLOC-1,Main Campus,clinic\nLOC-2,Annex,office\n";
-    let upd = validated(&app, &mut c, "locations", "l2.csv", edited.as_bytes(), &[]).await;
+    let upd = validated(&app, &mut c, "locations", ("l2.csv", edited.as_bytes()), &[]).await;
     let page = c.get(&format!("/settings/imports/{upd}")).await;
     assert_eq!((stat(&page.body, "To update"), stat(&page.body, "To create")), (1, 0));
-    start(&app, &mut c, upd).await;
+    start_import(&app, &mut c, upd, &[]).await.see_other();
     let done = c.get(&format!("/settings/imports/{upd}")).await;
     assert_eq!(stat(&done.body, "Updated"), 1);
     assert!(c.get("/locations").await.body.contains("Main Campus"));
 
     // a unique value already used by another record
     let clash = "employee_id,first_name,last_name,email,role,home_location\nEMP-3,Cy,Doe,ANN@x.test,nurse,LOC-1\n";
-    let id = validated(&app, &mut c, "staff", "s2.csv", clash.as_bytes(), &[]).await;
+    let id = validated(&app, &mut c, "staff", ("s2.csv", clash.as_bytes()), &[]).await;
     let body = c.get(&format!("/settings/imports/{id}")).await.body.replace("&#34;", "\"");
     assert!(body.contains("row 2, email: \"ann@x.test\" is already used by EMP-1"), "{body}");
 }
@@ -214,11 +141,10 @@ EMP-2,Bo,Ray,bo@x.test,nurse,LOC-9\n";
 #[actix_web::test]
 async fn use_first_imports_the_first_copy_and_xlsx_works_too() {
     use rust_xlsxwriter::Workbook;
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     let dup = "code,name,kind\nLOC-1,Main,clinic\nLOC-1,Main,clinic\n";
     let id =
-        validated(&app, &mut c, "locations", "d.csv", dup.as_bytes(), &[("duplicate_handling", "use_first")]).await;
+        validated(&app, &mut c, "locations", ("d.csv", dup.as_bytes()), &[("duplicate_handling", "use_first")]).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert!(page.body.contains("row 3 repeats row 2; only the first copy is imported"));
     assert_eq!(stat(&page.body, "To create"), 1);
@@ -233,37 +159,31 @@ async fn use_first_imports_the_first_copy_and_xlsx_works_too() {
     ws.write_string(1, 2, "office").unwrap();
     ws.write_number(1, 3, 15.0).unwrap();
     let bytes = wb.save_to_buffer().unwrap();
-    let id = validated(&app, &mut c, "locations", "sites.xlsx", &bytes, &[]).await;
+    let id = validated(&app, &mut c, "locations", ("sites.xlsx", &bytes), &[]).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert_eq!(stat(&page.body, "To create"), 1, "headers matched by label: {}", page.body);
-    start(&app, &mut c, id).await;
+    start_import(&app, &mut c, id, &[]).await.see_other();
     assert!(c.get("/locations").await.body.contains("Spreadsheet Site"));
 }
 
 #[actix_web::test]
 async fn bad_uploads_are_refused_with_the_reason_and_nothing_is_created() {
-    let app = spawn_app_with(|s| {
-        s.workers = "0".into();
-        s.upload_limit = "2KiB".into();
-    })
-    .await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    let latin1 = upload(&mut c, "locations", "l.csv", b"code,name,kind\nLOC-1,Caf\xE9,clinic\n", &[]).await;
+    let (_app, mut c) = app_with(|s| s.upload_limit = "2KiB".into()).await;
+    let latin1 = c.upload("locations", ("l.csv", b"code,name,kind\nLOC-1,Caf\xE9,clinic\n"), &[]).await;
     assert_eq!(latin1.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(latin1.body.contains("l.csv: The file is not UTF-8 text: line 2"), "{}", latin1.body);
-    let binary = upload(&mut c, "locations", "x.csv", b"\x89PNG\x00\x00\x00", &[]).await;
+    let binary = c.upload("locations", ("x.csv", b"\x89PNG\x00\x00\x00"), &[]).await;
     assert!(binary.body.contains("looks like a binary file"));
-    let big = upload(&mut c, "locations", "big.csv", &vec![b'a'; 5000], &[]).await;
+    let big = c.upload("locations", ("big.csv", &vec![b'a'; 5000]), &[]).await;
     assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(big.body.contains("larger than the upload limit of 2 KiB"), "{}", big.body);
-    let none = upload(&mut c, "", "l.csv", b"code\n", &[]).await;
+    let none = c.upload("", ("l.csv", b"code\n"), &[]).await;
     assert!(none.body.contains("Choose what to import"));
     assert!(c.get("/settings/imports").await.body.contains("No imports yet"), "nothing was created");
     // a required field left unmapped blocks validation with the field named
-    let r = upload(&mut c, "locations", "l.csv", b"code,title\nLOC-1,Main\n", &[]).await;
-    let id = id_of(&r.location());
-    let m = confirm_mapping(&mut c, id).await;
+    let r = c.upload("locations", ("l.csv", b"code,title\nLOC-1,Main\n"), &[]).await;
+    let id = id_in(&r.location());
+    let m = c.confirm_mapping(id).await;
     assert_eq!(m.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(m.body.contains("not mapped yet: name, kind"), "{}", m.body);
     // without the token in the action URL the upload is refused
@@ -274,29 +194,29 @@ async fn bad_uploads_are_refused_with_the_reason_and_nothing_is_created() {
 
 #[actix_web::test]
 async fn pause_stops_between_chunks_and_resume_finishes() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     let mut csv = String::from("code,name,kind\n");
     for i in 0..30 {
         csv.push_str(&format!("LOC-{i},Site {i},clinic\n"));
     }
-    let id = validated(&app, &mut c, "locations", "l.csv", csv.as_bytes(), &[("chunk_size", "5")]).await;
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    let id = validated(&app, &mut c, "locations", ("l.csv", csv.as_bytes()), &[("chunk_size", "5")]).await;
+    let r = c.import_action(id, "start", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/pause"), &[]).await;
+    let r = c.import_action(id, "pause", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     app.drain().await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
-    assert!(page.body.contains(">Paused<") && page.body.contains(">Resume<"), "{}", page.body);
+    assert!(texts(&page.body, ".page-header .badge").contains(&"Paused".to_string()), "{}", page.body);
+    assert_eq!(texts(&page.body, "form[action$=\"/resume\"] button"), ["Resume"], "{}", page.body);
     assert!(page.body.contains("0 of 30 rows (0%)"));
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/resume"), &[]).await;
+    let r = c.import_action(id, "resume", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     app.drain().await;
     let done = c.get(&format!("/settings/imports/{id}")).await;
     assert!(done.body.contains("Import completed"));
     assert_eq!(stat(&done.body, "Created"), 30);
     // Pause pressed after the import finished: back to the import, told why
-    let late = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/pause"), &[]).await;
+    let late = c.import_action(id, "pause", &[]).await;
     assert_eq!(late.status, StatusCode::SEE_OTHER);
     assert_eq!(late.location(), format!("/settings/imports/{id}"));
     assert!(c.get(&late.location()).await.body.contains("The import is completed now, so there was nothing to pause."));
@@ -306,10 +226,9 @@ async fn pause_stops_between_chunks_and_resume_finishes() {
 async fn a_chunk_is_written_once_whoever_retries_it() {
     use stevedore::domain::ids::OrgId;
     use stevedore::store::staging::{ChunkTarget, write_chunk};
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    let id = validated(&app, &mut c, "locations", "l.csv", b"code,name,kind\nLOC-1,Main,clinic\n", &[]).await;
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    let (app, mut c) = app().await;
+    let id = validated(&app, &mut c, "locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\n"), &[]).await;
+    let r = c.import_action(id, "start", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let org = OrgId::new(app.org_id("acme").await);
     let t = ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false };
@@ -324,11 +243,10 @@ async fn a_chunk_is_written_once_whoever_retries_it() {
 
 #[actix_web::test]
 async fn imports_need_the_permission_and_stay_in_their_org() {
-    let app = app().await;
+    let (app, mut ada) = app().await;
     app.user("acme", "vic@acme.test", "viewer").await;
     app.user("globex", "hank@globex.test", "owner").await;
-    let mut ada = app.signed_in("ada@acme.test").await;
-    let id = validated(&app, &mut ada, "locations", "l.csv", b"code,name,kind\nLOC-1,Main,clinic\n", &[]).await;
+    let id = validated(&app, &mut ada, "locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\n"), &[]).await;
     let mut vic = app.signed_in("vic@acme.test").await;
     for path in [
         "/settings/imports".to_string(),
@@ -344,7 +262,7 @@ async fn imports_need_the_permission_and_stay_in_their_org() {
         !vic.get("/locations").await.body.contains("/locations/importer"),
         "no Import action without the permission"
     );
-    assert!(ada.get("/locations").await.body.contains("href=\"/locations/importer\">Import</a>"));
+    assert_eq!(texts(&ada.get("/locations").await.body, "a[href=\"/locations/importer\"]"), ["Import"]);
     let mut hank = app.signed_in("hank@globex.test").await;
     for path in [
         format!("/settings/imports/{id}"),
@@ -362,50 +280,29 @@ async fn imports_need_the_permission_and_stay_in_their_org() {
 
 #[actix_web::test]
 async fn a_ready_import_not_started_in_time_expires_and_its_staged_rows_are_purged() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    let id =
-        validated(&app, &mut c, "locations", "l.csv", b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,clinic\n", &[])
-            .await;
-    let staged = |app: &TestApp| {
-        let db = app.db.clone();
-        async move {
-            let sql = "SELECT COUNT(*) FROM import_rows WHERE import_id = $1";
-            match &db {
-                stevedore::store::Db::Sqlite(p) => {
-                    sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(p).await.unwrap()
-                }
-                stevedore::store::Db::Postgres(p) => {
-                    sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(p).await.unwrap()
-                }
-            }
-        }
-    };
-    assert_eq!(staged(&app).await, 2, "validation staged both rows");
+    let (app, mut c) = app().await;
+    let csv = b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,clinic\n";
+    let id = validated(&app, &mut c, "locations", ("l.csv", csv), &[]).await;
+    let staged = "SELECT COUNT(*) FROM import_rows WHERE import_id = $1";
+    assert_eq!(app.scalar(staged, &[id]).await, 2, "validation staged both rows");
     // maintenance within the time to live changes nothing
     stevedore::jobs::maintenance::schedule(&app.db).await.unwrap();
     app.drain().await;
-    assert_eq!(staged(&app).await, 2);
-    assert!(c.get(&format!("/settings/imports/{id}")).await.body.contains(">Ready<"));
+    assert_eq!(app.scalar(staged, &[id]).await, 2);
+    assert_eq!(text(&c.get(&format!("/settings/imports/{id}")).await.body, ".page-header .badge"), "Ready");
     // as if the default 24 hours had passed since validation
-    let sql = "UPDATE imports SET updated_at = updated_at - 86401 WHERE id = $1";
-    match &app.db {
-        stevedore::store::Db::Sqlite(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
-        stevedore::store::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()).unwrap(),
-    }
+    app.exec("UPDATE imports SET updated_at = updated_at - 86401 WHERE id = $1", &[id]).await;
     let bucket_job = stevedore::jobs::maintenance::schedule(&app.db).await.unwrap();
     if bucket_job.is_none() {
         // this ten minutes' prune already ran: queue one outside the dedupe bucket
-        stevedore::jobs::enqueue(&app.db, None, stevedore::jobs::maintenance::KIND, &serde_json::json!({}), None)
-            .await
-            .unwrap();
+        app.queue_maintenance().await;
     }
     app.drain().await;
-    assert_eq!(staged(&app).await, 0, "the staged rows were purged");
+    assert_eq!(app.scalar(staged, &[id]).await, 0, "the staged rows were purged");
     let page = c.get(&format!("/settings/imports/{id}")).await;
-    assert!(page.body.contains(">Expired<"), "{}", page.body);
+    assert_eq!(text(&page.body, ".page-header .badge"), "Expired", "{}", page.body);
     assert!(page.body.contains("not started within its time to live; upload the file again"));
-    let r = c.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/start"), &[]).await;
+    let r = c.import_action(id, "start", &[]).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("This import is expired; only a ready import can start."));
     app.drain().await;

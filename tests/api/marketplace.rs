@@ -3,17 +3,13 @@
 
 use awc::http::StatusCode;
 
-use crate::helpers::{Client, TestApp, spawn_app_with};
+use crate::helpers::{Client, Resp, TestApp, app, app_with, attrs, count, definition, first_id, text, texts};
 
 const V1: &str = "/cl/marketplace/behavioral-health-essentials/1.0.0/import";
 const V2: &str = "/cl/marketplace/behavioral-health-essentials/2.0.0/import";
 const BUNDLE_PAGE: &str = "/cl/marketplace/behavioral-health-essentials";
-
-async fn app() -> TestApp {
-    let app = spawn_app_with(|s| s.workers = "0".into()).await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    app
-}
+/// The cards of Import History.
+const CARDS: &str = "[id^=\"mp-import-\"]";
 
 /// Every policy and form of the org: (entity, key, data, id).
 async fn records(app: &TestApp, org: &str) -> Vec<(String, String, String, i64)> {
@@ -27,24 +23,12 @@ async fn records(app: &TestApp, org: &str) -> Vec<(String, String, String, i64)>
     out
 }
 
-async fn exec(app: &TestApp, sql: &'static str) {
-    match &app.db {
-        stevedore::store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
-        stevedore::store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
-    }
-}
-
 /// Imports through the bundle page's form and runs the job; the redirect's response.
-async fn import(app: &TestApp, c: &mut Client, action: &str, fields: &[(&str, &str)]) -> crate::helpers::Resp {
+async fn import(app: &TestApp, c: &mut Client, action: &str, fields: &[(&str, &str)]) -> Resp {
     let r = c.submit(BUNDLE_PAGE, action, fields).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     app.drain().await;
     r
-}
-
-fn newest_import_id(body: &str) -> i64 {
-    let at = body.find("id=\"mp-import-").expect("an import card");
-    body[at + 14..].split('"').next().unwrap().parse().unwrap()
 }
 
 async fn audit_actions(app: &TestApp, org: &str) -> Vec<String> {
@@ -55,8 +39,7 @@ async fn audit_actions(app: &TestApp, org: &str) -> Vec<String> {
 
 #[actix_web::test]
 async fn importing_then_rolling_back_leaves_the_records_exactly_as_before() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     // the org already has one of the bundle's policies (its own version) and one of its own
     app.add_record("acme", "policies", &[("policy_code", "BHE-POL-001"), ("title", "Our own"), ("category", "hr")])
         .await;
@@ -77,18 +60,19 @@ async fn importing_then_rolling_back_leaves_the_records_exactly_as_before() {
 
     let page = c.get(&format!("{BUNDLE_PAGE}?version=1.0.0")).await.body;
     assert!(page.contains("BHE-POL-001") && page.contains("Already present"), "{page}");
-    assert!(page.contains(&format!("action=\"{V1}\"")), "Import button");
+    assert_eq!(texts(&page, &format!("form[action=\"{V1}\"] button")), ["Import"], "Import button");
 
     let r = c.submit(BUNDLE_PAGE, V1, &[]).await;
     assert_eq!(r.location(), "/cl/marketplace/imports");
     let history = c.get("/cl/marketplace/imports").await.body;
-    assert!(history.contains(">In Progress<") && history.contains("badge-secondary"), "{history}");
+    assert_eq!(texts(&history, ".import-card .badge.badge-secondary"), ["In Progress"], "{history}");
     app.drain().await;
     let history = c.get("/cl/marketplace/imports").await.body;
-    assert!(history.contains(">Completed<") && history.contains("badge badge-default"), "{history}");
+    assert_eq!(texts(&history, ".import-card .badge.badge-default"), ["Completed"], "{history}");
     assert!(history.contains("behavioral-health-essentials") && history.contains("v1.0.0"));
-    assert!(history.contains("<dd>23 <span class=\"muted\">(1 already present, skipped)</span></dd>"), "{history}");
-    let id = newest_import_id(&history);
+    assert_eq!(definition(&history, ".import-card", "Imported items"), "23 (1 already present, skipped)");
+    assert_eq!(text(&history, ".import-card dd .muted"), "(1 already present, skipped)");
+    let id = first_id(&history, "mp-import-");
 
     let after = records(&app, "acme").await;
     assert_eq!(after.len(), before.len() + 23);
@@ -104,18 +88,21 @@ async fn importing_then_rolling_back_leaves_the_records_exactly_as_before() {
     assert!(snapshot.iter().all(|s| before.iter().all(|b| b.3 != s.id)));
 
     // the org edits one created item: the dialog lists it first
-    exec(&app, "UPDATE records SET row_hash = 'edited', data = replace(data, 'Crisis', 'CRISIS') WHERE record_key = 'BHE-POL-003'").await;
+    app.exec("UPDATE records SET row_hash = 'edited', data = replace(data, 'Crisis', 'CRISIS') WHERE record_key = 'BHE-POL-003'", &[]).await;
     let history = c.get("/cl/marketplace/imports").await.body;
-    let dialog = &history[history.find(&format!("id=\"rollback-{id}\"")).expect("rollback dialog")..];
+    let dialog = text(&history, &format!("dialog#rollback-{id}"));
     assert!(dialog.contains("deletes the 23 items this import created on"), "{dialog}");
-    assert!(dialog.contains(&imp_date(&history)), "the dialog names the import date");
+    let date = definition(&history, &format!("#mp-import-{id}"), "Imported");
+    assert!(dialog.contains(&format!("created on {date}.")), "the dialog names the import date: {dialog}");
     assert!(dialog.contains("irreversible"));
-    assert!(dialog.contains("<code>BHE-POL-003</code> — edited since the import"), "{dialog}");
+    let changed = format!("#rollback-{id} li");
+    assert_eq!(texts(&history, &changed), ["BHE-POL-003 — edited since the import"], "{dialog}");
+    assert_eq!(texts(&history, &format!("{changed} code")), ["BHE-POL-003"]);
 
     let r = c.submit("/cl/marketplace/imports", &format!("/cl/marketplace/imports/{id}/rollback"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let history = c.get("/cl/marketplace/imports").await.body;
-    assert!(history.contains(">Rolled Back<") && history.contains("badge badge-destructive"), "{history}");
+    assert_eq!(texts(&history, ".import-card .badge.badge-destructive"), ["Rolled Back"], "{history}");
     assert!(history.contains("23 items deleted"), "the flash says what happened");
     assert!(!history.contains(&format!("/cl/marketplace/imports/{id}/rollback\"")), "no second Roll back");
     assert_eq!(records(&app, "acme").await, before, "exactly as before the import");
@@ -132,16 +119,9 @@ async fn importing_then_rolling_back_leaves_the_records_exactly_as_before() {
     }
 }
 
-/// The date and time shown on the newest card.
-fn imp_date(history: &str) -> String {
-    let at = history.find("<dt>Imported</dt><dd class=\"nowrap\">").expect("import date") + 36;
-    history[at..].split('<').next().unwrap().to_string()
-}
-
 #[actix_web::test]
 async fn a_version_the_org_has_asks_first_and_skips_what_is_present() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     import(&app, &mut c, V1, &[]).await;
     let v1_records = records(&app, "acme").await;
     assert_eq!(v1_records.len(), 24);
@@ -150,36 +130,35 @@ async fn a_version_the_org_has_asks_first_and_skips_what_is_present() {
     let r = c.submit(BUNDLE_PAGE, V1, &[]).await;
     assert_eq!(r.location(), format!("{BUNDLE_PAGE}?version=1.0.0&confirm=1"));
     let page = c.get(&r.location()).await.body;
-    assert!(page.contains("id=\"confirm-import\"") && page.contains(" open data-modal"), "{page}");
+    assert_eq!(count(&page, "dialog#confirm-import[open][data-modal]"), 1, "{page}");
     assert!(page.contains("Items already present are skipped"), "{page}");
-    assert_eq!(c.get("/cl/marketplace/imports").await.body.matches("id=\"mp-import-").count(), 1);
+    assert_eq!(count(&c.get("/cl/marketplace/imports").await.body, CARDS), 1);
 
     // confirmed: a second import that creates nothing
     import(&app, &mut c, V1, &[("confirm", "1")]).await;
     let history = c.get("/cl/marketplace/imports").await.body;
-    assert_eq!(history.matches("id=\"mp-import-").count(), 2);
-    assert!(history.contains("<dd>0 <span class=\"muted\">(24 already present, skipped)</span></dd>"), "{history}");
+    assert_eq!(count(&history, CARDS), 2);
+    assert_eq!(definition(&history, ".import-card", "Imported items"), "0 (24 already present, skipped)", "{history}");
     assert_eq!(records(&app, "acme").await, v1_records);
 
     // version 2 brings only what version 1 lacked; rolling it back keeps version 1's items
     import(&app, &mut c, V2, &[]).await;
     let v2 = records(&app, "acme").await;
     assert_eq!(v2.len(), 24 + 7, "v2's new items");
-    let id = newest_import_id(&c.get("/cl/marketplace/imports").await.body);
+    let id = first_id(&c.get("/cl/marketplace/imports").await.body, "mp-import-");
     c.submit("/cl/marketplace/imports", &format!("/cl/marketplace/imports/{id}/rollback"), &[]).await;
     assert_eq!(records(&app, "acme").await, v1_records, "rows that existed before are never deleted");
 }
 
 #[actix_web::test]
 async fn a_double_submit_starts_one_import() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     let token = c.get(BUNDLE_PAGE).await.csrf();
     let first = c.post_form(V1, &[("csrf_token", &token)]).await;
     let second = c.post_form(V1, &[("csrf_token", &token)]).await;
     assert_eq!((first.status, second.status), (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER));
     let history = c.get("/cl/marketplace/imports").await.body;
-    assert_eq!(history.matches("id=\"mp-import-").count(), 1, "{history}");
+    assert_eq!(count(&history, CARDS), 1, "{history}");
     assert!(history.contains("is already being imported"));
     app.drain().await;
     assert_eq!(records(&app, "acme").await.len(), 24, "once");
@@ -187,19 +166,18 @@ async fn a_double_submit_starts_one_import() {
 
 #[actix_web::test]
 async fn permission_and_tenancy() {
-    let app = app().await;
+    let (app, mut owner) = app().await;
     app.user("acme", "vic@acme.test", "viewer").await;
     app.user("globex", "gus@globex.test", "owner").await;
-    let mut owner = app.signed_in("ada@acme.test").await;
     import(&app, &mut owner, V1, &[]).await;
-    let id = newest_import_id(&owner.get("/cl/marketplace/imports").await.body);
+    let id = first_id(&owner.get("/cl/marketplace/imports").await.body, "mp-import-");
     let before = records(&app, "acme").await;
 
     let mut viewer = app.signed_in("vic@acme.test").await;
     let catalog = viewer.get("/cl/marketplace").await;
     assert_eq!(catalog.status, StatusCode::OK, "any member browses");
     assert!(!catalog.body.contains("View and import"));
-    assert!(!viewer.get(BUNDLE_PAGE).await.body.contains(&format!("action=\"{V2}\"")), "no Import button");
+    assert_eq!(count(&viewer.get(BUNDLE_PAGE).await.body, &format!("form[action=\"{V2}\"]")), 0, "no Import button");
     let token = viewer.get("/").await.csrf();
     assert_eq!(viewer.post_form(V2, &[("csrf_token", &token)]).await.status, StatusCode::FORBIDDEN);
     let history = viewer.get("/cl/marketplace/imports").await;
@@ -219,19 +197,18 @@ async fn permission_and_tenancy() {
 
 #[actix_web::test]
 async fn empty_and_error_states() {
-    let app = app().await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app().await;
     let page = c.get("/cl/marketplace/imports").await;
     let verbatim =
         "No imports yet</strong> — Browse the marketplace to find and import accreditation-aligned content bundles.";
     assert!(page.body.contains(verbatim), "{}", page.body);
-    assert!(page.body.contains("href=\"/cl/marketplace\""));
+    assert_eq!(attrs(&page.body, ".empty-state a", "href"), ["/cl/marketplace"]);
 
     // the history cannot be read: a destructive alert, no SQL or internals
-    exec(&app, "ALTER TABLE cl_marketplace_imports RENAME TO cl_marketplace_imports_gone").await;
+    app.exec("ALTER TABLE cl_marketplace_imports RENAME TO cl_marketplace_imports_gone", &[]).await;
     let page = c.get("/cl/marketplace/imports").await;
     assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(page.body.contains("alert alert-error") && page.body.contains("Error Loading Import History"));
+    assert_eq!(text(&page.body, "[role=\"alert\"].alert-error .alert-title"), "Error Loading Import History");
     assert!(page.body.contains("could not be loaded"));
     for leak in ["cl_marketplace_imports", "SELECT", "no such table", "relation", "sqlx", ".rs"] {
         assert!(!page.body.contains(leak), "the message leaks {leak:?}");
@@ -251,9 +228,7 @@ async fn a_bad_bundle_file_is_left_out_and_the_app_starts() {
     )
     .unwrap();
     let path = dir.path().to_path_buf();
-    let app = spawn_app_with(move |s| s.marketplace_dir = Some(path)).await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (_app, mut c) = app_with(move |s| s.marketplace_dir = Some(path)).await;
     let catalog = c.get("/cl/marketplace").await.body;
     assert!(catalog.contains("Extra Toolkit") && catalog.contains("Infection Control Toolkit"));
     assert!(!catalog.contains("Broken Bundle"));

@@ -8,30 +8,13 @@ use stevedore::domain::ids::OrgId;
 use stevedore::domain::imports::{Import, Stage};
 use stevedore::store::Db;
 
-use crate::helpers::{Client, TestApp, spawn_app_with};
+use crate::helpers::{Client, TestApp, app};
 
 const STAFF: &str = "employee_id,first_name,last_name,email,role,home_location
 EMP-1,Ada,Lovelace,ada@acme.test,nurse,HQ
 EMP-2,Alan,Turing,alan@acme.test,clinician,HQ
 EMP-3,Grace,Hopper,grace@acme.test,nurse,NOWHERE
 ";
-
-const MAPPING: [(&str, &str); 6] = [
-    ("employee_id", "employee_id"),
-    ("first_name", "first_name"),
-    ("last_name", "last_name"),
-    ("email", "email"),
-    ("role", "role"),
-    ("home_location", "home_location"),
-];
-
-async fn exec(db: &Db, sql: &str) {
-    match db {
-        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ()),
-        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ()),
-    }
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
 
 async fn job_state(db: &Db) -> (String, i64, String) {
     let sql = "SELECT status, attempts, last_error FROM jobs WHERE kind = 'import.validate' ORDER BY id DESC LIMIT 1";
@@ -50,18 +33,16 @@ async fn import(app: &TestApp, id: i64) -> Import {
 /// An owner of acme with one location, and a staff file uploaded and mapped (validation
 /// queued, not run).
 async fn mapped() -> (TestApp, Client, i64) {
-    let app = spawn_app_with(|s| s.workers = "0".into()).await;
-    app.user("acme", "ada@acme.test", "owner").await;
+    let (app, mut c) = app().await;
     app.add_record("acme", "locations", &[("code", "HQ"), ("name", "Head office"), ("kind", "clinic")]).await;
-    let mut c = app.signed_in("ada@acme.test").await;
-    let id = c.upload_mapped(&[("resource", "staff")], ("staff.csv", STAFF.as_bytes()), &MAPPING).await;
+    let id = c.upload_mapped("staff", ("staff.csv", STAFF.as_bytes()), &[]).await;
     (app, c, id)
 }
 
 #[actix_web::test]
 async fn a_database_error_during_validation_retries_and_the_retry_validates() {
     let (app, mut c, id) = mapped().await;
-    exec(&app.db, "ALTER TABLE record_unique_values RENAME TO record_unique_values_away").await;
+    app.exec("ALTER TABLE record_unique_values RENAME TO record_unique_values_away", &[]).await;
     app.drain().await;
 
     let imp = import(&app, id).await;
@@ -74,8 +55,8 @@ async fn a_database_error_during_validation_retries_and_the_retry_validates() {
     assert!(page.body.contains("interrupted by a database error; trying again"), "the phase says so");
 
     // the table is back and the retry is due
-    exec(&app.db, "ALTER TABLE record_unique_values_away RENAME TO record_unique_values").await;
-    exec(&app.db, "UPDATE jobs SET run_after = 0 WHERE kind = 'import.validate'").await;
+    app.exec("ALTER TABLE record_unique_values_away RENAME TO record_unique_values", &[]).await;
+    app.exec("UPDATE jobs SET run_after = 0 WHERE kind = 'import.validate'", &[]).await;
     app.drain().await;
 
     let imp = import(&app, id).await;
@@ -92,9 +73,9 @@ async fn a_database_error_during_validation_retries_and_the_retry_validates() {
 #[actix_web::test]
 async fn a_database_error_on_the_last_attempt_fails_the_import_with_a_reason() {
     let (app, mut c, id) = mapped().await;
-    exec(&app.db, "ALTER TABLE record_unique_values RENAME TO record_unique_values_away").await;
+    app.exec("ALTER TABLE record_unique_values RENAME TO record_unique_values_away", &[]).await;
     // the next claim is the job's last attempt
-    exec(&app.db, "UPDATE jobs SET attempts = max_attempts - 1 WHERE kind = 'import.validate'").await;
+    app.exec("UPDATE jobs SET attempts = max_attempts - 1 WHERE kind = 'import.validate'", &[]).await;
     app.drain().await;
 
     let imp = import(&app, id).await;
@@ -104,5 +85,5 @@ async fn a_database_error_on_the_last_attempt_fails_the_import_with_a_reason() {
     assert_eq!(status, "failed");
     let page = c.get(&format!("/settings/imports/{id}")).await;
     assert!(page.body.contains("The import failed"));
-    exec(&app.db, "ALTER TABLE record_unique_values_away RENAME TO record_unique_values").await;
+    app.exec("ALTER TABLE record_unique_values_away RENAME TO record_unique_values", &[]).await;
 }

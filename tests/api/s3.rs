@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
 
-use crate::helpers::{Client, TestApp, spawn_app_with};
+use crate::helpers::{Client, TestApp, app_with, first_id, texts};
 
 const BUCKET: &str = "stevedore-exports";
 
@@ -74,24 +74,17 @@ impl S3Server {
     }
 }
 
-async fn app(s3: &S3Server) -> TestApp {
+/// The app with its exports in the bucket of `s3`, and the owner signed in.
+async fn app(s3: &S3Server) -> (TestApp, Client) {
     let endpoint = s3.endpoint.clone();
-    let app = spawn_app_with(move |s| {
-        s.workers = "0".into();
+    app_with(move |s| {
         s.s3_bucket = Some(BUCKET.into());
         s.s3_endpoint = Some(endpoint);
         s.s3_prefix = "ci/".into();
         s.s3_access_key_id = Some("AKIDSTEVEDORE".into());
         s.s3_secret_access_key = Some("s3cr3t-stays-on-the-server".into());
     })
-    .await;
-    app.user("acme", "ada@acme.test", "owner").await;
-    app
-}
-
-fn newest_id(body: &str) -> i64 {
-    let at = body.find("id=\"export-").expect("an export row");
-    body[at + 11..].split('"').next().unwrap().parse().unwrap()
+    .await
 }
 
 async fn export_locations(app: &TestApp, c: &mut Client) -> i64 {
@@ -100,8 +93,8 @@ async fn export_locations(app: &TestApp, c: &mut Client) -> i64 {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     app.drain().await;
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains(">Completed<"), "{}", page.body);
-    newest_id(&page.body)
+    assert_eq!(texts(&page.body, "#exports .badge"), ["Completed"], "{}", page.body);
+    first_id(&page.body, "export-")
 }
 
 /// Checks a presigned GET URL the way S3 does (moto does not): the canonical request over
@@ -172,8 +165,7 @@ fn sigv4_valid(url: &str, secret: &str, region: &str) -> bool {
 #[actix_web::test]
 async fn exports_move_to_the_bucket_and_download_through_its_presigned_url() {
     let Some(s3) = S3Server::start().await else { return };
-    let app = app(&s3).await;
-    let mut c = app.signed_in("ada@acme.test").await;
+    let (app, mut c) = app(&s3).await;
     app.add_record("acme", "locations", &[("code", "LOC-1"), ("name", "North Clinic"), ("kind", "clinic")]).await;
     app.add_record("acme", "locations", &[("code", "LOC-2"), ("name", "=SUM(A1)"), ("kind", "office")]).await;
     let id = export_locations(&app, &mut c).await;
@@ -226,6 +218,6 @@ async fn exports_move_to_the_bucket_and_download_through_its_presigned_url() {
     assert_eq!(s3.keys().await, vec![format!("ci/exports/{org}/{id}.csv")]);
     app.backdate_export(id, 8 * 86_400).await;
     app.maintain().await;
-    assert!(c.get("/settings/exports").await.body.contains(">Expired<"));
+    assert_eq!(texts(&c.get("/settings/exports").await.body, "#exports .badge"), ["Expired"]);
     assert!(s3.keys().await.is_empty(), "the expired export's object is deleted");
 }
