@@ -74,6 +74,26 @@ macro_rules! open_chunk {
 }
 pub(super) use open_chunk;
 
+/// In a chunk's transaction: runs `$sql` with the chunk's parameters bound (`$1` the
+/// import, `$2` and `$3` the row range `(from, to]`, `$4` the org, `$5` the entity, given as
+/// that tuple); the number of rows it changed.
+macro_rules! chunk_exec {
+    ($tx:ident, $sql:expr, $c:expr, $what:expr) => {{
+        let (id, from_row, to_row, org, entity) = $c;
+        sqlx::query($sql)
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .bind(org)
+            .bind(entity)
+            .execute(&mut *$tx)
+            .await
+            .context($what)?
+            .rows_affected() as i64
+    }};
+}
+pub(super) use chunk_exec;
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ChunkResult {
     pub rows: i64,
@@ -118,8 +138,7 @@ pub async fn write_chunk(
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
         if t.has_uniques {
             // a unique value another record took since validation fails just that row
-            sqlx::query(
-                "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+            chunk_exec!(tx, "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
                  SELECT $1, s.row_number, 'failed', MIN(v.field || ': \"' || v.value || '\" is already used by ' || r.record_key), ''
                  FROM import_rows s
                  JOIN import_row_values v ON v.import_id = s.import_id AND v.row_number = s.row_number AND v.kind = 'unique'
@@ -127,16 +146,7 @@ pub async fn write_chunk(
                  JOIN records r ON r.id = u.record_id
                  WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                    AND r.record_key <> s.record_key
-                 GROUP BY s.row_number",
-            )
-            .bind(id)
-            .bind(from_row)
-            .bind(to_row)
-            .bind(org)
-            .bind(entity)
-            .execute(&mut *tx)
-            .await
-            .context("checking unique values")?;
+                 GROUP BY s.row_number", (id, from_row, to_row, org, entity), "checking unique values");
             res.failed = sqlx::query(
                 "UPDATE import_rows SET state = 'failed'
                  WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'
@@ -152,42 +162,22 @@ pub async fn write_chunk(
             .rows_affected() as i64;
         }
         // the journal first: before-images of the records about to change
-        sqlx::query(
-            "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
+        chunk_exec!(tx, "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
                                          before_search, before_import_id, before_import_row, before_created_at,
                                          before_updated_at)
              SELECT $1, 'updated', r.id, r.record_key, s.row_hash, r.data, r.row_hash, r.search_text, r.import_id,
                     r.import_row, r.created_at, r.updated_at
              FROM import_rows s JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-               AND r.row_hash <> s.row_hash",
-        )
-        .bind(id)
-        .bind(from_row)
-        .bind(to_row)
-        .bind(org)
-        .bind(entity)
-        .execute(&mut *tx)
-        .await
-        .context("journaling updates")?;
+               AND r.row_hash <> s.row_hash", (id, from_row, to_row, org, entity), "journaling updates");
         if t.has_uniques {
-            sqlx::query(
-                "INSERT INTO import_journal_uniques (import_id, record_id, field, value)
+            chunk_exec!(tx, "INSERT INTO import_journal_uniques (import_id, record_id, field, value)
                  SELECT $1, u.record_id, u.field, u.value
                  FROM import_rows s
                  JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
                  JOIN record_unique_values u ON u.record_id = r.id
                  WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-                   AND r.row_hash <> s.row_hash",
-            )
-            .bind(id)
-            .bind(from_row)
-            .bind(to_row)
-            .bind(org)
-            .bind(entity)
-            .execute(&mut *tx)
-            .await
-            .context("journaling unique values")?;
+                   AND r.row_hash <> s.row_hash", (id, from_row, to_row, org, entity), "journaling unique values");
         }
         // SQLite's writer is alone in its transaction, so the rows this chunk creates are the
         // ids after the largest one before; PostgreSQL says which ids it created.
@@ -263,38 +253,18 @@ pub async fn write_chunk(
         .rows_affected() as i64;
         res.unchanged = res.rows - res.failed - res.created - res.updated;
         if t.has_uniques {
-            sqlx::query(
-                "DELETE FROM record_unique_values WHERE record_id IN (
+            chunk_exec!(tx, "DELETE FROM record_unique_values WHERE record_id IN (
                    SELECT r.id FROM import_rows s
                    JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
                    WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-                     AND r.import_id = $1 AND r.import_row = s.row_number)",
-            )
-            .bind(id)
-            .bind(from_row)
-            .bind(to_row)
-            .bind(org)
-            .bind(entity)
-            .execute(&mut *tx)
-            .await
-            .context("replacing unique values")?;
-            sqlx::query(
-                "INSERT INTO record_unique_values (org_id, entity, field, value, record_id)
+                     AND r.import_id = $1 AND r.import_row = s.row_number)", (id, from_row, to_row, org, entity), "replacing unique values");
+            chunk_exec!(tx, "INSERT INTO record_unique_values (org_id, entity, field, value, record_id)
                  SELECT $4, $5, v.field, v.value, r.id
                  FROM import_row_values v
                  JOIN import_rows s ON s.import_id = v.import_id AND s.row_number = v.row_number
                  JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
                  WHERE v.import_id = $1 AND v.kind = 'unique' AND v.row_number > $2 AND v.row_number <= $3
-                   AND s.state = 'pending' AND r.import_id = $1 AND r.import_row = s.row_number",
-            )
-            .bind(id)
-            .bind(from_row)
-            .bind(to_row)
-            .bind(org)
-            .bind(entity)
-            .execute(&mut *tx)
-            .await
-            .context("storing unique values")?;
+                   AND s.state = 'pending' AND r.import_id = $1 AND r.import_row = s.row_number", (id, from_row, to_row, org, entity), "storing unique values");
         }
         sqlx::query(
             "UPDATE imports SET processed_rows = processed_rows + $2, created_rows = created_rows + $3,

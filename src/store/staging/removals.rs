@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 
-use super::chunks::{ChunkResult, ChunkTarget, open_chunk};
+use super::chunks::{ChunkResult, ChunkTarget, chunk_exec, open_chunk};
 use super::from_json;
 use crate::domain::ids::OrgId;
 use crate::domain::imports::Stage;
@@ -52,26 +52,9 @@ pub async fn delete_chunk(
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(tx, id, from_row, to_row, crate::now()) else { return Ok(None) };
         for (sql, what) in [(uniques, "journaling unique values"), (journal, "journaling deletions")] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .bind(from_row)
-                .bind(to_row)
-                .bind(org)
-                .bind(entity)
-                .execute(&mut *tx)
-                .await
-                .context(what)?;
+            chunk_exec!(tx, sqlx::AssertSqlSafe(sql), (id, from_row, to_row, org, entity), what);
         }
-        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM records WHERE id IN (SELECT r.id FROM {named})")))
-            .bind(id)
-            .bind(from_row)
-            .bind(to_row)
-            .bind(org)
-            .bind(entity)
-            .execute(&mut *tx)
-            .await
-            .context("deleting records")?
-            .rows_affected() as i64;
+        let deleted = chunk_exec!(tx, sqlx::AssertSqlSafe(format!("DELETE FROM records WHERE id IN (SELECT r.id FROM {named})")), (id, from_row, to_row, org, entity), "deleting records");
         sqlx::query("UPDATE imports SET processed_rows = processed_rows + $2, deleted_rows = deleted_rows + $3 WHERE id = $1")
             .bind(id)
             .bind(rows)
