@@ -7,3 +7,9 @@ pub mod object;
 pub mod reader;
 
 pub use reader::{FileInfo, FileProblem, Format, RowVisitor, sniff, visit_rows};
+
+pub fn attachment(name: &str) -> String {
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_".contains(c) { c } else { '_' }).collect();
+    format!("attachment; filename=\"{safe}\"")
+}

@@ -132,6 +132,23 @@ impl FileStore {
         }
     }
 
+    /// Removes an export's file wherever it is (and a half-written one beside it); a file
+    /// already gone is fine, anything else is logged.
+    pub async fn discard(&self, file_path: &str, object_key: Option<&str>) {
+        if let Some(key) = object_key
+            && let Err(e) = self.remove(key).await
+        {
+            tracing::warn!(error = format!("{e:#}"), key, "removing an export object failed");
+        }
+        for p in [file_path.to_string(), format!("{file_path}.part")] {
+            if let Err(e) = tokio::fs::remove_file(&p).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, file = p, "removing an export file failed");
+            }
+        }
+    }
+
     /// The bucket's own URL for one GET of the object, valid for `secs`.
     pub async fn presigned(&self, object_key: &str, secs: u64) -> anyhow::Result<String> {
         let (b, location) = self.locate(object_key)?;

@@ -64,7 +64,7 @@ impl JobHandler for Prune {
                     }
                 }
                 for (file, object) in store::exports::expire(&ctx.db, now - self.export_retention_secs).await? {
-                    crate::jobs::export::remove_file(&self.files, &file, object.as_deref()).await;
+                    self.files.discard(&file, object.as_deref()).await;
                 }
                 anyhow::Ok((sessions, attempts, jobs, expired.len(), purge.len() + old.len()))
             }

@@ -286,7 +286,7 @@ pub async fn file(
     let stream = super::file_stream(file);
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, export_jobs::content_type(&r)))
-        .insert_header((header::CONTENT_DISPOSITION, super::imports::attachment(&r.file_name)))
+        .insert_header((header::CONTENT_DISPOSITION, crate::files::attachment(&r.file_name)))
         .insert_header((header::CACHE_CONTROL, "private, no-store"))
         .streaming(stream))
 }
@@ -302,7 +302,7 @@ pub async fn delete(
     id.require(Permission::ExportRequestsCreate)?;
     let r = store::get(&state.db, id.org_id, path.into_inner()).await?.ok_or(AppError::NotFound)?;
     if store::delete(&state.db, id.org_id, r.id).await? {
-        export_jobs::remove_file(&state.files, &r.file_path, r.object_key.as_deref()).await;
+        state.files.discard(&r.file_path, r.object_key.as_deref()).await;
         super::audit(&state, &req, &id, "export_deleted", &format!("export {}", r.id), &r.file_name).await?;
         let text = format!("Export #{} deleted.", r.id);
         session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
