@@ -10,7 +10,7 @@ use super::layout::{Layout, render};
 use super::{Pagination, format_time};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
-use crate::domain::exports::{ExportType, Format, LINK_SECS, Status, sign, verify};
+use crate::domain::exports::{ExportForm, ExportRequest, ExportType, LINK_SECS, Status, sign, verify};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::jobs::export as export_jobs;
@@ -73,22 +73,6 @@ pub struct ExportsPage {
     pub error: Option<String>,
 }
 
-/// What the New Export dialog holds (kept when it is shown again with an error).
-#[derive(Debug, Clone, Default)]
-pub struct ExportForm {
-    pub export_type: String,
-    pub format: String,
-    pub entities: Vec<String>,
-    pub date_from: String,
-    pub date_to: String,
-}
-
-impl ExportForm {
-    pub fn has(&self, entity: &str) -> bool {
-        self.entities.iter().any(|e| e == entity)
-    }
-}
-
 #[derive(Deserialize)]
 pub struct ListQuery {
     page: Option<i64>,
@@ -137,18 +121,6 @@ pub async fn list(
     Ok(render(StatusCode::OK, &p))
 }
 
-/// A YYYY-MM-DD day as the epoch seconds of its start (or its end, for `end`).
-fn day(raw: &str, end: bool) -> Result<Option<i64>, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let date = time::Date::parse(raw, &time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| format!("\"{raw}\" is not a date (expected YYYY-MM-DD)."))?;
-    let start = date.midnight().assume_utc().unix_timestamp();
-    Ok(Some(if end { start + 86_399 } else { start }))
-}
-
 pub async fn create(
     req: HttpRequest,
     id: Identity,
@@ -165,49 +137,22 @@ pub async fn create(
         date_from: field("date_from"),
         date_to: field("date_to"),
     };
-    let checked = (|| -> Result<(ExportType, Format, Option<i64>, Option<i64>), String> {
-        let kind = ExportType::parse(&form.export_type).ok_or("Choose what to export.")?;
-        let format = Format::parse(&form.format).ok_or("Choose a format: CSV, XLSX or JSON.")?;
-        if kind == ExportType::EntityData {
-            if form.entities.is_empty() {
-                return Err("Choose at least one entity type to export.".into());
-            }
-            if let Some(unknown) = form.entities.iter().find(|e| state.schemas.get(e).is_none()) {
-                return Err(format!("\"{unknown}\" is not an entity type."));
-            }
-        }
-        let (from, to) = (day(&form.date_from, false)?, day(&form.date_to, true)?);
-        if let (Some(f), Some(t)) = (from, to)
-            && f > t
-        {
-            return Err("The start of the date range is after its end.".into());
-        }
-        Ok((kind, format, from, to))
-    })();
-    let (kind, format, from, to) = match checked {
-        Ok(v) => v,
-        Err(msg) => {
-            let p = page(&req, &id, &state, None, form, true, Some(msg)).await?;
+    let request = match ExportRequest::parse(&form, |e| state.schemas.get(e).is_some()) {
+        Ok(r) => r,
+        Err(e) => {
+            let p = page(&req, &id, &state, None, form, true, Some(e.to_string())).await?;
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p));
         }
     };
-    let entities = if kind == ExportType::EntityData { form.entities.clone() } else { vec![] };
     let today = format_time(crate::now()).split(' ').next().unwrap_or_default().to_string();
-    let stem = match (kind, entities.as_slice()) {
-        (ExportType::EntityData, [one]) => one.clone(),
-        (ExportType::EntityData, _) => "entities".into(),
-        (ExportType::ImportHistory, _) => "import-history".into(),
-        (ExportType::AuditLog, _) => "audit-log".into(),
-    };
-    let ext = if entities.len() > 1 && format != Format::Xlsx { "zip" } else { format.extension() };
-    let file_name = format!("{stem}-{today}.{ext}");
+    let file_name = request.file_name(&today);
     let dir = state.settings.db.data_dir.join("files").join("exports").join(id.org_id.get().to_string());
     let new = NewExport {
-        export_type: kind.as_str(),
-        format: format.as_str(),
-        entity_types: &serde_json::to_string(&entities).map_err(anyhow::Error::from)?,
-        date_from: from,
-        date_to: to,
+        export_type: request.kind().as_str(),
+        format: request.format().as_str(),
+        entity_types: &serde_json::to_string(request.entities()).map_err(anyhow::Error::from)?,
+        date_from: request.date_from(),
+        date_to: request.date_to(),
         file_dir: &dir.to_string_lossy(),
         file_name: &file_name,
         by: id.user_id,
@@ -215,7 +160,7 @@ pub async fn create(
     };
     let export_id = store::create(&state.db, id.org_id, &new).await?;
     export_jobs::enqueue(&state.db, id.org_id, export_id).await?;
-    let detail = format!("{} {} {}", kind.as_str(), format.label(), entities.join(" "));
+    let detail = format!("{} {} {}", request.kind().as_str(), request.format().label(), request.entities().join(" "));
     super::audit(&state, &req, &id, "export_requested", &format!("export {export_id}"), detail.trim()).await?;
     Ok(super::see_other("/settings/exports"))
 }
