@@ -60,7 +60,7 @@ fn view(state: &AppState, r: ExportRow) -> ExportView {
 }
 
 #[derive(Template)]
-#[template(path = "exports.html")]
+#[template(path = "exports/list.html")]
 pub struct ExportsPage {
     pub l: Layout,
     pub rows: Vec<ExportView>,
@@ -200,7 +200,7 @@ pub struct LinkQuery {
 }
 
 #[derive(Template)]
-#[template(path = "link_expired.html")]
+#[template(path = "exports/link_expired.html")]
 pub struct LinkExpiredPage {
     pub l: Layout,
 }

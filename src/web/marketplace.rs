@@ -69,7 +69,7 @@ fn makeup(state: &AppState, b: &Bundle) -> String {
 }
 
 #[derive(Template)]
-#[template(path = "marketplace.html")]
+#[template(path = "marketplace/catalog.html")]
 pub struct CatalogPage {
     pub l: Layout,
     pub cards: Vec<Card>,
@@ -119,7 +119,7 @@ pub struct ItemView {
 }
 
 #[derive(Template)]
-#[template(path = "marketplace_bundle.html")]
+#[template(path = "marketplace/bundle.html")]
 pub struct BundlePage {
     pub l: Layout,
     pub b: Card,
@@ -263,7 +263,7 @@ fn badge(status: &str) -> (&'static str, &'static str) {
 }
 
 #[derive(Template)]
-#[template(path = "marketplace_imports.html")]
+#[template(path = "marketplace/imports.html")]
 pub struct ImportsPage {
     pub l: Layout,
     pub rows: Vec<ImportView>,
