@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::layout::{Layout, render};
-use super::{Pagination, format_time};
+use super::{Pagination, format_time, is_htmx};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
 use crate::domain::exports::{ExportForm, ExportRequest, ExportType, LINK_SECS, Status, sign, verify};
@@ -19,7 +19,8 @@ use crate::store::exports::{self as store, ExportRow, NewExport};
 
 const PER_PAGE: i64 = 25;
 
-pub struct ExportView {
+/// One export request as a row of the list.
+pub struct RowView {
     pub id: i64,
     pub export_type: String,
     pub format: String,
@@ -33,7 +34,7 @@ pub struct ExportView {
     pub range: String,
 }
 
-fn view(state: &AppState, r: ExportRow) -> ExportView {
+fn row_view(state: &AppState, r: ExportRow) -> RowView {
     let names: Vec<String> = serde_json::from_str(&r.entity_types).unwrap_or_default();
     let labels: Vec<String> =
         names.iter().map(|n| state.schemas.get(n).map(|s| s.label.clone()).unwrap_or_else(|| n.clone())).collect();
@@ -44,7 +45,7 @@ fn view(state: &AppState, r: ExportRow) -> ExportView {
         (None, Some(t)) => format!("until {}", day(t)),
         (Some(f), Some(t)) => format!("{} – {}", day(f), day(t)),
     };
-    ExportView {
+    RowView {
         id: r.id,
         export_type: ExportType::parse(&r.export_type).map(ExportType::label).unwrap_or_default().to_string(),
         format: r.format.to_uppercase(),
@@ -59,18 +60,57 @@ fn view(state: &AppState, r: ExportRow) -> ExportView {
     }
 }
 
+/// The list of export requests, as the page and its refresh (htmx) show it.
+pub struct ExportsView {
+    pub rows: Vec<RowView>,
+    pub pagination: Pagination,
+    pub can_create: bool,
+    /// Some export is pending or processing: the list refreshes itself.
+    pub any_active: bool,
+    /// This page of the list, where it refreshes from.
+    pub url: String,
+    /// For the Delete dialogs' forms.
+    pub csrf: String,
+}
+
+impl ExportsView {
+    async fn load(req: &HttpRequest, id: &Identity, state: &AppState, page: Option<i64>) -> Result<Self, AppError> {
+        let total = store::count(&state.db, id.org_id).await?;
+        let pagination = Pagination::new(page, PER_PAGE, total, "/settings/exports");
+        let rows: Vec<RowView> = store::list(&state.db, id.org_id, PER_PAGE, pagination.offset())
+            .await?
+            .into_iter()
+            .map(|r| row_view(state, r))
+            .collect();
+        let url = if pagination.page > 1 { pagination.href(pagination.page) } else { pagination.base.clone() };
+        Ok(ExportsView {
+            any_active: rows.iter().any(|r| r.status.is_active()),
+            rows,
+            pagination,
+            can_create: id.can(Permission::ExportRequestsCreate),
+            url,
+            csrf: AppSession::from_request_ref(req).csrf_token()?,
+        })
+    }
+}
+
+/// `/settings/exports`: the frame, the list, and the New Export dialog.
 #[derive(Template)]
 #[template(path = "exports/list.html")]
 pub struct ExportsPage {
     pub l: Layout,
-    pub rows: Vec<ExportView>,
-    pub pagination: Pagination,
-    pub can_create: bool,
-    pub any_active: bool,
+    pub v: ExportsView,
     pub entities: Vec<(String, String)>,
     pub form: ExportForm,
     pub form_open: bool,
     pub error: Option<String>,
+}
+
+/// The list alone, for htmx's refresh (and the Refresh button's state beside it).
+#[derive(Template)]
+#[template(path = "exports/list_rows_partial.html")]
+pub struct ExportsRows {
+    pub v: ExportsView,
 }
 
 #[derive(Deserialize)]
@@ -83,24 +123,14 @@ async fn page(
     req: &HttpRequest,
     id: &Identity,
     state: &AppState,
-    page: Option<i64>,
+    v: ExportsView,
     form: ExportForm,
     form_open: bool,
     error: Option<String>,
 ) -> Result<ExportsPage, AppError> {
-    let total = store::count(&state.db, id.org_id).await?;
-    let pagination = Pagination::new(page, PER_PAGE, total, "/settings/exports");
-    let rows: Vec<ExportView> = store::list(&state.db, id.org_id, PER_PAGE, pagination.offset())
-        .await?
-        .into_iter()
-        .map(|r| view(state, r))
-        .collect();
     Ok(ExportsPage {
         l: Layout::for_user(req, id, "Data Exports", "exports").await?,
-        any_active: rows.iter().any(|r| r.status.is_active()),
-        rows,
-        pagination,
-        can_create: id.can(Permission::ExportRequestsCreate),
+        v,
         entities: state.schemas.all().iter().map(|s| (s.name.clone(), s.label.clone())).collect(),
         form,
         form_open,
@@ -108,6 +138,14 @@ async fn page(
     })
 }
 
+/// Renders with `Vary: HX-Request`: the same URL answers a page or, to htmx, a partial.
+fn varying<T: Template>(t: &T) -> HttpResponse {
+    let mut res = render(StatusCode::OK, t);
+    res.headers_mut().insert(header::VARY, header::HeaderValue::from_static("HX-Request"));
+    res
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get()))]
 pub async fn list(
     req: HttpRequest,
     id: Identity,
@@ -115,12 +153,17 @@ pub async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ExportRequestsView)?;
+    let v = ExportsView::load(&req, &id, &state, q.page).await?;
+    if is_htmx(&req) {
+        return Ok(varying(&ExportsRows { v }));
+    }
     let form = ExportForm { export_type: "entity_data".into(), format: "csv".into(), ..ExportForm::default() };
     let open = q.new.is_some() && id.can(Permission::ExportRequestsCreate);
-    let p = page(&req, &id, &state, q.page, form, open, None).await?;
-    Ok(render(StatusCode::OK, &p))
+    let p = page(&req, &id, &state, v, form, open, None).await?;
+    Ok(varying(&p))
 }
 
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), export_id))]
 pub async fn create(
     req: HttpRequest,
     id: Identity,
@@ -140,7 +183,8 @@ pub async fn create(
     let request = match ExportRequest::parse(&form, |e| state.schemas.get(e).is_some()) {
         Ok(r) => r,
         Err(e) => {
-            let p = page(&req, &id, &state, None, form, true, Some(e.to_string())).await?;
+            let v = ExportsView::load(&req, &id, &state, None).await?;
+            let p = page(&req, &id, &state, v, form, true, Some(e.to_string())).await?;
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p));
         }
     };
@@ -159,6 +203,7 @@ pub async fn create(
         by_label: &id.email,
     };
     let export_id = store::create(&state.db, id.org_id, &new).await?;
+    tracing::Span::current().record("export_id", export_id);
     export_jobs::enqueue(&state.db, id.org_id, export_id).await?;
     let detail = format!("{} {} {}", request.kind().as_str(), request.format().label(), request.entities().join(" "));
     super::audit(&state, &req, &id, "export_requested", &format!("export {export_id}"), detail.trim()).await?;
@@ -166,6 +211,7 @@ pub async fn create(
 }
 
 /// Download: a link to the file signed for an hour.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), export_id = *path))]
 pub async fn download(
     req: HttpRequest,
     id: Identity,
@@ -206,6 +252,7 @@ pub struct LinkExpiredPage {
 }
 
 /// The signed link itself: the file streams to whoever holds a valid, unexpired link.
+#[tracing::instrument(skip_all, fields(org_id, export_id = *path))]
 pub async fn file(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -217,6 +264,7 @@ pub async fn file(
     };
     let (Some(expires), Some(sig)) = (q.expires, q.sig.as_deref()) else { return refused() };
     let Some(r) = store::by_id(&state.db, path.into_inner()).await? else { return refused() };
+    tracing::Span::current().record("org_id", r.org_id);
     if !verify(&state.link_key, &r.file_path, r.org_id, expires, sig, crate::now())
         || Status::parse(&r.status) != Status::Completed
     {
@@ -237,6 +285,7 @@ pub async fn file(
 }
 
 /// Delete: the history entry and its file; records are never touched.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), export_id = *path))]
 pub async fn delete(
     req: HttpRequest,
     id: Identity,

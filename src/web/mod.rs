@@ -21,6 +21,11 @@ pub fn see_other(to: impl Into<String>) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to.into())).finish()
 }
 
+/// Whether htmx sent the request (it wants a partial, not the whole page).
+pub fn is_htmx(req: &HttpRequest) -> bool {
+    req.headers().contains_key("hx-request")
+}
+
 /// Every route of the app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))

@@ -66,11 +66,11 @@ async fn a_csv_export_re_imports_as_the_records_it_came_from() {
     let r = request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains(">Pending<") && page.body.contains("data-refresh"), "{}", page.body);
-    assert!(page.body.contains("data-poll="), "the list refreshes itself while work is in progress");
+    assert!(page.body.contains(">Pending<") && page.body.contains("hx-target=\"#exports\""), "{}", page.body);
+    assert!(page.body.contains("hx-trigger=\"every 3s\""), "the list refreshes itself while work is in progress");
     app.drain().await;
     let page = c.get("/settings/exports").await;
-    assert!(page.body.contains(">Completed<") && !page.body.contains("data-poll="), "{}", page.body);
+    assert!(page.body.contains(">Completed<") && !page.body.contains("hx-trigger="), "{}", page.body);
     assert!(page.body.contains("<td>CSV</td>") && page.body.contains("Locations"));
     let id = newest_id(&page.body);
 
@@ -391,4 +391,69 @@ async fn an_export_whose_worker_died_restarts_cleanly() {
     assert_eq!(file.body.lines().count(), 3, "{}", file.body);
     assert!(!file.body.contains("half a row"));
     assert!(!std::path::Path::new(&format!("{path}.part")).exists());
+}
+
+/// A GET as htmx sends it (`HX-Request: true`) with the client's cookies: status, Vary, body.
+pub async fn htmx_get(c: &Client, path: &str) -> (StatusCode, String, String) {
+    let cookie = c.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    let mut res = awc::Client::builder()
+        .disable_redirects()
+        .finish()
+        .get(format!("{}{path}", c.base))
+        .insert_header(("cookie", cookie))
+        .insert_header(("hx-request", "true"))
+        .send()
+        .await
+        .unwrap();
+    let vary = res.headers().get("vary").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let body = res.body().await.unwrap();
+    (res.status(), vary, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[actix_web::test]
+async fn htmx_refreshes_the_list_alone_until_nothing_is_in_progress() {
+    let app = app().await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    let r = request(&mut c, &[("export_type", "audit_log"), ("format", "csv")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = c.get("/settings/exports").await;
+    let id = newest_id(&page.body);
+    assert!(page.body.contains("<script src=\"/static/htmx-2.0.11.min.js\" defer></script>"), "{}", page.body);
+    assert!(page.body.contains(r#"hx-get="/settings/exports" hx-trigger="every 3s" hx-swap="outerHTML""#));
+
+    // while the export is pending, htmx gets the list and the Refresh button, not the page
+    let (status, vary, partial) = htmx_get(&c, "/settings/exports").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(vary.contains("HX-Request"), "{vary}");
+    assert!(!partial.contains("<html") && !partial.contains("sidebar") && !partial.contains("id=\"new-export\""));
+    assert!(partial.trim_start().starts_with("<section class=\"card card-flush\" id=\"exports\""), "{partial}");
+    assert!(partial.contains(&format!("id=\"export-{id}\"")) && partial.contains(">Pending<"), "{partial}");
+    assert!(partial.contains("hx-trigger=\"every 3s\""), "still polling: {partial}");
+    assert!(partial.contains("id=\"exports-refresh\" hx-swap-oob=\"true\"><a "), "{partial}");
+    assert!(partial.contains(&format!("id=\"delete-{id}\"")), "a row's Delete dialog comes with it");
+
+    // once it is done, the list stops asking, and the Refresh button goes
+    app.drain().await;
+    let (_, _, partial) = htmx_get(&c, "/settings/exports").await;
+    assert!(partial.contains(">Completed<") && !partial.contains("hx-trigger") && !partial.contains("hx-get"));
+    assert!(partial.contains("id=\"exports-refresh\" hx-swap-oob=\"true\"></span>"), "{partial}");
+    let page = c.get("/settings/exports").await.body;
+    assert!(page.contains(">Completed<") && !page.contains("hx-trigger"), "a reload shows the same");
+
+    // a refresh leaves the one-shot message for the page
+    let r = c.submit("/settings/exports", &format!("/settings/exports/{id}/delete"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let (_, _, partial) = htmx_get(&c, "/settings/exports").await;
+    assert!(partial.contains("No exports yet") && !partial.contains("deleted."));
+    assert!(c.get("/settings/exports").await.body.contains(&format!("Export #{id} deleted.")));
+}
+
+#[actix_web::test]
+async fn htmx_itself_is_served_by_the_app() {
+    let app = app().await;
+    let js = app.client().get("/static/htmx-2.0.11.min.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert_eq!(js.header("content-type"), "text/javascript; charset=utf-8");
+    assert!(js.body.starts_with("var htmx=function(){"), "the minified release");
+    assert!(js.body.contains("\"2.0.11\""), "the version its name says");
 }
