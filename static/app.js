@@ -33,32 +33,25 @@
     }
   });
 
-  // A section with data-poll="ms" reloads itself in place while it has work in progress
-  // (the export list): the page's other parts, and any open dialog, stay as they are.
-  var polled = document.querySelector("[data-poll]");
-  if (polled && window.fetch && window.DOMParser) {
-    var every = parseInt(polled.getAttribute("data-poll"), 10) || 3000;
-    var tick = function () {
-      fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) {
-          if (!html) return;
-          var doc = new DOMParser().parseFromString(html, "text/html");
-          var fresh = doc.getElementById(polled.id);
-          if (!fresh) return;
-          polled.innerHTML = fresh.innerHTML;
-          var refresh = document.querySelector("[data-refresh]");
-          if (!fresh.hasAttribute("data-poll")) {
-            polled.removeAttribute("data-poll");
-            if (refresh) refresh.remove();
-            return;
-          }
-          setTimeout(tick, every);
-        })
-        .catch(function () { setTimeout(tick, every * 2); });
-    };
-    setTimeout(tick, every);
+  // htmx refreshes a section in place while it has work in progress (hx-get, every 3s,
+  // outerHTML). A row's dialog lives in that section: while one is open, the refresh waits
+  // (the next turn asks again), so an open dialog is never swapped away.
+  function holdsOpenDialog(el) {
+    return !!(el && el.querySelector && el.querySelector("dialog[open]"));
   }
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (holdsOpenDialog(e.detail.target)) e.preventDefault();
+  });
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var d = e.detail;
+    if (holdsOpenDialog(d.target)) { d.shouldSwap = false; return; }
+    // Answered from another page (the session ended: the sign-in form): go there whole.
+    var asked = d.pathInfo && d.pathInfo.requestPath, got = d.pathInfo && d.pathInfo.responsePath;
+    if (asked && got && got.split("?")[0] !== asked.split("?")[0]) {
+      d.shouldSwap = false;
+      window.location.assign(got);
+    }
+  });
 
   // Menus (<details>) close on Escape and on a click elsewhere.
   document.addEventListener("keydown", function (e) {
@@ -75,9 +68,17 @@
     if (e.target.matches("select[data-autosubmit]")) e.target.form.requestSubmit();
   });
 
-  document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("[data-hide-with-js]").forEach(function (el) { el.hidden = true; });
-    // Dialogs the server rendered open (no-JS links) become real modals.
-    document.querySelectorAll("dialog[data-modal][open]").forEach(openDialog);
+  // Run on the page, and on whatever htmx swaps in later.
+  function enhance(root) {
+    root.querySelectorAll("[data-hide-with-js]").forEach(function (el) { el.hidden = true; });
+    // Dialogs the server rendered open (no-JS links) become real modals, once.
+    root.querySelectorAll("dialog[data-modal][open]").forEach(function (d) {
+      d.removeAttribute("data-modal");
+      openDialog(d);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { enhance(document); });
+  document.addEventListener("htmx:load", function (e) {
+    if (e.target && e.target.querySelectorAll) enhance(e.target);
   });
 })();

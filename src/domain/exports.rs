@@ -1,5 +1,6 @@
-//! Export rules: types, formats and statuses (seed 002), how a stored value is written so
-//! the file re-imports cleanly, formula neutralization, and the signed download links.
+//! Export rules: types, formats and statuses (seed 002), what a New Export request may ask
+//! for, how a stored value is written so the file re-imports cleanly, formula
+//! neutralization, and the signed download links.
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -134,6 +135,122 @@ impl Status {
     }
 }
 
+/// What the New Export dialog holds, as typed (kept when it is shown again with an error).
+#[derive(Debug, Clone, Default)]
+pub struct ExportForm {
+    pub export_type: String,
+    pub format: String,
+    pub entities: Vec<String>,
+    pub date_from: String,
+    pub date_to: String,
+}
+
+impl ExportForm {
+    pub fn has(&self, entity: &str) -> bool {
+        self.entities.iter().any(|e| e == entity)
+    }
+}
+
+/// Why a New Export form was refused; the message is shown in the dialog as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportRequestError {
+    #[error("Choose what to export.")]
+    NoExportType,
+    #[error("Choose a format: CSV, XLSX or JSON.")]
+    NoFormat,
+    #[error("Choose at least one entity type to export.")]
+    NoEntityTypes,
+    #[error("\"{0}\" is not an entity type.")]
+    UnknownEntityType(String),
+    #[error("\"{0}\" is not a date (expected YYYY-MM-DD).")]
+    NotADate(String),
+    #[error("The start of the date range is after its end.")]
+    RangeReversed,
+}
+
+/// A valid export request: what, in which format, which entity types (entity data only),
+/// and the date range as epoch seconds from the start of its first day to the end of its last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    kind: ExportType,
+    format: Format,
+    entities: Vec<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+impl ExportRequest {
+    /// Checks a New Export form; `is_entity` says whether a name is an entity type.
+    pub fn parse(form: &ExportForm, is_entity: impl Fn(&str) -> bool) -> Result<ExportRequest, ExportRequestError> {
+        let kind = ExportType::parse(&form.export_type).ok_or(ExportRequestError::NoExportType)?;
+        let format = Format::parse(&form.format).ok_or(ExportRequestError::NoFormat)?;
+        let entities = if kind == ExportType::EntityData {
+            if form.entities.is_empty() {
+                return Err(ExportRequestError::NoEntityTypes);
+            }
+            if let Some(unknown) = form.entities.iter().find(|e| !is_entity(e)) {
+                return Err(ExportRequestError::UnknownEntityType(unknown.clone()));
+            }
+            form.entities.clone()
+        } else {
+            vec![]
+        };
+        let (from, to) = (day(&form.date_from, false)?, day(&form.date_to, true)?);
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(ExportRequestError::RangeReversed);
+        }
+        Ok(ExportRequest { kind, format, entities, from, to })
+    }
+
+    pub fn kind(&self) -> ExportType {
+        self.kind
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The entity types to export (none unless entity data).
+    pub fn entities(&self) -> &[String] {
+        &self.entities
+    }
+
+    pub fn date_from(&self) -> Option<i64> {
+        self.from
+    }
+
+    pub fn date_to(&self) -> Option<i64> {
+        self.to
+    }
+
+    /// The download name on `today` (YYYY-MM-DD): `locations-2026-11-25.csv`,
+    /// `entities-….zip` for several entity types (one XLSX workbook holds them all).
+    pub fn file_name(&self, today: &str) -> String {
+        let stem = match (self.kind, self.entities.as_slice()) {
+            (ExportType::EntityData, [one]) => one.as_str(),
+            (ExportType::EntityData, _) => "entities",
+            (ExportType::ImportHistory, _) => "import-history",
+            (ExportType::AuditLog, _) => "audit-log",
+        };
+        let ext = if self.entities.len() > 1 && self.format != Format::Xlsx { "zip" } else { self.format.extension() };
+        format!("{stem}-{today}.{ext}")
+    }
+}
+
+/// A YYYY-MM-DD day as the epoch seconds of its start (or its end, for `end`).
+fn day(raw: &str, end: bool) -> Result<Option<i64>, ExportRequestError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let date = time::Date::parse(raw, &time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| ExportRequestError::NotADate(raw.to_string()))?;
+    let start = date.midnight().assume_utc().unix_timestamp();
+    Ok(Some(if end { start + 86_399 } else { start }))
+}
+
 /// A stored value as the importer reads it back: lists space-separated (stored files by
 /// their source URL), booleans as true/false, absent as empty.
 pub fn cell_text(v: &serde_json::Value) -> String {
@@ -231,6 +348,79 @@ mod tests {
         assert!(!verify(b"other key", "exports/1/7.zip", 1, 1000, &sig, 999));
         assert!(!verify(key, "exports/1/7.zip", 1, 1000, "zz", 999));
         assert!(!verify(key, "exports/1/7.zip", 1, 1000, &sig[..10], 999));
+    }
+
+    fn form(kind: &str, format: &str, entities: &[&str], from: &str, to: &str) -> ExportForm {
+        ExportForm {
+            export_type: kind.into(),
+            format: format.into(),
+            entities: entities.iter().map(|e| e.to_string()).collect(),
+            date_from: from.into(),
+            date_to: to.into(),
+        }
+    }
+
+    fn parse(f: &ExportForm) -> Result<ExportRequest, ExportRequestError> {
+        ExportRequest::parse(f, |e| ["locations", "staff"].contains(&e))
+    }
+
+    fn refusal(f: &ExportForm) -> String {
+        parse(f).map(|r| format!("accepted: {r:?}")).unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_request_needs_a_type_and_a_format() {
+        assert_eq!(refusal(&form("", "csv", &["locations"], "", "")), "Choose what to export.");
+        assert_eq!(refusal(&form("everything", "csv", &["locations"], "", "")), "Choose what to export.");
+        assert_eq!(refusal(&form("entity_data", "pdf", &["locations"], "", "")), "Choose a format: CSV, XLSX or JSON.");
+        assert_eq!(refusal(&form("audit_log", "", &[], "", "")), "Choose a format: CSV, XLSX or JSON.");
+    }
+
+    #[test]
+    fn entity_data_needs_known_entity_types_and_the_others_ignore_them() {
+        assert_eq!(refusal(&form("entity_data", "csv", &[], "", "")), "Choose at least one entity type to export.");
+        assert_eq!(
+            refusal(&form("entity_data", "csv", &["locations", "planets"], "", "")),
+            "\"planets\" is not an entity type."
+        );
+        let r = parse(&form("entity_data", "json", &["locations", "staff"], "", "")).unwrap();
+        assert_eq!(
+            (r.kind(), r.format(), r.entities()),
+            (ExportType::EntityData, Format::Json, &["locations".to_string(), "staff".to_string()][..])
+        );
+        let r = parse(&form("import_history", "csv", &["planets"], "", "")).unwrap();
+        assert!(r.entities().is_empty(), "entity types only matter for entity data");
+    }
+
+    #[test]
+    fn dates_are_whole_days_in_order() {
+        let r = parse(&form("audit_log", "csv", &[], "2026-05-01", " 2026-05-01 ")).unwrap();
+        assert_eq!((r.date_from(), r.date_to()), (Some(1_777_593_600), Some(1_777_593_600 + 86_399)), "the whole day");
+        let open = parse(&form("audit_log", "csv", &[], "", "2026-05-01")).unwrap();
+        assert_eq!((open.date_from(), open.date_to()), (None, Some(1_777_593_600 + 86_399)));
+        assert_eq!(
+            refusal(&form("audit_log", "csv", &[], "2026-05-02", "2026-05-01")),
+            "The start of the date range is after its end."
+        );
+        assert_eq!(
+            refusal(&form("audit_log", "csv", &[], "May 1", "")),
+            "\"May 1\" is not a date (expected YYYY-MM-DD)."
+        );
+        assert_eq!(
+            refusal(&form("audit_log", "csv", &[], "", "2026-02-30")),
+            "\"2026-02-30\" is not a date (expected YYYY-MM-DD)."
+        );
+    }
+
+    #[test]
+    fn file_names_say_what_and_when() {
+        let name = |k, f, e: &[&str]| parse(&form(k, f, e, "", "")).unwrap().file_name("2026-11-25");
+        assert_eq!(name("entity_data", "csv", &["locations"]), "locations-2026-11-25.csv");
+        assert_eq!(name("entity_data", "csv", &["locations", "staff"]), "entities-2026-11-25.zip");
+        assert_eq!(name("entity_data", "json", &["staff"]), "staff-2026-11-25.jsonl");
+        assert_eq!(name("entity_data", "xlsx", &["locations", "staff"]), "entities-2026-11-25.xlsx");
+        assert_eq!(name("import_history", "json", &[]), "import-history-2026-11-25.jsonl");
+        assert_eq!(name("audit_log", "xlsx", &[]), "audit-log-2026-11-25.xlsx");
     }
 
     #[test]

@@ -12,6 +12,8 @@ fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     Some(match name {
         "app.css" => ("text/css; charset=utf-8", include_bytes!("../../static/app.css")),
         "app.js" => ("text/javascript; charset=utf-8", include_bytes!("../../static/app.js")),
+        // htmx.org from the npm registry, `package/dist/htmx.min.js`; the version is in the name
+        "htmx-2.0.11.min.js" => ("text/javascript; charset=utf-8", include_bytes!("../../static/htmx-2.0.11.min.js")),
         "favicon.svg" => ("image/svg+xml", include_bytes!("../../static/favicon.svg")),
         _ => return None,
     })

@@ -7,10 +7,10 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::layout::{Layout, render};
-use super::{Pagination, format_time};
+use super::{Pagination, format_time, is_htmx};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
-use crate::domain::exports::{ExportType, Format, LINK_SECS, Status, sign, verify};
+use crate::domain::exports::{ExportForm, ExportRequest, ExportType, LINK_SECS, Status, sign, verify};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::jobs::export as export_jobs;
@@ -19,7 +19,8 @@ use crate::store::exports::{self as store, ExportRow, NewExport};
 
 const PER_PAGE: i64 = 25;
 
-pub struct ExportView {
+/// One export request as a row of the list.
+pub struct RowView {
     pub id: i64,
     pub export_type: String,
     pub format: String,
@@ -33,7 +34,7 @@ pub struct ExportView {
     pub range: String,
 }
 
-fn view(state: &AppState, r: ExportRow) -> ExportView {
+fn row_view(state: &AppState, r: ExportRow) -> RowView {
     let names: Vec<String> = serde_json::from_str(&r.entity_types).unwrap_or_default();
     let labels: Vec<String> =
         names.iter().map(|n| state.schemas.get(n).map(|s| s.label.clone()).unwrap_or_else(|| n.clone())).collect();
@@ -44,7 +45,7 @@ fn view(state: &AppState, r: ExportRow) -> ExportView {
         (None, Some(t)) => format!("until {}", day(t)),
         (Some(f), Some(t)) => format!("{} – {}", day(f), day(t)),
     };
-    ExportView {
+    RowView {
         id: r.id,
         export_type: ExportType::parse(&r.export_type).map(ExportType::label).unwrap_or_default().to_string(),
         format: r.format.to_uppercase(),
@@ -59,34 +60,57 @@ fn view(state: &AppState, r: ExportRow) -> ExportView {
     }
 }
 
-#[derive(Template)]
-#[template(path = "exports.html")]
-pub struct ExportsPage {
-    pub l: Layout,
-    pub rows: Vec<ExportView>,
+/// The list of export requests, as the page and its refresh (htmx) show it.
+pub struct ExportsView {
+    pub rows: Vec<RowView>,
     pub pagination: Pagination,
     pub can_create: bool,
+    /// Some export is pending or processing: the list refreshes itself.
     pub any_active: bool,
+    /// This page of the list, where it refreshes from.
+    pub url: String,
+    /// For the Delete dialogs' forms.
+    pub csrf: String,
+}
+
+impl ExportsView {
+    async fn load(req: &HttpRequest, id: &Identity, state: &AppState, page: Option<i64>) -> Result<Self, AppError> {
+        let total = store::count(&state.db, id.org_id).await?;
+        let pagination = Pagination::new(page, PER_PAGE, total, "/settings/exports");
+        let rows: Vec<RowView> = store::list(&state.db, id.org_id, PER_PAGE, pagination.offset())
+            .await?
+            .into_iter()
+            .map(|r| row_view(state, r))
+            .collect();
+        let url = if pagination.page > 1 { pagination.href(pagination.page) } else { pagination.base.clone() };
+        Ok(ExportsView {
+            any_active: rows.iter().any(|r| r.status.is_active()),
+            rows,
+            pagination,
+            can_create: id.can(Permission::ExportRequestsCreate),
+            url,
+            csrf: AppSession::from_request_ref(req).csrf_token()?,
+        })
+    }
+}
+
+/// `/settings/exports`: the frame, the list, and the New Export dialog.
+#[derive(Template)]
+#[template(path = "exports/list.html")]
+pub struct ExportsPage {
+    pub l: Layout,
+    pub v: ExportsView,
     pub entities: Vec<(String, String)>,
     pub form: ExportForm,
     pub form_open: bool,
     pub error: Option<String>,
 }
 
-/// What the New Export dialog holds (kept when it is shown again with an error).
-#[derive(Debug, Clone, Default)]
-pub struct ExportForm {
-    pub export_type: String,
-    pub format: String,
-    pub entities: Vec<String>,
-    pub date_from: String,
-    pub date_to: String,
-}
-
-impl ExportForm {
-    pub fn has(&self, entity: &str) -> bool {
-        self.entities.iter().any(|e| e == entity)
-    }
+/// The list alone, for htmx's refresh (and the Refresh button's state beside it).
+#[derive(Template)]
+#[template(path = "exports/list_rows_partial.html")]
+pub struct ExportsRows {
+    pub v: ExportsView,
 }
 
 #[derive(Deserialize)]
@@ -99,24 +123,14 @@ async fn page(
     req: &HttpRequest,
     id: &Identity,
     state: &AppState,
-    page: Option<i64>,
+    v: ExportsView,
     form: ExportForm,
     form_open: bool,
     error: Option<String>,
 ) -> Result<ExportsPage, AppError> {
-    let total = store::count(&state.db, id.org_id).await?;
-    let pagination = Pagination::new(page, PER_PAGE, total, "/settings/exports");
-    let rows: Vec<ExportView> = store::list(&state.db, id.org_id, PER_PAGE, pagination.offset())
-        .await?
-        .into_iter()
-        .map(|r| view(state, r))
-        .collect();
     Ok(ExportsPage {
         l: Layout::for_user(req, id, "Data Exports", "exports").await?,
-        any_active: rows.iter().any(|r| r.status.is_active()),
-        rows,
-        pagination,
-        can_create: id.can(Permission::ExportRequestsCreate),
+        v,
         entities: state.schemas.all().iter().map(|s| (s.name.clone(), s.label.clone())).collect(),
         form,
         form_open,
@@ -124,6 +138,14 @@ async fn page(
     })
 }
 
+/// Renders with `Vary: HX-Request`: the same URL answers a page or, to htmx, a partial.
+fn varying<T: Template>(t: &T) -> HttpResponse {
+    let mut res = render(StatusCode::OK, t);
+    res.headers_mut().insert(header::VARY, header::HeaderValue::from_static("HX-Request"));
+    res
+}
+
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get()))]
 pub async fn list(
     req: HttpRequest,
     id: Identity,
@@ -131,24 +153,17 @@ pub async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ExportRequestsView)?;
+    let v = ExportsView::load(&req, &id, &state, q.page).await?;
+    if is_htmx(&req) {
+        return Ok(varying(&ExportsRows { v }));
+    }
     let form = ExportForm { export_type: "entity_data".into(), format: "csv".into(), ..ExportForm::default() };
     let open = q.new.is_some() && id.can(Permission::ExportRequestsCreate);
-    let p = page(&req, &id, &state, q.page, form, open, None).await?;
-    Ok(render(StatusCode::OK, &p))
+    let p = page(&req, &id, &state, v, form, open, None).await?;
+    Ok(varying(&p))
 }
 
-/// A YYYY-MM-DD day as the epoch seconds of its start (or its end, for `end`).
-fn day(raw: &str, end: bool) -> Result<Option<i64>, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let date = time::Date::parse(raw, &time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| format!("\"{raw}\" is not a date (expected YYYY-MM-DD)."))?;
-    let start = date.midnight().assume_utc().unix_timestamp();
-    Ok(Some(if end { start + 86_399 } else { start }))
-}
-
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), export_id))]
 pub async fn create(
     req: HttpRequest,
     id: Identity,
@@ -165,62 +180,38 @@ pub async fn create(
         date_from: field("date_from"),
         date_to: field("date_to"),
     };
-    let checked = (|| -> Result<(ExportType, Format, Option<i64>, Option<i64>), String> {
-        let kind = ExportType::parse(&form.export_type).ok_or("Choose what to export.")?;
-        let format = Format::parse(&form.format).ok_or("Choose a format: CSV, XLSX or JSON.")?;
-        if kind == ExportType::EntityData {
-            if form.entities.is_empty() {
-                return Err("Choose at least one entity type to export.".into());
-            }
-            if let Some(unknown) = form.entities.iter().find(|e| state.schemas.get(e).is_none()) {
-                return Err(format!("\"{unknown}\" is not an entity type."));
-            }
-        }
-        let (from, to) = (day(&form.date_from, false)?, day(&form.date_to, true)?);
-        if let (Some(f), Some(t)) = (from, to)
-            && f > t
-        {
-            return Err("The start of the date range is after its end.".into());
-        }
-        Ok((kind, format, from, to))
-    })();
-    let (kind, format, from, to) = match checked {
-        Ok(v) => v,
-        Err(msg) => {
-            let p = page(&req, &id, &state, None, form, true, Some(msg)).await?;
+    let request = match ExportRequest::parse(&form, |e| state.schemas.get(e).is_some()) {
+        Ok(r) => r,
+        Err(e) => {
+            let v = ExportsView::load(&req, &id, &state, None).await?;
+            let p = page(&req, &id, &state, v, form, true, Some(e.to_string())).await?;
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p));
         }
     };
-    let entities = if kind == ExportType::EntityData { form.entities.clone() } else { vec![] };
     let today = format_time(crate::now()).split(' ').next().unwrap_or_default().to_string();
-    let stem = match (kind, entities.as_slice()) {
-        (ExportType::EntityData, [one]) => one.clone(),
-        (ExportType::EntityData, _) => "entities".into(),
-        (ExportType::ImportHistory, _) => "import-history".into(),
-        (ExportType::AuditLog, _) => "audit-log".into(),
-    };
-    let ext = if entities.len() > 1 && format != Format::Xlsx { "zip" } else { format.extension() };
-    let file_name = format!("{stem}-{today}.{ext}");
+    let file_name = request.file_name(&today);
     let dir = state.settings.db.data_dir.join("files").join("exports").join(id.org_id.get().to_string());
     let new = NewExport {
-        export_type: kind.as_str(),
-        format: format.as_str(),
-        entity_types: &serde_json::to_string(&entities).map_err(anyhow::Error::from)?,
-        date_from: from,
-        date_to: to,
+        export_type: request.kind().as_str(),
+        format: request.format().as_str(),
+        entity_types: &serde_json::to_string(request.entities()).map_err(anyhow::Error::from)?,
+        date_from: request.date_from(),
+        date_to: request.date_to(),
         file_dir: &dir.to_string_lossy(),
         file_name: &file_name,
         by: id.user_id,
         by_label: &id.email,
     };
     let export_id = store::create(&state.db, id.org_id, &new).await?;
+    tracing::Span::current().record("export_id", export_id);
     export_jobs::enqueue(&state.db, id.org_id, export_id).await?;
-    let detail = format!("{} {} {}", kind.as_str(), format.label(), entities.join(" "));
+    let detail = format!("{} {} {}", request.kind().as_str(), request.format().label(), request.entities().join(" "));
     super::audit(&state, &req, &id, "export_requested", &format!("export {export_id}"), detail.trim()).await?;
     Ok(super::see_other("/settings/exports"))
 }
 
 /// Download: a link to the file signed for an hour.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), export_id = *path))]
 pub async fn download(
     req: HttpRequest,
     id: Identity,
@@ -255,12 +246,13 @@ pub struct LinkQuery {
 }
 
 #[derive(Template)]
-#[template(path = "link_expired.html")]
+#[template(path = "exports/link_expired.html")]
 pub struct LinkExpiredPage {
     pub l: Layout,
 }
 
 /// The signed link itself: the file streams to whoever holds a valid, unexpired link.
+#[tracing::instrument(skip_all, fields(org_id, export_id = *path))]
 pub async fn file(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -272,6 +264,7 @@ pub async fn file(
     };
     let (Some(expires), Some(sig)) = (q.expires, q.sig.as_deref()) else { return refused() };
     let Some(r) = store::by_id(&state.db, path.into_inner()).await? else { return refused() };
+    tracing::Span::current().record("org_id", r.org_id);
     if !verify(&state.link_key, &r.file_path, r.org_id, expires, sig, crate::now())
         || Status::parse(&r.status) != Status::Completed
     {
@@ -292,6 +285,7 @@ pub async fn file(
 }
 
 /// Delete: the history entry and its file; records are never touched.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), export_id = *path))]
 pub async fn delete(
     req: HttpRequest,
     id: Identity,

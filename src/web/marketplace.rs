@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::layout::{Layout, render};
-use super::{Pagination, format_time, see_other};
+use super::{Pagination, format_time, is_htmx, see_other};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
 use crate::domain::marketplace::Bundle;
@@ -69,7 +69,7 @@ fn makeup(state: &AppState, b: &Bundle) -> String {
 }
 
 #[derive(Template)]
-#[template(path = "marketplace.html")]
+#[template(path = "marketplace/catalog.html")]
 pub struct CatalogPage {
     pub l: Layout,
     pub cards: Vec<Card>,
@@ -119,7 +119,7 @@ pub struct ItemView {
 }
 
 #[derive(Template)]
-#[template(path = "marketplace_bundle.html")]
+#[template(path = "marketplace/bundle.html")]
 pub struct BundlePage {
     pub l: Layout,
     pub b: Card,
@@ -262,16 +262,34 @@ fn badge(status: &str) -> (&'static str, &'static str) {
     }
 }
 
-#[derive(Template)]
-#[template(path = "marketplace_imports.html")]
-pub struct ImportsPage {
-    pub l: Layout,
+/// The org's bundle imports, as the page and its refresh (htmx) show them.
+pub struct ImportsView {
     pub rows: Vec<ImportView>,
     pub pagination: Pagination,
     pub can_roll_back: bool,
+    /// Some import is in progress: the list refreshes itself.
     pub any_running: bool,
+    /// This page of the history, where it refreshes from.
+    pub url: String,
+    /// For the Roll back dialogs' forms.
+    pub csrf: String,
+}
+
+/// `/cl/marketplace/imports`: the frame and the history, or the error state.
+#[derive(Template)]
+#[template(path = "marketplace/imports.html")]
+pub struct ImportsPage {
+    pub l: Layout,
+    pub v: ImportsView,
     /// "Error Loading Import History": the sanitized message.
     pub load_error: Option<String>,
+}
+
+/// The history alone, for htmx's refresh (and the Refresh button's state beside it).
+#[derive(Template)]
+#[template(path = "marketplace/imports_rows_partial.html")]
+pub struct ImportsRows {
+    pub v: ImportsView,
 }
 
 #[derive(Deserialize)]
@@ -309,7 +327,33 @@ async fn load_imports(
     Ok((rows, pagination, changed))
 }
 
-/// `/cl/marketplace/imports`: the org's bundle imports, most recent first.
+fn import_view(r: MarketplaceImport, changed: Vec<(String, &'static str)>) -> ImportView {
+    let (label, badge) = badge(&r.status);
+    ImportView {
+        id: r.id,
+        bundle_key: r.bundle_key,
+        version: r.bundle_version,
+        title: r.bundle_title,
+        items: r.item_count,
+        skipped: r.skipped_count,
+        at: format_time(r.imported_at),
+        by: r.imported_by_label,
+        label,
+        badge,
+        reason: r.reason,
+        rolled_back: match (r.rolled_back_at, r.rolled_back_by_label) {
+            (Some(at), Some(by)) => format!("Rolled back {} by {by}", format_time(at)),
+            (Some(at), None) => format!("Rolled back {}", format_time(at)),
+            _ => String::new(),
+        },
+        status: r.status,
+        changed,
+    }
+}
+
+/// `/cl/marketplace/imports`: the org's bundle imports, most recent first; to htmx, the
+/// list alone.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get()))]
 pub async fn imports(
     req: HttpRequest,
     id: Identity,
@@ -317,41 +361,16 @@ pub async fn imports(
     query: web::Query<ImportsQuery>,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::MarketplaceImport)?;
-    let l = Layout::for_user(&req, &id, "Import History", "marketplace-imports").await?;
-    let (rows, pagination, load_error) = match load_imports(&state, &id, query.page).await {
+    let loaded = load_imports(&state, &id, query.page).await;
+    if let Err(e) = &loaded {
+        // the details go to the log; the page says what happened and what to do
+        tracing::error!(error = format!("{e:#}"), "loading the marketplace import history failed");
+    }
+    let (rows, pagination, load_error) = match loaded {
         Ok((rows, pagination, changed)) => {
-            let views = rows
-                .into_iter()
-                .zip(changed)
-                .map(|(r, changed)| {
-                    let (label, badge) = badge(&r.status);
-                    ImportView {
-                        id: r.id,
-                        bundle_key: r.bundle_key,
-                        version: r.bundle_version,
-                        title: r.bundle_title,
-                        items: r.item_count,
-                        skipped: r.skipped_count,
-                        at: format_time(r.imported_at),
-                        by: r.imported_by_label,
-                        label,
-                        badge,
-                        reason: r.reason,
-                        rolled_back: match (r.rolled_back_at, r.rolled_back_by_label) {
-                            (Some(at), Some(by)) => format!("Rolled back {} by {by}", format_time(at)),
-                            (Some(at), None) => format!("Rolled back {}", format_time(at)),
-                            _ => String::new(),
-                        },
-                        status: r.status,
-                        changed,
-                    }
-                })
-                .collect();
-            (views, pagination, None)
+            (rows.into_iter().zip(changed).map(|(r, c)| import_view(r, c)).collect(), pagination, None)
         }
-        Err(e) => {
-            // the details go to the log; the page says what happened and what to do
-            tracing::error!(error = format!("{e:#}"), "loading the marketplace import history failed");
+        Err(_) => {
             let message = "The import history could not be loaded. Try again in a moment; if it keeps happening, \
                            tell your administrator."
                 .to_string();
@@ -359,18 +378,31 @@ pub async fn imports(
         }
     };
     let status = if load_error.is_some() { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
-    let page = ImportsPage {
-        l,
+    let v = ImportsView {
         any_running: rows.iter().any(|r| r.status == "in_progress"),
         rows,
+        url: if pagination.page > 1 { pagination.href(pagination.page) } else { pagination.base.clone() },
         pagination,
         can_roll_back: id.can(Permission::MarketplaceImport),
-        load_error,
+        csrf: AppSession::from_request_ref(&req).csrf_token()?,
     };
-    Ok(render(status, &page))
+    let mut res = if is_htmx(&req) {
+        // htmx leaves the list as it is on an error status and asks again on its next turn
+        if load_error.is_some() {
+            HttpResponse::InternalServerError().finish()
+        } else {
+            render(status, &ImportsRows { v })
+        }
+    } else {
+        let l = Layout::for_user(&req, &id, "Import History", "marketplace-imports").await?;
+        render(status, &ImportsPage { l, v, load_error })
+    };
+    res.headers_mut().insert(header::VARY, header::HeaderValue::from_static("HX-Request"));
+    Ok(res)
 }
 
 /// Roll back: deletes exactly the records the import created, once.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), import_id = *path))]
 pub async fn rollback(
     req: HttpRequest,
     id: Identity,

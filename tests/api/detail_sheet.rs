@@ -5,23 +5,9 @@
 
 use awc::http::StatusCode;
 
-use crate::helpers::{Client, app, attrs};
+use crate::helpers::{app, attrs};
 
 const LOCATIONS: &str = "code,name,kind\nHQ,Head office,clinic\nNORTH,North clinic,clinic\n";
-
-/// GETs `path` as htmx does (with `HX-Request`), with the client's cookies.
-async fn htmx_get(c: &Client, path: &str) -> (StatusCode, String) {
-    let cookies: Vec<String> = c.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut res = awc::Client::default()
-        .get(format!("{}{path}", c.base))
-        .insert_header(("cookie", cookies.join("; ")))
-        .insert_header(("hx-request", "true"))
-        .send()
-        .await
-        .unwrap();
-    let body = res.body().await.unwrap();
-    (res.status(), String::from_utf8_lossy(&body).into_owned())
-}
 
 /// An attribute of the sheet (`#import-sheet`), which the response must hold.
 fn sheet_attr(body: &str, attr: &str) -> Option<String> {
@@ -44,7 +30,7 @@ async fn the_sheet_polls_while_work_runs_and_htmx_gets_it_alone() {
     assert!(!page.body.contains("http-equiv=\"refresh\""), "no meta refresh any more");
 
     // htmx gets the sheet alone, still polling
-    let (status, partial) = htmx_get(&c, &path).await;
+    let (status, _, partial) = c.htmx_get(&path).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!partial.contains("<html") && !partial.contains("<nav"), "no page frame in the partial");
     assert!(partial.trim_start().starts_with("<div id=\"import-sheet\""), "{}", &partial[..80.min(partial.len())]);
@@ -52,18 +38,18 @@ async fn the_sheet_polls_while_work_runs_and_htmx_gets_it_alone() {
 
     // ready: nothing runs, so the sheet it returns stops the polling
     app.drain().await;
-    let (_, partial) = htmx_get(&c, &path).await;
+    let (_, _, partial) = c.htmx_get(&path).await;
     assert!(partial.contains("Ready to import"), "the partial shows the new state");
     assert_eq!(sheet_attr(&partial, "hx-trigger"), None, "polling stops once nothing runs");
     assert_eq!(sheet_attr(&partial, "hx-get"), None);
 
     // importing polls again until completed
     c.import_action(id, "start", &[]).await.see_other();
-    let (_, partial) = htmx_get(&c, &path).await;
+    let (_, _, partial) = c.htmx_get(&path).await;
     assert!(partial.contains("Importing"), "{partial}");
     assert_eq!(sheet_attr(&partial, "hx-trigger").as_deref(), Some("every 2s"));
     app.drain().await;
-    let (_, partial) = htmx_get(&c, &path).await;
+    let (_, _, partial) = c.htmx_get(&path).await;
     assert!(partial.contains("Import completed: 2 created"), "{partial}");
     assert_eq!(sheet_attr(&partial, "hx-trigger"), None);
     // without JavaScript a reload shows the same state
@@ -76,7 +62,7 @@ async fn another_orgs_sheet_is_not_found_for_htmx_either() {
     app.user("umbrella", "eve@umbrella.test", "owner").await;
     let id = ada.upload_mapped("locations", ("l.csv", LOCATIONS.as_bytes()), &[]).await;
     let eve = app.signed_in("eve@umbrella.test").await;
-    let (status, body) = htmx_get(&eve, &format!("/settings/imports/{id}")).await;
+    let (status, _, body) = eve.htmx_get(&format!("/settings/imports/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!body.contains("Head office"));
 }

@@ -45,12 +45,16 @@ async fn a_csv_export_re_imports_as_the_records_it_came_from() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.get("/settings/exports").await;
     assert_eq!(texts(&page.body, "#exports .badge"), ["Pending"], "{}", page.body);
-    assert_eq!(count(&page.body, "a[data-refresh]"), 1, "{}", page.body);
-    assert_eq!(count(&page.body, "#exports[data-poll]"), 1, "the list refreshes itself while work is in progress");
+    assert_eq!(count(&page.body, "[hx-target='#exports']"), 1, "the Refresh button: {}", page.body);
+    assert_eq!(
+        count(&page.body, "#exports[hx-trigger='every 3s']"),
+        1,
+        "the list refreshes itself while work is in progress"
+    );
     app.drain().await;
     let page = c.get("/settings/exports").await;
     assert_eq!(texts(&page.body, "#exports .badge"), ["Completed"], "{}", page.body);
-    assert_eq!(count(&page.body, "[data-poll]"), 0, "{}", page.body);
+    assert_eq!(count(&page.body, "[hx-trigger]"), 0, "{}", page.body);
     let cells = texts(&page.body, "#exports td");
     assert!(cells.iter().any(|c| c == "CSV") && cells.iter().any(|c| c == "Locations"), "{cells:?}");
     let id = first_id(&page.body, "export-");
@@ -371,4 +375,51 @@ async fn an_export_whose_worker_died_restarts_cleanly() {
     assert_eq!(file.body.lines().count(), 3, "{}", file.body);
     assert!(!file.body.contains("half a row"));
     assert!(!std::path::Path::new(&format!("{path}.part")).exists());
+}
+
+#[actix_web::test]
+async fn htmx_refreshes_the_list_alone_until_nothing_is_in_progress() {
+    let (app, mut c) = app().await;
+    let r = request(&mut c, &[("export_type", "audit_log"), ("format", "csv")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = c.get("/settings/exports").await;
+    let id = first_id(&page.body, "export-");
+    assert!(page.body.contains("<script src=\"/static/htmx-2.0.11.min.js\" defer></script>"), "{}", page.body);
+    assert!(page.body.contains(r#"hx-get="/settings/exports" hx-trigger="every 3s" hx-swap="outerHTML""#));
+
+    // while the export is pending, htmx gets the list and the Refresh button, not the page
+    let (status, vary, partial) = c.htmx_get("/settings/exports").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(vary.contains("HX-Request"), "{vary}");
+    assert!(!partial.contains("<html") && !partial.contains("sidebar") && !partial.contains("id=\"new-export\""));
+    assert!(partial.trim_start().starts_with("<section class=\"card card-flush\" id=\"exports\""), "{partial}");
+    assert!(partial.contains(&format!("id=\"export-{id}\"")) && partial.contains(">Pending<"), "{partial}");
+    assert!(partial.contains("hx-trigger=\"every 3s\""), "still polling: {partial}");
+    assert!(partial.contains("id=\"exports-refresh\" hx-swap-oob=\"true\"><a "), "{partial}");
+    assert!(partial.contains(&format!("id=\"delete-{id}\"")), "a row's Delete dialog comes with it");
+
+    // once it is done, the list stops asking, and the Refresh button goes
+    app.drain().await;
+    let (_, _, partial) = c.htmx_get("/settings/exports").await;
+    assert!(partial.contains(">Completed<") && !partial.contains("hx-trigger") && !partial.contains("hx-get"));
+    assert!(partial.contains("id=\"exports-refresh\" hx-swap-oob=\"true\"></span>"), "{partial}");
+    let page = c.get("/settings/exports").await.body;
+    assert!(page.contains(">Completed<") && !page.contains("hx-trigger"), "a reload shows the same");
+
+    // a refresh leaves the one-shot message for the page
+    let r = c.submit("/settings/exports", &format!("/settings/exports/{id}/delete"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let (_, _, partial) = c.htmx_get("/settings/exports").await;
+    assert!(partial.contains("No exports yet") && !partial.contains("deleted."));
+    assert!(c.get("/settings/exports").await.body.contains(&format!("Export #{id} deleted.")));
+}
+
+#[actix_web::test]
+async fn htmx_itself_is_served_by_the_app() {
+    let (app, _) = app().await;
+    let js = app.client().get("/static/htmx-2.0.11.min.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert_eq!(js.header("content-type"), "text/javascript; charset=utf-8");
+    assert!(js.body.starts_with("var htmx=function(){"), "the minified release");
+    assert!(js.body.contains("\"2.0.11\""), "the version its name says");
 }

@@ -319,6 +319,22 @@ impl Client {
         }
     }
 
+    /// GETs `path` as htmx does (`HX-Request: true`), with the session's cookies and
+    /// without keeping any it sets: (status, its `Vary` header, body).
+    pub async fn htmx_get(&self, path: &str) -> (StatusCode, String, String) {
+        let mut res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .insert_header(("cookie", self.cookie_header()))
+            .insert_header(("hx-request", "true"))
+            .send()
+            .await
+            .unwrap();
+        let vary = res.headers().get("vary").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let body = res.body().limit(64 << 20).await.unwrap();
+        (res.status(), vary, String::from_utf8_lossy(&body).into_owned())
+    }
+
     pub async fn get(&mut self, path: &str) -> Resp {
         let res = self
             .http

@@ -233,3 +233,40 @@ async fn a_bad_bundle_file_is_left_out_and_the_app_starts() {
     assert!(catalog.contains("Extra Toolkit") && catalog.contains("Infection Control Toolkit"));
     assert!(!catalog.contains("Broken Bundle"));
 }
+
+#[actix_web::test]
+async fn htmx_refreshes_the_history_alone_until_no_import_runs() {
+    let (app, mut c) = app().await;
+    let r = c.submit(BUNDLE_PAGE, V1, &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = c.get("/cl/marketplace/imports").await.body;
+    let id = first_id(&page, "mp-import-");
+    assert!(page.contains(r#"hx-get="/cl/marketplace/imports" hx-trigger="every 3s" hx-swap="outerHTML""#));
+
+    // while the import runs, htmx gets the cards and the Refresh button, not the page
+    let (status, vary, partial) = c.htmx_get("/cl/marketplace/imports").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(vary.contains("HX-Request"), "{vary}");
+    assert!(!partial.contains("<html") && !partial.contains("sidebar") && !partial.contains("<h1"), "{partial}");
+    assert!(partial.trim_start().starts_with("<section id=\"marketplace-imports\""), "{partial}");
+    assert!(partial.contains(&format!("id=\"mp-import-{id}\"")) && partial.contains(">In Progress<"), "{partial}");
+    assert!(partial.contains("hx-trigger=\"every 3s\""), "still polling: {partial}");
+    assert!(partial.contains("id=\"marketplace-imports-refresh\" hx-swap-oob=\"true\"><a "), "{partial}");
+
+    // once it is done, the history stops asking; the card brings its Roll back dialog
+    app.drain().await;
+    let (_, _, partial) = c.htmx_get("/cl/marketplace/imports").await;
+    assert!(partial.contains(">Completed<") && !partial.contains("hx-trigger") && !partial.contains("hx-get"));
+    assert!(partial.contains("id=\"marketplace-imports-refresh\" hx-swap-oob=\"true\"></span>"), "{partial}");
+    assert!(partial.contains(&format!("<dialog class=\"dialog\" id=\"rollback-{id}\"")), "{partial}");
+    let page = c.get("/cl/marketplace/imports").await.body;
+    assert!(page.contains(">Completed<") && !page.contains("hx-trigger"), "a reload shows the same");
+
+    // the dialog's form, as swapped in, rolls back
+    let marker = "name=\"csrf_token\" value=\"";
+    let at = partial.find(marker).unwrap() + marker.len();
+    let token = partial[at..].split('"').next().unwrap();
+    let r = c.post_form(&format!("/cl/marketplace/imports/{id}/rollback"), &[("csrf_token", token)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(c.get("/cl/marketplace/imports").await.body.contains("items deleted"));
+}

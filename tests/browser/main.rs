@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
-use helpers::{PASSWORD, spawn_app};
+use helpers::{PASSWORD, spawn_app, spawn_app_with};
 use serde_json::json;
 
 struct Driver(Child);
@@ -148,6 +148,32 @@ async fn wait_download(dir: &std::path::Path, ext: &str) -> PathBuf {
 
 async fn eval_bool(c: &Client, script: &str) -> bool {
     c.execute(script, vec![]).await.unwrap().as_bool().unwrap_or(false)
+}
+
+/// Counts htmx's requests from now on (`window.__polls`; one app.js holds back counts too) and
+/// its swaps (`window.__swaps`); a full page load resets both, with `window.__marker`.
+async fn watch_htmx(c: &Client) {
+    let script = "window.__marker = 'same page'; window.__polls = 0; window.__swaps = 0;\
+        document.body.addEventListener('htmx:beforeRequest', function () { window.__polls++; });\
+        document.body.addEventListener('htmx:afterSwap', function () { window.__swaps++; });";
+    c.execute(script, vec![]).await.unwrap();
+}
+
+/// Waits until `window[name]` is at least `n`.
+async fn wait_count(c: &Client, name: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = c.execute(&format!("return window.{name} || 0"), vec![]).await.unwrap().as_i64().unwrap_or(0);
+        if v >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "window.{name} stayed at {v}, expected {n}");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn same_page(c: &Client) -> bool {
+    c.execute("return window.__marker", vec![]).await.unwrap().as_str() == Some("same page")
 }
 
 async fn sign_in(c: &Client, base: &str, path: &str, email: &str) {
@@ -326,8 +352,11 @@ async fn upload_map_validate_and_import_with_progress_then_download_the_error_ro
     shot(&c, "import-mapping").await;
     c.find(Locator::Css("form[action$='/mapping'] button[type=submit]")).await.unwrap().click().await.unwrap();
 
-    // validation runs in the background; the page refreshes by itself until ready
+    // validation runs in the background; the sheet updates itself through htmx until ready
+    wait_text(&c, "main", |t| t.contains("Validating") || t.contains("Ready to import")).await;
+    watch_htmx(&c).await;
     wait_text(&c, "#ready-title", |t| t == "Ready to import").await;
+    assert!(same_page(&c).await, "the sheet turned ready without a page reload");
     assert!(text(&c, "main").await.contains("row 402, name: is required but empty"));
     shot(&c, "import-ready").await;
     c.find(Locator::Css("form[action$='/start'] button")).await.unwrap().click().await.unwrap();
@@ -345,7 +374,12 @@ async fn upload_map_validate_and_import_with_progress_then_download_the_error_ro
             c.find(Locator::Css("form[action$='/resume'] button")).await.unwrap().click().await.unwrap();
         }
     }
+    // "Importing…" is the running sheet's heading (a paused one reads "Paused")
+    wait_text(&c, "main", |t| t.contains("Importing…") || t.contains("Import completed")).await;
+    watch_htmx(&c).await;
     wait_text(&c, "main", |t| t.contains("Import completed")).await;
+    assert!(same_page(&c).await, "the progress ran to completed without a page reload");
+    assert!(!eval_bool(&c, "return !!document.querySelector('meta[http-equiv=refresh]')").await);
     shot(&c, "import-completed").await;
 
     // the error rows download, ready to fix and re-upload
@@ -439,7 +473,8 @@ async fn request_an_export_watch_it_complete_without_reloading_and_download_it()
     let profile = tempfile::tempdir().unwrap();
     let downloads = tempfile::tempdir().unwrap();
     let Some((_driver, c)) = start_browser_with_downloads(profile.path(), downloads.path()).await else { return };
-    let app = spawn_app().await;
+    // no background workers: the test runs the job when it wants the export done
+    let app = spawn_app_with(|s| s.workers = "0".into()).await;
     app.user("acme-health", "ada@acme.test", "owner").await;
     for (code, name) in [("LOC-1", "Main"), ("LOC-2", "North")] {
         app.add_record("acme-health", "locations", &[("code", code), ("name", name), ("kind", "clinic")]).await;
@@ -449,20 +484,38 @@ async fn request_an_export_watch_it_complete_without_reloading_and_download_it()
     c.find(Locator::Css("nav.sidebar a[href='/settings/exports']")).await.unwrap().click().await.unwrap();
     wait_text(&c, "main h1", |t| t == "Data Exports").await;
     assert!(text(&c, "main").await.contains("No exports yet"));
+    // htmx is loaded from the app, with its inline indicator style turned off (the CSP forbids it)
+    assert!(eval_bool(&c, "return window.htmx && htmx.version === '2.0.11'").await, "htmx 2.0.11 loaded");
+    assert!(eval_bool(&c, "return document.querySelectorAll('style').length === 0").await, "no inline style");
+    assert!(!eval_bool(&c, "return htmx.config.allowEval || htmx.config.includeIndicatorStyles").await);
 
     c.find(Locator::Css("a[data-open='new-export']")).await.unwrap().click().await.unwrap();
     assert!(eval_bool(&c, "return document.getElementById('new-export').open").await);
     c.find(Locator::Css("#new-export input[name=entity_types][value=locations]")).await.unwrap().click().await.unwrap();
     shot(&c, "export-new").await;
     c.find(Locator::Css("#new-export button[type=submit]")).await.unwrap().click().await.unwrap();
-    // the list after the redirect has the new row (the page before had none)
-    wait_css(&c, "#exports tbody tr").await;
-    // the page was loaded once; the row turns Completed by itself
-    c.execute("window.__marker = 'same page'", vec![]).await.unwrap();
+    // the list after the redirect has the new row, pending, and htmx polls it
+    let row = wait_text(&c, "#exports tbody tr", |t| t.contains("Pending")).await;
+    assert!(row.contains("Entity data"), "{row}");
+    assert!(eval_bool(&c, "return document.getElementById('exports').getAttribute('hx-trigger') === 'every 3s'").await);
+    assert!(c.find(Locator::Css("#exports-refresh a")).await.is_ok(), "Refresh while pending");
+    watch_htmx(&c).await;
+
+    // New Export open while the list refreshes: the dialog is outside the swapped section
+    c.find(Locator::Css("a[data-open='new-export']")).await.unwrap().click().await.unwrap();
+    app.drain().await;
     let row = wait_text(&c, "#exports tbody tr", |t| t.contains("Completed")).await;
     assert!(row.contains("Entity data") && row.contains("CSV") && row.contains("Locations"), "{row}");
-    let same = c.execute("return window.__marker", vec![]).await.unwrap();
-    assert_eq!(same.as_str(), Some("same page"), "completed without a reload");
+    assert!(same_page(&c).await, "completed without a reload");
+    wait_count(&c, "__swaps", 1).await;
+    assert!(
+        eval_bool(&c, "return document.getElementById('new-export').matches(':modal')").await,
+        "the open dialog survives the refresh"
+    );
+    c.find(Locator::Css("#new-export [data-close]")).await.unwrap().click().await.unwrap();
+    // nothing in progress: the polling and the Refresh button are gone, as a reload would show
+    assert!(!eval_bool(&c, "return document.getElementById('exports').hasAttribute('hx-trigger')").await);
+    assert!(c.find(Locator::Css("#exports-refresh a")).await.is_err(), "no Refresh once done");
     shot(&c, "export-completed").await;
 
     let href =
@@ -479,7 +532,8 @@ async fn request_an_export_watch_it_complete_without_reloading_and_download_it()
 async fn import_a_bundle_see_it_in_the_history_and_roll_it_back() {
     let profile = tempfile::tempdir().unwrap();
     let Some((_driver, c)) = start_browser(profile.path()).await else { return };
-    let app = spawn_app().await;
+    // no background workers: the test runs the import when it wants it done
+    let app = spawn_app_with(|s| s.workers = "0".into()).await;
     app.user("acme-health", "ada@acme.test", "owner").await;
     app.add_record("acme-health", "policies", &[("policy_code", "KEEP-1"), ("title", "Our own"), ("category", "hr")])
         .await;
@@ -509,8 +563,16 @@ async fn import_a_bundle_see_it_in_the_history_and_roll_it_back() {
     shot(&c, "marketplace-bundle").await;
     c.find(Locator::Css("main form[action$='/import'] button[type=submit]")).await.unwrap().click().await.unwrap();
     wait_text(&c, "main h1", |t| t == "Import History").await;
-    // the card turns Completed by itself (the page polls while an import runs)
+    wait_text(&c, ".import-card", |t| t.contains("In Progress")).await;
+    assert!(c.find(Locator::Css("#marketplace-imports[hx-trigger='every 3s']")).await.is_ok(), "htmx polls");
+    assert!(c.find(Locator::Css("#marketplace-imports-refresh a")).await.is_ok(), "Refresh while it runs");
+    watch_htmx(&c).await;
+    app.drain().await;
+    // the card turns Completed by itself (htmx polls while an import runs), then the polling stops
     let card = wait_text(&c, ".import-card", |t| t.contains("Completed")).await;
+    assert!(same_page(&c).await, "completed without a reload");
+    assert!(c.find(Locator::Css("#marketplace-imports[hx-trigger]")).await.is_err(), "no more polling");
+    assert!(c.find(Locator::Css("#marketplace-imports-refresh a")).await.is_err(), "no Refresh once done");
     assert!(card.contains("infection-control-toolkit") && card.contains("v1.0.0") && card.contains("27"), "{card}");
     shot(&c, "marketplace-imports").await;
     let org = stevedore::domain::ids::OrgId::new(app.org_id("acme-health").await);
@@ -535,5 +597,33 @@ async fn import_a_bundle_see_it_in_the_history_and_roll_it_back() {
     let link = c.find(Locator::Css("main table a[href^='/cl/marketplace/imports#mp-import-']")).await.unwrap();
     assert!(link.text().await.unwrap().starts_with("marketplace import "));
     assert_eq!(stevedore::store::records::count(&app.db, org, "policies", None).await.unwrap(), 1, "ours stays");
+
+    // An open Roll back dialog lives in the refreshed section: while it is open, the refresh
+    // waits, so the dialog stays; once it closes, the list catches up without a reload.
+    for key in ["privacy-hipaa-foundations", "behavioral-health-essentials"] {
+        c.goto(&format!("{base}/cl/marketplace/{key}")).await.unwrap();
+        c.find(Locator::Css("main form[action$='/import'] button[type=submit]")).await.unwrap().click().await.unwrap();
+        wait_text(&c, "main h1", |t| t == "Import History").await;
+        if key == "privacy-hipaa-foundations" {
+            app.drain().await;
+        }
+    }
+    c.goto(&format!("{base}/cl/marketplace/imports")).await.unwrap();
+    let running = wait_text(&c, ".import-card", |t| t.contains("In Progress")).await;
+    assert!(running.contains("behavioral-health-essentials"), "{running}");
+    watch_htmx(&c).await;
+    c.find(Locator::Css(".import-card a[data-open^='rollback-']")).await.unwrap().click().await.unwrap();
+    let dialog = wait_text(&c, "dialog[open]", |t| t.contains("irreversible")).await;
+    assert!(dialog.contains("privacy-hipaa-foundations"), "{dialog}");
+    app.drain().await;
+    wait_count(&c, "__polls", 2).await;
+    assert!(eval_bool(&c, "return document.querySelector('dialog[open]').matches(':modal')").await, "still open");
+    assert!(eval_bool(&c, "return window.__swaps === 0").await, "the refresh waited");
+    assert!(text(&c, ".import-card").await.contains("In Progress"), "held while the dialog is open");
+    shot(&c, "marketplace-rollback-dialog-held").await;
+    c.find(Locator::Css("dialog[open] [data-close]")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".import-card", |t| t.contains("Completed")).await;
+    assert!(same_page(&c).await, "caught up without a reload");
+    assert!(c.find(Locator::Css("#marketplace-imports[hx-trigger]")).await.is_err(), "no more polling");
     c.close().await.unwrap();
 }
