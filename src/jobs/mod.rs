@@ -69,3 +69,18 @@ impl StepError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passing_errors_retry_until_the_last_attempt() {
+        let e = anyhow::anyhow!("database is locked");
+        assert_eq!(StepError::retry_outcome(&e, 1, 5), Some(Outcome::Retry("database is locked".into())));
+        assert!(StepError::retry_outcome(&e, 4, 5).is_some());
+        assert_eq!(StepError::retry_outcome(&e, 5, 5), None, "the last attempt gives up");
+        let from_store: StepError = anyhow::anyhow!("no such table").into();
+        assert!(matches!(from_store, StepError::Retry(_)), "a store error is passing");
+    }
+}

@@ -87,6 +87,7 @@ pub struct CatalogQuery {
 }
 
 /// `/cl/marketplace`: the newest version of every bundle, searchable by text and tag.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn catalog(
     req: HttpRequest,
     id: Identity,
@@ -150,6 +151,7 @@ async fn present_keys(state: &AppState, id: &Identity, b: &Bundle) -> Result<Vec
 }
 
 /// A bundle version's page: its items, the versions, Import.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn bundle(
     req: HttpRequest,
     id: Identity,
@@ -200,6 +202,7 @@ pub async fn bundle(
 
 /// Import: starts the background import of a bundle version. A version the org already
 /// holds needs `confirm=1` (the dialog says items already present are skipped).
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
 pub async fn import(
     req: HttpRequest,
     id: Identity,
