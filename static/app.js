@@ -6,7 +6,8 @@
     if (!d) return;
     if (d.open) d.close();
     if (typeof d.showModal === "function") d.showModal(); else d.setAttribute("open", "");
-    var focus = d.querySelector("[autofocus], input:not([type=hidden]), select, button");
+    // the element marked autofocus (Cancel, in confirmations) wins over the first field
+    var focus = d.querySelector("[autofocus]") || d.querySelector("input:not([type=hidden]), select, button");
     if (focus) focus.focus();
   }
 
