@@ -36,7 +36,8 @@ enum Command {
         #[arg(long, default_value = "2")]
         concurrency: String,
     },
-    /// Measure: `bench import --rows N` runs a generated file through validation and import.
+    /// Measure: `bench import --rows N` runs a generated file through validation and import;
+    /// `bench floor` the least that file can cost; `bench export` the export job.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
@@ -67,6 +68,28 @@ enum BenchCommand {
         /// Also roll the first import back (every record it created removed).
         #[arg(long)]
         rollback: bool,
+        /// Import this CSV instead of generated contacts (its header names the fields).
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// The entity schema (TOML, as in schemas/) of --file; the contacts schema by default.
+        #[arg(long)]
+        schema: Option<std::path::PathBuf>,
+    },
+    /// The floor every import figure is a ratio to: parse, type-check, MD5 and insert the same
+    /// file into a plain indexed SQLite table (and, with a PostgreSQL --database, COPY it into
+    /// a typed table); prints rows/s; the last line is one JSON object.
+    Floor {
+        #[arg(long, default_value = "100000")]
+        rows: usize,
+        /// A PostgreSQL URL to also measure COPY there.
+        #[arg(long)]
+        database: Option<String>,
+        /// Measure this CSV instead of generated contacts.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// The entity schema (TOML) of --file; the contacts schema by default.
+        #[arg(long)]
+        schema: Option<std::path::PathBuf>,
     },
     /// Import N generated contacts, then export them as CSV, XLSX or JSON through the export
     /// job, printing rows/s and peak memory; the last line is one JSON object.
@@ -159,10 +182,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             run_worker(&db_settings, schemas, config).await
         }
-        Command::Bench { command: BenchCommand::Import { rows, chunk, database, merge, rollback } } => {
+        Command::Bench { command: BenchCommand::Import { rows, chunk, database, merge, rollback, file, schema } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             anyhow::ensure!((1..=100_000).contains(&chunk), "--chunk must be from 1 to 100000");
-            crate::bench::import(rows, chunk, database, crate::bench::Runs { merge, rollback }).await
+            let input = crate::bench::Input { file, schema };
+            crate::bench::import(rows, chunk, database, crate::bench::Runs { merge, rollback }, input).await
+        }
+        Command::Bench { command: BenchCommand::Floor { rows, database, file, schema } } => {
+            anyhow::ensure!(rows > 0, "--rows must be at least 1");
+            crate::bench::floor_only(rows, database, crate::bench::Input { file, schema }).await
         }
         Command::Bench { command: BenchCommand::Export { rows, format, database } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");

@@ -1,7 +1,13 @@
-//! `stevedore bench import`: a generated contacts file through the same validation and
-//! import jobs the UI runs, timed, with the peak memory of the process.
+//! `stevedore bench import`: a generated contacts file (or your own, with its schema)
+//! through the same validation and import jobs the UI runs, timed, with the peak memory of
+//! the process, and as a ratio to [`floor`] measured on the same file in the same run.
+//! `bench export` does the same for the export job.
 
-use std::io::{BufWriter, Write};
+mod data;
+pub mod floor;
+
+use data::{CONTACTS, generate, peak_rss_mib};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,122 +21,6 @@ use crate::domain::imports::{Action, DuplicateHandling, Import, Stage};
 use crate::jobs::{Worker, WorkerConfig};
 use crate::store::{self, Db};
 
-/// The benchmark's entity: 12 columns, like a contacts export.
-const CONTACTS: &str = r#"
-entity = "bench_contacts"
-label = "Contacts (benchmark)"
-singular = "Contact"
-key = "contact_id"
-display = "last_name"
-
-[[fields]]
-name = "contact_id"
-type = "text"
-required = true
-[[fields]]
-name = "first_name"
-type = "text"
-required = true
-max_length = 100
-[[fields]]
-name = "last_name"
-type = "text"
-required = true
-max_length = 100
-[[fields]]
-name = "email"
-type = "text"
-pattern = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
-pattern_hint = "an email address"
-[[fields]]
-name = "phone"
-type = "text"
-max_length = 32
-[[fields]]
-name = "birth_date"
-type = "date"
-[[fields]]
-name = "city"
-type = "text"
-[[fields]]
-name = "country"
-type = "enum"
-values = ["US", "CA", "GB", "DE", "FR", "ES", "IT", "NL"]
-[[fields]]
-name = "status"
-type = "enum"
-values = ["active", "inactive", "lead"]
-[[fields]]
-name = "score"
-type = "integer"
-min = 0
-max = 100
-[[fields]]
-name = "balance"
-type = "decimal"
-[[fields]]
-name = "subscribed"
-type = "boolean"
-"#;
-
-/// Peak resident memory of this process, in MiB (Linux).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-/// Writes `rows` contacts: about 2% repeat an earlier row, 1% have a bad date or country.
-/// With `variant` 2 (the merge file), row `i` is contact `i` with another city when `i` is
-/// even, and the new contact `offset + i` when odd.
-fn generate(path: &PathBuf, rows: usize, offset: usize, variant: usize) -> anyhow::Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    writeln!(w, "contact_id,first_name,last_name,email,phone,birth_date,city,country,status,score,balance,subscribed")?;
-    const FIRST: [&str; 8] = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John"];
-    const LAST: [&str; 8] = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus"];
-    const CITY: [&str; 6] = ["Portland", "Toronto", "London", "Berlin", "Paris", "Madrid"];
-    const COUNTRY: [&str; 6] = ["US", "CA", "GB", "DE", "FR", "ES"];
-    const STATUS: [&str; 3] = ["active", "inactive", "lead"];
-    for i in 0..rows {
-        let (n, moved) = match variant {
-            // every even row: an earlier contact who moved; every odd row: a new contact
-            2 if i % 2 == 0 => (i, 1),
-            2 => (offset + i, 0),
-            3 => (i, 0),
-            // every 50th row repeats the one before it (a duplicate in the file)
-            _ if i % 50 == 49 => (i - 1, 0),
-            _ => (i, 0),
-        };
-        // variant 3 (the export benchmark's records) has no bad rows
-        let bad_date = variant != 3 && n % 100 == 7;
-        let bad_country = variant != 3 && n % 100 == 13;
-        writeln!(
-            w,
-            "C{n:08},{},{},user{n}@example.com,+1 555 {:04},{},{},{},{},{},{}.{:02},{}",
-            FIRST[n % 8],
-            LAST[(n / 8) % 8],
-            n % 10_000,
-            if bad_date {
-                "1990-13-45".to_string()
-            } else {
-                format!("19{:02}-{:02}-{:02}", 40 + n % 60, 1 + n % 12, 1 + n % 28)
-            },
-            CITY[(n + moved) % 6],
-            if bad_country { "XX" } else { COUNTRY[n % 6] },
-            STATUS[n % 3],
-            n % 101,
-            n % 5000,
-            n % 100,
-            n % 2 == 0
-        )?;
-    }
-    w.flush()?;
-    Ok(())
-}
-
 /// What to measure besides the first import.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Runs {
@@ -141,13 +31,122 @@ pub struct Runs {
     pub rollback: bool,
 }
 
-/// Runs the benchmark; prints progress lines and, last, one JSON object.
-pub async fn import(rows: usize, chunk: i64, database: Option<String>, runs: Runs) -> anyhow::Result<()> {
+/// The file to measure: generated contacts, or `file` read as the entity of `schema` (a
+/// schema TOML file; the contacts schema when None).
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    pub file: Option<PathBuf>,
+    pub schema: Option<PathBuf>,
+}
+
+impl Input {
+    /// The schema file's name and text (the contacts schema by default).
+    fn schema_file(&self) -> anyhow::Result<(String, String)> {
+        match &self.schema {
+            Some(p) => Ok((
+                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "schema.toml".into()),
+                std::fs::read_to_string(p).with_context(|| format!("cannot read --schema {}", p.display()))?,
+            )),
+            None => Ok(("bench_contacts.toml".into(), CONTACTS.into())),
+        }
+    }
+
+    /// The file: `--file`, or `rows` contacts generated in `dir`.
+    fn prepare(&self, dir: &std::path::Path, rows: usize) -> anyhow::Result<PathBuf> {
+        if let Some(f) = &self.file {
+            anyhow::ensure!(f.exists(), "--file {} does not exist", f.display());
+            return Ok(f.clone());
+        }
+        let file = dir.join("contacts.csv");
+        let t = Instant::now();
+        generate(&file, rows, 0, 1)?;
+        let size = std::fs::metadata(&file)?.len();
+        println!(
+            "generated {rows} rows, 12 columns, {:.1} MB in {:.2} s",
+            size as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+        Ok(file)
+    }
+}
+
+/// A fresh temporary folder for one benchmark run, removed after `f`.
+async fn in_temp_dir<F, Fut>(f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let dir = std::env::temp_dir().join(format!("stevedore-bench-{}-{}", std::process::id(), crate::random_token(4)?));
     std::fs::create_dir_all(&dir)?;
-    let result = run(&dir, rows, chunk, database, runs).await;
+    let result = f(dir.clone()).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Runs the benchmark; prints progress lines and, last, one JSON object.
+pub async fn import(rows: usize, chunk: i64, database: Option<String>, runs: Runs, input: Input) -> anyhow::Result<()> {
+    anyhow::ensure!(input.file.is_none() || !runs.merge, "--merge needs the generated file (leave out --file)");
+    in_temp_dir(|dir| async move { run(&dir, rows, chunk, database, runs, &input).await }).await
+}
+
+/// `stevedore bench floor`: the floor alone (SQLite, and `COPY` with a PostgreSQL
+/// `database`); prints rows/s and, last, one JSON object.
+pub async fn floor_only(rows: usize, database: Option<String>, input: Input) -> anyhow::Result<()> {
+    in_temp_dir(|dir| async move {
+        let file = input.prepare(&dir, rows)?;
+        let schema = standalone_schema(&input)?;
+        let mut json = serde_json::json!({});
+        measure_floors(&dir, &file, &schema, database.as_deref(), &mut json).await?;
+        println!("peak RSS {:.1} MiB", peak_rss_mib());
+        println!("{json}");
+        Ok(())
+    })
+    .await
+}
+
+/// The input's schema, loaded with the shipped ones (a relationship may point at them).
+fn standalone_schema(input: &Input) -> anyhow::Result<Arc<crate::domain::entities::EntitySchema>> {
+    let schemas = load_schemas(input)?;
+    let (name, text) = input.schema_file()?;
+    let entity = crate::domain::entities::EntitySchema::parse(&name, &text).map_err(anyhow::Error::msg)?.name;
+    schemas.get(&entity).cloned().context("the benchmark schema")
+}
+
+/// The shipped schemas plus the input's.
+fn load_schemas(input: &Input) -> anyhow::Result<Schemas> {
+    let mut files: Vec<(String, String)> =
+        crate::content::SHIPPED_SCHEMAS.iter().map(|(n, t)| ((*n).to_string(), (*t).to_string())).collect();
+    files.push(input.schema_file()?);
+    Schemas::load(files.iter().map(|(n, t)| (n.as_str(), t.as_str()))).map_err(anyhow::Error::msg)
+}
+
+/// Runs the floors over `file` and records them in `json`: SQLite's always, and `COPY`'s
+/// when `database` is PostgreSQL.
+async fn measure_floors(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    schema: &Arc<crate::domain::entities::EntitySchema>,
+    database: Option<&str>,
+    json: &mut serde_json::Value,
+) -> anyhow::Result<()> {
+    let f = floor::sqlite(dir, file, schema.clone()).await?;
+    println!(
+        "floor (parse, check, MD5, SQLite insert): {} rows in {:.2} s ({:.0} rows/s), {} valid",
+        f.rows,
+        f.seconds,
+        f.rows_per_sec(),
+        f.valid
+    );
+    json["floor_rows"] = f.rows.into();
+    json["floor_s"] = secs(f.seconds).into();
+    json["floor_rows_per_sec"] = f.rows_per_sec().round().into();
+    if let Some(url) = database.filter(|u| u.starts_with("postgres")) {
+        let c = floor::postgres(url, file, schema).await?;
+        println!("floor (PostgreSQL COPY): {} rows in {:.2} s ({:.0} rows/s)", c.rows, c.seconds, c.rows_per_sec());
+        json["copy_s"] = secs(c.seconds).into();
+        json["copy_rows_per_sec"] = c.rows_per_sec().round().into();
+    }
+    Ok(())
 }
 
 /// The benchmark's database, org, user, schema and worker.
@@ -191,7 +190,7 @@ impl Bench {
                 name: "benchmark",
                 action,
                 duplicate_handling: DuplicateHandling::IgnoreAll,
-                file_name: "contacts.csv",
+                file_name: &file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                 file_path: &path,
                 file_size: std::fs::metadata(file)?.len() as i64,
                 checksum: "",
@@ -262,7 +261,7 @@ pub async fn export(rows: usize, format: &str, database: Option<String>) -> anyh
     let dir = std::env::temp_dir().join(format!("stevedore-bench-{}-{}", std::process::id(), crate::random_token(4)?));
     std::fs::create_dir_all(&dir)?;
     let result = async {
-        let b = setup(&dir, 5000, database).await?;
+        let b = setup(&dir, 5000, database, &Input::default()).await?;
         let file = dir.join("contacts.csv");
         generate(&file, rows, 0, 3)?;
         println!("importing {rows} contacts to export");
@@ -322,15 +321,12 @@ pub async fn export(rows: usize, format: &str, database: Option<String>) -> anyh
 }
 
 /// A database (fresh SQLite in `dir` unless `database`), the benchmark org, user and worker.
-async fn setup(dir: &std::path::Path, chunk: i64, database: Option<String>) -> anyhow::Result<Bench> {
+async fn setup(dir: &std::path::Path, chunk: i64, database: Option<String>, input: &Input) -> anyhow::Result<Bench> {
     let url = database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
     let db = Db::connect(&url, 4).await?;
     db.migrate().await?;
-    let mut files: Vec<(String, String)> =
-        crate::content::SHIPPED_SCHEMAS.iter().map(|(n, t)| ((*n).to_string(), (*t).to_string())).collect();
-    files.push(("bench_contacts.toml".into(), CONTACTS.into()));
-    let schemas = Schemas::load(files.iter().map(|(n, t)| (n.as_str(), t.as_str()))).map_err(anyhow::Error::msg)?;
-    let schema = schemas.get("bench_contacts").cloned().context("benchmark schema")?;
+    let schemas = load_schemas(input)?;
+    let schema = standalone_schema(input)?;
     let slug = format!("bench-{}", crate::random_token(3)?);
     let (org, _) = store::accounts::ensure_org(&db, &slug, "Benchmark").await?;
     let user = store::accounts::create_user(&db, &format!("{slug}@bench.test"), "Bench", "x", false).await?;
@@ -345,30 +341,37 @@ async fn run(
     chunk: i64,
     database: Option<String>,
     runs: Runs,
+    input: &Input,
 ) -> anyhow::Result<()> {
-    let b = setup(dir, chunk, database).await?;
+    let file = input.prepare(dir, rows)?;
+    let mut json = serde_json::json!({});
+    measure_floors(dir, &file, &standalone_schema(input)?, database.as_deref(), &mut json).await?;
+    let b = setup(dir, chunk, database, input).await?;
     let db = b.db.clone();
-
-    let file = dir.join("contacts.csv");
-    let t = Instant::now();
-    generate(&file, rows, 0, 1)?;
-    let size = std::fs::metadata(&file)?.len();
-    println!("generated {rows} rows, 12 columns, {:.1} MB in {:.2} s", size as f64 / 1e6, t.elapsed().as_secs_f64());
     let (first, validate_s, import_s) = b.import(&file, Action::Merge).await?;
+    let rows = first.validated.total_rows as usize;
     let total = validate_s + import_s;
     let peak = peak_rss_mib();
-    println!("end to end {total:.2} s ({:.0} rows/s), peak RSS {peak:.1} MiB", rows as f64 / total);
-    let mut json = serde_json::json!({
-        "rows": rows,
-        "validate_s": secs(validate_s),
-        "import_s": secs(import_s),
-        "rows_per_sec": (rows as f64 / total).round(),
-        "created": first.created_rows,
-        "invalid": first.validated.invalid_rows,
-        "duplicates": first.validated.duplicate_rows,
-        "chunk_size": chunk,
-        "database": db.backend(),
-    });
+    let rate = rows as f64 / total;
+    println!("end to end {total:.2} s ({rate:.0} rows/s), peak RSS {peak:.1} MiB");
+    let floor_rate = json["floor_rows_per_sec"].as_f64().unwrap_or(0.0);
+    let floor_ratio = (rate / floor_rate.max(1.0) * 100.0).round() / 100.0;
+    println!("ratio to the floor: {floor_ratio:.2} ({rate:.0} / {floor_rate:.0} rows/s)");
+    json["rows"] = rows.into();
+    json["validate_s"] = secs(validate_s).into();
+    json["import_s"] = secs(import_s).into();
+    json["rows_per_sec"] = rate.round().into();
+    json["floor_ratio"] = floor_ratio.into();
+    if let Some(copy_rate) = json["copy_rows_per_sec"].as_f64() {
+        let copy_ratio = (rate / copy_rate.max(1.0) * 100.0).round() / 100.0;
+        println!("ratio to PostgreSQL COPY: {copy_ratio:.2} ({rate:.0} / {copy_rate:.0} rows/s)");
+        json["copy_ratio"] = copy_ratio.into();
+    }
+    json["created"] = first.created_rows.into();
+    json["invalid"] = first.validated.invalid_rows.into();
+    json["duplicates"] = first.validated.duplicate_rows.into();
+    json["chunk_size"] = chunk.into();
+    json["database"] = db.backend().into();
 
     if runs.merge {
         // every even row updates a record of the first file, every odd row is a new key

@@ -104,3 +104,75 @@ fn invalid_settings_stop_start_up_with_one_line_naming_the_setting() {
         assert_eq!(err.trim().lines().count(), 1, "{var}: {err}");
     }
 }
+
+/// The last line of a benchmark's output: its JSON figures.
+fn figures(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[actix_web::test]
+async fn bench_import_reports_its_ratio_to_the_floor_measured_in_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    let mut args = vec!["bench", "import", "--rows", "3000", "--chunk", "500"];
+    if url.starts_with("postgres") {
+        args.extend(["--database", url.as_str()]);
+    }
+    let (code, out, err) = stevedore(dir.path(), &url, &args, "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let j = figures(&out);
+    assert_eq!(j["rows"], 3000, "{j}");
+    assert_eq!(j["floor_rows"], 3000, "the floor reads the same file: {j}");
+    assert!(j["floor_rows_per_sec"].as_f64().unwrap() > 0.0, "{j}");
+    let ratio = j["floor_ratio"].as_f64().unwrap();
+    let expected = j["rows_per_sec"].as_f64().unwrap() / j["floor_rows_per_sec"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 0.01, "floor_ratio is the import's rows/s over the floor's: {j}");
+    assert!(out.contains("ratio to the floor:"), "{out}");
+    if url.starts_with("postgres") {
+        assert!(j["copy_rows_per_sec"].as_f64().unwrap() > 0.0 && j["copy_ratio"].as_f64().is_some(), "{j}");
+    } else {
+        assert!(j.get("copy_ratio").is_none(), "COPY is PostgreSQL's: {j}");
+    }
+}
+
+#[actix_web::test]
+async fn bench_floor_and_import_take_your_own_file_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    let schema = dir.path().join("gadgets.toml");
+    std::fs::write(
+        &schema,
+        "entity = \"gadgets\"\nlabel = \"Gadgets\"\nsingular = \"Gadget\"\nkey = \"code\"\n\
+         [[fields]]\nname = \"code\"\ntype = \"text\"\nrequired = true\n\
+         [[fields]]\nname = \"weight\"\ntype = \"integer\"\nmin = 0\n",
+    )
+    .unwrap();
+    let file = dir.path().join("gadgets.csv");
+    let mut csv = String::from("code,weight\n");
+    for i in 0..200 {
+        csv.push_str(&format!("G{i},{i}\n"));
+    }
+    csv.push_str("BAD,-5\n");
+    std::fs::write(&file, csv).unwrap();
+    let (file, schema) = (file.display().to_string(), schema.display().to_string());
+
+    let (code, out, err) = stevedore(dir.path(), &url, &["bench", "floor", "--file", &file, "--schema", &schema], "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let j = figures(&out);
+    assert_eq!(j["floor_rows"], 201, "{j}");
+    assert!(out.contains("200 valid"), "the floor checks types too: {out}");
+
+    let args = ["bench", "import", "--file", &file, "--schema", &schema, "--chunk", "50"];
+    let (code, out, err) = stevedore(dir.path(), &url, &args, "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let j = figures(&out);
+    assert_eq!(
+        (j["rows"].as_i64(), j["created"].as_i64(), j["invalid"].as_i64()),
+        (Some(201), Some(200), Some(1)),
+        "{j}"
+    );
+
+    let (code, _, err) = stevedore(dir.path(), &url, &["bench", "import", "--file", &file, "--merge"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("--merge needs the generated file"), "{err}");
+}
