@@ -91,6 +91,18 @@ enum BenchCommand {
         #[arg(long)]
         schema: Option<std::path::PathBuf>,
     },
+    /// Import History's latency over HTTP with N imports in the org: the list, each filter and
+    /// a deep page, p50/p99 each; the last line is one JSON object.
+    History {
+        #[arg(long, default_value = "100000")]
+        imports: i64,
+        /// Requests per view.
+        #[arg(long, default_value = "200")]
+        requests: usize,
+        /// Database URL to use instead of a fresh SQLite file.
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// Import N generated contacts, then export them as CSV, XLSX or JSON through the export
     /// job, printing rows/s and peak memory; the last line is one JSON object.
     Export {
@@ -192,6 +204,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             crate::bench::floor_only(rows, database, crate::bench::Input { file, schema }).await
         }
+        Command::Bench { command: BenchCommand::History { imports, requests, database } } => {
+            anyhow::ensure!(imports > 0 && requests > 0, "--imports and --requests must be at least 1");
+            bench_history(cli.common, cli.serve, imports, requests, database).await
+        }
         Command::Bench { command: BenchCommand::Export { rows, format, database } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             crate::bench::export(rows, &format, database).await
@@ -218,6 +234,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::User { command: UserCommand::Disable { email } } => toggle_user(&db_settings, &email, true).await,
         Command::User { command: UserCommand::Enable { email } } => toggle_user(&db_settings, &email, false).await,
     }
+}
+
+/// `bench history`: the app on a random port over a fresh database (SQLite in a temporary
+/// folder unless `database`), measured by [`crate::bench::history`].
+async fn bench_history(
+    mut common: crate::config::CommonArgs,
+    mut serve: crate::config::ServeArgs,
+    imports: i64,
+    requests: usize,
+    database: Option<String>,
+) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("stevedore-bench-{}-{}", std::process::id(), crate::random_token(4)?));
+    std::fs::create_dir_all(&dir)?;
+    common.data_dir = dir.clone();
+    common.database_url = Some(database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display())));
+    serve.bind = "127.0.0.1:0".into();
+    serve.workers = "0".into();
+    serve.session_key = None;
+    let settings = Settings::from_args(&common, &serve)?;
+    let db = open_database(&settings.db).await?;
+    let app = App::build(settings).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let server = actix_web::rt::spawn(app.run_until_stopped());
+    let result = crate::bench::history::run(&db, &base, imports, requests).await;
+    server.abort();
+    db.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 async fn toggle_user(db_settings: &DbSettings, email: &str, disabled: bool) -> anyhow::Result<()> {

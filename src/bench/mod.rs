@@ -5,6 +5,7 @@
 
 mod data;
 pub mod floor;
+pub mod history;
 
 use data::{CONTACTS, generate, peak_rss_mib};
 

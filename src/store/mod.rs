@@ -129,6 +129,12 @@ impl Db {
     }
 }
 
+/// Refreshes the planner's statistics of `table` (a fixed name of ours, never input).
+pub async fn analyze_table(db: &Db, table: &'static str) -> anyhow::Result<()> {
+    let sql = format!("ANALYZE {table}");
+    on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ())).context("analyzing")
+}
+
 /// `'a', 'b'`: the stored names of `stages`, for a `stage IN (…)` clause. The names are
 /// the domain's own constants, never input, so they are safe to write into SQL.
 pub fn stage_list(stages: &[crate::domain::imports::Stage]) -> String {

@@ -137,13 +137,39 @@ pub struct Pagination {
     pub per_page: i64,
     pub total: i64,
     pub base: String,
+    /// Previous and next links given by a cursor-paged list (else `?page=` links).
+    links: Option<(Option<String>, Option<String>)>,
 }
 
 impl Pagination {
     pub fn new(page: Option<i64>, per_page: i64, total: i64, base: &str) -> Self {
         let pages = ((total + per_page - 1) / per_page).max(1);
         let page = page.unwrap_or(1).clamp(1, pages);
-        Pagination { page, per_page, total, base: base.to_string() }
+        Pagination { page, per_page, total, base: base.to_string(), links: None }
+    }
+
+    /// A page of a list read from a cursor: page `page` (for the counts shown), with the
+    /// previous and next pages' links (None where there is none).
+    pub fn keyset(page: i64, per_page: i64, total: i64, prev: Option<String>, next: Option<String>) -> Self {
+        let mut p = Pagination::new(Some(page), per_page, total, "");
+        p.links = Some((prev, next));
+        p
+    }
+
+    /// The previous page's link, if there is one.
+    pub fn prev_link(&self) -> Option<String> {
+        match &self.links {
+            Some((prev, _)) => prev.clone(),
+            None => self.has_prev().then(|| self.href(self.page - 1)),
+        }
+    }
+
+    /// The next page's link, if there is one.
+    pub fn next_link(&self) -> Option<String> {
+        match &self.links {
+            Some((_, next)) => next.clone(),
+            None => self.has_next().then(|| self.href(self.page + 1)),
+        }
     }
     pub fn pages(&self) -> i64 {
         ((self.total + self.per_page - 1) / self.per_page).max(1)

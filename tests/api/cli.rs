@@ -176,3 +176,23 @@ async fn bench_floor_and_import_take_your_own_file_and_schema() {
     assert_ne!(code, 0);
     assert!(err.contains("--merge needs the generated file"), "{err}");
 }
+
+#[actix_web::test]
+async fn bench_history_measures_every_view_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    let mut args = vec!["bench", "history", "--imports", "400", "--requests", "3"];
+    if url.starts_with("postgres") {
+        args.extend(["--database", url.as_str()]);
+    }
+    let (code, out, err) = stevedore(dir.path(), &url, &args, "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let j = figures(&out);
+    assert_eq!(j["imports"], 400, "{j}");
+    for view in ["unfiltered", "by_status", "by_entity_type", "by_both", "deep_page"] {
+        let p99 = j[view]["p99_ms"].as_f64().unwrap_or_else(|| panic!("{view} missing: {j}"));
+        assert!(p99 > 0.0 && p99 >= j[view]["p50_ms"].as_f64().unwrap(), "{view}: {j}");
+    }
+    // 400 imports are 16 pages: following Next stops at the last one
+    assert!(out.contains("page=16)"), "the deep page is the last one: {out}");
+}

@@ -4,7 +4,7 @@
 
 use awc::http::StatusCode;
 
-use crate::helpers::{app, app_with, id_in, start_import, stat, text, texts, validated};
+use crate::helpers::{app, app_with, attrs, id_in, start_import, stat, text, texts, validated};
 
 #[actix_web::test]
 async fn the_examples_import_in_dependency_order() {
@@ -307,4 +307,74 @@ async fn a_ready_import_not_started_in_time_expires_and_its_staged_rows_are_purg
     assert!(r.body.contains("This import is expired; only a ready import can start."));
     app.drain().await;
     assert!(!c.get("/locations").await.body.contains("LOC-1"), "nothing was imported");
+}
+
+/// `n` imports of `entity` straight into the store, oldest first (all in the same second,
+/// so the id orders them).
+async fn stored_imports(app: &crate::helpers::TestApp, n: usize, entity: &str) {
+    use stevedore::domain::imports::{Action, DuplicateHandling};
+    use stevedore::store::imports::{NewImport, create};
+    let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
+    let user = stevedore::domain::ids::UserId::new(app.user_id(crate::helpers::OWNER).await);
+    for i in 0..n {
+        let name = format!("{entity}-{i:03}.csv");
+        let new = NewImport {
+            entity,
+            name: &name,
+            action: Action::Merge,
+            duplicate_handling: DuplicateHandling::IgnoreAll,
+            file_name: &name,
+            file_path: "/nowhere",
+            file_size: 1,
+            checksum: "",
+            chunk_size: 50,
+            created_by: user,
+            created_by_label: crate::helpers::OWNER,
+        };
+        create(&app.db, org, &new).await.unwrap();
+    }
+}
+
+#[actix_web::test]
+async fn import_history_pages_from_a_cursor_both_ways_and_with_filters() {
+    let (app, mut c) = app().await;
+    stored_imports(&app, 40, "locations").await;
+    stored_imports(&app, 20, "staff").await;
+    let names = |body: &str| texts(body, "td a.cell-title");
+    let first = c.get("/settings/imports").await.body;
+    let page1 = names(&first);
+    assert_eq!(page1.len(), 25);
+    assert_eq!((page1[0].as_str(), page1[24].as_str()), ("staff-019.csv", "locations-035.csv"), "newest first");
+    assert!(text(&first, "nav.pagination").contains("Showing 1–25 of 60"), "{}", text(&first, "nav.pagination"));
+    assert!(attrs(&first, "a[rel=prev]", "href").is_empty());
+
+    let next = attrs(&first, "a[rel=next]", "href").remove(0);
+    assert!(next.contains("before=") && next.contains("page=2"), "{next}");
+    let second = c.get(&next.replace("&amp;", "&")).await.body;
+    let page2 = names(&second);
+    assert_eq!((page2[0].as_str(), page2[24].as_str()), ("locations-034.csv", "locations-010.csv"));
+    assert!(text(&second, "nav.pagination").contains("Showing 26–50 of 60"));
+    let third = c.get(&attrs(&second, "a[rel=next]", "href").remove(0)).await.body;
+    assert_eq!(names(&third), (0..10).rev().map(|i| format!("locations-{i:03}.csv")).collect::<Vec<_>>());
+    assert!(attrs(&third, "a[rel=next]", "href").is_empty(), "the last page");
+
+    // back: the previous page is the same rows, and from page 2 back to the first
+    let back = c.get(&attrs(&third, "a[rel=prev]", "href").remove(0)).await.body;
+    assert_eq!(names(&back), page2);
+    let prev = attrs(&back, "a[rel=prev]", "href").remove(0);
+    assert!(!prev.contains("after="), "page 1 is the list itself: {prev}");
+    assert_eq!(names(&c.get(&prev).await.body), page1);
+
+    // a filter pages the same way, through its own index
+    let staff = c.get("/settings/imports?entity=staff").await.body;
+    assert_eq!(names(&staff).len(), 20);
+    assert!(attrs(&staff, "a[rel=next]", "href").is_empty());
+    let located = c.get("/settings/imports?entity=locations&stage=pending").await.body;
+    assert!(text(&located, "nav.pagination").contains("of 40"), "{}", text(&located, "nav.pagination"));
+    let next = attrs(&located, "a[rel=next]", "href").remove(0);
+    assert!(next.contains("entity=locations") && next.contains("stage=pending"), "filters kept: {next}");
+    assert_eq!(names(&c.get(&next).await.body)[0], "locations-014.csv");
+
+    // a cursor that is not one starts over
+    assert_eq!(names(&c.get("/settings/imports?before=nonsense&page=7").await.body), page1);
 }

@@ -2,6 +2,7 @@
 //! statuses, the seven phases, actions and duplicate handling, and matching file headers
 //! to schema fields. See `docs/imports.md`.
 
+pub mod history;
 pub mod mapping;
 pub mod model;
 pub mod status;

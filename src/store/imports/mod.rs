@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::{Db, stage_list};
 use crate::domain::ids::{OrgId, UserId};
+use crate::domain::imports::history::Cursor;
 use crate::domain::imports::{
     Action, ColumnMapping, DuplicateHandling, Import, ImportFile, Rollback, Stage, Validated,
 };
@@ -241,35 +242,79 @@ pub struct ListFilter<'a> {
     pub entity: Option<&'a str>,
 }
 
+impl ListFilter<'_> {
+    /// The filter's conditions, with `$2`, `$3` … for its values (`$1` is the org), and the
+    /// values in order. Written only for the filters set, so each reads its own index.
+    fn conditions(&self) -> (String, Vec<String>) {
+        let (mut sql, mut binds) = (String::new(), vec![]);
+        if let Some(stage) = self.stage {
+            binds.push(stage.as_str().to_string());
+            sql.push_str(&format!(" AND stage = ${}", binds.len() + 1));
+        }
+        if let Some(entity) = self.entity {
+            binds.push(entity.to_string());
+            sql.push_str(&format!(" AND resource = ${}", binds.len() + 1));
+        }
+        (sql, binds)
+    }
+}
+
+/// How many imports the filter finds (read from the filter's index alone).
+#[tracing::instrument(skip_all, fields(org_id = org.get()))]
 pub async fn count(db: &Db, org: OrgId, f: &ListFilter<'_>) -> anyhow::Result<i64> {
-    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM imports WHERE org_id = $1 AND ($2 = '' OR stage = $2) AND ($3 = '' OR resource = $3)",
-    )
-    .bind(org.get())
-    .bind(f.stage.map(Stage::as_str).unwrap_or_default())
-    .bind(f.entity.unwrap_or_default())
-    .fetch_one(p)
-    .await)
+    let (cond, binds) = f.conditions();
+    let sql = format!("SELECT COUNT(*) FROM imports WHERE org_id = $1{cond}");
+    on_pool!(db, p => {
+        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(org.get());
+        for b in &binds {
+            q = q.bind(b);
+        }
+        q.fetch_one(p).await
+    })
     .context("counting imports")
 }
 
-/// Newest first.
+/// A page of the filter's imports from `cursor`, newest first, and whether there are more
+/// beyond it in the cursor's direction (older for the first and next pages, newer for a
+/// previous page).
 #[tracing::instrument(skip_all, fields(org_id = org.get()))]
-pub async fn list(db: &Db, org: OrgId, f: &ListFilter<'_>, limit: i64, offset: i64) -> anyhow::Result<Vec<Import>> {
+pub async fn list(
+    db: &Db,
+    org: OrgId,
+    f: &ListFilter<'_>,
+    cursor: Cursor,
+    limit: i64,
+) -> anyhow::Result<(Vec<Import>, bool)> {
+    let (cond, binds) = f.conditions();
+    let n = binds.len() + 1;
+    let (from, order) = match cursor {
+        Cursor::First => (String::new(), "DESC"),
+        Cursor::Before(..) => (format!(" AND (created_at, id) < (${}, ${})", n + 1, n + 2), "DESC"),
+        Cursor::After(..) => (format!(" AND (created_at, id) > (${}, ${})", n + 1, n + 2), "ASC"),
+    };
     let sql = format!(
-        "SELECT {COLUMNS} FROM imports WHERE org_id = $1 AND ($2 = '' OR stage = $2) AND ($3 = '' OR resource = $3)
-         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+        "SELECT {COLUMNS} FROM imports WHERE org_id = $1{cond}{from}
+         ORDER BY created_at {order}, id {order} LIMIT {}",
+        limit + 1
     );
-    let rows = on_pool!(db, p => sqlx::query_as::<_, ImportRecord>(sqlx::AssertSqlSafe(sql))
-        .bind(org.get())
-        .bind(f.stage.map(Stage::as_str).unwrap_or_default())
-        .bind(f.entity.unwrap_or_default())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(p)
-        .await)
+    let rows = on_pool!(db, p => {
+        let mut q = sqlx::query_as::<_, ImportRecord>(sqlx::AssertSqlSafe(sql)).bind(org.get());
+        for b in &binds {
+            q = q.bind(b);
+        }
+        if let Cursor::Before(at, id) | Cursor::After(at, id) = cursor {
+            q = q.bind(at).bind(id);
+        }
+        q.fetch_all(p).await
+    })
     .context("listing imports")?;
-    decode_all(rows)
+    let mut imports = decode_all(rows)?;
+    let more = imports.len() as i64 > limit;
+    imports.truncate(limit.max(0) as usize);
+    if cursor.reads_ascending() {
+        imports.reverse();
+    }
+    Ok((imports, more))
 }
 
 /// Moves the import from `from` to `to` if it is still in `from`; false otherwise (another
@@ -418,6 +463,38 @@ pub async fn set_paused(db: &Db, org: OrgId, id: i64, paused: bool, by: UserId) 
     .map(|r| r.rows_affected()))
     .context("pausing import")?;
     Ok(n > 0)
+}
+
+/// For `bench history`: `n` finished imports of the org, one a minute back from now, their
+/// stage and entity type varying (every third failed, the rest completed; the entity
+/// cycling through `entities`), in one statement.
+pub async fn insert_many_for_bench(db: &Db, org: OrgId, by: UserId, n: i64, entities: &[&str]) -> anyhow::Result<()> {
+    anyhow::ensure!(!entities.is_empty(), "no entity types to spread the imports over");
+    let cases: Vec<String> =
+        entities.iter().enumerate().map(|(k, e)| format!("WHEN {k} THEN '{}'", e.replace('\'', ""))).collect();
+    let sql = format!(
+        "INSERT INTO imports (org_id, resource, name, stage, file_name, file_path, file_size, checksum, chunk_size,
+                              created_by, created_by_label, updated_by, created_at, updated_at, total_rows, created_rows)
+         WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2)
+         SELECT $1, CASE i % {} {} END, 'bench ' || CAST(i AS TEXT),
+                CASE WHEN i % 3 = 0 THEN $5 ELSE $6 END, 'bench.csv', '/nowhere', 1, '', 50,
+                $3, 'bench', $3, $4 - ($2 - i) * 60, $4 - ($2 - i) * 60, 100, 100
+         FROM seq",
+        entities.len(),
+        cases.join(" ")
+    );
+    on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(n)
+        .bind(by.get())
+        .bind(crate::now())
+        .bind(Stage::Failed.as_str())
+        .bind(Stage::Completed.as_str())
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .context("storing benchmark imports")?;
+    super::analyze_table(db, "imports").await
 }
 
 /// importing → completed (or failed), when the cursor reached the end.

@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use super::{PER_PAGE, label_of};
 use crate::auth::Identity;
-use crate::domain::imports::Stage;
+use crate::domain::imports::history::{self, Cursor};
+use crate::domain::imports::{Import, Stage};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -50,6 +51,10 @@ pub struct HistoryQuery {
     #[serde(default)]
     entity: String,
     page: Option<i64>,
+    /// The next page: imports older than this cursor.
+    before: Option<String>,
+    /// The previous page: imports newer than this cursor.
+    after: Option<String>,
 }
 
 #[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
@@ -70,9 +75,22 @@ pub async fn history(
         "/settings/imports?{}",
         serde_urlencoded::to_string([("stage", &stage), ("entity", &entity)]).unwrap_or_default()
     );
-    let pagination = Pagination::new(q.page, PER_PAGE, total, &base);
-    let rows = store::list(&state.db, id.org_id, &filter, PER_PAGE, pagination.offset())
-        .await?
+    let cursor = Cursor::from_query(q.before.as_deref(), q.after.as_deref());
+    let (imports, more) = store::list(&state.db, id.org_id, &filter, cursor, PER_PAGE).await?;
+    // the page number only labels the page; the cursor says where it starts
+    let page = if cursor == Cursor::First { 1 } else { q.page.unwrap_or(1).max(1) };
+    let (has_prev, has_next) = history::neighbours(cursor, more);
+    let link = |key: &str, i: &Import, page: i64| {
+        if page <= 1 {
+            base.trim_end_matches(['?', '&']).to_string()
+        } else {
+            format!("{base}&{key}={}&page={page}", history::token(i.created_at, i.id))
+        }
+    };
+    let prev = imports.first().filter(|_| has_prev).map(|i| link("after", i, page - 1));
+    let next = imports.last().filter(|_| has_next).map(|i| link("before", i, page + 1));
+    let pagination = Pagination::keyset(page, PER_PAGE, total, prev, next);
+    let rows = imports
         .into_iter()
         .map(|i| HistoryRow {
             id: i.id,
