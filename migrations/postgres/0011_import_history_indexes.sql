@@ -5,3 +5,4 @@ DROP INDEX imports_org;
 CREATE INDEX imports_org_recent ON imports (org_id, created_at DESC, id DESC);
 CREATE INDEX imports_org_stage ON imports (org_id, stage, created_at DESC, id DESC);
 CREATE INDEX imports_org_resource ON imports (org_id, resource, created_at DESC, id DESC);
+CREATE INDEX imports_org_resource_stage ON imports (org_id, resource, stage, created_at DESC, id DESC);

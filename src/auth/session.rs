@@ -81,7 +81,10 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
-        store::sessions::touch(&self.db, &row_id(key.as_ref()), expiry(ttl)).await
+        // the expiry may lag the idle timeout by a tenth of it (a minute at most), so most
+        // requests extend the session without writing
+        let slack = (ttl.whole_seconds() / 10).clamp(0, 60);
+        store::sessions::touch(&self.db, &row_id(key.as_ref()), expiry(ttl), slack).await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
@@ -175,6 +178,11 @@ impl AppSession {
     }
 
     pub fn take_flash(&self) -> Option<Flash> {
+        // actix-session marks the session changed by any remove, present or not: a page with
+        // no message to show must not cost a session write
+        if !self.0.contains_key(KEY_FLASH) {
+            return None;
+        }
         self.0.remove_as::<Flash>(KEY_FLASH).and_then(Result::ok)
     }
 }

@@ -52,10 +52,14 @@ pub async fn update(
     Ok(n > 0)
 }
 
-pub async fn touch(db: &Db, id: &str, expires_at: i64) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("UPDATE sessions SET expires_at = $2 WHERE id = $1")
+/// Extends a session's expiry to `expires_at`, but only once it would move by more than
+/// `slack` seconds: a page view does not cost a database write (on PostgreSQL a flushed
+/// commit) each time.
+pub async fn touch(db: &Db, id: &str, expires_at: i64, slack: i64) -> anyhow::Result<()> {
+    on_pool!(db, p => sqlx::query("UPDATE sessions SET expires_at = $2 WHERE id = $1 AND expires_at < $2 - $3")
         .bind(id)
         .bind(expires_at)
+        .bind(slack)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))

@@ -305,3 +305,23 @@ async fn a_disabled_user_is_signed_out_at_the_next_request() {
     assert_eq!(bob.get("/").await.status, StatusCode::SEE_OTHER);
     assert_eq!(app.client().login("bob@acme.test", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[actix_web::test]
+async fn page_views_extend_the_session_without_writing_it_each_time() {
+    let app = spawn_app().await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    let mut c = app.signed_in("ada@acme.test").await;
+    assert_eq!(c.get("/").await.status, StatusCode::OK, "the first page after signing in");
+    let expiry = "SELECT MAX(expires_at) FROM sessions";
+    let signed_in = app.scalar(expiry, &[]).await;
+    // mark the row: a request that wrote the expiry would overwrite the mark
+    app.exec("UPDATE sessions SET expires_at = expires_at - 30", &[]).await;
+    assert_eq!(c.get("/").await.status, StatusCode::OK);
+    assert_eq!(app.scalar(expiry, &[]).await, signed_in - 30, "within the slack, a page view writes nothing");
+    // once the expiry lags by more than a minute (of the 30-minute idle timeout), it moves
+    app.exec("UPDATE sessions SET expires_at = expires_at - 100", &[]).await;
+    assert_eq!(c.get("/").await.status, StatusCode::OK);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let moved = app.scalar(expiry, &[]).await;
+    assert!(moved >= now + 30 * 60 - 5, "extended to the full idle timeout: {moved} vs now {now}");
+}
