@@ -36,6 +36,11 @@ async fn the_examples_import_in_dependency_order() {
     assert!(history.body.contains("3 imports"));
     let filtered = c.get("/settings/imports?entity=staff").await;
     assert!(filtered.body.contains("1 import<"));
+    // the counts follow every stage change (kept by the database, not counted per request)
+    assert!(c.get("/settings/imports?stage=completed").await.body.contains("3 imports<"));
+    assert!(c.get("/settings/imports?stage=ready").await.body.contains("No imports match these filters"));
+    let kept = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM import_counts WHERE stage = 'completed'";
+    assert_eq!(app.scalar(kept, &[]).await, 3);
 }
 
 const LOCATIONS: &str = "code,name,kind,capacity,opened_on\n\
