@@ -1,5 +1,16 @@
 //! What happens to a job after an attempt: retried with backoff, failed, timed out.
 
+/// A job attempt's lease token: the worker that claimed the job and the attempt it is on.
+/// A write made on the job's behalf first checks that the job still runs under this token,
+/// in the write's own transaction, so a worker that lost its lease (another took the job
+/// over) cannot write again, even before it notices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub job_id: i64,
+    pub owner: String,
+    pub attempt: i64,
+}
+
 /// How an attempt ended, in the handler's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::domain::entities::Schemas;
-use crate::domain::jobs::{Finish, Outcome, after_attempt, on_claim};
+use crate::domain::jobs::{Fence, Finish, Outcome, after_attempt, on_claim};
 use crate::store::jobs::ClaimedJob;
 use crate::store::{self, Db};
 
@@ -30,6 +30,8 @@ pub trait JobHandler {
 pub struct JobContext {
     pub db: Db,
     pub job: ClaimedJob,
+    /// The worker that claimed the job.
+    owner: String,
     stop: watch::Receiver<bool>,
     lost: Rc<Cell<bool>>,
 }
@@ -39,6 +41,11 @@ impl JobContext {
     /// down, or another worker has taken the job over.
     pub fn should_stop(&self) -> bool {
         *self.stop.borrow() || self.lost.get()
+    }
+
+    /// This attempt's lease token, for writes that must not happen once the lease is lost.
+    pub fn fence(&self) -> Fence {
+        Fence { job_id: self.job.id, owner: self.owner.clone(), attempt: self.job.attempts }
     }
 
     pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
@@ -189,7 +196,8 @@ impl Worker {
             f
         } else if let Some(handler) = self.handlers.get(job.kind.as_str()).cloned() {
             let (attempts, max, deadline) = (job.attempts, job.max_attempts, job.deadline_at);
-            let ctx = JobContext { db: self.db.clone(), job, stop, lost: Rc::new(Cell::new(false)) };
+            let owner = self.owner.clone();
+            let ctx = JobContext { db: self.db.clone(), job, owner, stop, lost: Rc::new(Cell::new(false)) };
             let outcome = self.supervise(handler.as_ref(), &ctx, deadline).await;
             if ctx.lost.get() {
                 tracing::warn!(job_id, "lease lost: another worker has this job now");

@@ -15,6 +15,7 @@ use anyhow::Context;
 use super::{Db, stage_list};
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::imports::Stage;
+use crate::domain::jobs::Fence;
 use crate::on_pool;
 
 /// A journal entry whose record changed since the import.
@@ -105,6 +106,8 @@ pub struct RollbackTarget<'a> {
     pub import_id: i64,
     pub entity: &'a str,
     pub overwrite: bool,
+    /// The lease the rollback runs under (None: no job).
+    pub fence: Option<&'a Fence>,
 }
 
 /// Undoes the next `size` journal entries after the cursor in one transaction; Some with
@@ -188,6 +191,9 @@ pub async fn rollback_chunk(db: &Db, t: &RollbackTarget<'_>, size: i64) -> anyho
         let statements = statements.clone();
         let skipped_sql = skipped_sql.clone();
         let mut tx = crate::begin_write!(db, p).context("starting rollback transaction")?;
+        if !crate::fence_holds!(db, tx, t.fence) {
+            return Ok(None);
+        }
         let cursor: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT rollback_cursor FROM imports WHERE id = $1 AND rollback_requested_at IS NOT NULL
                AND stage IN ({})",

@@ -49,6 +49,35 @@ macro_rules! begin_write {
     };
 }
 
+/// In a write transaction `$tx` on `$db`: whether the job of `$fence` (an
+/// `Option<&Fence>`; None checks nothing) still runs under that lease. On PostgreSQL the
+/// job's row stays locked until the transaction ends, so no claim can take the job over
+/// between the check and the commit; SQLite's writer is alone in its transaction anyway.
+#[macro_export]
+macro_rules! fence_holds {
+    ($db:expr, $tx:ident, $fence:expr) => {{
+        match $fence {
+            None => true,
+            Some(f) => {
+                let sql = if matches!($db, $crate::store::Db::Postgres(_)) {
+                    "SELECT id FROM jobs WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running' FOR UPDATE"
+                } else {
+                    "SELECT id FROM jobs WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'"
+                };
+                let f: &$crate::domain::jobs::Fence = f;
+                sqlx::query_scalar::<_, i64>(sql)
+                    .bind(f.job_id)
+                    .bind(&f.owner)
+                    .bind(f.attempt)
+                    .fetch_optional(&mut *$tx)
+                    .await
+                    .context("checking the job's lease")?
+                    .is_some()
+            }
+        }
+    }};
+}
+
 /// The database, SQLite (embedded default) or PostgreSQL (several instances).
 #[derive(Clone, Debug)]
 pub enum Db {

@@ -236,7 +236,7 @@ async fn a_chunk_is_written_once_whoever_retries_it() {
     let r = c.import_action(id, "start", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let org = OrgId::new(app.org_id("acme").await);
-    let t = ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false };
+    let t = ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false, fence: None };
     // two workers holding the same chunk (one took the job over): only one writes
     let first = write_chunk(&app.db, &t, 0, 2).await.unwrap();
     let second = write_chunk(&app.db, &t, 0, 2).await.unwrap();
@@ -382,4 +382,41 @@ async fn import_history_pages_from_a_cursor_both_ways_and_with_filters() {
 
     // a cursor that is not one starts over
     assert_eq!(names(&c.get("/settings/imports?before=nonsense&page=7").await.body), page1);
+}
+
+#[actix_web::test]
+async fn a_worker_that_lost_its_lease_writes_no_chunk_and_the_new_owner_does() {
+    use stevedore::domain::ids::OrgId;
+    use stevedore::domain::jobs::Fence;
+    use stevedore::store::jobs::claim;
+    use stevedore::store::staging::{ChunkTarget, write_chunk};
+    let (app, mut c) = app().await;
+    let csv = b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,clinic\n";
+    let id = validated(&app, &mut c, "locations", ("l.csv", csv), &[]).await;
+    c.import_action(id, "start", &[]).await.see_other();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+
+    // worker A claims the import's job, stalls, and its lease runs out; worker B takes it over
+    let a = claim(&app.db, "worker-a", 30, now).await.unwrap().expect("the process job is queued");
+    app.exec("UPDATE jobs SET lease_expires_at = 0 WHERE id = $1", &[a.id]).await;
+    let b = claim(&app.db, "worker-b", 30, now).await.unwrap().expect("an expired lease is taken over");
+    assert_eq!((b.id, b.attempts), (a.id, 2), "B has the same job, on its second attempt");
+
+    let org = OrgId::new(app.org_id("acme").await);
+    let fence_a = Fence { job_id: a.id, owner: "worker-a".into(), attempt: a.attempts };
+    let fence_b = Fence { job_id: b.id, owner: "worker-b".into(), attempt: b.attempts };
+    let target = |fence| ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false, fence };
+    // A wakes up and writes its chunk: refused before anything is written
+    assert_eq!(write_chunk(&app.db, &target(Some(&fence_a)), 0, 3).await.unwrap(), None);
+    let stored = "SELECT COUNT(*) FROM records WHERE entity = 'locations'";
+    assert_eq!(app.scalar(stored, &[]).await, 0, "A wrote nothing");
+    let cursor = "SELECT next_row FROM imports WHERE id = $1";
+    assert_eq!(app.scalar(cursor, &[id]).await, 0, "the cursor did not move");
+    // B, holding the lease, writes it
+    let written = write_chunk(&app.db, &target(Some(&fence_b)), 0, 3).await.unwrap();
+    assert_eq!(written.map(|r| r.created), Some(2));
+    assert_eq!(app.scalar(cursor, &[id]).await, 3);
+    // and A still cannot, even for rows after B's
+    assert_eq!(write_chunk(&app.db, &target(Some(&fence_a)), 3, 4).await.unwrap(), None);
+    assert_eq!(app.scalar(stored, &[]).await, 2, "every row once");
 }

@@ -71,11 +71,15 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
     }
     staging::analyze(db).await?;
     let started = Instant::now();
+    // every chunk is written under this attempt's lease: once another worker has taken the
+    // job over, this one writes nothing more
+    let fence = ctx.fence();
     let target = ChunkTarget {
         org,
         import_id: id,
         entity: &run.schema.name,
         has_uniques: run.schema.fields.iter().any(|f| f.unique && f.name() != run.schema.key),
+        fence: Some(&fence),
     };
     let action = run.action();
     let mut failures = false;
@@ -105,7 +109,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
             Err(e) => {
                 tracing::warn!(error = ?e, import_id = id, "chunk failed; its rows are marked failed");
                 let why = "this chunk could not be saved (a database error; see the server log) and its rows were not imported";
-                if !staging::fail_chunk(db, id, cursor, to, why).await? {
+                if !staging::fail_chunk(db, Some(&fence), id, cursor, to, why).await? {
                     return Ok(Progress::Paused);
                 }
                 failures = true;

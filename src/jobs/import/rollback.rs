@@ -31,7 +31,15 @@ pub(super) async fn run(ctx: &JobContext) -> Outcome {
         Ok(_) => return Outcome::Done,
         Err(e) => return retry(ctx, e),
     };
-    let target = RollbackTarget { org, import_id: imp.id, entity: &imp.entity, overwrite: imp.rollback.overwrite };
+    // every chunk is undone under this attempt's lease (see `Fence`)
+    let fence = ctx.fence();
+    let target = RollbackTarget {
+        org,
+        import_id: imp.id,
+        entity: &imp.entity,
+        overwrite: imp.rollback.overwrite,
+        fence: Some(&fence),
+    };
     loop {
         if ctx.should_stop() {
             return Outcome::Stopped;

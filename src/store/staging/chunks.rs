@@ -7,6 +7,7 @@ use anyhow::Context;
 use super::from_json;
 use crate::domain::ids::OrgId;
 use crate::domain::imports::Stage;
+use crate::domain::jobs::Fence;
 use crate::on_pool;
 use crate::store::Db;
 
@@ -36,24 +37,28 @@ pub async fn chunk_end(db: &Db, id: i64, cursor: i64, size: i64) -> anyhow::Resu
     .context("finding the last chunk")
 }
 
-/// In a chunk's transaction: moves the import's cursor from `$from` to `$to` (None when it
-/// was not at `$from`, or the import is paused or no longer running), then counts the
-/// chunk's pending rows.
+/// In a chunk's transaction: checks the job's lease (`$fence`), moves the import's cursor
+/// from `$from` to `$to` (None when the lease is lost, the cursor was not at `$from`, or the
+/// import is paused or no longer running), then counts the chunk's pending rows.
 macro_rules! open_chunk {
-    ($tx:ident, $id:expr, $from:expr, $to:expr, $now:expr) => {{
-        let moved = sqlx::query(
-            "UPDATE imports SET next_row = $3, updated_at = $4
+    ($db:expr, $fence:expr, $tx:ident, $id:expr, $from:expr, $to:expr, $now:expr) => {{
+        let moved = if !$crate::fence_holds!($db, $tx, $fence) {
+            0
+        } else {
+            sqlx::query(
+                "UPDATE imports SET next_row = $3, updated_at = $4
              WHERE id = $1 AND next_row = $2 AND stage = $5 AND paused = FALSE",
-        )
-        .bind($id)
-        .bind($from)
-        .bind($to)
-        .bind($now)
-        .bind(Stage::Importing.as_str())
-        .execute(&mut *$tx)
-        .await
-        .context("moving the import cursor")?
-        .rows_affected();
+            )
+            .bind($id)
+            .bind($from)
+            .bind($to)
+            .bind($now)
+            .bind(Stage::Importing.as_str())
+            .execute(&mut *$tx)
+            .await
+            .context("moving the import cursor")?
+            .rows_affected()
+        };
         if moved == 0 {
             None
         } else {
@@ -110,6 +115,8 @@ pub struct ChunkTarget<'a> {
     pub entity: &'a str,
     /// Whether the entity has unique fields besides its key (their values are kept too).
     pub has_uniques: bool,
+    /// The lease the chunk is written under (None: no job, as in tests and tools).
+    pub fence: Option<&'a Fence>,
 }
 
 /// Imports the pending rows in `(from_row, to_row]` (merge: create or update by key) in one
@@ -134,7 +141,7 @@ pub async fn write_chunk(
     on_pool!(db, p => {
         let journal_created_sql = journal_created_sql.clone();
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
-        let Some(rows) = open_chunk!(tx, id, from_row, to_row, now) else { return Ok(None) };
+        let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
         if t.has_uniques {
             // a unique value another record took since validation fails just that row

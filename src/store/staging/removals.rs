@@ -8,6 +8,7 @@ use super::chunks::{ChunkResult, ChunkTarget, chunk_exec, open_chunk};
 use super::from_json;
 use crate::domain::ids::OrgId;
 use crate::domain::imports::Stage;
+use crate::domain::jobs::Fence;
 use crate::on_pool;
 use crate::store::Db;
 
@@ -50,7 +51,7 @@ pub async fn delete_chunk(
     on_pool!(db, p => {
         let (journal, uniques) = (journal.clone(), uniques.clone());
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
-        let Some(rows) = open_chunk!(tx, id, from_row, to_row, crate::now()) else { return Ok(None) };
+        let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, crate::now()) else { return Ok(None) };
         for (sql, what) in [(uniques, "journaling unique values"), (journal, "journaling deletions")] {
             chunk_exec!(tx, sqlx::AssertSqlSafe(sql), (id, from_row, to_row, org, entity), what);
         }
@@ -105,6 +106,9 @@ pub async fn cleanup_chunk(db: &Db, t: &ChunkTarget<'_>, size: i64) -> anyhow::R
     let (org, id, entity) = (t.org.get(), t.import_id, t.entity);
     on_pool!(db, p => {
         let mut tx = crate::begin_write!(db, p).context("starting cleanup transaction")?;
+        if !crate::fence_holds!(db, tx, t.fence) {
+            return Ok(None);
+        }
         let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT r.id FROM {NOT_IN_FILE} ORDER BY r.id LIMIT $4")))
             .bind(id)
             .bind(org)
@@ -165,9 +169,19 @@ pub async fn cleanup_chunk(db: &Db, t: &ChunkTarget<'_>, size: i64) -> anyhow::R
 /// reason, and the cursor moves past it so the import goes on. False when the cursor was
 /// not at `from_row`.
 #[tracing::instrument(skip(db, why))]
-pub async fn fail_chunk(db: &Db, id: i64, from_row: i64, to_row: i64, why: &str) -> anyhow::Result<bool> {
+pub async fn fail_chunk(
+    db: &Db,
+    fence: Option<&Fence>,
+    id: i64,
+    from_row: i64,
+    to_row: i64,
+    why: &str,
+) -> anyhow::Result<bool> {
     on_pool!(db, p => {
         let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
+        if !crate::fence_holds!(db, tx, fence) {
+            return Ok(false);
+        }
         let moved = sqlx::query(
             "UPDATE imports SET next_row = $3, updated_at = $4 WHERE id = $1 AND next_row = $2 AND stage = $5",
         )
