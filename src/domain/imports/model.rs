@@ -72,6 +72,13 @@ pub struct Rollback {
     pub rolled_back_at: Option<i64>,
 }
 
+impl Rollback {
+    /// Journal entries dealt with so far: undone, or left alone as changed since.
+    pub fn handled(&self) -> i64 {
+        self.rolled_back_rows + self.skipped
+    }
+}
+
 /// Why an import cannot be rolled back now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RollbackRefusal {
@@ -367,6 +374,9 @@ type = "text"
         assert!(i.can_roll_back());
         i.rollback.requested_at = Some(5);
         assert_eq!(i.rollback_refusal(), Some(RollbackRefusal::InProgress));
+        i.rollback.rolled_back_rows = 2;
+        i.rollback.skipped = 1;
+        assert_eq!(i.rollback.handled(), 3, "undone and left alone both count as handled");
         assert!(i.is_rolling_back() && i.is_live());
         i.stage = Stage::RolledBack;
         assert_eq!(i.rollback_refusal(), Some(RollbackRefusal::AlreadyRolledBack));

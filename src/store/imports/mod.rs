@@ -495,7 +495,7 @@ pub async fn insert_many_for_bench(db: &Db, org: OrgId, by: UserId, n: i64, enti
         .await
         .map(|_| ()))
     .context("storing benchmark imports")?;
-    super::analyze_table(db, "imports").await
+    super::analyze(db, &["imports"]).await
 }
 
 /// importing → completed (or failed), when the cursor reached the end.

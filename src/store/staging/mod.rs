@@ -173,13 +173,9 @@ pub async fn insert(
 }
 
 /// Refreshes PostgreSQL's statistics of the staging tables and records after bulk writes,
-/// so the set-based phases get join plans for the rows actually there (autovacuum catches
-/// up too late for a job that runs right after). SQLite plans by its indexes alone.
+/// so the set-based phases get join plans for the rows actually there.
 pub async fn analyze(db: &Db) -> anyhow::Result<()> {
-    if let Db::Postgres(p) = db {
-        sqlx::query("ANALYZE import_rows, import_row_values, records").execute(p).await.context("analyzing")?;
-    }
-    Ok(())
+    super::analyze(db, &["import_rows", "import_row_values", "records"]).await
 }
 
 /// The data of the first `limit` rows waiting to be imported.
