@@ -74,6 +74,11 @@ enum BenchCommand {
         /// The entity schema (TOML, as in schemas/) of --file; the contacts schema by default.
         #[arg(long)]
         schema: Option<std::path::PathBuf>,
+        /// While the first import runs, N people use the app over HTTP (sign in, Import
+        /// History, the import's page, records, Data Exports, sign out); prints their p50/p99
+        /// latency and the answers that were not 2xx/3xx.
+        #[arg(long, default_value = "0")]
+        load: usize,
     },
     /// The floor every import figure is a ratio to: parse, type-check, MD5 and insert the same
     /// file into a plain indexed SQLite table (and, with a PostgreSQL --database, COPY it into
@@ -194,11 +199,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             run_worker(&db_settings, schemas, config).await
         }
-        Command::Bench { command: BenchCommand::Import { rows, chunk, database, merge, rollback, file, schema } } => {
+        Command::Bench {
+            command: BenchCommand::Import { rows, chunk, database, merge, rollback, file, schema, load },
+        } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             anyhow::ensure!((1..=100_000).contains(&chunk), "--chunk must be from 1 to 100000");
+            anyhow::ensure!(load <= 1000, "--load must be at most 1000");
             let input = crate::bench::Input { file, schema };
-            crate::bench::import(rows, chunk, database, crate::bench::Runs { merge, rollback }, input).await
+            let load = match load {
+                0 => None,
+                clients => {
+                    Some(crate::bench::LoadSettings { clients, app: bench_app_settings(cli.common, cli.serve)? })
+                }
+            };
+            crate::bench::import(rows, chunk, database, crate::bench::Runs { merge, rollback }, input, load).await
         }
         Command::Bench { command: BenchCommand::Floor { rows, database, file, schema } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
@@ -234,6 +248,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::User { command: UserCommand::Disable { email } } => toggle_user(&db_settings, &email, true).await,
         Command::User { command: UserCommand::Enable { email } } => toggle_user(&db_settings, &email, false).await,
     }
+}
+
+/// The settings of an app a benchmark serves: a random local port, no in-process worker (the
+/// benchmark runs the jobs), a fresh session key; the rest as configured.
+fn bench_app_settings(
+    common: crate::config::CommonArgs,
+    mut serve: crate::config::ServeArgs,
+) -> anyhow::Result<Settings> {
+    serve.bind = "127.0.0.1:0".into();
+    serve.workers = "0".into();
+    serve.session_key = None;
+    Ok(Settings::from_args(&common, &serve)?)
 }
 
 /// `bench history`: the app on a random port over a fresh database (SQLite in a temporary

@@ -25,11 +25,22 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
     }
 }
 
+/// Hashes running at once: one per core. Each takes 19 MiB and a core for its whole run, so
+/// twenty sign-ins at once would take 380 MiB and starve every other request; beyond the
+/// cores they queue here instead.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS
+        .get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)))
+}
+
 pub async fn hash(password: String) -> anyhow::Result<String> {
+    let _slot = hashing_slots().acquire().await.context("password hashing slots")?;
     actix_web::web::block(move || hash_blocking(&password)).await.context("password hashing task")?
 }
 
 pub async fn verify(password: String, phc: String) -> anyhow::Result<bool> {
+    let _slot = hashing_slots().acquire().await.context("password hashing slots")?;
     actix_web::web::block(move || verify_blocking(&password, &phc)).await.context("password verification task")
 }
 

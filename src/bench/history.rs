@@ -4,70 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
+use super::client::{Browser, percentile};
 use crate::domain::permissions::Role;
 use crate::store::{self, Db};
 
 const EMAIL: &str = "history-bench@bench.test";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A signed-in client of the app at `base` (cookies kept by hand: no cookie store needed).
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-}
-
-impl Browser {
-    async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        let res = self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await?;
-        let status = res.status().as_u16();
-        Ok((status, res.text().await?))
-    }
-
-    async fn sign_in(base: &str) -> anyhow::Result<Browser> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        let form = http.get(format!("{base}/login")).send().await?;
-        let cookie = session_cookie(&form).unwrap_or_default();
-        let page = form.text().await?;
-        let token = page
-            .split("name=\"csrf_token\" value=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .context("the sign-in form has no CSRF token")?
-            .to_string();
-        let body = serde_urlencoded::to_string([("email", EMAIL), ("password", PASSWORD), ("csrf_token", &token)])?;
-        let res = http
-            .post(format!("{base}/login"))
-            .header("cookie", &cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await?;
-        anyhow::ensure!(res.status().as_u16() == 303, "signing in answered {}", res.status());
-        let cookie = session_cookie(&res).context("no session after signing in")?;
-        Ok(Browser { http, base: base.to_string(), cookie })
-    }
-}
-
-fn session_cookie(res: &reqwest::Response) -> Option<String> {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("stevedore_session="))
-        .and_then(|v| v.split(';').next())
-        .map(str::to_string)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// The `Next` link of a page.
 fn next_link(page: &str) -> Option<String> {
@@ -88,7 +30,7 @@ pub async fn run(db: &Db, base: &str, imports: i64, requests: usize) -> anyhow::
     store::imports::insert_many_for_bench(db, org, user, imports, &["locations", "staff", "clients", "policies"])
         .await?;
     println!("stored {imports} imports in {:.2} s", t.elapsed().as_secs_f64());
-    let b = Browser::sign_in(base).await?;
+    let mut b = Browser::signed_in(base, EMAIL, PASSWORD).await?;
 
     // a deep page: follow Next up to fifty times from the first page (page 51 of 4,000 at 100,000)
     let mut deep = "/settings/imports".to_string();

@@ -3,9 +3,11 @@
 //! the process, and as a ratio to [`floor`] measured on the same file in the same run.
 //! `bench export` does the same for the export job.
 
+mod client;
 mod data;
 pub mod floor;
 pub mod history;
+mod load;
 
 use data::{CONTACTS, generate, peak_rss_mib};
 
@@ -30,6 +32,14 @@ pub struct Runs {
     pub merge: bool,
     /// The rollback of the first import (every record it created removed).
     pub rollback: bool,
+}
+
+/// People using the app while the first import runs (`--load N`): the app's settings (its
+/// database and folders are the benchmark's) and how many people.
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    pub clients: usize,
+    pub app: crate::config::Settings,
 }
 
 /// The file to measure: generated contacts, or `file` read as the entity of `schema` (a
@@ -85,9 +95,16 @@ where
 }
 
 /// Runs the benchmark; prints progress lines and, last, one JSON object.
-pub async fn import(rows: usize, chunk: i64, database: Option<String>, runs: Runs, input: Input) -> anyhow::Result<()> {
+pub async fn import(
+    rows: usize,
+    chunk: i64,
+    database: Option<String>,
+    runs: Runs,
+    input: Input,
+    load: Option<LoadSettings>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(input.file.is_none() || !runs.merge, "--merge needs the generated file (leave out --file)");
-    in_temp_dir(|dir| async move { run(&dir, rows, chunk, database, runs, &input).await }).await
+    in_temp_dir(|dir| async move { run(&dir, rows, chunk, database, runs, &input, load).await }).await
 }
 
 /// `stevedore bench floor`: the floor alone (SQLite, and `COPY` with a PostgreSQL
@@ -161,6 +178,8 @@ struct Bench {
     /// Kept so the worker never reads a dropped sender as "stop".
     _stop_tx: tokio::sync::watch::Sender<bool>,
     chunk: i64,
+    /// The import being measured (for the pages `--load` reads).
+    current: Arc<std::sync::atomic::AtomicI64>,
 }
 
 fn secs(s: f64) -> f64 {
@@ -201,6 +220,7 @@ impl Bench {
             },
         )
         .await?;
+        self.current.store(id, std::sync::atomic::Ordering::Relaxed);
         store::imports::set_headers(db, id, &info.headers, &mapping, None).await?;
         store::imports::confirm_mapping(db, org, id, &mapping, self.user).await?;
         crate::jobs::import::enqueue(db, org, id, crate::jobs::import::VALIDATE).await?;
@@ -296,14 +316,14 @@ pub async fn export(rows: usize, format: &str, database: Option<String>) -> anyh
         );
         let bytes = done.file_size.unwrap_or(0);
         let peak = peak_rss_mib();
+        let rate = done.row_count as f64 / seconds;
         println!(
-            "exported {} rows as {} in {seconds:.2} s ({:.0} rows/s), {:.1} MB, peak RSS {peak:.1} MiB",
+            "exported {} rows as {} in {seconds:.2} s ({rate:.0} rows/s), {:.1} MB, peak RSS {peak:.1} MiB",
             done.row_count,
             format.label(),
-            done.row_count as f64 / seconds,
             bytes as f64 / 1e6
         );
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "rows": done.row_count,
             "format": format.as_str(),
             "seconds": secs(seconds),
@@ -312,6 +332,23 @@ pub async fn export(rows: usize, format: &str, database: Option<String>) -> anyh
             "peak_rss_mib": (peak * 10.0).round() / 10.0,
             "database": b.db.backend(),
         });
+        if matches!(b.db, Db::Sqlite(_)) {
+            let columns: Vec<&str> = b.schema.fields.iter().map(|f| f.name()).collect();
+            let out = dir.join("cli.csv");
+            match sqlite_cli_export(&dir.join("bench.db"), b.org, &b.schema.name, &columns, &out)? {
+                Some(cli_s) => {
+                    let cli_rate = done.row_count as f64 / cli_s;
+                    let ratio = (rate / cli_rate * 100.0).round() / 100.0;
+                    println!(
+                        "sqlite3 CLI, the same rows and columns to CSV: {cli_s:.2} s ({cli_rate:.0} rows/s); ratio {ratio:.2}"
+                    );
+                    json["cli_s"] = secs(cli_s).into();
+                    json["cli_rows_per_sec"] = cli_rate.round().into();
+                    json["cli_ratio"] = ratio.into();
+                }
+                None => println!("no sqlite3 command on the PATH: the ratio to its export is not measured"),
+            }
+        }
         b.db.close().await;
         println!("{json}");
         anyhow::Ok(())
@@ -321,9 +358,42 @@ pub async fn export(rows: usize, format: &str, database: Option<String>) -> anyh
     result
 }
 
+/// The reference for exports: the sqlite3 shell writing the same rows and columns (each
+/// read from the stored JSON) as CSV with a header, timed; None without a `sqlite3` command.
+fn sqlite_cli_export(
+    db_file: &std::path::Path,
+    org: OrgId,
+    entity: &str,
+    columns: &[&str],
+    out: &std::path::Path,
+) -> anyhow::Result<Option<f64>> {
+    // field and entity names are schema identifiers ([a-z0-9_]), never quotes
+    let cols: Vec<String> = columns.iter().map(|c| format!("json_extract(data, '$.{c}') AS \"{c}\"")).collect();
+    let sql = format!(
+        "SELECT {} FROM records WHERE org_id = {} AND entity = '{entity}' ORDER BY id;",
+        cols.join(", "),
+        org.get()
+    );
+    let t = Instant::now();
+    let run = std::process::Command::new("sqlite3")
+        .args(["-readonly", "-csv", "-header"])
+        .arg(db_file)
+        .arg(&sql)
+        .stdout(std::fs::File::create(out)?)
+        .status();
+    match run {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context("running sqlite3"),
+        Ok(status) => {
+            anyhow::ensure!(status.success(), "sqlite3 failed ({status})");
+            Ok(Some(t.elapsed().as_secs_f64()))
+        }
+    }
+}
+
 /// A database (fresh SQLite in `dir` unless `database`), the benchmark org, user and worker.
 async fn setup(dir: &std::path::Path, chunk: i64, database: Option<String>, input: &Input) -> anyhow::Result<Bench> {
-    let url = database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
+    let url = database_url(dir, database);
     let db = Db::connect(&url, 4).await?;
     db.migrate().await?;
     let schemas = load_schemas(input)?;
@@ -333,7 +403,41 @@ async fn setup(dir: &std::path::Path, chunk: i64, database: Option<String>, inpu
     let user = store::accounts::create_user(&db, &format!("{slug}@bench.test"), "Bench", "x", false).await?;
     let worker = Worker::with_all_handlers(db.clone(), Arc::new(schemas), WorkerConfig::default())?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    Ok(Bench { db, org, user: UserId::new(user.get()), schema, worker, stop, _stop_tx: stop_tx, chunk })
+    let current = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    Ok(Bench { db, org, user: UserId::new(user.get()), schema, worker, stop, _stop_tx: stop_tx, chunk, current })
+}
+
+/// The benchmark's database: `database`, or a fresh SQLite file in `dir`.
+fn database_url(dir: &std::path::Path, database: Option<String>) -> String {
+    database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()))
+}
+
+/// The app, serving the benchmark's database and schema, with people using it.
+struct Serving {
+    server: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    load: load::Load,
+}
+
+async fn serve_with_load(
+    dir: &std::path::Path,
+    database: Option<String>,
+    input: &Input,
+    b: &Bench,
+    settings: LoadSettings,
+) -> anyhow::Result<Serving> {
+    let mut app = settings.app;
+    app.db.database_url = database_url(dir, database);
+    app.db.data_dir = dir.join("app");
+    let schemas = dir.join("schemas");
+    std::fs::create_dir_all(&schemas)?;
+    let (name, text) = input.schema_file()?;
+    std::fs::write(schemas.join(name), text)?;
+    app.schema_dir = Some(schemas);
+    let app = crate::startup::App::build(app).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let server = actix_web::rt::spawn(app.run_until_stopped());
+    let load = load::start(&b.db, b.org, &base, &b.schema.name, settings.clients, b.current.clone()).await?;
+    Ok(Serving { server, load })
 }
 
 async fn run(
@@ -343,13 +447,28 @@ async fn run(
     database: Option<String>,
     runs: Runs,
     input: &Input,
+    load: Option<LoadSettings>,
 ) -> anyhow::Result<()> {
     let file = input.prepare(dir, rows)?;
     let mut json = serde_json::json!({});
     measure_floors(dir, &file, &standalone_schema(input)?, database.as_deref(), &mut json).await?;
-    let b = setup(dir, chunk, database, input).await?;
+    let b = setup(dir, chunk, database.clone(), input).await?;
     let db = b.db.clone();
-    let (first, validate_s, import_s) = b.import(&file, Action::Merge).await?;
+    let serving = match load {
+        Some(l) => Some(serve_with_load(dir, database, input, &b, l).await?),
+        None => None,
+    };
+    let first = b.import(&file, Action::Merge).await;
+    if let Some(s) = serving {
+        let r = s.load.finish().await;
+        s.server.abort();
+        json["load_requests"] = r.requests.into();
+        json["load_p50_ms"] = ((r.p50_ms * 10.0).round() / 10.0).into();
+        json["load_p99_ms"] = ((r.p99_ms * 10.0).round() / 10.0).into();
+        json["load_max_ms"] = ((r.max_ms * 10.0).round() / 10.0).into();
+        json["load_failures"] = r.failures.into();
+    }
+    let (first, validate_s, import_s) = first?;
     let rows = first.validated.total_rows as usize;
     let total = validate_s + import_s;
     let peak = peak_rss_mib();

@@ -5,7 +5,7 @@ use anyhow::Context;
 use super::Db;
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::permissions::{MembershipRefusal, Role, check_membership_change};
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrgRow {
@@ -67,7 +67,7 @@ pub async fn ensure_org(db: &Db, slug: &str, name: &str) -> anyhow::Result<(OrgI
     if let Some(o) = org_by_slug(db, slug).await? {
         return Ok((OrgId::new(o.id), false));
     }
-    let id = on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+    let id = on_writer!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO organizations (slug, name, created_at) VALUES ($1, $2, $3) RETURNING id",
     )
     .bind(slug)
@@ -107,7 +107,7 @@ pub async fn create_user(
     must_change_password: bool,
 ) -> anyhow::Result<UserId> {
     let now = crate::now();
-    let id = on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+    let id = on_writer!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO users (email, name, password_hash, must_change_password, disabled, created_at, updated_at)
          VALUES ($1, $2, $3, $4, FALSE, $5, $5) RETURNING id",
     )
@@ -123,7 +123,7 @@ pub async fn create_user(
 }
 
 pub async fn set_password(db: &Db, user: UserId, password_hash: &str, must_change: bool) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query(
+    on_writer!(db, p => sqlx::query(
         "UPDATE users SET password_hash = $2, must_change_password = $3, updated_at = $4 WHERE id = $1",
     )
     .bind(user.get())
@@ -138,7 +138,7 @@ pub async fn set_password(db: &Db, user: UserId, password_hash: &str, must_chang
 }
 
 pub async fn set_disabled(db: &Db, user: UserId, disabled: bool) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1")
+    on_writer!(db, p => sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1")
         .bind(user.get())
         .bind(disabled)
         .bind(crate::now())
@@ -151,7 +151,7 @@ pub async fn set_disabled(db: &Db, user: UserId, disabled: bool) -> anyhow::Resu
 
 /// Gives `user` the role in `org`, adding the membership when missing.
 pub async fn upsert_membership(db: &Db, org: OrgId, user: UserId, role: Role) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query(
+    on_writer!(db, p => sqlx::query(
         "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
     )
@@ -213,7 +213,7 @@ pub async fn preferred_org(db: &Db, user: UserId) -> anyhow::Result<Option<OrgRo
 }
 
 pub async fn set_last_org(db: &Db, user: UserId, org: OrgId) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("UPDATE users SET last_org_id = $2 WHERE id = $1")
+    on_writer!(db, p => sqlx::query("UPDATE users SET last_org_id = $2 WHERE id = $1")
         .bind(user.get())
         .bind(org.get())
         .execute(p)

@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use super::Db;
 use crate::domain::ids::{OrgId, UserId};
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 /// One thing to record. `org` is None for events outside an org (a failed sign-in).
 pub struct AuditEvent<'a> {
@@ -17,7 +17,7 @@ pub struct AuditEvent<'a> {
 }
 
 pub async fn record(db: &Db, org: Option<OrgId>, e: &AuditEvent<'_>) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query(
+    on_writer!(db, p => sqlx::query(
         "INSERT INTO audit_events (org_id, actor_user_id, actor_label, action, target, detail, address, at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )

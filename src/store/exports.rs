@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use super::Db;
 use crate::domain::ids::{OrgId, UserId};
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ExportRow {
@@ -120,7 +120,7 @@ pub async fn list(db: &Db, org: OrgId, limit: i64, offset: i64) -> anyhow::Resul
 /// pending (or processing, when a job is taken over) → processing; false when the request
 /// is gone or finished.
 pub async fn start(db: &Db, id: i64) -> anyhow::Result<bool> {
-    let n = on_pool!(db, p => sqlx::query(
+    let n = on_writer!(db, p => sqlx::query(
         "UPDATE export_requests SET status = 'processing', row_count = 0, updated_at = $2
          WHERE id = $1 AND status IN ('pending', 'processing')",
     )
@@ -135,7 +135,7 @@ pub async fn start(db: &Db, id: i64) -> anyhow::Result<bool> {
 
 /// Rows written so far, for the page.
 pub async fn progress(db: &Db, id: i64, rows: i64) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("UPDATE export_requests SET row_count = $2, updated_at = $3 WHERE id = $1")
+    on_writer!(db, p => sqlx::query("UPDATE export_requests SET row_count = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(rows)
         .bind(crate::now())
@@ -148,7 +148,7 @@ pub async fn progress(db: &Db, id: i64, rows: i64) -> anyhow::Result<()> {
 /// Marks a build complete; `object_key` names the file in the object store when it was moved there.
 pub async fn complete(db: &Db, id: i64, rows: i64, size: i64, object_key: Option<&str>) -> anyhow::Result<bool> {
     let now = crate::now();
-    let n = on_pool!(db, p => sqlx::query(
+    let n = on_writer!(db, p => sqlx::query(
         "UPDATE export_requests SET status = 'completed', row_count = $2, file_size = $3, completed_at = $4, updated_at = $4,
                 object_key = $5
          WHERE id = $1 AND status = 'processing'",
@@ -166,7 +166,7 @@ pub async fn complete(db: &Db, id: i64, rows: i64, size: i64, object_key: Option
 }
 
 pub async fn fail(db: &Db, id: i64, reason: &str) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query(
+    on_writer!(db, p => sqlx::query(
         "UPDATE export_requests SET status = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND status IN ('pending', 'processing')",
     )
     .bind(id)
@@ -180,7 +180,7 @@ pub async fn fail(db: &Db, id: i64, reason: &str) -> anyhow::Result<()> {
 
 /// Deletes a request (its file is the caller's); false when it is not the org's.
 pub async fn delete(db: &Db, org: OrgId, id: i64) -> anyhow::Result<bool> {
-    let n = on_pool!(db, p => sqlx::query("DELETE FROM export_requests WHERE org_id = $1 AND id = $2")
+    let n = on_writer!(db, p => sqlx::query("DELETE FROM export_requests WHERE org_id = $1 AND id = $2")
         .bind(org.get())
         .bind(id)
         .execute(p)
@@ -193,7 +193,7 @@ pub async fn delete(db: &Db, org: OrgId, id: i64) -> anyhow::Result<bool> {
 /// Completed exports finished before `before` become expired; returns their file paths and
 /// object keys.
 pub async fn expire(db: &Db, before: i64) -> anyhow::Result<Vec<(String, Option<String>)>> {
-    on_pool!(db, p => sqlx::query_as::<_, (String, Option<String>)>(
+    on_writer!(db, p => sqlx::query_as::<_, (String, Option<String>)>(
         "UPDATE export_requests SET status = 'expired', updated_at = $2
          WHERE status = 'completed' AND completed_at < $1 RETURNING file_path, object_key",
     )

@@ -6,7 +6,7 @@ use anyhow::Context;
 use super::Db;
 use crate::domain::ids::OrgId;
 use crate::files::fetch::Fetched;
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 /// The file fetched from `url` for the org earlier, if any.
 pub async fn fetched_file(db: &Db, org: OrgId, url: &str) -> anyhow::Result<Option<Fetched>> {
@@ -23,7 +23,7 @@ pub async fn fetched_file(db: &Db, org: OrgId, url: &str) -> anyhow::Result<Opti
 
 /// Remembers a fetched file (the first fetch of a URL wins).
 pub async fn add_fetched_file(db: &Db, org: OrgId, url: &str, f: &Fetched) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query(
+    on_writer!(db, p => sqlx::query(
         "INSERT INTO fetched_files (org_id, source_url, name, content_type, size, md5, path, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org_id, source_url) DO NOTHING",
     )

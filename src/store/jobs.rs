@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::Db;
 use crate::domain::ids::OrgId;
 pub use crate::domain::jobs::Finish;
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 /// A job to add to the queue.
 pub struct NewJob<'a> {
@@ -25,7 +25,7 @@ pub struct NewJob<'a> {
 
 /// Adds a job; returns its id, or None when its dedupe key is already taken.
 pub async fn enqueue(db: &Db, job: &NewJob<'_>, now: i64) -> anyhow::Result<Option<i64>> {
-    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+    on_writer!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO jobs (org_id, kind, payload, status, max_attempts, budget_secs, run_after, dedupe_key, created_at, updated_at)
          VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $8)
          ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
@@ -89,7 +89,7 @@ pub async fn claim(db: &Db, owner: &str, lease_secs: i64, now: i64) -> anyhow::R
 
 /// Extends the lease; false when `owner` no longer holds it (the job was taken over).
 pub async fn heartbeat(db: &Db, id: i64, owner: &str, lease_secs: i64, now: i64) -> anyhow::Result<bool> {
-    let n = on_pool!(db, p => sqlx::query(
+    let n = on_writer!(db, p => sqlx::query(
         "UPDATE jobs SET lease_expires_at = $3, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
     .bind(id)
@@ -112,7 +112,7 @@ pub async fn finish(db: &Db, id: i64, owner: &str, how: &Finish, now: i64) -> an
         Finish::TimedOut { error } => ("timed_out", error, None, Some(now), 0),
         Finish::Released => ("queued", "", Some(now), None, 1),
     };
-    let n = on_pool!(db, p => sqlx::query(
+    let n = on_writer!(db, p => sqlx::query(
         "UPDATE jobs SET status = $3, last_error = CASE WHEN $4 = '' THEN last_error ELSE $4 END,
                 run_after = COALESCE($5, run_after), finished_at = $6, attempts = attempts - $7,
                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $8
@@ -156,7 +156,7 @@ pub async fn get(db: &Db, id: i64) -> anyhow::Result<Option<JobRow>> {
 
 /// Deletes finished jobs older than `before`.
 pub async fn prune_finished(db: &Db, before: i64) -> anyhow::Result<u64> {
-    on_pool!(db, p => sqlx::query("DELETE FROM jobs WHERE status IN ('succeeded', 'failed', 'timed_out') AND finished_at < $1")
+    on_writer!(db, p => sqlx::query("DELETE FROM jobs WHERE status IN ('succeeded', 'failed', 'timed_out') AND finished_at < $1")
         .bind(before)
         .execute(p)
         .await

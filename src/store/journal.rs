@@ -14,9 +14,9 @@ use anyhow::Context;
 
 use super::{Db, stage_list};
 use crate::domain::ids::{OrgId, UserId};
-use crate::domain::imports::Stage;
+use crate::domain::imports::{Import, Stage};
 use crate::domain::jobs::Fence;
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 /// A journal entry whose record changed since the import.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -33,32 +33,49 @@ const CHANGED: &str = "((j.op IN ('created', 'updated')
         AND EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = $3 AND r.record_key = j.record_key)))";
 
 /// The first `limit` records changed since the import, and how many there are.
-pub async fn changed_since(
-    db: &Db,
-    org: OrgId,
-    import_id: i64,
-    entity: &str,
-    limit: i64,
-) -> anyhow::Result<(Vec<Changed>, i64)> {
+///
+/// Counted from the records' side: every write of a record sets its `import_id` (the
+/// import's, or another's, or none), so of the records the import created or updated, those
+/// unchanged are exactly the ones still carrying its id, which an index counts without
+/// reading a journal entry. Only deletions (a key taken again since) are looked up entry by
+/// entry, and the list of changed records is read only when there is one.
+pub async fn changed_since(db: &Db, imp: &Import, limit: i64) -> anyhow::Result<(Vec<Changed>, i64)> {
+    let (org, id, entity) = (imp.org, imp.id, imp.entity.as_str());
+    let still: i64 = on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM records WHERE import_id = $1 AND org_id = $2 AND entity = $3",
+    )
+    .bind(id)
+    .bind(org.get())
+    .bind(entity)
+    .fetch_one(p)
+    .await)
+    .context("counting the import's records")?;
+    let mut n = (imp.created_rows + imp.updated_rows - still).max(0);
+    if imp.deleted_rows > 0 {
+        let taken = "SELECT COUNT(*) FROM import_journal j WHERE j.import_id = $1 AND j.op = 'deleted'
+                       AND EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = $3 AND r.record_key = j.record_key)";
+        n += on_pool!(db, p => sqlx::query_scalar::<_, i64>(taken)
+            .bind(id)
+            .bind(org.get())
+            .bind(entity)
+            .fetch_one(p)
+            .await)
+        .context("counting deleted records whose key was taken again")?;
+    }
+    if n == 0 {
+        return Ok((vec![], 0));
+    }
     let list = format!(
         "SELECT j.op, j.record_key FROM import_journal j WHERE j.import_id = $1 AND {CHANGED} ORDER BY j.seq LIMIT $4"
     );
-    let count = format!("SELECT COUNT(*) FROM import_journal j WHERE j.import_id = $1 AND {CHANGED}");
     let rows = on_pool!(db, p => sqlx::query_as::<_, Changed>(sqlx::AssertSqlSafe(list))
-        .bind(import_id)
+        .bind(id)
         .bind(org.get())
         .bind(entity)
         .bind(limit)
         .fetch_all(p)
         .await)
     .context("listing records changed since the import")?;
-    let n = on_pool!(db, p => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count))
-        .bind(import_id)
-        .bind(org.get())
-        .bind(entity)
-        .fetch_one(p)
-        .await)
-    .context("counting records changed since the import")?;
     Ok((rows, n))
 }
 
@@ -79,7 +96,7 @@ pub async fn request(
            AND rollback_requested_at IS NULL AND journal_purged_at IS NULL",
         stage_list(&Stage::sources(Stage::RolledBack))
     );
-    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(org.get())
     .bind(import_id)
     .bind(crate::now())
@@ -279,7 +296,7 @@ pub async fn finish(db: &Db, import_id: i64) -> anyhow::Result<bool> {
          WHERE id = $1 AND rollback_requested_at IS NOT NULL AND stage IN ({})",
         stage_list(&Stage::sources(Stage::RolledBack))
     );
-    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(import_id)
     .bind(now)
     .bind(Stage::RolledBack.as_str())
@@ -316,7 +333,7 @@ const PURGE_BATCH: i64 = 20_000;
 /// from then on.
 pub async fn purge(db: &Db, import_id: i64) -> anyhow::Result<()> {
     // marked first, so no rollback can start on a half-purged journal
-    on_pool!(db, p => sqlx::query("UPDATE imports SET journal_purged_at = $2 WHERE id = $1 AND journal_purged_at IS NULL")
+    on_writer!(db, p => sqlx::query("UPDATE imports SET journal_purged_at = $2 WHERE id = $1 AND journal_purged_at IS NULL")
         .bind(import_id)
         .bind(crate::now())
         .execute(p)
@@ -324,7 +341,7 @@ pub async fn purge(db: &Db, import_id: i64) -> anyhow::Result<()> {
         .map(|_| ()))
     .context("marking the journal purged")?;
     loop {
-        let n = on_pool!(db, p => sqlx::query(
+        let n = on_writer!(db, p => sqlx::query(
             "DELETE FROM import_journal WHERE seq IN
                (SELECT seq FROM import_journal WHERE import_id = $1 ORDER BY seq LIMIT $2)",
         )
@@ -338,7 +355,7 @@ pub async fn purge(db: &Db, import_id: i64) -> anyhow::Result<()> {
             break;
         }
     }
-    on_pool!(db, p => sqlx::query("DELETE FROM import_journal_uniques WHERE import_id = $1")
+    on_writer!(db, p => sqlx::query("DELETE FROM import_journal_uniques WHERE import_id = $1")
         .bind(import_id)
         .execute(p)
         .await

@@ -4,12 +4,12 @@ use anyhow::Context;
 
 use super::Db;
 use crate::domain::throttle::{RecentFailures, WINDOW_SECS};
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 /// Records an attempt as failed before the password is checked, so concurrent guesses all
 /// count; returns its id for [`mark_succeeded`] or [`forget`].
 pub async fn record_pending(db: &Db, email: &str, address: &str) -> anyhow::Result<i64> {
-    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+    on_writer!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO login_attempts (email, address, succeeded, at) VALUES ($1, $2, FALSE, $3) RETURNING id",
     )
     .bind(email)
@@ -21,7 +21,7 @@ pub async fn record_pending(db: &Db, email: &str, address: &str) -> anyhow::Resu
 }
 
 pub async fn mark_succeeded(db: &Db, id: i64) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("UPDATE login_attempts SET succeeded = TRUE WHERE id = $1")
+    on_writer!(db, p => sqlx::query("UPDATE login_attempts SET succeeded = TRUE WHERE id = $1")
         .bind(id)
         .execute(p)
         .await
@@ -33,7 +33,7 @@ pub async fn mark_succeeded(db: &Db, id: i64) -> anyhow::Result<()> {
 /// Drops an attempt that was refused before its password was checked (locked), so
 /// hammering a locked account does not keep extending the lock.
 pub async fn forget(db: &Db, id: i64) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("DELETE FROM login_attempts WHERE id = $1")
+    on_writer!(db, p => sqlx::query("DELETE FROM login_attempts WHERE id = $1")
         .bind(id)
         .execute(p)
         .await
@@ -79,7 +79,7 @@ pub async fn recent_failures(db: &Db, email: &str, address: &str, now: i64) -> a
 
 /// Forgets attempts older than a day.
 pub async fn prune(db: &Db, now: i64) -> anyhow::Result<u64> {
-    let r = on_pool!(db, p => sqlx::query("DELETE FROM login_attempts WHERE at < $1")
+    let r = on_writer!(db, p => sqlx::query("DELETE FROM login_attempts WHERE at < $1")
         .bind(now - 86_400)
         .execute(p)
         .await

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Db;
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::marketplace::Item;
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MarketplaceImport {
@@ -64,7 +64,7 @@ pub async fn begin(
     by: UserId,
     by_label: &str,
 ) -> anyhow::Result<Begin> {
-    let inserted = on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+    let inserted = on_writer!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO cl_marketplace_imports (org_id, bundle_key, bundle_version, bundle_title, status, imported_by,
                                              imported_by_label, imported_at)
          VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, $7) RETURNING id",
@@ -249,7 +249,7 @@ pub async fn apply(db: &Db, id: i64, items: &[Item]) -> anyhow::Result<Option<(i
 
 /// Ends a running import that cannot be applied.
 pub async fn fail(db: &Db, id: i64, reason: &str) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query(
+    on_writer!(db, p => sqlx::query(
         "UPDATE cl_marketplace_imports SET status = 'failed', reason = $2, completed_at = $3
          WHERE id = $1 AND status = 'in_progress'",
     )

@@ -34,19 +34,100 @@ macro_rules! on_pool {
     };
 }
 
-/// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`, taking the
-/// write lock up front: a deferred transaction that reads and then writes fails with
-/// `SQLITE_BUSY` when another writer committed in between, which `busy_timeout` cannot
-/// wait out. PostgreSQL uses row locks instead (`FOR UPDATE`).
+/// Starts a transaction that will write, after taking this process's turn to write
+/// ([`write_turn`]); the turn is held until the transaction ends. On SQLite it is
+/// `BEGIN IMMEDIATE`, taking the write lock up front: a deferred transaction that reads and
+/// then writes fails with `SQLITE_BUSY` when another writer committed in between, which
+/// `busy_timeout` cannot wait out. PostgreSQL uses row locks instead (`FOR UPDATE`).
 #[macro_export]
 macro_rules! begin_write {
-    ($db:expr, $p:expr) => {
-        if matches!($db, $crate::store::Db::Sqlite(_)) {
+    ($db:expr, $p:expr) => {{
+        let turn = $crate::store::write_turn($db).await;
+        let tx = if matches!($db, $crate::store::Db::Sqlite(_)) {
             $p.begin_with("BEGIN IMMEDIATE").await
         } else {
             $p.begin().await
+        };
+        tx.map(|tx| $crate::store::WriteTx { tx, _turn: turn })
+    }};
+}
+
+/// [`on_pool!`] for a statement that writes: it waits for this process's turn to write
+/// ([`write_turn`]) first, without holding a connection meanwhile.
+#[macro_export]
+macro_rules! on_writer {
+    ($db:expr, $p:ident => $body:expr) => {{
+        let _turn = $crate::store::write_turn($db).await;
+        $crate::on_pool!($db, $p => $body)
+    }};
+}
+
+/// A write transaction holding the process's turn to write; derefs to the connection, as
+/// sqlx's `Transaction` does.
+pub struct WriteTx<'c, DB: sqlx::Database> {
+    pub tx: sqlx::Transaction<'c, DB>,
+    pub _turn: WriteTurn,
+}
+
+impl<DB: sqlx::Database> WriteTx<'_, DB> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for WriteTx<'_, DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<'_, DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
+/// This process's turn to write to a SQLite database: held while a statement or a
+/// transaction writes (see [`begin_write!`] and [`on_writer!`]), None on PostgreSQL.
+pub struct WriteTurn(#[allow(dead_code)] Option<tokio::sync::OwnedMutexGuard<()>>);
+
+/// How long a writer waits for its turn before going ahead without it (SQLite's own
+/// `busy_timeout` still applies then). Only a write made while the same task holds a turn
+/// can wait this long; none should.
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits for this process's turn to write to `db`. SQLite has one writer per database and
+/// makes the others poll for the lock while they hold a pooled connection: under a long
+/// import, sign-ins and session writes polled for seconds and took every connection, so
+/// page reads queued behind them. Writers of this process instead wait here, first come
+/// first served, holding nothing; the import's own transactions are short and take their
+/// turn like everyone else. PostgreSQL locks rows, not the database: no turn there.
+pub async fn write_turn(db: &Db) -> WriteTurn {
+    let Db::Sqlite(p) = db else { return WriteTurn(None) };
+    let gate = sqlite_gate(p.connect_options().get_filename());
+    match tokio::time::timeout(TURN_WAIT, gate.lock_owned()).await {
+        Ok(guard) => WriteTurn(Some(guard)),
+        Err(_) => {
+            tracing::warn!("waited {TURN_WAIT:?} for a turn to write; going ahead without it");
+            WriteTurn(None)
         }
-    };
+    }
+}
+
+/// The writers' queue of one SQLite database file (one per file, shared by every pool of
+/// this process on it).
+fn sqlite_gate(file: &std::path::Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    type Gates =
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>;
+    static GATES: std::sync::OnceLock<Gates> = std::sync::OnceLock::new();
+    let gates = GATES.get_or_init(Default::default);
+    let mut map = gates.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    map.entry(file.to_path_buf()).or_default().clone()
 }
 
 /// In a write transaction `$tx` on `$db`: whether the job of `$fence` (an
@@ -179,4 +260,44 @@ pub fn stage_list(stages: &[crate::domain::imports::Stage]) -> String {
 /// Whether an error is a unique-constraint violation (the same on both backends).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn writers_of_one_sqlite_file_take_turns_first_come_first_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("turns.db").display());
+        // two pools on one file, as the app and a benchmark's worker: one queue
+        let (a, b) = (Db::connect(&url, 2).await.unwrap(), Db::connect(&url, 2).await.unwrap());
+        let held = write_turn(&a).await;
+        assert!(held.0.is_some());
+        let order = Arc::new(Mutex::new(vec![]));
+        let mut waiting = vec![];
+        for (n, db) in [(1, b.clone()), (2, a.clone()), (3, b.clone())] {
+            let order = order.clone();
+            waiting.push(tokio::spawn(async move {
+                let _turn = write_turn(&db).await;
+                order.lock().unwrap().push(n);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(order.lock().unwrap().is_empty(), "nobody writes while the turn is held");
+        drop(held);
+        for w in waiting {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [1, 2, 3]);
+        // another file has its own queue
+        let other = Db::connect(&format!("sqlite://{}", dir.path().join("other.db").display()), 1).await.unwrap();
+        let _a = write_turn(&a).await;
+        let o = tokio::time::timeout(Duration::from_secs(1), write_turn(&other)).await;
+        assert!(o.is_ok_and(|t| t.0.is_some()), "a writer of another database does not wait");
+    }
 }

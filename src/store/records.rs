@@ -21,16 +21,22 @@ fn like_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// How many records of `entity` the org has (matching `q` when given). Without a search the
+/// count reads only an index, not every record's text.
 pub async fn count(db: &Db, org: OrgId, entity: &str, q: Option<&str>) -> anyhow::Result<i64> {
-    let pattern = like_pattern(q.unwrap_or_default());
-    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM records WHERE org_id = $1 AND entity = $2 AND search_text LIKE $3 ESCAPE '\\'",
-    )
-    .bind(org.get())
-    .bind(entity)
-    .bind(&pattern)
-    .fetch_one(p)
-    .await)
+    let pattern = q.map(str::trim).filter(|q| !q.is_empty()).map(like_pattern);
+    let sql = if pattern.is_some() {
+        "SELECT COUNT(*) FROM records WHERE org_id = $1 AND entity = $2 AND search_text LIKE $3 ESCAPE '\\'"
+    } else {
+        "SELECT COUNT(*) FROM records WHERE org_id = $1 AND entity = $2"
+    };
+    on_pool!(db, p => {
+        let mut query = sqlx::query_scalar::<_, i64>(sql).bind(org.get()).bind(entity);
+        if let Some(pattern) = &pattern {
+            query = query.bind(pattern);
+        }
+        query.fetch_one(p).await
+    })
     .context("counting records")
 }
 
@@ -43,19 +49,23 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> anyhow::Result<Vec<RecordRow>> {
-    let pattern = like_pattern(q.unwrap_or_default());
-    on_pool!(db, p => sqlx::query_as::<_, RecordRow>(
+    let pattern = q.map(str::trim).filter(|q| !q.is_empty()).map(like_pattern);
+    let sql = if pattern.is_some() {
         "SELECT id, record_key, data, updated_at FROM records
-         WHERE org_id = $1 AND entity = $2 AND search_text LIKE $3 ESCAPE '\\'
-         ORDER BY record_key LIMIT $4 OFFSET $5",
-    )
-    .bind(org.get())
-    .bind(entity)
-    .bind(&pattern)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(p)
-    .await)
+         WHERE org_id = $1 AND entity = $2 AND search_text LIKE $5 ESCAPE '\\'
+         ORDER BY record_key LIMIT $3 OFFSET $4"
+    } else {
+        "SELECT id, record_key, data, updated_at FROM records
+         WHERE org_id = $1 AND entity = $2
+         ORDER BY record_key LIMIT $3 OFFSET $4"
+    };
+    on_pool!(db, p => {
+        let mut query = sqlx::query_as::<_, RecordRow>(sql).bind(org.get()).bind(entity).bind(limit).bind(offset);
+        if let Some(pattern) = &pattern {
+            query = query.bind(pattern);
+        }
+        query.fetch_all(p).await
+    })
     .context("listing records")
 }
 

@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use super::Db;
 use crate::domain::ids::UserId;
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 pub async fn load(db: &Db, id: &str, now: i64) -> anyhow::Result<Option<String>> {
     on_pool!(db, p => sqlx::query_scalar::<_, String>("SELECT state FROM sessions WHERE id = $1 AND expires_at > $2")
@@ -16,7 +16,7 @@ pub async fn load(db: &Db, id: &str, now: i64) -> anyhow::Result<Option<String>>
 }
 
 pub async fn insert(db: &Db, id: &str, user: Option<i64>, state: &str, expires_at: i64) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("INSERT INTO sessions (id, user_id, state, expires_at) VALUES ($1, $2, $3, $4)")
+    on_writer!(db, p => sqlx::query("INSERT INTO sessions (id, user_id, state, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(id)
         .bind(user)
         .bind(state)
@@ -37,7 +37,7 @@ pub async fn update(
     expires_at: i64,
     now: i64,
 ) -> anyhow::Result<bool> {
-    let n = on_pool!(db, p => sqlx::query(
+    let n = on_writer!(db, p => sqlx::query(
         "UPDATE sessions SET user_id = $2, state = $3, expires_at = $4 WHERE id = $1 AND expires_at > $5",
     )
     .bind(id)
@@ -56,7 +56,7 @@ pub async fn update(
 /// `slack` seconds: a page view does not cost a database write (on PostgreSQL a flushed
 /// commit) each time.
 pub async fn touch(db: &Db, id: &str, expires_at: i64, slack: i64) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("UPDATE sessions SET expires_at = $2 WHERE id = $1 AND expires_at < $2 - $3")
+    on_writer!(db, p => sqlx::query("UPDATE sessions SET expires_at = $2 WHERE id = $1 AND expires_at < $2 - $3")
         .bind(id)
         .bind(expires_at)
         .bind(slack)
@@ -68,14 +68,14 @@ pub async fn touch(db: &Db, id: &str, expires_at: i64, slack: i64) -> anyhow::Re
 }
 
 pub async fn delete(db: &Db, id: &str) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))
+    on_writer!(db, p => sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))
         .context("deleting session")?;
     Ok(())
 }
 
 /// Ends every session of a user (disabled, password changed elsewhere).
 pub async fn delete_for_user(db: &Db, user: UserId) -> anyhow::Result<u64> {
-    let n = on_pool!(db, p => sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+    let n = on_writer!(db, p => sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user.get())
         .execute(p)
         .await
@@ -85,7 +85,7 @@ pub async fn delete_for_user(db: &Db, user: UserId) -> anyhow::Result<u64> {
 }
 
 pub async fn prune(db: &Db, now: i64) -> anyhow::Result<u64> {
-    let n = on_pool!(db, p => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+    let n = on_writer!(db, p => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
         .bind(now)
         .execute(p)
         .await

@@ -136,6 +136,48 @@ async fn bench_import_reports_its_ratio_to_the_floor_measured_in_the_same_run() 
 }
 
 #[actix_web::test]
+async fn bench_import_with_load_reports_what_the_people_using_the_app_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    let mut args = vec!["bench", "import", "--rows", "20000", "--load", "3"];
+    if url.starts_with("postgres") {
+        args.extend(["--database", url.as_str()]);
+    }
+    let (code, out, err) = stevedore(dir.path(), &url, &args, "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let j = figures(&out);
+    assert_eq!(j["rows"], 20000, "{j}");
+    assert!(j["load_requests"].as_i64().unwrap() >= 6, "three people signed in at least: {j}");
+    assert_eq!(j["load_failures"], 0, "every answer was a page or a redirect: {out}");
+    let (p50, p99) = (j["load_p50_ms"].as_f64().unwrap(), j["load_p99_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p99 >= p50 && j["load_max_ms"].as_f64().unwrap() >= p99, "{j}");
+    assert!(out.contains("load: 3 people"), "{out}");
+    assert!(out.contains("sign in") && out.contains("Import History"), "per-request figures: {out}");
+}
+
+#[actix_web::test]
+async fn bench_export_is_measured_against_the_sqlite3_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    if url.starts_with("postgres") {
+        return; // the reference is SQLite's own shell
+    }
+    let (code, out, err) = stevedore(dir.path(), &url, &["bench", "export", "--rows", "3000"], "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let j = figures(&out);
+    assert_eq!(j["format"], "csv", "{j}");
+    assert!(j["rows"].as_i64().unwrap() > 2500, "{j}");
+    let shell = std::process::Command::new("sqlite3").arg("-version").output().is_ok();
+    if shell {
+        let ratio = j["cli_ratio"].as_f64().unwrap_or_else(|| panic!("no cli_ratio: {j}"));
+        let expected = j["rows_per_sec"].as_f64().unwrap() / j["cli_rows_per_sec"].as_f64().unwrap();
+        assert!((ratio - expected).abs() < 0.01, "{j}");
+    } else {
+        assert!(out.contains("no sqlite3 command"), "{out}");
+    }
+}
+
+#[actix_web::test]
 async fn bench_floor_and_import_take_your_own_file_and_schema() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path()).await;

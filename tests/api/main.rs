@@ -7,6 +7,7 @@ mod helpers;
 mod actions;
 mod auth;
 mod cli;
+mod contention;
 mod crash;
 mod detail_sheet;
 mod entities;

@@ -13,7 +13,7 @@ use crate::domain::imports::history::Cursor;
 use crate::domain::imports::{
     Action, ColumnMapping, DuplicateHandling, Import, ImportFile, Rollback, Stage, Validated,
 };
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 /// An `imports` row as stored; [`ImportRecord::decode`] makes it an [`Import`].
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -163,7 +163,7 @@ pub struct NewImport<'a> {
 #[tracing::instrument(skip_all, fields(org_id = org.get(), entity = n.entity))]
 pub async fn create(db: &Db, org: OrgId, n: &NewImport<'_>) -> anyhow::Result<i64> {
     let now = crate::now();
-    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+    on_writer!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO imports (org_id, resource, name, duplicate_handling, stage, file_name, file_path, file_size, checksum,
                               chunk_size, created_by, created_by_label, updated_by, created_at, updated_at, action)
          VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $10, $12, $12, $13) RETURNING id",
@@ -325,7 +325,7 @@ pub async fn transition(db: &Db, id: i64, from: Stage, to: Stage, reason: &str) 
     if !from.can_transition_to(to) {
         anyhow::bail!("import {id}: {from} cannot become {to}");
     }
-    let n = on_pool!(db, p => sqlx::query(
+    let n = on_writer!(db, p => sqlx::query(
         "UPDATE imports SET stage = $3, reason = $4, updated_at = $5 WHERE id = $1 AND stage = $2",
     )
     .bind(id)
@@ -353,7 +353,7 @@ pub async fn set_headers(
          WHERE id = $1 AND stage IN ({})",
         stage_list(&Stage::sources(Stage::Mapping))
     );
-    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(id)
     .bind(serde_json::to_string(headers)?)
     .bind(serde_json::to_string(mapping)?)
@@ -383,7 +383,7 @@ pub async fn confirm_mapping(
          WHERE org_id = $1 AND id = $2 AND stage IN ({})",
         stage_list(&Stage::sources(Stage::Validating))
     );
-    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(org.get())
     .bind(id)
     .bind(serde_json::to_string(mapping)?)
@@ -406,7 +406,7 @@ pub async fn finish_validation(db: &Db, id: i64, v: &Validated) -> anyhow::Resul
          WHERE id = $1 AND stage IN ({})",
         stage_list(&Stage::sources(Stage::Ready))
     );
-    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(id)
     .bind(v.total_rows)
     .bind(v.valid_rows)
@@ -434,7 +434,7 @@ pub async fn start_import(db: &Db, org: OrgId, id: i64, by: UserId) -> anyhow::R
          WHERE org_id = $1 AND id = $2 AND stage IN ({})",
         stage_list(&Stage::sources(Stage::Importing))
     );
-    let n = on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(org.get())
     .bind(id)
     .bind(by.get())
@@ -450,7 +450,7 @@ pub async fn start_import(db: &Db, org: OrgId, id: i64, by: UserId) -> anyhow::R
 /// Pauses or resumes an importing import; false when it is not importing.
 #[tracing::instrument(skip(db), fields(org_id = org.get(), import_id = id))]
 pub async fn set_paused(db: &Db, org: OrgId, id: i64, paused: bool, by: UserId) -> anyhow::Result<bool> {
-    let n = on_pool!(db, p => sqlx::query(
+    let n = on_writer!(db, p => sqlx::query(
         "UPDATE imports SET paused = $3, updated_by = $4, updated_at = $5 WHERE org_id = $1 AND id = $2 AND stage = $6",
     )
     .bind(org.get())
@@ -484,7 +484,7 @@ pub async fn insert_many_for_bench(db: &Db, org: OrgId, by: UserId, n: i64, enti
         entities.len(),
         cases.join(" ")
     );
-    on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(org.get())
         .bind(n)
         .bind(by.get())

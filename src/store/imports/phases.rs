@@ -4,8 +4,8 @@
 use anyhow::Context;
 
 use crate::domain::imports::PhaseStatus;
-use crate::on_pool;
 use crate::store::Db;
+use crate::{on_pool, on_writer};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PhaseRow {
@@ -19,7 +19,7 @@ pub struct PhaseRow {
 }
 
 pub async fn phase_started(db: &Db, id: i64, phase: &str) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query(
+    on_writer!(db, p => sqlx::query(
         "INSERT INTO import_phases (import_id, phase, status, started_at) VALUES ($1, $2, $4, $3)
          ON CONFLICT (import_id, phase) DO UPDATE SET status = excluded.status, started_at = excluded.started_at,
              finished_at = NULL, duration_ms = NULL, rows_in = 0, rows_out = 0, detail = ''",
@@ -44,7 +44,7 @@ pub struct PhaseEnd<'a> {
 }
 
 pub async fn phase_finished(db: &Db, id: i64, phase: &str, e: &PhaseEnd<'_>) -> anyhow::Result<()> {
-    on_pool!(db, p => sqlx::query(
+    on_writer!(db, p => sqlx::query(
         "INSERT INTO import_phases (import_id, phase, status, started_at, finished_at, duration_ms, rows_in, rows_out, detail)
          VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)
          ON CONFLICT (import_id, phase) DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at,

@@ -7,44 +7,121 @@ use anyhow::Context;
 use super::from_json;
 use crate::domain::ids::OrgId;
 use crate::domain::imports::DuplicateHandling;
-use crate::on_pool;
 use crate::store::Db;
+use crate::{on_pool, on_writer};
 
-/// Runs `issues_sql` (which inserts issues of `kind` for some pending rows) and then moves
-/// the pending rows that now have such an issue to `state`, in one transaction; returns how
-/// many rows moved.
-async fn leave_out(
-    db: &Db,
-    id: i64,
-    issues_sql: String,
-    binds: &[Bind<'_>],
-    kind: &str,
-    state: &str,
-) -> anyhow::Result<i64> {
-    on_pool!(db, p => {
-        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(issues_sql)).bind(id);
-        for b in binds {
+/// `sqlx::query(sql)` with the import id as `$1` and `binds` after it.
+macro_rules! with_binds {
+    ($sql:expr, $id:expr, $binds:expr) => {{
+        let mut q = sqlx::query(sqlx::AssertSqlSafe($sql)).bind($id);
+        for b in $binds {
             q = match b {
                 Bind::Int(v) => q.bind(*v),
                 Bind::Text(v) => q.bind(*v),
             };
         }
-        q.execute(&mut *tx).await.context("recording issues")?;
-        let moved = sqlx::query(
-            "UPDATE import_rows SET state = $3 WHERE import_id = $1 AND state = 'pending'
-               AND row_number IN (SELECT row_number FROM import_issues WHERE import_id = $1 AND kind = $2)",
-        )
-        .bind(id)
-        .bind(kind)
-        .bind(state)
-        .execute(&mut *tx)
-        .await
-        .context("leaving rows out")?
-        .rows_affected();
-        tx.commit().await.context("committing")?;
-        Ok(moved as i64)
-    })
+        q
+    }};
+}
+
+/// Rows `leave_out` writes per transaction on SQLite.
+const LEAVE_OUT_BATCH: i64 = 5_000;
+
+/// Runs `select_sql` (which yields `row_number, message` for the pending rows to leave out,
+/// with the import id as `$1` and `binds` after it), records an issue of `kind` for each
+/// and moves those rows from `pending` to `state`; returns how many rows moved.
+///
+/// On PostgreSQL it is one transaction. On SQLite, whose one writer everyone shares, the
+/// search (often a scan of every staged row) runs without the write lock into a temporary
+/// table of the connection, and the issues and states are then written a batch per short
+/// transaction; a validation run that stops half-way starts over from a cleared staging.
+async fn leave_out(
+    db: &Db,
+    id: i64,
+    select_sql: String,
+    binds: &[Bind<'_>],
+    kind: &'static str,
+    state: &'static str,
+) -> anyhow::Result<i64> {
+    match db {
+        Db::Postgres(p) => {
+            let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
+            let sql = format!(
+                "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+                 SELECT $1, x.row_number, '{kind}', x.message, '' FROM ({select_sql}) AS x"
+            );
+            with_binds!(sql, id, binds).execute(&mut *tx).await.context("recording issues")?;
+            let moved = sqlx::query(
+                "UPDATE import_rows SET state = $3 WHERE import_id = $1 AND state = 'pending'
+                   AND row_number IN (SELECT row_number FROM import_issues WHERE import_id = $1 AND kind = $2)",
+            )
+            .bind(id)
+            .bind(kind)
+            .bind(state)
+            .execute(&mut *tx)
+            .await
+            .context("leaving rows out")?
+            .rows_affected();
+            tx.commit().await.context("committing")?;
+            Ok(moved as i64)
+        }
+        Db::Sqlite(p) => {
+            let mut conn = p.acquire().await.context("taking a connection")?;
+            sqlx::query("DROP TABLE IF EXISTS temp.left_out").execute(&mut *conn).await.context("dropping temp")?;
+            sqlx::query("CREATE TEMP TABLE left_out (row_number INTEGER PRIMARY KEY, message TEXT NOT NULL)")
+                .execute(&mut *conn)
+                .await
+                .context("creating temp")?;
+            let sql = format!(
+                "INSERT INTO temp.left_out (row_number, message) SELECT x.row_number, x.message FROM ({select_sql}) AS x"
+            );
+            with_binds!(sql, id, binds).execute(&mut *conn).await.context("finding the rows to leave out")?;
+            let (mut after, mut moved) = (0i64, 0i64);
+            loop {
+                let last: Option<i64> = sqlx::query_scalar(
+                    "SELECT MAX(row_number) FROM (SELECT row_number FROM temp.left_out WHERE row_number > $1
+                                                  ORDER BY row_number LIMIT $2)",
+                )
+                .bind(after)
+                .bind(LEAVE_OUT_BATCH)
+                .fetch_one(&mut *conn)
+                .await
+                .context("paging the rows to leave out")?;
+                let Some(last) = last else { break };
+                let _turn = crate::store::write_turn(db).await;
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+                    .await
+                    .context("starting transaction")?;
+                sqlx::query(
+                    "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+                     SELECT $1, row_number, $4, message, '' FROM temp.left_out WHERE row_number > $2 AND row_number <= $3",
+                )
+                .bind(id)
+                .bind(after)
+                .bind(last)
+                .bind(kind)
+                .execute(&mut *tx)
+                .await
+                .context("recording issues")?;
+                moved += sqlx::query(
+                    "UPDATE import_rows SET state = $4 WHERE import_id = $1 AND state = 'pending'
+                       AND row_number IN (SELECT row_number FROM temp.left_out WHERE row_number > $2 AND row_number <= $3)",
+                )
+                .bind(id)
+                .bind(after)
+                .bind(last)
+                .bind(state)
+                .execute(&mut *tx)
+                .await
+                .context("leaving rows out")?
+                .rows_affected() as i64;
+                tx.commit().await.context("committing")?;
+                after = last;
+            }
+            sqlx::query("DROP TABLE temp.left_out").execute(&mut *conn).await.context("dropping temp")?;
+            Ok(moved)
+        }
+    }
 }
 
 /// A value bound after the import id (`$1`) in `leave_out`'s statement.
@@ -72,8 +149,7 @@ pub async fn mark_repeated_rows(db: &Db, id: i64, handling: DuplicateHandling) -
         ),
     };
     let sql = format!(
-        "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
-         SELECT $1, r.row_number, 'duplicate', {message}, ''
+        "SELECT r.row_number AS row_number, {message} AS message
          FROM import_rows r
          JOIN (SELECT digest_hi, digest_lo, MIN(row_number) AS first_row, COUNT(*) AS copies FROM import_rows
                WHERE import_id = $1 AND state = 'pending' GROUP BY digest_hi, digest_lo HAVING COUNT(*) > 1) d
@@ -85,10 +161,10 @@ pub async fn mark_repeated_rows(db: &Db, id: i64, handling: DuplicateHandling) -
 
 /// Transforming: a key used by an earlier row of the file with other values.
 pub async fn mark_key_conflicts(db: &Db, id: i64, key_field: &str) -> anyhow::Result<i64> {
-    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
-         SELECT $1, r.row_number, 'error', 'row ' || CAST(r.row_number AS TEXT) || ', ' || $2 || ': \"' || r.record_key
+    let sql = "SELECT r.row_number AS row_number,
+                'row ' || CAST(r.row_number AS TEXT) || ', ' || $2 || ': \"' || r.record_key
                 || '\" is also in row ' || CAST(k.first_row AS TEXT)
-                || ' with other values; a record can appear only once in a file', ''
+                || ' with other values; a record can appear only once in a file' AS message
          FROM import_rows r
          JOIN (SELECT record_key, MIN(row_number) AS first_row FROM import_rows
                WHERE import_id = $1 AND state = 'pending' AND record_key <> '' GROUP BY record_key HAVING COUNT(*) > 1) k
@@ -99,8 +175,7 @@ pub async fn mark_key_conflicts(db: &Db, id: i64, key_field: &str) -> anyhow::Re
 
 /// Parsing: rows with a value that is not of its field's type or breaks its rules.
 pub async fn mark_parse_errors(db: &Db, id: i64) -> anyhow::Result<i64> {
-    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
-         SELECT $1, row_number, 'error', 'row ' || CAST(row_number AS TEXT) || ', ' || problem, ''
+    let sql = "SELECT row_number, 'row ' || CAST(row_number AS TEXT) || ', ' || problem AS message
          FROM import_rows WHERE import_id = $1 AND state = 'pending' AND problem IS NOT NULL";
     leave_out(db, id, sql.to_string(), &[], "error", "invalid").await
 }
@@ -113,8 +188,7 @@ pub async fn mark_reference_problems(db: &Db, org: OrgId, id: i64, entity: &str)
         Db::Postgres(_) => "string_agg(p.msg, '; ')",
     };
     let sql = format!(
-        "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
-         SELECT $1, p.row_number, 'error', 'row ' || CAST(p.row_number AS TEXT) || ', ' || {agg}, ''
+        "SELECT p.row_number AS row_number, 'row ' || CAST(p.row_number AS TEXT) || ', ' || {agg} AS message
          FROM (
            SELECT v.row_number, v.field || ': no ' || v.target || ' record has the key \"' || v.value || '\"' AS msg
            FROM import_row_values v
@@ -147,9 +221,8 @@ pub async fn mark_reference_problems(db: &Db, org: OrgId, id: i64, entity: &str)
 
 /// Validation: rows identical to the stored record with their key change nothing.
 pub async fn mark_unchanged(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
-    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
-         SELECT $1, s.row_number, 'duplicate', 'row ' || CAST(s.row_number AS TEXT)
-                || ' is identical to the stored record ' || s.record_key || '; nothing to change', ''
+    let sql = "SELECT s.row_number AS row_number, 'row ' || CAST(s.row_number AS TEXT)
+                || ' is identical to the stored record ' || s.record_key || '; nothing to change' AS message
          FROM import_rows s
          WHERE s.import_id = $1 AND s.state = 'pending'
            AND EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = $3
@@ -159,9 +232,8 @@ pub async fn mark_unchanged(db: &Db, org: OrgId, id: i64, entity: &str) -> anyho
 
 /// Delete action: rows naming a key no record has are reported as skipped.
 pub async fn mark_missing(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
-    let sql = "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
-         SELECT $1, s.row_number, 'skipped', 'row ' || CAST(s.row_number AS TEXT) || ': no ' || $3
-                || ' record has the key \"' || s.record_key || '\"; nothing to delete', ''
+    let sql = "SELECT s.row_number AS row_number, 'row ' || CAST(s.row_number AS TEXT) || ': no ' || $3
+                || ' record has the key \"' || s.record_key || '\"; nothing to delete' AS message
          FROM import_rows s
          WHERE s.import_id = $1 AND s.state = 'pending'
            AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = $3 AND r.record_key = s.record_key)";
@@ -210,7 +282,7 @@ pub async fn set_cells(db: &Db, id: i64, cells: &[(i64, String)]) -> anyhow::Res
         from_json(db, &["BIGINT", "TEXT"])
     );
     let json = serde_json::to_string(cells)?;
-    on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).execute(p).await.map(|_| ()))
+    on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).execute(p).await.map(|_| ()))
         .context("storing issue cells")
 }
 

@@ -4,42 +4,23 @@
 use anyhow::Context;
 
 use crate::domain::imports::Stage;
-use crate::on_pool;
 use crate::store::{Db, stage_list};
+use crate::{on_pool, on_writer};
 
-/// Rows deleted per statement when purging, so a purge never holds the write lock long.
-const PURGE_BATCH: i64 = 20_000;
-
-/// Deletes an import's staged rows (in batches) and marks it purged.
+/// Deletes an import's staged rows (in batches on SQLite) and marks it purged.
 pub async fn purge(db: &Db, id: i64) -> anyhow::Result<()> {
-    loop {
-        let n = on_pool!(db, p => sqlx::query(
-            "DELETE FROM import_rows WHERE import_id = $1 AND row_number IN
-               (SELECT row_number FROM import_rows WHERE import_id = $1 ORDER BY row_number LIMIT $2)",
-        )
+    for (table, column) in
+        [("import_rows", "row_number"), ("import_row_values", "row_number"), ("import_keys", "record_key")]
+    {
+        super::delete_staged(db, table, column, id).await?;
+    }
+    on_writer!(db, p => sqlx::query("UPDATE imports SET staging_purged_at = $2 WHERE id = $1")
         .bind(id)
-        .bind(PURGE_BATCH)
+        .bind(crate::now())
         .execute(p)
         .await
-        .map(|r| r.rows_affected()))
-        .context("purging staged rows")?;
-        if n == 0 {
-            break;
-        }
-    }
-    on_pool!(db, p => {
-        let mut tx = crate::begin_write!(db, p).context("starting transaction")?;
-        for sql in ["DELETE FROM import_row_values WHERE import_id = $1", "DELETE FROM import_keys WHERE import_id = $1"] {
-            sqlx::query(sql).bind(id).execute(&mut *tx).await.context("purging staged values")?;
-        }
-        sqlx::query("UPDATE imports SET staging_purged_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(crate::now())
-            .execute(&mut *tx)
-            .await
-            .context("marking staging purged")?;
-        tx.commit().await.context("committing purge")
-    })
+        .map(|_| ()))
+    .context("marking staging purged")
 }
 
 /// Imports whose staged rows are no longer needed (finished, failed, expired), oldest

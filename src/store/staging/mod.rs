@@ -36,7 +36,7 @@ pub use removals::*;
 use anyhow::Context;
 
 use super::Db;
-use crate::on_pool;
+use crate::{on_pool, on_writer};
 
 /// One row as the file pass staged it.
 #[derive(Debug, Clone, Default)]
@@ -87,15 +87,46 @@ pub(crate) fn from_json(db: &Db, types: &[&str]) -> String {
     }
 }
 
+/// Rows one statement deletes when staging is cleared or purged on SQLite, so no delete
+/// holds the one write lock long.
+const DELETE_BATCH: i64 = 20_000;
+
+/// Deletes an import's rows from a staging table (`column` tells rows apart within the
+/// import): on SQLite a batch per statement, on PostgreSQL in one.
+pub(super) async fn delete_staged(db: &Db, table: &'static str, column: &'static str, id: i64) -> anyhow::Result<()> {
+    let sql = match db {
+        Db::Postgres(_) => format!("DELETE FROM {table} WHERE import_id = $1"),
+        Db::Sqlite(_) => format!(
+            "DELETE FROM {table} WHERE import_id = $1 AND {column} IN
+               (SELECT {column} FROM {table} WHERE import_id = $1 ORDER BY {column} LIMIT {DELETE_BATCH})"
+        ),
+    };
+    loop {
+        let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .with_context(|| format!("deleting from {table}"))?;
+        if n == 0 || matches!(db, Db::Postgres(_)) {
+            return Ok(());
+        }
+    }
+}
+
 /// Forgets what an earlier validation run staged, and its issues.
 #[tracing::instrument(skip(db))]
 pub async fn clear(db: &Db, id: i64) -> anyhow::Result<()> {
-    for table in ["import_rows", "import_row_values", "import_keys", "import_issues", "import_issue_cells"] {
-        let sql = format!("DELETE FROM {table} WHERE import_id = $1");
-        on_pool!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(p).await.map(|_| ()))
-            .with_context(|| format!("clearing {table}"))?;
+    for (table, column) in [
+        ("import_rows", "row_number"),
+        ("import_row_values", "row_number"),
+        ("import_keys", "record_key"),
+        ("import_issues", "id"),
+        ("import_issue_cells", "row_number"),
+    ] {
+        delete_staged(db, table, column, id).await?;
     }
-    on_pool!(db, p => sqlx::query("UPDATE imports SET staging_purged_at = NULL WHERE id = $1")
+    on_writer!(db, p => sqlx::query("UPDATE imports SET staging_purged_at = NULL WHERE id = $1")
         .bind(id)
         .execute(p)
         .await

@@ -196,7 +196,7 @@ pub(super) async fn detail_view(
         _ => (vec![], vec![]),
     };
     let rollback = if imp.can_roll_back() {
-        let (changed, changed_count) = journal::changed_since(&state.db, id.org_id, imp.id, &imp.entity, 20).await?;
+        let (changed, changed_count) = journal::changed_since(&state.db, &imp, 20).await?;
         Some(RollbackView { changed, changed_count })
     } else {
         None
