@@ -48,24 +48,35 @@ struct Count {
     oldest: Option<i64>,
 }
 
-/// Failures in the window: for the account since its last success, for the address all.
-pub async fn recent_failures(db: &Db, email: &str, address: &str, now: i64) -> anyhow::Result<RecentFailures> {
+/// Failures in the window that came before `attempt`, by order of arrival (ids), not by
+/// clock: for the account those after its last success before `attempt`, for the address
+/// all. A guess made in the same second as a success still counts.
+pub async fn failures_before(
+    db: &Db,
+    attempt: i64,
+    email: &str,
+    address: &str,
+    now: i64,
+) -> anyhow::Result<RecentFailures> {
     let since = now - WINDOW_SECS;
     let account = on_pool!(db, p => sqlx::query_as::<_, Count>(
         "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_attempts
-         WHERE email = $1 AND NOT succeeded AND at > $2
-           AND at > COALESCE((SELECT MAX(at) FROM login_attempts WHERE email = $1 AND succeeded), 0)",
+         WHERE email = $1 AND NOT succeeded AND at > $2 AND id < $3
+           AND id > COALESCE((SELECT MAX(id) FROM login_attempts WHERE email = $1 AND succeeded AND id < $3), 0)",
     )
     .bind(email)
     .bind(since)
+    .bind(attempt)
     .fetch_one(p)
     .await)
     .context("counting sign-in failures")?;
     let addr = on_pool!(db, p => sqlx::query_as::<_, Count>(
-        "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_attempts WHERE address = $1 AND NOT succeeded AND at > $2",
+        "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_attempts
+         WHERE address = $1 AND NOT succeeded AND at > $2 AND id < $3",
     )
     .bind(address)
     .bind(since)
+    .bind(attempt)
     .fetch_one(p)
     .await)
     .context("counting sign-in failures")?;

@@ -10,7 +10,7 @@ use crate::auth::session::AppSession;
 use crate::auth::{Identity, password};
 use crate::domain::account::Email;
 use crate::domain::ids::{OrgId, UserId};
-use crate::domain::throttle::{self, Decision, RecentFailures};
+use crate::domain::throttle::{self, Decision};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{self, audit::AuditEvent};
@@ -94,12 +94,10 @@ pub async fn submit(
         return again(StatusCode::UNPROCESSABLE_ENTITY, "Enter your password.".into());
     }
     // The attempt is stored (as a failure) before anything else, so parallel guesses all
-    // see each other; the count then includes this attempt.
+    // see each other: each counts the failures stored before it, in order of arrival.
     let now = crate::now();
     let attempt = store::login_attempts::record_pending(&state.db, email.as_str(), &address).await?;
-    let counted = store::login_attempts::recent_failures(&state.db, email.as_str(), &address, now).await?;
-    let before =
-        RecentFailures { account: (counted.account - 1).max(0), address: (counted.address - 1).max(0), ..counted };
+    let before = store::login_attempts::failures_before(&state.db, attempt, email.as_str(), &address, now).await?;
     if let Decision::Locked { retry_in_minutes } = throttle::decide(before, now) {
         store::login_attempts::forget(&state.db, attempt).await?;
         tracing::warn!(%address, "sign-in throttled");

@@ -168,6 +168,37 @@ async fn a_request_in_flight_cannot_revive_a_deleted_session() {
 }
 
 #[actix_web::test]
+async fn guesses_right_after_a_success_count_even_in_the_same_second() {
+    let app = spawn_app().await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    let mut guessers = vec![];
+    for _ in 0..10 {
+        let mut c = app.client();
+        let token = c.get("/login").await.csrf();
+        guessers.push((c, token));
+    }
+    // the real user signs in; ten guesses follow at once (attempts are ordered by arrival,
+    // so the success forgives only what came before it, whatever the clock says)
+    assert_eq!(app.client().login("ada@acme.test", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let results = futures_util::future::join_all(guessers.iter_mut().map(|(c, token)| {
+        let token = token.clone();
+        async move {
+            c.post_form("/login", &[("email", "ada@acme.test"), ("password", "guess"), ("csrf_token", &token)])
+                .await
+                .status
+        }
+    }))
+    .await;
+    let checked = results.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = results.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (5, 5), "five guesses checked, then the lock: {results:?}");
+    for _ in 0..5 {
+        assert_eq!(app.client().login("ada@acme.test", "guess").await.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(app.client().login("ada@acme.test", PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[actix_web::test]
 async fn concurrent_guesses_cannot_exceed_the_limit() {
     let app = spawn_app().await;
     app.user("acme", "ada@acme.test", "owner").await;
