@@ -49,17 +49,39 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240) // reserved
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            // every form that carries an IPv4 address is judged by that address
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-                || first == 0x2001 && v6.segments()[1] == 0xdb8) // documentation
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: a tunnel to an IPv4 address
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)) // local-use NAT64 (RFC 8215)
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`, deprecated but still routed by some stacks), NAT64's well-known prefix
+/// (`64:ff9b::a.b.c.d`) and 6to4 (`2002:aabb:ccdd::`).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let (s, o) = (v6.segments(), v6.octets());
+    let last = std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        Some(v4)
+    } else if s[..6] == [0; 6] && !v6.is_unspecified() && !v6.is_loopback() {
+        Some(last)
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(last)
+    } else if s[0] == 0x2002 {
+        Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5]))
+    } else {
+        None
     }
 }
 
@@ -278,10 +300,21 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::7f00:1",
+            "::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2001:0:4136:e378::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for public in
+            ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:1.1.1.1", "64:ff9b::808:808", "2002:808:808::1"]
+        {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }
@@ -295,6 +328,9 @@ mod tests {
         assert_eq!(refuse_url(&url("http://127.0.0.1/a.png"), true), None);
         assert_eq!(refuse_url(&url("https://example.com/a.png"), false), None);
         assert!(refuse_url(&url("ftp://example.com/a"), true).unwrap().contains("not ftp"));
+        assert!(refuse_url(&url("http://[::127.0.0.1]/a.png"), false).is_some());
+        assert!(refuse_url(&url("http://[64:ff9b::7f00:1]/a.png"), false).is_some());
+        assert_eq!(refuse_url(&url("HTTPS://example.com/a.png"), false), None, "schemes in any case");
     }
 
     #[test]

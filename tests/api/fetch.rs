@@ -114,8 +114,12 @@ async fn private_addresses_are_refused_by_default() {
     let csv = format!(
         "{HEADER}E-1,Ava,Nguyen,ava@x.test,nurse,LOC-1,{files}/photo.png,\n\
          E-2,Liam,Patel,liam@x.test,nurse,LOC-1,http://localhost:{}/photo.png,\n\
-         E-3,Mia,Khan,mia@x.test,nurse,LOC-1,,\n",
-        files.rsplit(':').next().unwrap()
+         E-3,Mia,Khan,mia@x.test,nurse,LOC-1,,\n\
+         E-4,Noa,Berg,noa@x.test,nurse,LOC-1,http://[::127.0.0.1]:{port}/photo.png,\n\
+         E-5,Oli,Rao,oli@x.test,nurse,LOC-1,http://[64:ff9b::7f00:1]:{port}/photo.png,\n\
+         E-6,Pat,Lee,pat@x.test,nurse,LOC-1,HTTP://127.0.0.1:{port}/photo.png,\n",
+        files.rsplit(':').next().unwrap(),
+        port = files.rsplit(':').next().unwrap()
     );
     let id = validated(&app, &mut c, "staff", ("staff.csv", csv.as_bytes()), &[]).await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
@@ -124,6 +128,17 @@ async fn private_addresses_are_refused_by_default() {
     )), "{}", page.body);
     assert!(page.body.contains("row 3, photo: http://localhost:"), "{}", page.body);
     assert!(page.body.contains("a private or local network address, which is never fetched"));
+    // IPv6 forms that carry a loopback IPv4 address, and a scheme in capitals: refused as
+    // private addresses, not as "not an http(s) URL"
+    for row in [5, 6, 7] {
+        let line = page.body.split(&format!("row {row}, photo: ")).nth(1).unwrap_or_default();
+        assert!(line.starts_with("http") || line.starts_with("HTTP"), "row {row}: {}", page.body);
+        assert!(
+            line.split("</").next().unwrap().contains("a private or local network address, which is never fetched"),
+            "row {row}: {line}"
+        );
+    }
+    assert!(!page.body.contains("is not an http(s) URL"), "{}", page.body);
     assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing on the private network was asked");
     assert_eq!(stat(&page.body, "Valid"), 1);
 }

@@ -168,8 +168,12 @@ fn allowed_list(rule: &FieldRule) -> String {
     rule.values.join(", ")
 }
 
+/// An http or https URL with a host; the scheme in any case (`HTTP://` is a URL too).
 fn is_url(s: &str) -> bool {
-    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    let scheme_end = s.find("://").unwrap_or(0);
+    let scheme = &s[..scheme_end];
+    let rest =
+        (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")).then(|| &s[scheme_end + 3..]);
     rest.is_some_and(|r| {
         let host = r.split(['/', '?', '#']).next().unwrap_or_default();
         !host.is_empty() && !r.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -442,6 +446,12 @@ mod tests {
             serde_json::json!(["https://example.com/a.pdf", "http://x.test/b"])
         );
         assert_eq!(err(&f, "https://example.com/a.pdf ftp://x/y"), "f: \"ftp://x/y\" is not an http(s) URL");
+        assert_eq!(
+            ok(&f, "HTTP://example.com/a.pdf Https://x.test/b"),
+            serde_json::json!(["HTTP://example.com/a.pdf", "Https://x.test/b"]),
+            "schemes in any case"
+        );
+        assert!(err(&f, "HTTPX://example.com/a.pdf").contains("is not an http(s) URL"));
         assert!(err(&rule(FieldKind::Images), "https://").contains("is not an http(s) URL"));
     }
 
