@@ -273,6 +273,22 @@ fn visit_xlsx(wb: &mut Xlsx<BufReader<File>>, sheet: &str, f: &mut RowVisitor<'_
     Ok(())
 }
 
+/// Whether the file from `byte` (where the last record starts) to its end leaves a quote
+/// open: an odd number of `"` (quoted fields open and close theirs, and escape one as `""`).
+fn quote_left_open(path: &Path, byte: u64) -> Result<bool, FileProblem> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(byte)).map_err(io)?;
+    let (mut buf, mut quotes) = (vec![0u8; 64 * 1024], 0u64);
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            return Ok(quotes % 2 == 1);
+        }
+        quotes += buf[..n].iter().filter(|b| **b == b'"').count() as u64;
+    }
+}
+
 /// Streams every data row (after the header) to `f` as (row number, cells), in order,
 /// holding one row at a time. `f` returns false to stop early.
 pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Result<(), FileProblem> {
@@ -284,11 +300,28 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
             // header is row 1. Blank lines are skipped by the parser and not counted.
             let mut row: u64 = 0;
             let mut cells: Vec<String> = vec![];
+            // the last record that spans lines (only a quoted field can): where it starts
+            let mut spanning: Option<(u64, csv::Position)> = None;
             loop {
                 match rdr.read_record(&mut rec) {
-                    Ok(false) => return Ok(()),
+                    Ok(false) => {
+                        return match spanning {
+                            Some((row, at)) if quote_left_open(path, at.byte())? => Err(FileProblem::BadRow {
+                                row,
+                                why: format!(
+                                    "a quoted field is not closed: from line {} it runs to the end of the file. Close the quote (\") or remove it, then upload the file again.",
+                                    at.line()
+                                ),
+                            }),
+                            _ => Ok(()),
+                        };
+                    }
                     Ok(true) => {
                         row += 1;
+                        spanning = match rec.position() {
+                            Some(at) if rec.iter().any(|c| c.contains(['\n', '\r'])) => Some((row, at.clone())),
+                            _ => None,
+                        };
                         if row == 1 {
                             continue;
                         }
@@ -331,6 +364,34 @@ mod tests {
         assert_eq!(detect_delimiter(b"\"x;y;z\",b\n"), b',');
         assert_eq!(detect_delimiter(b"\xEF\xBB\xBFa;b"), b';');
         assert_eq!(detect_delimiter(b"single"), b',');
+    }
+
+    fn rows_of(text: &str) -> Result<Vec<(u64, Vec<String>)>, FileProblem> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, text).unwrap();
+        let info = sniff(&path, None)?;
+        let mut rows = vec![];
+        visit_rows(&path, &info, &mut |n, cells| {
+            rows.push((n, cells.to_vec()));
+            Ok(true)
+        })?;
+        Ok(rows)
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_named_not_swallowed() {
+        let err = rows_of("code,name\nA,\"Main\nB,North\nC,South\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Row 2 cannot be read: a quoted field is not closed: from line 2 it runs to the end of the file. Close the quote (\") or remove it, then upload the file again."
+        );
+        // with a byte order mark, and with quotes that do close across lines
+        assert!(rows_of("\u{feff}code,name\nA,x\nB,\"open\nC,y\n").unwrap_err().to_string().contains("Row 3"));
+        let ok = rows_of("\u{feff}code,name\n\"A\",\"two\nlines \"\"quoted\"\"\"\nB,\"x\"\n").unwrap();
+        assert_eq!(ok, [(2, vec!["A".into(), "two\nlines \"quoted\"".into()]), (3, vec!["B".into(), "x".into()])]);
+        let last = rows_of("code,name\nA,\"two\nlines\"\n").unwrap();
+        assert_eq!(last, [(2, vec!["A".into(), "two\nlines".into()])]);
     }
 
     #[test]

@@ -420,3 +420,20 @@ async fn a_worker_that_lost_its_lease_writes_no_chunk_and_the_new_owner_does() {
     assert_eq!(write_chunk(&app.db, &target(Some(&fence_a)), 3, 4).await.unwrap(), None);
     assert_eq!(app.scalar(stored, &[]).await, 2, "every row once");
 }
+
+#[actix_web::test]
+async fn an_unclosed_quote_fails_the_validation_naming_the_row_and_imports_nothing() {
+    let (app, mut c) = app().await;
+    let csv = b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,\"North,clinic\nLOC-3,South,clinic\nLOC-4,East,clinic\n";
+    let id = validated(&app, &mut c, "locations", ("l.csv", csv), &[]).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(text(&page.body, ".page-header .badge"), "Failed");
+    assert!(
+        page.body.contains(
+            "Row 3 cannot be read: a quoted field is not closed: from line 3 it runs to the end of the file."
+        ),
+        "{}",
+        page.body
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM records", &[]).await, 0, "nothing was imported");
+}
