@@ -2,7 +2,9 @@
 //! outside the token-authenticated `/api/` must carry the session's token: as the
 //! `csrf_token` field of a url-encoded form, in the query string of a multipart upload,
 //! or in the `X-CSRF-Token` header. Without
-//! it the request is refused with 403 before any handler runs, so nothing changes.
+//! it the request is refused with 403 before any handler runs, so nothing changes. A request
+//! that says it comes from another site (`Origin` naming another host, or
+//! `Sec-Fetch-Site: cross-site`) is refused the same way, token or not.
 
 use actix_web::HttpMessage;
 use actix_web::body::BoxBody;
@@ -80,12 +82,43 @@ fn token_in_form(body: &[u8]) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// Whether the browser says the request comes from another site: `Sec-Fetch-Site:
+/// cross-site`, or an `Origin` whose host (and port) is not `host`, the one the request was
+/// sent to (`null`, as sandboxed pages send, is another site too). Requests without either
+/// header (older browsers, scripts) are left to the token.
+///
+/// A browser's `Sec-Fetch-Site` is taken as it is (a page cannot forge it), so a proxy that
+/// rewrites `Host` does not break forms; `Origin` is compared only when it is missing.
+pub fn from_another_site(origin: Option<&str>, fetch_site: Option<&str>, host: &str) -> bool {
+    if let Some(site) = fetch_site {
+        return site.trim().eq_ignore_ascii_case("cross-site");
+    }
+    match origin.map(str::trim) {
+        None => false,
+        Some(o) => {
+            let authority = o.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+            !authority.is_some_and(|a| !a.is_empty() && a.eq_ignore_ascii_case(host))
+        }
+    }
+}
+
 pub async fn check_csrf(
     mut req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     if exempt(&req) {
         return next.call(req).await;
+    }
+    let header_text = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (origin, fetch_site) = (header_text("origin"), header_text("sec-fetch-site"));
+    let host = req.connection_info().host().to_string();
+    if from_another_site(origin.as_deref(), fetch_site.as_deref(), &host) {
+        tracing::warn!(
+            path = req.path(),
+            origin = origin.as_deref().unwrap_or(""),
+            "request refused: sent from another site"
+        );
+        return Ok(req.error_response(AppError::Csrf));
     }
     let expected = AppSession::from_request_ref(req.request()).existing_csrf_token().unwrap_or_default();
     let submitted = if is_multipart(&req) {
@@ -117,6 +150,23 @@ mod tests {
         assert!(!tokens_match("abc", "abd"));
         assert!(!tokens_match("abc", "ab"));
         assert!(!tokens_match("", ""));
+    }
+
+    #[test]
+    fn requests_from_another_site_are_known_by_origin_or_fetch_metadata() {
+        let host = "app.example.com:8080";
+        assert!(!from_another_site(None, None, host), "no headers: the token decides");
+        assert!(!from_another_site(Some("http://app.example.com:8080"), Some("same-origin"), host));
+        assert!(!from_another_site(Some("https://APP.example.com:8080/"), None, host));
+        assert!(from_another_site(Some("https://evil.example"), None, host));
+        assert!(from_another_site(Some("http://app.example.com"), None, host), "another port is another origin");
+        assert!(from_another_site(Some("null"), None, host));
+        assert!(from_another_site(None, Some("cross-site"), host));
+        assert!(!from_another_site(None, Some("same-site"), host));
+        assert!(
+            !from_another_site(Some("https://app.example.com"), Some("same-origin"), "127.0.0.1:8080"),
+            "behind a proxy that rewrites Host, the browser's word stands"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use awc::http::StatusCode;
 
-use crate::helpers::{PASSWORD, attrs, spawn_app, spawn_app_with, text};
+use crate::helpers::{PASSWORD, app, attrs, spawn_app, spawn_app_with, text};
 
 #[actix_web::test]
 async fn login_succeeds_and_shows_the_org() {
@@ -258,6 +258,30 @@ async fn post_without_a_valid_csrf_token_is_refused_and_changes_nothing() {
     let mut anon = app.client();
     let r = anon.post_form("/login", &[("email", "ada@acme.test"), ("password", PASSWORD)]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[actix_web::test]
+async fn a_form_sent_from_another_site_is_refused_even_with_the_token() {
+    let (app, mut c) = app().await;
+    let token = c.get("/settings/members").await.csrf();
+    let base = app.base.clone();
+    let host = base.trim_start_matches("http://").to_string();
+    let fields = [("email", "new@acme.test"), ("name", "New"), ("role", "viewer"), ("csrf_token", token.as_str())];
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("origin", base.as_str()), ("sec-fetch-site", "cross-site")],
+    ] {
+        let r = c.post_form_with("/settings/members", &fields, &headers).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(r.body.contains("sent from another site, so nothing was changed"), "{}", r.body);
+    }
+    assert!(!c.get("/settings/members").await.body.contains("new@acme.test"), "nobody was added");
+    let same = [("origin", base.as_str()), ("host", host.as_str())];
+    let r = c.post_form_with("/settings/members", &fields, &same).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "the app's own origin is fine: {}", r.body);
+    assert!(c.get("/settings/members").await.body.contains("new@acme.test"));
 }
 
 #[actix_web::test]

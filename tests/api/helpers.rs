@@ -357,6 +357,16 @@ impl Client {
         self.finish(res).await
     }
 
+    /// POSTs a form with extra request headers (`Origin`, `Sec-Fetch-Site`, …).
+    pub async fn post_form_with(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.http.post(format!("{}{path}", self.base)).insert_header(("cookie", self.cookie_header()));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let res = req.send_form(&fields).await.unwrap();
+        self.finish(res).await
+    }
+
     /// POSTs a multipart form (text fields and one file) to `path`; an upload carries the
     /// CSRF token in its query string as the upload form's action does.
     pub async fn post_multipart(&mut self, path: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Resp {
