@@ -239,10 +239,18 @@ pub async fn download(
     Ok(super::see_other(to))
 }
 
-#[derive(Deserialize)]
-pub struct LinkQuery {
-    expires: Option<i64>,
-    sig: Option<String>,
+/// The `expires` and `sig` of a download link's query, each given once; anything else
+/// (missing, repeated, not a number) is no link at all.
+fn link_query(query: &str) -> Option<(i64, String)> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    let once = |name: &str| {
+        let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+        match (values.next(), values.next()) {
+            (Some(v), None) => Some(v.clone()),
+            _ => None,
+        }
+    };
+    Some((once("expires")?.parse().ok()?, once("sig")?))
 }
 
 #[derive(Template)]
@@ -257,12 +265,12 @@ pub async fn file(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<i64>,
-    q: web::Query<LinkQuery>,
 ) -> Result<HttpResponse, AppError> {
     let refused = || -> Result<HttpResponse, AppError> {
         Ok(render(StatusCode::FORBIDDEN, &LinkExpiredPage { l: Layout::anonymous(&req, "Link expired")? }))
     };
-    let (Some(expires), Some(sig)) = (q.expires, q.sig.as_deref()) else { return refused() };
+    let Some((expires, sig)) = link_query(req.query_string()) else { return refused() };
+    let sig = sig.as_str();
     let Some(r) = store::by_id(&state.db, path.into_inner()).await? else { return refused() };
     tracing::Span::current().record("org_id", r.org_id);
     if !verify(&state.link_key, &r.file_path, r.org_id, expires, sig, crate::now())
@@ -302,4 +310,19 @@ pub async fn delete(
         session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
     }
     Ok(super::see_other("/settings/exports"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_query_names_expires_and_sig_once_each() {
+        assert_eq!(link_query("expires=10&sig=abc"), Some((10, "abc".into())));
+        assert_eq!(link_query("sig=abc&expires=10&x=1"), Some((10, "abc".into())));
+        assert_eq!(link_query("expires=10&sig=abc&sig=abd"), None, "a repeated sig is no link");
+        assert_eq!(link_query("expires=soon&sig=abc"), None);
+        assert_eq!(link_query("sig=abc"), None);
+        assert_eq!(link_query("%zz"), None);
+    }
 }

@@ -204,7 +204,11 @@ async fn links_expire_cannot_be_altered_and_deleting_keeps_the_records() {
     let later = link.replace(&format!("expires={expires}"), &format!("expires={}", expires + 3600));
     let sig = link.split("sig=").nth(1).unwrap();
     let flipped = link.replace(sig, &format!("{}{}", if sig.starts_with('0') { "1" } else { "0" }, &sig[1..]));
-    for bad in [later, flipped, link.replace(&format!("/exports/{id}/"), &format!("/exports/{}/", id + 1))] {
+    let twice = format!("{link}&sig={sig}");
+    let no_number = link.replace(&format!("expires={expires}"), "expires=soon");
+    for bad in
+        [later, flipped, link.replace(&format!("/exports/{id}/"), &format!("/exports/{}/", id + 1)), twice, no_number]
+    {
         let r = stranger.get(&bad).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{bad}");
         assert!(r.body.contains("Go back to Data Exports and click Download again for a fresh link."));
