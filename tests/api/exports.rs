@@ -350,7 +350,14 @@ async fn an_xlsx_export_is_one_workbook_with_a_sheet_per_entity() {
     let active = header.iter().position(|h| h == "active").unwrap();
     assert_eq!(rows[1][capacity], Data::Float(40.0), "numbers are numbers");
     assert_eq!(rows[1][active], Data::Bool(true));
-    assert_eq!(rows[2][1], Data::String("'=1+1".into()), "a formula-like name is text");
+    assert_eq!(rows[2][1], Data::String("=1+1".into()), "a formula-like name is its text, not a formula");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(file.bytes.clone())).unwrap();
+    let mut styles = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("xl/styles.xml").unwrap(), &mut styles).unwrap();
+    assert!(styles.contains("quotePrefix=\"1\""), "shown as text by Excel's quote prefix: {styles}");
+    let mut sheet_xml = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("xl/worksheets/sheet1.xml").unwrap(), &mut sheet_xml).unwrap();
+    assert!(!sheet_xml.contains("<f>"), "no formula anywhere: {sheet_xml}");
     let staff = book.worksheet_range("Staff").unwrap();
     assert_eq!(staff.rows().count(), 2);
 }

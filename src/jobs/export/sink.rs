@@ -1,6 +1,7 @@
 //! Where an export's rows are written: one plain file, the entries of a zip, or the sheets
 //! of an XLSX workbook (constant-memory mode, a new sheet past Excel's row limit); CSV and
-//! JSON Lines serialization of a page of rows, formula-like cells neutralized.
+//! JSON Lines serialization of a page of rows, formula-like cells neutralized (a leading
+//! apostrophe in CSV, Excel's quote prefix in XLSX).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ pub(super) struct Workbook {
     book: rust_xlsxwriter::Workbook,
     path: PathBuf,
     header: rust_xlsxwriter::Format,
+    /// Text a spreadsheet would run as a formula: shown as written, never run (Excel's
+    /// quote prefix, what typing an apostrophe first does, without changing the text).
+    as_text: rust_xlsxwriter::Format,
     /// The current part's sheet name, columns, sheet number and next row.
     name: String,
     columns: Vec<String>,
@@ -56,7 +60,12 @@ impl Workbook {
                         sheet.write_boolean(self.row, col, *b)?;
                     }
                     other => {
-                        sheet.write_string(self.row, col, neutralize(&cell_text(other)))?;
+                        let text = cell_text(other);
+                        if matches!(neutralize(&text), std::borrow::Cow::Owned(_)) {
+                            sheet.write_string_with_format(self.row, col, &text, &self.as_text)?;
+                        } else {
+                            sheet.write_string(self.row, col, &text)?;
+                        }
                     }
                 }
             }
@@ -90,6 +99,7 @@ impl Sink {
                 book,
                 path: path.to_path_buf(),
                 header,
+                as_text: rust_xlsxwriter::Format::new().set_quote_prefix(),
                 name: String::new(),
                 columns: vec![],
                 sheets: 0,
