@@ -434,3 +434,21 @@ async fn htmx_itself_is_served_by_the_app() {
     assert!(js.body.starts_with("var htmx=function(){"), "the minified release");
     assert!(js.body.contains("\"2.0.11\""), "the version its name says");
 }
+
+#[actix_web::test]
+async fn an_export_that_keeps_failing_says_so_in_plain_words_not_the_database_error() {
+    let (app, mut c) = app().await;
+    import_file(&app, &mut c, "locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\n")).await;
+    request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
+    // the job's last attempt, and the records unreadable (a table gone missing)
+    app.exec("UPDATE jobs SET attempts = max_attempts - 1 WHERE kind = 'export.build'", &[]).await;
+    app.exec("ALTER TABLE records RENAME TO records_away", &[]).await;
+    app.drain().await;
+    app.exec("ALTER TABLE records_away RENAME TO records", &[]).await;
+    let page = c.get("/settings/exports").await;
+    assert_eq!(texts(&page.body, "#exports .badge"), ["Failed"], "{}", page.body);
+    assert!(page.body.contains("a database or storage error kept interrupting it"), "{}", page.body);
+    for raw in ["no such table", "does not exist", "reading records to export", "error returned from database"] {
+        assert!(!page.body.contains(raw), "no database error on the page ({raw}): {}", page.body);
+    }
+}

@@ -148,9 +148,26 @@ impl JobHandler for ExportHandler {
 
     fn run<'a>(&'a self, ctx: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
         Box::pin(async move {
-            match ctx.payload::<Payload>() {
-                Ok(p) => self.export(ctx, p).await,
-                Err(e) => Outcome::Fail(e),
+            let p = match ctx.payload::<Payload>() {
+                Ok(p) => p,
+                Err(e) => return Outcome::Fail(e),
+            };
+            let (id, out) = (p.export_id, self.export(ctx, p).await);
+            match out {
+                // the last attempt: the request fails with what happened in plain words (the
+                // error itself is in the log), rather than staying Processing
+                Outcome::Retry(e) if ctx.job.attempts >= ctx.job.max_attempts => {
+                    tracing::warn!(error = %e, export_id = id, "export gave up");
+                    let why = format!(
+                        "a database or storage error kept interrupting it (tried {} times; see the server log). Request it again.",
+                        ctx.job.attempts
+                    );
+                    if let Err(f) = store::fail(&ctx.db, id, &why).await {
+                        tracing::warn!(error = ?f, export_id = id, "recording the export's failure failed");
+                    }
+                    Outcome::Retry(e)
+                }
+                other => other,
             }
         })
     }

@@ -192,8 +192,12 @@ async fn fetch_files(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step
         };
         let (mut updated, mut failed) = (vec![], vec![]);
         for (n, data) in rows {
-            let mut data: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&data)
-                .map_err(|e| StepError::Fail(format!("staged row {n} could not be read: {e}")))?;
+            let mut data: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&data).map_err(|e| {
+                tracing::error!(error = %e, import_id = id, row = n, "a staged row is not valid JSON");
+                StepError::Fail(format!(
+                    "row {n} could not be read back from staging (see the server log); upload the file again"
+                ))
+            })?;
             let mut problems = vec![];
             for f in run.schema.fields.iter().filter(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
                 let Some(serde_json::Value::Array(items)) = data.get_mut(f.name()) else { continue };
