@@ -185,6 +185,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let export_retention = crate::config::parse_retention_days(&cli.serve.export_retention_days)
                 .map_err(|e| anyhow::anyhow!("invalid setting STEVEDORE_EXPORT_RETENTION_DAYS: {e}"))?;
             let s3 = crate::config::S3Settings::from_args(&cli.serve)?;
+            let file_limits = crate::config::file_limits(&cli.serve)?;
             let catalog = crate::content::load_catalog(&schemas, cli.serve.marketplace_dir.as_deref());
             let config = WorkerConfig {
                 catalog: std::sync::Arc::new(catalog),
@@ -195,6 +196,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 import_retention_secs: retention,
                 export_retention_secs: export_retention,
                 fetch_private_networks,
+                file_limits,
                 ..WorkerConfig::default()
             };
             run_worker(&db_settings, schemas, config).await

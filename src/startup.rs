@@ -43,6 +43,7 @@ pub struct App {
     import_retention_secs: i64,
     export_retention_secs: i64,
     fetch_private_networks: bool,
+    file_limits: crate::files::Limits,
     files: FileStore,
     catalog: std::sync::Arc<Catalog>,
     schemas: std::sync::Arc<Schemas>,
@@ -99,6 +100,7 @@ impl App {
         let import_retention_secs = settings.import_retention_secs;
         let export_retention_secs = settings.export_retention_secs;
         let fetch_private_networks = settings.fetch_private_networks;
+        let file_limits = settings.file_limits;
         let link_key = crate::domain::exports::link_key(key_bytes.expose_secret());
         let files = FileStore::from_settings(settings.s3.as_ref())?;
         tracing::info!(store = %files.describe(), "export files");
@@ -160,6 +162,7 @@ impl App {
             import_retention_secs,
             export_retention_secs,
             fetch_private_networks,
+            file_limits,
             files,
             catalog,
             schemas: job_schemas,
@@ -184,6 +187,7 @@ impl App {
                     import_retention_secs: self.import_retention_secs,
                     export_retention_secs: self.export_retention_secs,
                     fetch_private_networks: self.fetch_private_networks,
+                    file_limits: self.file_limits,
                     files: self.files.clone(),
                     catalog: self.catalog.clone(),
                     ..WorkerConfig::default()

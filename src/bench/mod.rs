@@ -197,7 +197,8 @@ impl Bench {
     /// Validates and imports `file` with `action`: (import, validate seconds, import seconds).
     async fn import(&self, file: &std::path::Path, action: Action) -> anyhow::Result<(Import, f64, f64)> {
         let (db, org) = (&self.db, self.org);
-        let info = crate::files::sniff(file, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let info =
+            crate::files::sniff(file, None, &crate::files::Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let targets: Vec<Target> =
             self.schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
         let mapping = auto_map(&targets, &info.headers);

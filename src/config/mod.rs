@@ -92,6 +92,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STEVEDORE_EXPORT_RETENTION_DAYS", default_value = "7", global = true)]
     pub export_retention_days: String,
 
+    /// The most columns an import's file may have (a wider header is refused at upload).
+    #[arg(long, env = "STEVEDORE_MAX_COLUMNS", default_value = "1024", global = true)]
+    pub max_columns: String,
+
     /// Let imports fetch file and image URLs on private and local networks (refused by
     /// default: a URL in a CSV must not reach services behind the firewall).
     #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
@@ -229,6 +233,7 @@ pub struct Settings {
     pub import_retention_secs: i64,
     pub export_retention_secs: i64,
     pub fetch_private_networks: bool,
+    pub file_limits: crate::files::Limits,
     pub s3: Option<S3Settings>,
 }
 
@@ -275,6 +280,14 @@ impl DbSettings {
     }
 }
 
+/// `STEVEDORE_MAX_COLUMNS` (1 to 16,384, a spreadsheet's widest) as file limits.
+pub fn file_limits(s: &ServeArgs) -> Result<crate::files::Limits, ConfigError> {
+    match s.max_columns.trim().parse::<usize>() {
+        Ok(n) if (1..=16_384).contains(&n) => Ok(crate::files::Limits { max_columns: n }),
+        _ => Err(bad("STEVEDORE_MAX_COLUMNS", format!("\"{}\" is not a number from 1 to 16384", s.max_columns))),
+    }
+}
+
 impl Settings {
     pub fn from_args(common: &CommonArgs, s: &ServeArgs) -> Result<Settings, ConfigError> {
         let db = DbSettings::from_args(common)?;
@@ -315,6 +328,7 @@ impl Settings {
                 .map_err(|why| bad("STEVEDORE_EXPORT_RETENTION_DAYS", why))?,
             fetch_private_networks: parse_bool(&s.fetch_private_networks)
                 .map_err(|why| bad("STEVEDORE_FETCH_PRIVATE_NETWORKS", why))?,
+            file_limits: file_limits(s)?,
             s3: S3Settings::from_args(s)?,
         })
     }

@@ -16,4 +16,4 @@ pub fn attachment(name: &str) -> String {
     format!("attachment; filename=\"{safe}\"")
 }
 
-pub use reader::{FileInfo, FileProblem, Format, RowVisitor, sniff, visit_rows};
+pub use reader::{FileInfo, FileProblem, Format, Limits, RowVisitor, sniff, visit_rows};

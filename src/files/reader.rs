@@ -70,11 +70,32 @@ pub enum FileProblem {
     Xlsx(String),
     #[error("Row {row} cannot be read: {why}")]
     BadRow { row: u64, why: String },
+    #[error(
+        "The file has {columns} columns; at most {max} are read (STEVEDORE_MAX_COLUMNS). Remove the columns you do not import, then upload it again."
+    )]
+    TooManyColumns { columns: usize, max: usize },
     #[error("The file cannot be read: {0}")]
     Io(String),
 }
 
 const SNIFF_BYTES: usize = 64 * 1024;
+
+/// What a file may hold before it is refused (configured; see README "Configuration").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Columns of the header row.
+    pub max_columns: usize,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_COLUMNS: usize = 1024;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_columns: Limits::DEFAULT_MAX_COLUMNS }
+    }
+}
 
 /// Columns an XLSX sheet can have (A to XFD); a cell claiming more is a malformed file.
 const MAX_XLSX_COLUMNS: usize = 16_384;
@@ -128,16 +149,21 @@ pub fn detect_delimiter(sample: &[u8]) -> u8 {
     if counts[best] == 0 { b',' } else { [b',', b';', b'\t'][best] }
 }
 
-fn check_headers(raw: Vec<String>) -> Result<Vec<String>, FileProblem> {
-    let headers: Vec<String> = raw.into_iter().map(|h| h.trim().to_string()).collect();
+/// The header row checked: trailing empty columns dropped, then no more than the limit
+/// allows, none blank, none twice (case-insensitively); one pass, whatever the width.
+fn check_headers(raw: Vec<String>, limits: &Limits) -> Result<Vec<String>, FileProblem> {
     // trailing empty columns (a spreadsheet's stray delimiter) are dropped
-    let last = headers.iter().rposition(|h| !h.is_empty()).ok_or(FileProblem::NoHeader)?;
-    let headers = headers[..=last].to_vec();
+    let last = raw.iter().rposition(|h| !h.trim().is_empty()).ok_or(FileProblem::NoHeader)?;
+    if last + 1 > limits.max_columns {
+        return Err(FileProblem::TooManyColumns { columns: last + 1, max: limits.max_columns });
+    }
+    let headers: Vec<String> = raw[..=last].iter().map(|h| h.trim().to_string()).collect();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(headers.len());
     for (i, h) in headers.iter().enumerate() {
         if h.is_empty() {
             return Err(FileProblem::BlankHeader { column: i + 1 });
         }
-        if let Some(j) = headers[..i].iter().position(|o| o.eq_ignore_ascii_case(h)) {
+        if let Some(j) = seen.insert(h.to_lowercase(), i) {
             return Err(FileProblem::DuplicateHeader { name: h.clone(), first: j + 1, second: i + 1 });
         }
     }
@@ -149,13 +175,13 @@ fn is_zip(sample: &[u8]) -> bool {
 }
 
 /// Recognizes the file and reads its header row. `sheet` picks an XLSX sheet (default: the first).
-pub fn sniff(path: &Path, sheet: Option<&str>) -> Result<FileInfo, FileProblem> {
+pub fn sniff(path: &Path, sheet: Option<&str>, limits: &Limits) -> Result<FileInfo, FileProblem> {
     let sample = head(path)?;
     if sample.is_empty() {
         return Err(FileProblem::Empty);
     }
     if is_zip(&sample) {
-        return sniff_xlsx(path, sheet);
+        return sniff_xlsx(path, sheet, limits);
     }
     check_text(&sample)?;
     let delimiter = detect_delimiter(&sample);
@@ -165,7 +191,7 @@ pub fn sniff(path: &Path, sheet: Option<&str>) -> Result<FileInfo, FileProblem> 
     if !got {
         return Err(FileProblem::NoHeader);
     }
-    let headers = check_headers(rec.iter().map(str::to_string).collect())?;
+    let headers = check_headers(rec.iter().map(str::to_string).collect(), limits)?;
     Ok(FileInfo { format: Format::Csv { delimiter }, headers, sheets: vec![] })
 }
 
@@ -199,7 +225,7 @@ fn pick_sheet(sheets: &[String], wanted: Option<&str>) -> Result<String, FilePro
     }
 }
 
-fn sniff_xlsx(path: &Path, sheet: Option<&str>) -> Result<FileInfo, FileProblem> {
+fn sniff_xlsx(path: &Path, sheet: Option<&str>, limits: &Limits) -> Result<FileInfo, FileProblem> {
     let mut wb = open_xlsx(path)?;
     let sheets = wb.sheet_names().to_vec();
     let sheet = pick_sheet(&sheets, sheet)?;
@@ -208,7 +234,7 @@ fn sniff_xlsx(path: &Path, sheet: Option<&str>) -> Result<FileInfo, FileProblem>
         first = Some(cells.to_vec());
         Ok(false)
     })?;
-    let headers = check_headers(first.ok_or(FileProblem::NoHeader)?)?;
+    let headers = check_headers(first.ok_or(FileProblem::NoHeader)?, limits)?;
     Ok(FileInfo { format: Format::Xlsx { sheet }, headers, sheets })
 }
 
@@ -370,7 +396,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.csv");
         std::fs::write(&path, text).unwrap();
-        let info = sniff(&path, None)?;
+        let info = sniff(&path, None, &Limits::default())?;
         let mut rows = vec![];
         visit_rows(&path, &info, &mut |n, cells| {
             rows.push((n, cells.to_vec()));
@@ -405,8 +431,16 @@ mod tests {
 
     #[test]
     fn header_rules() {
-        let h = |v: &[&str]| check_headers(v.iter().map(|s| s.to_string()).collect());
+        let h = |v: &[&str]| check_headers(v.iter().map(|s| s.to_string()).collect(), &Limits::default());
         assert_eq!(h(&[" a ", "b", "", ""]), Ok(vec!["a".to_string(), "b".to_string()]));
+        let narrow = Limits { max_columns: 2 };
+        let three = vec!["a".to_string(), "b".into(), "c".into(), "".into()];
+        assert_eq!(check_headers(three, &narrow), Err(FileProblem::TooManyColumns { columns: 3, max: 2 }));
+        // a very wide header is one pass: 100,000 columns checked in well under a second
+        let wide: Vec<String> = (0..100_000).map(|i| format!("column {i}")).collect();
+        let t = std::time::Instant::now();
+        assert_eq!(check_headers(wide, &Limits { max_columns: 200_000 }).map(|h| h.len()), Ok(100_000));
+        assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
         assert_eq!(h(&["a", "", "c"]), Err(FileProblem::BlankHeader { column: 2 }));
         assert_eq!(h(&["a", "b", "A"]), Err(FileProblem::DuplicateHeader { name: "A".into(), first: 1, second: 3 }));
         assert_eq!(h(&["", ""]), Err(FileProblem::NoHeader));

@@ -71,6 +71,8 @@ pub struct WorkerConfig {
     pub export_retention_secs: i64,
     /// Whether imports may fetch file URLs on private networks.
     pub fetch_private_networks: bool,
+    /// What an import's file may hold.
+    pub file_limits: crate::files::Limits,
     /// Where finished export files are kept.
     pub files: crate::files::object::FileStore,
     /// The marketplace bundles imports apply.
@@ -88,6 +90,7 @@ impl Default for WorkerConfig {
             import_retention_secs: 90 * 86_400,
             export_retention_secs: 7 * 86_400,
             fetch_private_networks: false,
+            file_limits: crate::files::Limits::default(),
             files: crate::files::object::FileStore::Local,
             catalog: Arc::default(),
         }
@@ -156,6 +159,7 @@ impl Worker {
         let (import_ttl_secs, import_retention_secs, export_retention_secs) =
             (config.import_ttl_secs, config.import_retention_secs, config.export_retention_secs);
         let fetcher = crate::files::fetch::Fetcher::new(config.fetch_private_networks)?;
+        let file_limits = config.file_limits;
         let files = config.files.clone();
         let catalog = config.catalog.clone();
         let mut w = Worker::new(db, config)?;
@@ -167,7 +171,7 @@ impl Worker {
             files: files.clone(),
         });
         w.register(super::export::ExportHandler { schemas: schemas.clone(), files });
-        let imports = Arc::new(super::import::Handlers { schemas, fetcher });
+        let imports = Arc::new(super::import::Handlers { schemas, fetcher, limits: file_limits });
         w.register(super::import::ValidateHandler(imports.clone()));
         w.register(super::import::ProcessHandler(imports.clone()));
         w.register(super::import::RollbackHandler(imports));

@@ -11,7 +11,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 fn rows(path: &Path) -> Result<Vec<(u64, Vec<String>)>, FileProblem> {
-    let info = sniff(path, None)?;
+    let info = sniff(path, None, &Default::default())?;
     let mut out = vec![];
     visit_rows(path, &info, &mut |n, cells| {
         out.push((n, cells.to_vec()));
@@ -55,7 +55,7 @@ fn csv_with_bom_quotes_and_embedded_newlines() {
         "a.csv",
         b"\xEF\xBB\xBFcode,name,notes\r\nLOC-1,\"Main, North\",\"line one\nline two\"\r\n\r\nLOC-2,Annex,\"say \"\"hi\"\"\"\r\n",
     );
-    let info = sniff(&p, None).unwrap();
+    let info = sniff(&p, None, &Default::default()).unwrap();
     assert_eq!(info.format, Format::Csv { delimiter: b',' });
     assert_eq!(info.headers, strings(&["code", "name", "notes"]), "the BOM is not part of the first header");
     let r = rows(&p).unwrap();
@@ -72,10 +72,10 @@ fn csv_with_bom_quotes_and_embedded_newlines() {
 fn semicolon_and_tab_files() {
     let dir = tempfile::tempdir().unwrap();
     let semi = write(dir.path(), "s.csv", "code;name;amount\nLOC-1;Café;19,99\n".as_bytes());
-    assert_eq!(sniff(&semi, None).unwrap().format.describe(), "CSV (semicolon-separated)");
+    assert_eq!(sniff(&semi, None, &Default::default()).unwrap().format.describe(), "CSV (semicolon-separated)");
     assert_eq!(rows(&semi).unwrap()[0].1, strings(&["LOC-1", "Café", "19,99"]));
     let tab = write(dir.path(), "t.tsv", b"code\tname\nLOC-1\tMain\n");
-    assert_eq!(sniff(&tab, None).unwrap().format, Format::Csv { delimiter: b'\t' });
+    assert_eq!(sniff(&tab, None, &Default::default()).unwrap().format, Format::Csv { delimiter: b'\t' });
     assert_eq!(rows(&tab).unwrap()[0].1, strings(&["LOC-1", "Main"]));
 }
 
@@ -83,14 +83,14 @@ fn semicolon_and_tab_files() {
 fn other_encodings_and_binary_files_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let latin1 = write(dir.path(), "l.csv", b"code,name\nLOC-1,Caf\xE9\n");
-    let e = sniff(&latin1, None).unwrap_err();
+    let e = sniff(&latin1, None, &Default::default()).unwrap_err();
     assert_eq!(e, FileProblem::NotUtf8 { line: 2 });
     assert!(e.to_string().contains("Save it as \"CSV UTF-8\""), "{e}");
     let png = write(dir.path(), "p.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR");
-    assert_eq!(sniff(&png, None).unwrap_err(), FileProblem::Binary);
+    assert_eq!(sniff(&png, None, &Default::default()).unwrap_err(), FileProblem::Binary);
     let utf16 = write(dir.path(), "u.csv", b"\xFF\xFEc\x00o\x00d\x00e\x00");
-    assert_eq!(sniff(&utf16, None).unwrap_err(), FileProblem::Binary);
-    assert_eq!(sniff(&write(dir.path(), "e.csv", b""), None).unwrap_err(), FileProblem::Empty);
+    assert_eq!(sniff(&utf16, None, &Default::default()).unwrap_err(), FileProblem::Binary);
+    assert_eq!(sniff(&write(dir.path(), "e.csv", b""), None, &Default::default()).unwrap_err(), FileProblem::Empty);
     // a bad byte past the part sniffed is found while reading, with its line
     let mut big = b"code,name\n".to_vec();
     for i in 0..5000 {
@@ -98,7 +98,7 @@ fn other_encodings_and_binary_files_are_refused_with_the_reason() {
     }
     big.extend_from_slice(b"LOC-X,Caf\xE9\n");
     let late = write(dir.path(), "late.csv", &big);
-    assert!(sniff(&late, None).is_ok());
+    assert!(sniff(&late, None, &Default::default()).is_ok());
     match rows(&late).unwrap_err() {
         FileProblem::NotUtf8 { line } => assert_eq!(line, 5002),
         other => panic!("{other:?}"),
@@ -110,11 +110,11 @@ fn header_problems_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let dup = write(dir.path(), "d.csv", b"code,name,Code\n1,2,3\n");
     assert_eq!(
-        sniff(&dup, None).unwrap_err().to_string(),
+        sniff(&dup, None, &Default::default()).unwrap_err().to_string(),
         "The header \"Code\" appears twice (columns 1 and 3); column names must be unique."
     );
     let blank = write(dir.path(), "b.csv", b"code,,name\n");
-    assert_eq!(sniff(&blank, None).unwrap_err(), FileProblem::BlankHeader { column: 2 });
+    assert_eq!(sniff(&blank, None, &Default::default()).unwrap_err(), FileProblem::BlankHeader { column: 2 });
     let only = write(dir.path(), "o.csv", b"code,name\n");
     assert!(rows(&only).unwrap().is_empty());
 }
@@ -142,10 +142,10 @@ fn xlsx_first_or_chosen_sheet_with_typed_cells() {
     ws.write_string(3, 5, "two\nlines").unwrap();
     wb.save(&path).unwrap();
 
-    let first = sniff(&path, None).unwrap();
+    let first = sniff(&path, None, &Default::default()).unwrap();
     assert_eq!(first.format, Format::Xlsx { sheet: "Notes".into() });
     assert_eq!(first.sheets, strings(&["Notes", "Clients"]));
-    let info = sniff(&path, Some("Clients")).unwrap();
+    let info = sniff(&path, Some("Clients"), &Default::default()).unwrap();
     assert_eq!(info.headers, strings(&["client_number", "capacity", "budget", "birth_date", "active", "notes"]));
     let mut out = vec![];
     visit_rows(&path, &info, &mut |n, cells| {
@@ -159,7 +159,10 @@ fn xlsx_first_or_chosen_sheet_with_typed_cells() {
         (4, strings(&["CL-2", "", "", "", "", "two\nlines"])),
         "row numbers as the spreadsheet shows them"
     );
-    assert_eq!(sniff(&path, Some("Missing")).unwrap_err(), FileProblem::SheetNotFound("Missing".into()));
+    assert_eq!(
+        sniff(&path, Some("Missing"), &Default::default()).unwrap_err(),
+        FileProblem::SheetNotFound("Missing".into())
+    );
     let fake = write(dir.path(), "fake.xlsx", b"PK\x03\x04 not really a zip");
     // a cell far beyond the last column is refused instead of allocating for it
     let wide = dir.path().join("wide.xlsx");
@@ -169,8 +172,8 @@ fn xlsx_first_or_chosen_sheet_with_typed_cells() {
     ws.write_string(1, 0, "A").unwrap();
     wb.save(&wide).unwrap();
     let patched = patch_zip_entry(&wide, "xl/worksheets/sheet1.xml", "r=\"A2\"", "r=\"FXSHRXW2\"");
-    let info = sniff(&patched, None).unwrap();
+    let info = sniff(&patched, None, &Default::default()).unwrap();
     let err = visit_rows(&patched, &info, &mut |_, _| Ok(true)).unwrap_err();
     assert!(err.to_string().contains("beyond column XFD"), "{err}");
-    assert!(matches!(sniff(&fake, None).unwrap_err(), FileProblem::Xlsx(_)));
+    assert!(matches!(sniff(&fake, None, &Default::default()).unwrap_err(), FileProblem::Xlsx(_)));
 }

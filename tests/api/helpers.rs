@@ -76,6 +76,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         import_retention_days: "90".into(),
         export_retention_days: "7".into(),
         fetch_private_networks: "false".into(),
+        max_columns: "1024".into(),
         s3_bucket: None,
         s3_endpoint: None,
         s3_region: "us-east-1".into(),

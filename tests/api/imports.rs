@@ -437,3 +437,29 @@ async fn an_unclosed_quote_fails_the_validation_naming_the_row_and_imports_nothi
     );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM records", &[]).await, 0, "nothing was imported");
 }
+
+#[actix_web::test]
+async fn a_header_wider_than_the_column_limit_is_refused_at_upload_naming_the_limit() {
+    let (app, mut c) = app().await;
+    // 100,000 columns: refused at once, whatever the width
+    let wide: Vec<String> = (0..100_000).map(|i| format!("c{i}")).collect();
+    let file = format!("{}\n", wide.join(","));
+    let t = std::time::Instant::now();
+    let r = c.upload("locations", ("wide.csv", file.as_bytes()), &[]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.body.contains("wide.csv: The file has 100000 columns; at most 1024 are read (STEVEDORE_MAX_COLUMNS)."),
+        "{}",
+        r.body
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(10), "refused quickly: {:?}", t.elapsed());
+    assert!(c.get("/settings/imports").await.body.contains("No imports yet"), "nothing was created");
+    drop(app);
+
+    // the limit is a setting; a file at the limit maps as usual
+    let (_app, mut c) = app_with(|s| s.max_columns = "4".into()).await;
+    let r = c.upload("locations", ("l.csv", b"code,name,kind,capacity,notes\nLOC-1,Main,clinic,4,x\n"), &[]).await;
+    assert!(r.body.contains("The file has 5 columns; at most 4 are read"), "{}", r.body);
+    let ok = c.upload("locations", ("l.csv", b"code,name,kind,capacity\nLOC-1,Main,clinic,4\n"), &[]).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+}

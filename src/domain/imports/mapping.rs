@@ -2,7 +2,7 @@
 //! case, spaces, hyphens and underscores are ignored (or equal to the field's label),
 //! then close spellings. Each header maps to at most one field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// `Birth Date`, `birth-date` and `BIRTH_DATE` all become `birthdate`.
 pub fn normalize(s: &str) -> String {
@@ -26,13 +26,14 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Close enough to be a misspelling: one edit in names of 4-7 characters, two from 8 on.
 fn close(a: &str, b: &str) -> bool {
-    let n = a.chars().count().min(b.chars().count());
-    let allowed = match n {
+    let (la, lb) = (a.chars().count(), b.chars().count());
+    let allowed = match la.min(lb) {
         0..=3 => 0,
         4..=7 => 1,
         _ => 2,
     };
-    allowed > 0 && edit_distance(a, b) <= allowed
+    // lengths further apart than the allowed edits cannot be close
+    allowed > 0 && la.abs_diff(lb) <= allowed && edit_distance(a, b) <= allowed
 }
 
 /// A field to match: its name and label.
@@ -41,25 +42,36 @@ pub struct Target<'a> {
     pub label: &'a str,
 }
 
-/// One matching rule: does header `i` match this field?
-type Rule<'r> = dyn Fn(&Target<'_>, usize) -> bool + 'r;
-
 /// Proposes a mapping `field name → header` (seed 004's `column_mapping` shape).
 pub fn auto_map(fields: &[Target<'_>], headers: &[String]) -> BTreeMap<String, String> {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     let mut used = vec![false; headers.len()];
     let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
-    let passes: [&Rule<'_>; 3] = [
-        &|f, i| headers[i].trim() == f.name,
-        &|f, i| normalized[i] == normalize(f.name) || normalized[i] == normalize(f.label),
-        &|f, i| close(&normalized[i], &normalize(f.name)) || close(&normalized[i], &normalize(f.label)),
-    ];
-    for pass in passes {
-        for f in fields {
+    let wanted: Vec<(String, String)> = fields.iter().map(|f| (normalize(f.name), normalize(f.label))).collect();
+    // the columns of each exact and each normalized spelling, in file order: the first two
+    // passes look a field up instead of reading every header
+    let mut by_exact: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_normalized: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        by_exact.entry(h.trim()).or_default().push(i);
+        by_normalized.entry(normalized[i].as_str()).or_default().push(i);
+    }
+    let first_unused = |lists: &[Option<&Vec<usize>>], used: &[bool]| {
+        lists.iter().flatten().flat_map(|l| l.iter()).copied().filter(|&i| !used[i]).min()
+    };
+    for pass in 0..3 {
+        for (f, (name, label)) in fields.iter().zip(&wanted) {
             if map.contains_key(f.name) {
                 continue;
             }
-            if let Some(i) = (0..headers.len()).find(|&i| !used[i] && pass(f, i)) {
+            let found = match pass {
+                0 => first_unused(&[by_exact.get(f.name)], &used),
+                1 => first_unused(&[by_normalized.get(name.as_str()), by_normalized.get(label.as_str())], &used),
+                // close spellings: a scan, but only of headers of about the right length
+                _ => (0..headers.len())
+                    .find(|&i| !used[i] && (close(&normalized[i], name) || close(&normalized[i], label))),
+            };
+            if let Some(i) = found {
                 used[i] = true;
                 map.insert(f.name.to_string(), headers[i].clone());
             }

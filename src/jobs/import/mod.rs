@@ -47,6 +47,8 @@ pub struct Payload {
 pub struct Handlers {
     pub schemas: Arc<Schemas>,
     pub fetcher: Fetcher,
+    /// What an import's file may hold (checked again when a job reads it).
+    pub limits: crate::files::Limits,
 }
 
 /// Registered as `import.validate`.

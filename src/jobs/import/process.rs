@@ -20,7 +20,7 @@ pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
         Ok(p) => p,
         Err(e) => return Outcome::Fail(e),
     };
-    let run = match Run::open(&ctx.db, &h.schemas, &p, Stage::Importing).await {
+    let run = match Run::open(&ctx.db, h, &p, Stage::Importing).await {
         Ok(Some(r)) => r,
         Ok(None) => return Outcome::Done,
         Err(e) => return conclude(ctx, p.import_id, Stage::Importing, e).await,

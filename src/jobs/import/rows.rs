@@ -12,7 +12,7 @@ use std::time::Instant;
 use md5::{Digest, Md5};
 
 use super::Payload;
-use crate::domain::entities::{EntitySchema, Schemas};
+use crate::domain::entities::EntitySchema;
 use crate::domain::imports::{Action, Import, Phase, PhaseStatus, Stage};
 use crate::files::{FileInfo, sniff, visit_rows};
 use crate::jobs::{Step, StepError};
@@ -104,7 +104,8 @@ pub(super) struct Run<'a> {
 impl<'a> Run<'a> {
     /// The import of the payload, if it is still in `want` (else another worker or a person
     /// moved it on, and there is nothing to do).
-    pub async fn open(db: &'a Db, schemas: &Schemas, p: &Payload, want: Stage) -> Step<Option<Run<'a>>> {
+    pub async fn open(db: &'a Db, h: &super::Handlers, p: &Payload, want: Stage) -> Step<Option<Run<'a>>> {
+        let schemas = &h.schemas;
         let Some(imp) = store::get(db, crate::domain::ids::OrgId::new(p.org_id), p.import_id).await? else {
             return Ok(None);
         };
@@ -117,7 +118,8 @@ impl<'a> Run<'a> {
             .ok_or_else(|| StepError::Fail(format!("the entity type \"{}\" no longer exists", imp.entity)))?;
         let path = PathBuf::from(&imp.file.path);
         let (p2, sheet) = (path.clone(), imp.file.sheet.clone());
-        let info = tokio::task::spawn_blocking(move || sniff(&p2, sheet.as_deref()))
+        let limits = h.limits;
+        let info = tokio::task::spawn_blocking(move || sniff(&p2, sheet.as_deref(), &limits))
             .await
             .map_err(|e| StepError::Retry(e.into()))?
             .map_err(|e| StepError::Fail(e.to_string()))?;

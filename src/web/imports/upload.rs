@@ -164,7 +164,9 @@ pub async fn upload(
     };
     let sheet = received.field("sheet").map(str::to_string);
     let p2 = file.path.clone();
-    let sniffed = web::block(move || crate::files::sniff(&p2, sheet.as_deref())).await.map_err(anyhow::Error::from)?;
+    let limits = state.settings.file_limits;
+    let sniffed =
+        web::block(move || crate::files::sniff(&p2, sheet.as_deref(), &limits)).await.map_err(anyhow::Error::from)?;
     let info = match sniffed {
         Ok(i) => i,
         Err(problem) => {
