@@ -463,3 +463,56 @@ async fn a_header_wider_than_the_column_limit_is_refused_at_upload_naming_the_li
     let ok = c.upload("locations", ("l.csv", b"code,name,kind,capacity\nLOC-1,Main,clinic,4\n"), &[]).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
 }
+
+#[actix_web::test]
+async fn two_imports_of_one_file_at_once_are_warned_and_their_counts_add_up() {
+    use stevedore::domain::ids::OrgId;
+    let (app, mut c) = app().await;
+    const N: i64 = 2000;
+    let mut csv = String::from("code,name,kind\n");
+    for i in 0..N {
+        csv.push_str(&format!("LOC-{i},Site {i},clinic\n"));
+    }
+    let a = validated(&app, &mut c, "locations", ("sites.csv", csv.as_bytes()), &[("chunk_size", "100")]).await;
+    let b = validated(&app, &mut c, "locations", ("sites-again.csv", csv.as_bytes()), &[("chunk_size", "100")]).await;
+    // the second upload is warned, with a link to the first (and the first to the second)
+    let page = c.get(&format!("/settings/imports/{b}")).await;
+    assert!(text(&page.body, "#same-file .alert-title").contains("This file was uploaded before"), "{}", page.body);
+    assert_eq!(attrs(&page.body, "#same-file a", "href"), [format!("/settings/imports/{a}")]);
+    let page = c.get(&format!("/settings/imports/{a}")).await;
+    assert_eq!(attrs(&page.body, "#same-file a", "href"), [format!("/settings/imports/{b}")]);
+
+    // both started, then their chunks run side by side
+    for id in [a, b] {
+        assert_eq!(c.import_action(id, "start", &[]).await.status, StatusCode::SEE_OTHER);
+    }
+    futures_util::join!(app.drain(), app.drain());
+    let org = OrgId::new(app.org_id("acme").await);
+    let (mut created, mut failed) = (0, 0);
+    for (id, other) in [(a, b), (b, a)] {
+        let imp = stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap();
+        assert_eq!(imp.stage, stevedore::domain::imports::Stage::Completed, "{}", imp.reason);
+        assert_eq!(imp.created_rows + imp.updated_rows + imp.failed_rows, N, "#{id}: every row is counted once");
+        let meanwhile = format!("%was written meanwhile by import #{other} with these same values%");
+        let listed = "SELECT COUNT(*) FROM import_issues WHERE import_id = $1 AND kind = 'failed' AND message LIKE $2";
+        let n = match &app.db {
+            stevedore::store::Db::Sqlite(p) => {
+                sqlx::query_scalar::<_, i64>(listed).bind(id).bind(&meanwhile).fetch_one(p).await.unwrap()
+            }
+            stevedore::store::Db::Postgres(p) => {
+                sqlx::query_scalar::<_, i64>(listed).bind(id).bind(&meanwhile).fetch_one(p).await.unwrap()
+            }
+        };
+        assert_eq!(n, imp.failed_rows, "#{id}: each row left out says which import wrote it");
+        created += imp.created_rows;
+        failed += imp.failed_rows;
+    }
+    assert_eq!(created, N, "every record created once, by one import or the other");
+    assert_eq!(failed, N);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM records", &[]).await, N);
+    // the page of the import that lost the race says so in its counts and its list
+    let loser =
+        if stevedore::store::imports::get(&app.db, org, b).await.unwrap().unwrap().failed_rows > 0 { b } else { a };
+    let page = c.get(&format!("/settings/imports/{loser}")).await;
+    assert!(page.body.contains("was written meanwhile by import #"), "{}", page.body);
+}

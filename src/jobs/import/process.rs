@@ -97,6 +97,9 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
         match written_chunk {
             Ok(Some(r)) => {
                 cursor = to;
+                // rows left out by the chunk (a unique value taken, written meanwhile) get
+                // their cells at the end, as the validation's issues do
+                failures |= r.failed > 0;
                 written += r.created + r.updated + r.rows;
                 if written >= analyze_at {
                     // records grew: keep PostgreSQL's plans on its indexes

@@ -236,6 +236,25 @@ pub async fn get(db: &Db, org: OrgId, id: i64) -> anyhow::Result<Option<Import>>
     row.map(ImportRecord::decode).transpose()
 }
 
+/// The org's other imports of the same file (by its MD5), newest first, at most `limit`.
+pub async fn same_file(db: &Db, imp: &Import, limit: i64) -> anyhow::Result<Vec<Import>> {
+    if imp.file.checksum.is_empty() {
+        return Ok(vec![]);
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM imports WHERE org_id = $1 AND checksum = $2 AND id <> $3 ORDER BY id DESC LIMIT $4"
+    );
+    let rows = on_pool!(db, p => sqlx::query_as::<_, ImportRecord>(sqlx::AssertSqlSafe(sql))
+        .bind(imp.org.get())
+        .bind(&imp.file.checksum)
+        .bind(imp.id)
+        .bind(limit)
+        .fetch_all(p)
+        .await)
+    .context("finding imports of the same file")?;
+    rows.into_iter().map(ImportRecord::decode).collect()
+}
+
 /// Filters of Import History; None means any.
 pub struct ListFilter<'a> {
     pub stage: Option<Stage>,

@@ -99,6 +99,26 @@ macro_rules! chunk_exec {
 }
 pub(super) use chunk_exec;
 
+/// In a chunk's transaction: the pending rows of `(from, to]` that now have a `failed`
+/// issue become `failed`; how many.
+macro_rules! fail_left_out {
+    ($tx:ident, $id:expr, $from:expr, $to:expr) => {
+        sqlx::query(
+            "UPDATE import_rows SET state = 'failed'
+             WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'
+               AND row_number IN (SELECT row_number FROM import_issues WHERE import_id = $1 AND kind = 'failed'
+                                    AND row_number > $2 AND row_number <= $3)",
+        )
+        .bind($id)
+        .bind($from)
+        .bind($to)
+        .execute(&mut *$tx)
+        .await
+        .context("failing rows")?
+        .rows_affected() as i64
+    };
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ChunkResult {
     pub rows: i64,
@@ -154,21 +174,17 @@ pub async fn write_chunk(
                  WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                    AND r.record_key <> s.record_key
                  GROUP BY s.row_number", (id, from_row, to_row, org, entity), "checking unique values");
-            res.failed = sqlx::query(
-                "UPDATE import_rows SET state = 'failed'
-                 WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'
-                   AND row_number IN (SELECT row_number FROM import_issues WHERE import_id = $1 AND kind = 'failed'
-                                        AND row_number > $2 AND row_number <= $3)",
-            )
-            .bind(id)
-            .bind(from_row)
-            .bind(to_row)
-            .execute(&mut *tx)
-            .await
-            .context("failing rows")?
-            .rows_affected() as i64;
+            res.failed = fail_left_out!(tx, id, from_row, to_row);
         }
-        // the journal first: before-images of the records about to change
+        // the journal first: before-images of the records about to change; only records
+        // journaled here are updated below (on PostgreSQL another import may commit a record
+        // in between, which this chunk then leaves alone and reports)
+        let journaled_after: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM import_journal WHERE import_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .context("finding the journal's end")?;
         chunk_exec!(tx, "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
                                          before_search, before_import_id, before_import_row, before_created_at,
                                          before_updated_at)
@@ -193,10 +209,15 @@ pub async fn write_chunk(
         } else {
             0
         };
-        let insert = crate::store::records::insert_into_records(false, "SELECT $4, $5, s.record_key, s.data, s.row_hash, s.search_text, $1, s.row_number, $6, $6
+        let mut insert = crate::store::records::insert_into_records(false, "SELECT $4, $5, s.record_key, s.data, s.row_hash, s.search_text, $1, s.row_number, $6, $6
              FROM import_rows s
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)");
+        if !sqlite {
+            // a key another transaction committed while this one waited is skipped here and
+            // reported below as written meanwhile (SQLite has one writer: nothing to wait for)
+            insert.push_str(" ON CONFLICT DO NOTHING");
+        }
         if sqlite {
             res.created = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
                 .bind(id)
@@ -246,7 +267,9 @@ pub async fn write_chunk(
              FROM import_rows s
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                AND records.org_id = $4 AND records.entity = $5 AND records.record_key = s.record_key
-               AND records.row_hash <> s.row_hash",
+               AND records.row_hash <> s.row_hash
+               AND records.id IN (SELECT j.record_id FROM import_journal j
+                                  WHERE j.import_id = $1 AND j.seq > $7 AND j.op = 'updated')",
         )
         .bind(id)
         .bind(from_row)
@@ -254,10 +277,25 @@ pub async fn write_chunk(
         .bind(org)
         .bind(entity)
         .bind(now)
+        .bind(journaled_after)
         .execute(&mut *tx)
         .await
         .context("updating records")?
         .rows_affected() as i64;
+        // every pending row of the chunk is now a record this chunk wrote; any other was
+        // written since validation by someone else (another import of the same file, say):
+        // it is left out saying who wrote it, so created + updated + left out = rows
+        chunk_exec!(tx, "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+             SELECT $1, s.row_number, 'failed', 'row ' || CAST(s.row_number AS TEXT) || ': \"' || s.record_key
+                    || '\" was written meanwhile '
+                    || CASE WHEN r.import_id IS NULL THEN '' ELSE 'by import #' || CAST(r.import_id AS TEXT) || ' ' END
+                    || CASE WHEN r.row_hash = s.row_hash THEN 'with these same values; nothing was left to write'
+                            ELSE 'with other values; this row was not written' END, ''
+             FROM import_rows s JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key
+             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+               AND NOT (r.import_id IS NOT NULL AND r.import_id = $1 AND r.import_row = s.row_number)",
+            (id, from_row, to_row, org, entity), "finding rows written meanwhile");
+        res.failed += fail_left_out!(tx, id, from_row, to_row);
         res.unchanged = res.rows - res.failed - res.created - res.updated;
         if t.has_uniques {
             chunk_exec!(tx, "DELETE FROM record_unique_values WHERE record_id IN (

@@ -45,6 +45,15 @@ pub struct IssueView {
     pub message: String,
 }
 
+/// Another import of the same file (same MD5) in the org.
+pub struct SameFileView {
+    pub id: i64,
+    pub title: String,
+    pub stage: Stage,
+    pub created_at: String,
+    pub created_by: String,
+}
+
 /// What a rollback would undo.
 pub struct RollbackView {
     /// Records changed since the import (the first few) and how many there are.
@@ -72,6 +81,8 @@ pub struct DetailView {
     pub rollback_open: bool,
     /// Open the overwrite confirmation at load.
     pub confirm_open: bool,
+    /// The org's other imports of this file, shown until this one starts (the first few).
+    pub same_file: Vec<SameFileView>,
     /// The import's audit events, newest first.
     pub events: Vec<EventView>,
     /// Days an import's journal and original file are kept.
@@ -201,6 +212,21 @@ pub(super) async fn detail_view(
     } else {
         None
     };
+    let same_file = if matches!(imp.stage, Stage::Pending | Stage::Mapping | Stage::Validating | Stage::Ready) {
+        crate::store::imports::same_file(&state.db, &imp, 3)
+            .await?
+            .into_iter()
+            .map(|o| SameFileView {
+                id: o.id,
+                title: o.title().to_string(),
+                stage: o.stage,
+                created_at: format_time(o.created_at),
+                created_by: o.created_by_label.clone(),
+            })
+            .collect()
+    } else {
+        vec![]
+    };
     let events = crate::store::audit::for_target(&state.db, id.org_id, &target_of(&imp), 100)
         .await?
         .into_iter()
@@ -222,6 +248,7 @@ pub(super) async fn detail_view(
         rollback_open: false,
         confirm_open: false,
         retention_days: state.settings.import_retention_secs / 86_400,
+        same_file,
         events,
         imp,
     })
