@@ -96,6 +96,22 @@ pub struct ServeArgs {
     #[arg(long, env = "STEVEDORE_MAX_COLUMNS", default_value = "1024", global = true)]
     pub max_columns: String,
 
+    /// The most data rows an import's file may have.
+    #[arg(long, env = "STEVEDORE_MAX_ROWS", default_value = "2000000", global = true)]
+    pub max_rows: String,
+
+    /// The most text one cell of an import's file may hold, in KiB (32, as in Excel).
+    #[arg(long, env = "STEVEDORE_MAX_CELL_KIB", default_value = "32", global = true)]
+    pub max_cell_kib: String,
+
+    /// The most an uploaded workbook may inflate to, all its parts together, in MiB.
+    #[arg(long, env = "STEVEDORE_MAX_XLSX_INFLATED_MIB", default_value = "2048", global = true)]
+    pub max_xlsx_inflated_mib: String,
+
+    /// The most a workbook's shared strings (read whole into memory) may inflate to, in MiB.
+    #[arg(long, env = "STEVEDORE_MAX_XLSX_SHARED_STRINGS_MIB", default_value = "64", global = true)]
+    pub max_xlsx_shared_strings_mib: String,
+
     /// Let imports fetch file and image URLs on private and local networks (refused by
     /// default: a URL in a CSV must not reach services behind the firewall).
     #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
@@ -280,12 +296,28 @@ impl DbSettings {
     }
 }
 
-/// `STEVEDORE_MAX_COLUMNS` (1 to 16,384, a spreadsheet's widest) as file limits.
+/// The limits of an import's file: `STEVEDORE_MAX_COLUMNS` (1 to 16,384, a spreadsheet's
+/// widest), `STEVEDORE_MAX_ROWS`, `STEVEDORE_MAX_CELL_KIB`, `STEVEDORE_MAX_XLSX_INFLATED_MIB`
+/// and `STEVEDORE_MAX_XLSX_SHARED_STRINGS_MIB`.
 pub fn file_limits(s: &ServeArgs) -> Result<crate::files::Limits, ConfigError> {
-    match s.max_columns.trim().parse::<usize>() {
-        Ok(n) if (1..=16_384).contains(&n) => Ok(crate::files::Limits { max_columns: n }),
-        _ => Err(bad("STEVEDORE_MAX_COLUMNS", format!("\"{}\" is not a number from 1 to 16384", s.max_columns))),
+    fn number(raw: &str, name: &'static str, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+        match raw.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(bad(name, format!("\"{raw}\" is not a number from {} to {}", range.start(), range.end()))),
+        }
     }
+    const MIB: u64 = 1024 * 1024;
+    Ok(crate::files::Limits {
+        max_columns: number(&s.max_columns, "STEVEDORE_MAX_COLUMNS", 1..=16_384)? as usize,
+        max_rows: number(&s.max_rows, "STEVEDORE_MAX_ROWS", 1..=1_000_000_000)?,
+        max_cell_bytes: number(&s.max_cell_kib, "STEVEDORE_MAX_CELL_KIB", 1..=1024)? as usize * 1024,
+        max_inflated_bytes: number(&s.max_xlsx_inflated_mib, "STEVEDORE_MAX_XLSX_INFLATED_MIB", 1..=65_536)? * MIB,
+        max_shared_strings_bytes: number(
+            &s.max_xlsx_shared_strings_mib,
+            "STEVEDORE_MAX_XLSX_SHARED_STRINGS_MIB",
+            1..=4096,
+        )? * MIB,
+    })
 }
 
 impl Settings {

@@ -4,6 +4,7 @@
 //! receiving uploads.
 
 pub mod fetch;
+pub mod limits;
 pub mod object;
 pub mod reader;
 pub mod uploads;
@@ -16,4 +17,5 @@ pub fn attachment(name: &str) -> String {
     format!("attachment; filename=\"{safe}\"")
 }
 
-pub use reader::{FileInfo, FileProblem, Format, Limits, RowVisitor, sniff, visit_rows};
+pub use limits::Limits;
+pub use reader::{FileInfo, FileProblem, Format, RowVisitor, sniff, visit_rows};

@@ -16,6 +16,8 @@ use std::path::Path;
 
 use calamine::{DataRef, Reader, Xlsx, open_workbook};
 
+use super::limits::{Limits, RecordGuard, RecordTooLarge, check_workbook};
+
 /// What the file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
@@ -41,6 +43,8 @@ pub struct FileInfo {
     pub headers: Vec<String>,
     /// The workbook's sheets (XLSX only), for choosing another one.
     pub sheets: Vec<String>,
+    /// What reading it may meet before it is refused.
+    pub limits: Limits,
 }
 
 /// Why a file cannot be read, in words for the person who uploaded it.
@@ -74,28 +78,17 @@ pub enum FileProblem {
         "The file has {columns} columns; at most {max} are read (STEVEDORE_MAX_COLUMNS). Remove the columns you do not import, then upload it again."
     )]
     TooManyColumns { columns: usize, max: usize },
+    #[error(
+        "The file has more than {max} rows (STEVEDORE_MAX_ROWS). Split it into smaller files and import them one after another."
+    )]
+    TooManyRows { max: u64 },
+    #[error("{0}")]
+    TooLarge(String),
     #[error("The file cannot be read: {0}")]
     Io(String),
 }
 
 const SNIFF_BYTES: usize = 64 * 1024;
-
-/// What a file may hold before it is refused (configured; see README "Configuration").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Columns of the header row.
-    pub max_columns: usize,
-}
-
-impl Limits {
-    pub const DEFAULT_MAX_COLUMNS: usize = 1024;
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { max_columns: Limits::DEFAULT_MAX_COLUMNS }
-    }
-}
 
 /// Columns an XLSX sheet can have (A to XFD); a cell claiming more is a malformed file.
 const MAX_XLSX_COLUMNS: usize = 16_384;
@@ -185,23 +178,39 @@ pub fn sniff(path: &Path, sheet: Option<&str>, limits: &Limits) -> Result<FileIn
     }
     check_text(&sample)?;
     let delimiter = detect_delimiter(&sample);
-    let mut rdr = csv_reader(path, delimiter)?;
+    let mut rdr = csv_reader(path, delimiter, limits)?;
     let mut rec = csv::StringRecord::new();
     let got = rdr.read_record(&mut rec).map_err(|e| csv_problem(e, 1))?;
     if !got {
         return Err(FileProblem::NoHeader);
     }
     let headers = check_headers(rec.iter().map(str::to_string).collect(), limits)?;
-    Ok(FileInfo { format: Format::Csv { delimiter }, headers, sheets: vec![] })
+    Ok(FileInfo { format: Format::Csv { delimiter }, headers, sheets: vec![], limits: *limits })
 }
 
-fn csv_reader(path: &Path, delimiter: u8) -> Result<csv::Reader<BufReader<File>>, FileProblem> {
+fn csv_builder(delimiter: u8) -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    b.delimiter(delimiter).has_headers(false).flexible(true);
+    b
+}
+
+fn csv_reader(path: &Path, delimiter: u8, limits: &Limits) -> Result<csv::Reader<impl Read>, FileProblem> {
     let file = File::open(path).map_err(io)?;
-    Ok(csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(BufReader::with_capacity(256 * 1024, file)))
+    // the header row is one record too: a full cell per column allowed, no more
+    let max = (limits.max_columns + 16) * limits.max_cell_bytes + 64 * 1024;
+    Ok(csv_builder(delimiter).from_reader(RecordGuard::new(BufReader::with_capacity(256 * 1024, file), max)))
+}
+
+/// A cell past the limit, named by row and column.
+fn cell_too_large(row: u64, column: usize, bytes: usize, limits: &Limits) -> FileProblem {
+    FileProblem::BadRow {
+        row,
+        why: format!(
+            "column {column} holds {} KiB of text; a cell may hold at most {} KiB (STEVEDORE_MAX_CELL_KIB)",
+            bytes.div_ceil(1024),
+            limits.max_cell_bytes / 1024
+        ),
+    }
 }
 
 fn csv_problem(e: csv::Error, row: u64) -> FileProblem {
@@ -209,7 +218,15 @@ fn csv_problem(e: csv::Error, row: u64) -> FileProblem {
         csv::ErrorKind::Utf8 { pos, .. } => {
             FileProblem::NotUtf8 { line: pos.as_ref().map(|p| p.line()).unwrap_or(row) }
         }
-        csv::ErrorKind::Io(err) => FileProblem::Io(err.to_string()),
+        csv::ErrorKind::Io(err) => match err.get_ref().and_then(|e| e.downcast_ref::<RecordTooLarge>()) {
+            Some(too_large) => FileProblem::BadRow {
+                row,
+                why: format!(
+                    "{too_large}: more than a whole row of full cells can hold. Check for a quote (\") that is not closed."
+                ),
+            },
+            None => FileProblem::Io(err.to_string()),
+        },
         _ => FileProblem::BadRow { row, why: e.to_string() },
     }
 }
@@ -226,16 +243,18 @@ fn pick_sheet(sheets: &[String], wanted: Option<&str>) -> Result<String, FilePro
 }
 
 fn sniff_xlsx(path: &Path, sheet: Option<&str>, limits: &Limits) -> Result<FileInfo, FileProblem> {
+    // measured before anything is inflated into memory
+    check_workbook(path, limits)?;
     let mut wb = open_xlsx(path)?;
     let sheets = wb.sheet_names().to_vec();
     let sheet = pick_sheet(&sheets, sheet)?;
     let mut first: Option<Vec<String>> = None;
-    visit_xlsx(&mut wb, &sheet, &mut |_, cells| {
+    visit_xlsx(&mut wb, &sheet, limits, &mut |_, cells| {
         first = Some(cells.to_vec());
         Ok(false)
     })?;
     let headers = check_headers(first.ok_or(FileProblem::NoHeader)?, limits)?;
-    Ok(FileInfo { format: Format::Xlsx { sheet }, headers, sheets })
+    Ok(FileInfo { format: Format::Xlsx { sheet }, headers, sheets, limits: *limits })
 }
 
 /// Text of a spreadsheet cell as a CSV would hold it: whole numbers without `.0`, dates
@@ -262,7 +281,12 @@ pub fn cell_text(v: &DataRef<'_>) -> String {
 }
 
 /// Streams the sheet's rows (row number, cells) to `f` until it returns false.
-fn visit_xlsx(wb: &mut Xlsx<BufReader<File>>, sheet: &str, f: &mut RowVisitor<'_>) -> Result<(), FileProblem> {
+fn visit_xlsx(
+    wb: &mut Xlsx<BufReader<File>>,
+    sheet: &str,
+    limits: &Limits,
+    f: &mut RowVisitor<'_>,
+) -> Result<(), FileProblem> {
     let mut cells = wb.worksheet_cells_reader(sheet).map_err(|e| FileProblem::Xlsx(e.to_string()))?;
     let mut row: Vec<String> = vec![];
     let mut current: Option<u32> = None;
@@ -271,6 +295,12 @@ fn visit_xlsx(wb: &mut Xlsx<BufReader<File>>, sheet: &str, f: &mut RowVisitor<'_
         let text = cell_text(cell.get_value());
         if text.is_empty() {
             continue;
+        }
+        if u64::from(r) > limits.max_rows {
+            return Err(FileProblem::TooManyRows { max: limits.max_rows });
+        }
+        if text.len() > limits.max_cell_bytes {
+            return Err(cell_too_large(u64::from(r) + 1, c as usize + 1, text.len(), limits));
         }
         if current != Some(r) {
             if let Some(prev) = current
@@ -320,7 +350,12 @@ fn quote_left_open(path: &Path, byte: u64) -> Result<bool, FileProblem> {
 pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Result<(), FileProblem> {
     match &info.format {
         Format::Csv { delimiter } => {
-            let mut rdr = csv_reader(path, *delimiter)?;
+            let limits = &info.limits;
+            // a record holds at most a full cell per column (and a few beyond the header)
+            let record_max = (info.headers.len() + 16) * limits.max_cell_bytes + 64 * 1024;
+            let file = File::open(path).map_err(io)?;
+            let guarded = RecordGuard::new(BufReader::with_capacity(256 * 1024, file), record_max);
+            let mut rdr = csv_builder(*delimiter).from_reader(guarded);
             let mut rec = csv::StringRecord::new();
             // One record is one row however many lines its quoted fields span; the
             // header is row 1. Blank lines are skipped by the parser and not counted.
@@ -344,6 +379,12 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
                     }
                     Ok(true) => {
                         row += 1;
+                        if row > limits.max_rows + 1 {
+                            return Err(FileProblem::TooManyRows { max: limits.max_rows });
+                        }
+                        if let Some((c, cell)) = rec.iter().enumerate().find(|(_, c)| c.len() > limits.max_cell_bytes) {
+                            return Err(cell_too_large(row, c + 1, cell.len(), limits));
+                        }
                         spanning = match rec.position() {
                             Some(at) if rec.iter().any(|c| c.contains(['\n', '\r'])) => Some((row, at.clone())),
                             _ => None,
@@ -367,7 +408,7 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
         Format::Xlsx { sheet } => {
             let mut wb = open_xlsx(path)?;
             let mut header_seen = false;
-            visit_xlsx(&mut wb, sheet, &mut |n, cells| {
+            visit_xlsx(&mut wb, sheet, &info.limits, &mut |n, cells| {
                 if !header_seen {
                     header_seen = true;
                     return Ok(true);
@@ -393,16 +434,37 @@ mod tests {
     }
 
     fn rows_of(text: &str) -> Result<Vec<(u64, Vec<String>)>, FileProblem> {
+        rows_within(text, &Limits::default())
+    }
+
+    fn rows_within(text: &str, limits: &Limits) -> Result<Vec<(u64, Vec<String>)>, FileProblem> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.csv");
         std::fs::write(&path, text).unwrap();
-        let info = sniff(&path, None, &Limits::default())?;
+        let info = sniff(&path, None, limits)?;
         let mut rows = vec![];
         visit_rows(&path, &info, &mut |n, cells| {
             rows.push((n, cells.to_vec()));
             Ok(true)
         })?;
         Ok(rows)
+    }
+
+    #[test]
+    fn rows_and_cells_past_their_limits_stop_the_file_naming_them() {
+        let limits = Limits { max_rows: 2, max_cell_bytes: 2048, ..Limits::default() };
+        assert_eq!(rows_within("a,b\n1,2\n3,4\n", &limits).map(|r| r.len()), Ok(2));
+        assert_eq!(rows_within("a,b\n1,2\n3,4\n5,6\n", &limits), Err(FileProblem::TooManyRows { max: 2 }));
+        let big = format!("a,b\n1,{}\n", "x".repeat(3000));
+        assert_eq!(
+            rows_within(&big, &limits).unwrap_err().to_string(),
+            "Row 2 cannot be read: column 2 holds 3 KiB of text; a cell may hold at most 2 KiB (STEVEDORE_MAX_CELL_KIB)"
+        );
+        // an unclosed quote in a big file is cut off once it passes a row's worth, not read whole
+        let swallowed = format!("a,b\n1,\"{}\n", "line of text\n".repeat(20_000));
+        let e = rows_within(&swallowed, &limits).unwrap_err().to_string();
+        assert!(e.starts_with("Row 2 cannot be read: a record runs past"), "{e}");
+        assert!(e.contains("Check for a quote (\") that is not closed."), "{e}");
     }
 
     #[test]
@@ -433,13 +495,16 @@ mod tests {
     fn header_rules() {
         let h = |v: &[&str]| check_headers(v.iter().map(|s| s.to_string()).collect(), &Limits::default());
         assert_eq!(h(&[" a ", "b", "", ""]), Ok(vec!["a".to_string(), "b".to_string()]));
-        let narrow = Limits { max_columns: 2 };
+        let narrow = Limits { max_columns: 2, ..Limits::default() };
         let three = vec!["a".to_string(), "b".into(), "c".into(), "".into()];
         assert_eq!(check_headers(three, &narrow), Err(FileProblem::TooManyColumns { columns: 3, max: 2 }));
         // a very wide header is one pass: 100,000 columns checked in well under a second
         let wide: Vec<String> = (0..100_000).map(|i| format!("column {i}")).collect();
         let t = std::time::Instant::now();
-        assert_eq!(check_headers(wide, &Limits { max_columns: 200_000 }).map(|h| h.len()), Ok(100_000));
+        assert_eq!(
+            check_headers(wide, &Limits { max_columns: 200_000, ..Limits::default() }).map(|h| h.len()),
+            Ok(100_000)
+        );
         assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
         assert_eq!(h(&["a", "", "c"]), Err(FileProblem::BlankHeader { column: 2 }));
         assert_eq!(h(&["a", "b", "A"]), Err(FileProblem::DuplicateHeader { name: "A".into(), first: 1, second: 3 }));

@@ -29,6 +29,8 @@ pub struct TestApp {
     pub demo_password: Option<String>,
     /// Whether jobs may fetch file URLs on private networks (as the app was set up).
     pub fetch_private: bool,
+    /// The app's file limits, which the jobs `drain` runs read files with.
+    pub file_limits: stevedore::files::Limits,
     /// Where export files go (as the app was set up).
     pub files: stevedore::files::object::FileStore,
     /// Extra marketplace bundles (as the app was set up).
@@ -77,6 +79,10 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         export_retention_days: "7".into(),
         fetch_private_networks: "false".into(),
         max_columns: "1024".into(),
+        max_rows: "2000000".into(),
+        max_cell_kib: "32".into(),
+        max_xlsx_inflated_mib: "2048".into(),
+        max_xlsx_shared_strings_mib: "64".into(),
         s3_bucket: None,
         s3_endpoint: None,
         s3_region: "us-east-1".into(),
@@ -100,6 +106,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let url = fresh_database_url(dir.path()).await;
     let settings = settings(dir.path(), &url, tweak);
     let fetch_private = settings.fetch_private_networks;
+    let file_limits = settings.file_limits;
     let files = stevedore::files::object::FileStore::from_settings(settings.s3.as_ref()).unwrap();
     let marketplace_dir = settings.marketplace_dir.clone();
     let app = App::build(settings).await.expect("app builds");
@@ -107,7 +114,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let demo_password = app.demo_login.as_ref().map(|d| d.password.clone());
     let db = Db::connect(&url, 2).await.unwrap();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { base, db, _data_dir: dir, demo_password, fetch_private, files, marketplace_dir }
+    TestApp { base, db, _data_dir: dir, demo_password, fetch_private, file_limits, files, marketplace_dir }
 }
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -199,6 +206,7 @@ impl TestApp {
         let schemas = std::sync::Arc::new(stevedore::content::load_schemas(None).unwrap());
         let config = stevedore::jobs::WorkerConfig {
             fetch_private_networks: self.fetch_private,
+            file_limits: self.file_limits,
             files: self.files.clone(),
             catalog: std::sync::Arc::new(stevedore::content::load_catalog(&schemas, self.marketplace_dir.as_deref())),
             ..Default::default()

@@ -516,3 +516,63 @@ async fn two_imports_of_one_file_at_once_are_warned_and_their_counts_add_up() {
     let page = c.get(&format!("/settings/imports/{loser}")).await;
     assert!(page.body.contains("was written meanwhile by import #"), "{}", page.body);
 }
+
+/// A workbook of `parts`, each written `times` over (so a bomb is built in memory by the
+/// test, small on disk).
+fn workbook_of(parts: &[(&str, &[u8], usize)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(vec![]));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes, times) in parts {
+        z.start_file(*name, options).unwrap();
+        for _ in 0..*times {
+            z.write_all(bytes).unwrap();
+        }
+    }
+    z.finish().unwrap().into_inner()
+}
+
+#[actix_web::test]
+async fn hostile_files_are_refused_naming_the_limit_and_nothing_is_imported() {
+    let (app, mut c) = app_with(|s| {
+        s.max_rows = "1000".into();
+        s.max_xlsx_shared_strings_mib = "8".into();
+    })
+    .await;
+    // one cell of 64 MiB in a workbook of a few hundred KB: refused before it is read
+    let head = br#"<worksheet><dimension ref="A1:A2"/><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>"#;
+    let bomb =
+        workbook_of(&[("xl/worksheets/sheet1.xml", head, 1), ("xl/worksheets/sheet1.xml.pad", &[b'a'; 65536], 1024)]);
+    assert!(bomb.len() < 2_000_000, "small on disk: {}", bomb.len());
+    let r = c.upload("locations", ("bomb.xlsx", &bomb), &[]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("which only a zip bomb does"), "{}", r.body);
+    // shared strings past their limit
+    let shared = workbook_of(&[("xl/sharedStrings.xml", "<sst><si><t>ab</t></si>".repeat(1000).as_bytes(), 500)]);
+    let r = c.upload("locations", ("shared.xlsx", &shared), &[]).await;
+    assert!(r.body.contains("shared text inflates to more than 8 MiB"), "{}", r.body);
+    // a sheet declaring nine million rows
+    let tall = br#"<worksheet><dimension ref="A1:C9000000"/><sheetData/></worksheet>"#;
+    let r = c.upload("locations", ("tall.xlsx", &workbook_of(&[("xl/worksheets/sheet1.xml", tall, 1)])), &[]).await;
+    assert!(r.body.contains("The file has more than 1000 rows (STEVEDORE_MAX_ROWS)"), "{}", r.body);
+    assert!(c.get("/settings/imports").await.body.contains("No imports yet"), "nothing was created");
+
+    // a CSV over the rows allowed, and one with a cell past 32 KiB: the validation stops, naming why
+    let mut many = String::from("code,name,kind\n");
+    for i in 0..1001 {
+        many.push_str(&format!("LOC-{i},Site,clinic\n"));
+    }
+    let id = validated(&app, &mut c, "locations", ("many.csv", many.as_bytes()), &[]).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert!(page.body.contains("The file has more than 1000 rows (STEVEDORE_MAX_ROWS)."), "{}", page.body);
+    let wide = format!("code,name,kind\nLOC-1,{},clinic\n", "x".repeat(40 * 1024));
+    let id = validated(&app, &mut c, "locations", ("cell.csv", wide.as_bytes()), &[]).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert!(
+        page.body.contains("Row 2 cannot be read: column 2 holds 40 KiB of text; a cell may hold at most 32 KiB (STEVEDORE_MAX_CELL_KIB)"),
+        "{}",
+        page.body
+    );
+    assert_eq!(text(&page.body, ".page-header .badge"), "Failed");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM records", &[]).await, 0);
+}
