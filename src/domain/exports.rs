@@ -282,6 +282,20 @@ pub fn link_key(session_key: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The `expires` and `sig` of a download link's query, each given once; anything else
+/// (missing, repeated, not a number) is no link at all.
+pub fn link_query(query: &str) -> Option<(i64, String)> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    let once = |name: &str| {
+        let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+        match (values.next(), values.next()) {
+            (Some(v), None) => Some(v.clone()),
+            _ => None,
+        }
+    };
+    Some((once("expires")?.parse().ok()?, once("sig")?))
+}
+
 /// How long a download link is good for.
 pub const LINK_SECS: i64 = 3600;
 
@@ -312,6 +326,16 @@ pub fn verify(key: &[u8], path: &str, org: i64, expires: i64, sig: &str, now: i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_query_names_expires_and_sig_once_each() {
+        assert_eq!(link_query("expires=10&sig=abc"), Some((10, "abc".into())));
+        assert_eq!(link_query("sig=abc&expires=10&x=1"), Some((10, "abc".into())));
+        assert_eq!(link_query("expires=10&sig=abc&sig=abd"), None, "a repeated sig is no link");
+        assert_eq!(link_query("expires=soon&sig=abc"), None);
+        assert_eq!(link_query("sig=abc"), None);
+        assert_eq!(link_query("%zz"), None);
+    }
     use serde_json::json;
 
     #[test]

@@ -242,9 +242,20 @@ fn pick_sheet(sheets: &[String], wanted: Option<&str>) -> Result<String, FilePro
     }
 }
 
+/// Runs `f`, which reads a workbook through the XLSX library, turning a panic inside it (a
+/// damaged workbook the library did not expect) into a refusal rather than a lost thread.
+fn guarded<T>(f: impl FnOnce() -> Result<T, FileProblem>) -> Result<T, FileProblem> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(FileProblem::Xlsx("the workbook is damaged and cannot be read".into())))
+}
+
 fn sniff_xlsx(path: &Path, sheet: Option<&str>, limits: &Limits) -> Result<FileInfo, FileProblem> {
     // measured before anything is inflated into memory
     check_workbook(path, limits)?;
+    guarded(|| sniff_checked_xlsx(path, sheet, limits))
+}
+
+fn sniff_checked_xlsx(path: &Path, sheet: Option<&str>, limits: &Limits) -> Result<FileInfo, FileProblem> {
     let mut wb = open_xlsx(path)?;
     let sheets = wb.sheet_names().to_vec();
     let sheet = pick_sheet(&sheets, sheet)?;
@@ -405,7 +416,7 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
                 }
             }
         }
-        Format::Xlsx { sheet } => {
+        Format::Xlsx { sheet } => guarded(|| {
             let mut wb = open_xlsx(path)?;
             let mut header_seen = false;
             visit_xlsx(&mut wb, sheet, &info.limits, &mut |n, cells| {
@@ -415,7 +426,7 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
                 }
                 f(n, cells)
             })
-        }
+        }),
     }
 }
 

@@ -239,20 +239,6 @@ pub async fn download(
     Ok(super::see_other(to))
 }
 
-/// The `expires` and `sig` of a download link's query, each given once; anything else
-/// (missing, repeated, not a number) is no link at all.
-fn link_query(query: &str) -> Option<(i64, String)> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
-    let once = |name: &str| {
-        let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
-        match (values.next(), values.next()) {
-            (Some(v), None) => Some(v.clone()),
-            _ => None,
-        }
-    };
-    Some((once("expires")?.parse().ok()?, once("sig")?))
-}
-
 #[derive(Template)]
 #[template(path = "exports/link_expired.html")]
 pub struct LinkExpiredPage {
@@ -269,7 +255,7 @@ pub async fn file(
     let refused = || -> Result<HttpResponse, AppError> {
         Ok(render(StatusCode::FORBIDDEN, &LinkExpiredPage { l: Layout::anonymous(&req, "Link expired")? }))
     };
-    let Some((expires, sig)) = link_query(req.query_string()) else { return refused() };
+    let Some((expires, sig)) = crate::domain::exports::link_query(req.query_string()) else { return refused() };
     let sig = sig.as_str();
     let Some(r) = store::by_id(&state.db, path.into_inner()).await? else { return refused() };
     tracing::Span::current().record("org_id", r.org_id);
@@ -310,19 +296,4 @@ pub async fn delete(
         session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
     }
     Ok(super::see_other("/settings/exports"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_link_query_names_expires_and_sig_once_each() {
-        assert_eq!(link_query("expires=10&sig=abc"), Some((10, "abc".into())));
-        assert_eq!(link_query("sig=abc&expires=10&x=1"), Some((10, "abc".into())));
-        assert_eq!(link_query("expires=10&sig=abc&sig=abd"), None, "a repeated sig is no link");
-        assert_eq!(link_query("expires=soon&sig=abc"), None);
-        assert_eq!(link_query("sig=abc"), None);
-        assert_eq!(link_query("%zz"), None);
-    }
 }
