@@ -87,10 +87,17 @@ pub fn check_workbook(path: &Path, limits: &Limits) -> Result<(), FileProblem> {
         if sheet {
             (&mut part).take(16 * 1024).read_to_end(&mut start).map_err(|e| refuse(e.to_string()))?;
         }
-        let rest =
-            std::io::copy(&mut (&mut part).take(cap.saturating_sub(start.len() as u64) + 1), &mut std::io::sink())
-                .map_err(|e| refuse(e.to_string()))?;
-        let inflated = start.len() as u64 + rest;
+        let mut rest = (&mut part).take(cap.saturating_sub(start.len() as u64) + 1);
+        let inflated = start.len() as u64
+            + if sheet || shared {
+                // the reader holds a cell's text whole: none may be longer than a cell can be
+                // (escaped as XML, a character takes at most six bytes)
+                let mut texts = LongestText::new(limits.max_cell_bytes * 6);
+                texts.feed(&start).map_err(|_| cell_too_long(limits))?;
+                count_through(&mut rest, |chunk| texts.feed(chunk).map_err(|_| cell_too_long(limits)))?
+            } else {
+                count_through(&mut rest, |_| Ok(()))?
+            };
         if inflated > cap {
             return Err(if shared && cap == limits.max_shared_strings_bytes {
                 FileProblem::TooLarge(format!(
@@ -123,6 +130,59 @@ pub fn check_workbook(path: &Path, limits: &Limits) -> Result<(), FileProblem> {
         total += inflated;
     }
     Ok(())
+}
+
+/// Reads `r` to its end in pieces handed to `look`; the bytes read.
+fn count_through(
+    r: &mut impl Read,
+    mut look: impl FnMut(&[u8]) -> Result<(), FileProblem>,
+) -> Result<u64, FileProblem> {
+    let (mut buf, mut n) = (vec![0u8; 64 * 1024], 0u64);
+    loop {
+        let got = r.read(&mut buf).map_err(|e| refuse(e.to_string()))?;
+        if got == 0 {
+            return Ok(n);
+        }
+        look(&buf[..got])?;
+        n += got as u64;
+    }
+}
+
+fn cell_too_long(limits: &Limits) -> FileProblem {
+    FileProblem::TooLarge(format!(
+        "The workbook has a cell holding more than {} KiB of text (STEVEDORE_MAX_CELL_KIB).",
+        limits.max_cell_bytes / 1024
+    ))
+}
+
+/// The longest run of text between XML tags seen so far, refused once past `max`.
+struct LongestText {
+    max: usize,
+    run: usize,
+    in_tag: bool,
+}
+
+impl LongestText {
+    fn new(max: usize) -> LongestText {
+        LongestText { max, run: 0, in_tag: false }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        for b in bytes {
+            match b {
+                b'<' => (self.in_tag, self.run) = (true, 0),
+                b'>' => (self.in_tag, self.run) = (false, 0),
+                _ if !self.in_tag => {
+                    self.run += 1;
+                    if self.run > self.max {
+                        return Err(());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The (last row, last column) of a sheet's `<dimension ref="A1:K200"/>`.
@@ -217,17 +277,27 @@ mod tests {
         let limits = Limits { max_shared_strings_bytes: 2 * MIB, max_inflated_bytes: 8 * MIB, ..Limits::default() };
         // one 4 MiB run of one letter: thousands of times its compressed size
         let run = vec![b'a'; 4 * MIB as usize];
-        let bomb = workbook(dir.path(), &[("xl/worksheets/sheet1.xml", &run)]);
+        let bomb = workbook(dir.path(), &[("xl/media/image1.png", &run)]);
         let e = check_workbook(&bomb, &limits).unwrap_err().to_string();
         assert!(e.contains("which only a zip bomb does"), "{e}");
+        // in a sheet, the same run is one cell of text, refused as such
+        let e = check_workbook(&workbook(dir.path(), &[("xl/worksheets/sheet1.xml", &run)]), &limits).unwrap_err();
+        assert!(e.to_string().contains("a cell holding more than 32 KiB of text"), "{e}");
         // shared strings past their limit, whatever the ratio
-        let shared = workbook(dir.path(), &[("xl/sharedStrings.xml", &run)]);
+        let many = "<si><t>ab</t></si>".repeat(200_000);
+        let shared = workbook(dir.path(), &[("xl/sharedStrings.xml", many.as_bytes())]);
         let e = check_workbook(&shared, &limits).unwrap_err().to_string();
         assert!(e.contains("shared text inflates to more than 2 MiB"), "{e}");
         // a declared dimension past the rows allowed
         let tall = br#"<worksheet><dimension ref="A1:C9000000"/><sheetData/></worksheet>"#;
         let e = check_workbook(&workbook(dir.path(), &[("xl/worksheets/sheet1.xml", tall)]), &limits).unwrap_err();
         assert_eq!(e, FileProblem::TooManyRows { max: Limits::DEFAULT_MAX_ROWS });
+        // one cell of text past what a cell may hold, however well it compresses or not
+        let mut long = br#"<worksheet><sheetData><row r="1"><c t="inlineStr"><is><t>"#.to_vec();
+        long.extend((0..300_000u32).map(|i| b"abcdefghijklmnopqrstuvwxyz"[(i * 7 % 26) as usize]));
+        long.extend(b"</t></is></c></row></sheetData></worksheet>");
+        let e = check_workbook(&workbook(dir.path(), &[("xl/worksheets/sheet1.xml", &long)]), &limits).unwrap_err();
+        assert!(e.to_string().contains("a cell holding more than 32 KiB of text"), "{e}");
         let fine = br#"<worksheet><dimension ref="A1:C9"/><sheetData/></worksheet>"#;
         assert_eq!(check_workbook(&workbook(dir.path(), &[("xl/worksheets/sheet1.xml", fine)]), &limits), Ok(()));
     }
