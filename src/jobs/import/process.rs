@@ -103,7 +103,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
                 written += r.created + r.updated + r.rows;
                 if written >= analyze_at {
                     // records grew: keep PostgreSQL's plans on its indexes
-                    staging::analyze(db).await?;
+                    crate::store::analyze(db, &["records"]).await?;
                     analyze_at = written * 2;
                 }
             }

@@ -185,7 +185,7 @@ pub async fn write_chunk(
                 .fetch_one(&mut *tx)
                 .await
                 .context("finding the journal's end")?;
-        chunk_exec!(tx, "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
+        let journaled = chunk_exec!(tx, "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
                                          before_search, before_import_id, before_import_row, before_created_at,
                                          before_updated_at)
              SELECT $1, 'updated', r.id, r.record_key, s.row_hash, r.data, r.row_hash, r.search_text, r.import_id,
@@ -261,7 +261,8 @@ pub async fn write_chunk(
                     .context("journaling created records")?;
             }
         }
-        res.updated = sqlx::query(
+        // nothing journaled, nothing to update (an import of new records skips the statement)
+        res.updated = if journaled == 0 { 0 } else { sqlx::query(
             "UPDATE records SET data = s.data, row_hash = s.row_hash, search_text = s.search_text,
                     import_id = $1, import_row = s.row_number, updated_at = $6
              FROM import_rows s
@@ -281,7 +282,7 @@ pub async fn write_chunk(
         .execute(&mut *tx)
         .await
         .context("updating records")?
-        .rows_affected() as i64;
+        .rows_affected() as i64 };
         // every pending row of the chunk is now a record this chunk wrote; any other was
         // written since validation by someone else (another import of the same file, say):
         // it is left out saying who wrote it, so created + updated + left out = rows
