@@ -56,7 +56,8 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, state: SessionState, ttl: &Duration) -> Result<SessionKey, SaveError> {
         let text = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
         let key = crate::random_token(32).map_err(SaveError::Other)?;
-        store::sessions::insert(&self.db, &row_id(&key), user_of(&state), &text, expiry(ttl))
+        let (row, user, expires) = (row_id(&key), user_of(&state), expiry(ttl));
+        store::retry_busy(|| store::sessions::insert(&self.db, &row, user, &text, expires))
             .await
             .map_err(SaveError::Other)?;
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
@@ -64,10 +65,10 @@ impl SessionStore for DbSessionStore {
 
     async fn update(&self, key: SessionKey, state: SessionState, ttl: &Duration) -> Result<SessionKey, UpdateError> {
         let text = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
-        let found =
-            store::sessions::update(&self.db, &row_id(key.as_ref()), user_of(&state), &text, expiry(ttl), crate::now())
-                .await
-                .map_err(UpdateError::Other)?;
+        let (row, user, expires, now) = (row_id(key.as_ref()), user_of(&state), expiry(ttl), crate::now());
+        let found = store::retry_busy(|| store::sessions::update(&self.db, &row, user, &text, expires, now))
+            .await
+            .map_err(UpdateError::Other)?;
         if found {
             return Ok(key);
         }
@@ -84,11 +85,13 @@ impl SessionStore for DbSessionStore {
         // the expiry may lag the idle timeout by a tenth of it (a minute at most), so most
         // requests extend the session without writing
         let slack = (ttl.whole_seconds() / 10).clamp(0, 60);
-        store::sessions::touch(&self.db, &row_id(key.as_ref()), expiry(ttl), slack).await
+        let (row, expires) = (row_id(key.as_ref()), expiry(ttl));
+        store::retry_busy(|| store::sessions::touch(&self.db, &row, expires, slack)).await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
-        store::sessions::delete(&self.db, &row_id(key.as_ref())).await
+        let row = row_id(key.as_ref());
+        store::retry_busy(|| store::sessions::delete(&self.db, &row)).await
     }
 }
 

@@ -257,6 +257,40 @@ pub fn stage_list(stages: &[crate::domain::imports::Stage]) -> String {
     if names.is_empty() { "NULL".into() } else { names.join(", ") }
 }
 
+/// Whether an error is SQLite saying the database is busy or locked (`SQLITE_BUSY`,
+/// `SQLITE_LOCKED` and their extended codes): another process's writer held on past the busy
+/// timeout, or a snapshot went stale. Worth another try; nothing was written.
+pub fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::Database(d))
+            if d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)))
+    })
+}
+
+/// Runs `write` again when SQLite says busy, up to three more times (50, 100, 200 ms apart):
+/// for the writes a person waits on (sessions), which must not fail because another process
+/// (a separate `stevedore worker`) held the lock a moment too long. Within one process the
+/// write turns already queue writers.
+pub async fn retry_busy<T, F, Fut>(mut write: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut wait = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        match write().await {
+            Err(e) if tries < 3 && is_busy(&e) => {
+                tracing::warn!(error = %e, "the database was busy; trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether an error is a unique-constraint violation (the same on both backends).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -268,6 +302,38 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_write_that_finds_another_process_holding_the_lock_is_tried_again() {
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("busy.db").display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        let Db::Sqlite(p) = &db else { unreachable!() };
+        sqlx::query("CREATE TABLE t (n INTEGER)").execute(p).await.unwrap();
+        // another process, as far as SQLite knows: its own connection, no busy timeout
+        let opts = SqliteConnectOptions::from_str(&url).unwrap().busy_timeout(Duration::ZERO);
+        let other = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await.unwrap();
+        let mut held = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *held).await.unwrap();
+        let impatient = Db::Sqlite(SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap());
+        let write = || async {
+            on_pool!(&impatient, p => sqlx::query("INSERT INTO t VALUES (2)").execute(p).await.map(|_| ()))
+                .context("writing")
+        };
+        let refused = write().await.unwrap_err();
+        assert!(is_busy(&refused), "{refused:#}");
+        // the lock is let go while the retries wait: the write goes through
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            held.commit().await.unwrap();
+        });
+        retry_busy(write).await.unwrap();
+        release.await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(p).await.unwrap();
+        assert_eq!(n, 2);
+        assert!(!is_busy(&anyhow::anyhow!("something else")));
+    }
 
     #[tokio::test]
     async fn writers_of_one_sqlite_file_take_turns_first_come_first_served() {
