@@ -101,6 +101,13 @@ async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
     assert!(list.body.contains("Main Clinic") && list.body.contains("LOC-6"));
     let original = c.get(&format!("/settings/imports/{id}/original")).await;
     assert_eq!(original.body, LOCATIONS, "the original file is kept byte for byte");
+    // completed, but not everything came in: the badge says so, and how many
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(texts(&page.body, ".page-header .badge-warning"), ["Completed with issues"]);
+    let left_out = text(&page.body, ".page-header .left-out");
+    assert!(left_out.ends_with("rows left out") && !left_out.starts_with("0 "), "{left_out}");
+    let history = c.get("/settings/imports").await;
+    assert_eq!(texts(&history.body, "td .badge-warning"), ["Completed with issues"], "{}", history.body);
 }
 
 #[actix_web::test]

@@ -162,6 +162,21 @@ impl Import {
         self.created_rows + self.updated_rows + self.deleted_rows
     }
 
+    /// A completed import that left rows out: it says so rather than a plain green Completed.
+    pub fn completed_with_issues(&self) -> bool {
+        self.stage == Stage::Completed && self.not_imported_rows() > 0
+    }
+
+    /// The status a person reads: the stage's, or "Completed with issues".
+    pub fn status_label(&self) -> &'static str {
+        if self.completed_with_issues() { "Completed with issues" } else { self.stage.label() }
+    }
+
+    /// The badge variant of [`Import::status_label`].
+    pub fn status_badge(&self) -> &'static str {
+        if self.completed_with_issues() { "warning" } else { self.stage.badge() }
+    }
+
     /// Rows the file brought that were not imported (invalid or failed).
     pub fn not_imported_rows(&self) -> i64 {
         self.validated.invalid_rows + self.failed_rows
@@ -364,6 +379,17 @@ type = "text"
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
         v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn a_completed_import_that_left_rows_out_says_so() {
+        let mut imp = import(Stage::Completed, Action::Merge);
+        assert_eq!((imp.status_label(), imp.status_badge()), ("Completed", Stage::Completed.badge()));
+        imp.failed_rows = 3;
+        assert!(imp.completed_with_issues());
+        assert_eq!((imp.status_label(), imp.status_badge()), ("Completed with issues", "warning"));
+        imp.stage = Stage::RolledBack;
+        assert_eq!(imp.status_label(), Stage::RolledBack.label(), "only a completed import");
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub struct IssueView {
 pub struct SameFileView {
     pub id: i64,
     pub title: String,
-    pub stage: Stage,
+    pub status: &'static str,
+    pub badge: &'static str,
     pub created_at: String,
     pub created_by: String,
 }
@@ -219,7 +220,8 @@ pub(super) async fn detail_view(
             .map(|o| SameFileView {
                 id: o.id,
                 title: o.title().to_string(),
-                stage: o.stage,
+                status: o.status_label(),
+                badge: o.status_badge(),
                 created_at: format_time(o.created_at),
                 created_by: o.created_by_label.clone(),
             })
