@@ -108,6 +108,11 @@ async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
     assert!(left_out.ends_with("rows left out") && !left_out.starts_with("0 "), "{left_out}");
     let history = c.get("/settings/imports").await;
     assert_eq!(texts(&history.body, "td .badge-warning"), ["Completed with issues"], "{}", history.body);
+    // its row adds up: total = imported + skipped + failed
+    let n: Vec<i64> = texts(&history.body, "td.num").iter().map(|t| t.parse().unwrap()).collect();
+    assert_eq!(n.len(), 4, "{n:?}");
+    assert_eq!(n[0], n[1] + n[2] + n[3], "{n:?}");
+    assert!(n[2] > 0 && n[3] > 0, "the file has repeated and bad rows: {n:?}");
 }
 
 #[actix_web::test]

@@ -26,6 +26,9 @@ pub struct HistoryRow {
     pub paused: bool,
     pub total: i64,
     pub imported: i64,
+    /// Repeated within the file or identical to the stored record; with imported and
+    /// failed it adds up to the total.
+    pub skipped: i64,
     pub failed: i64,
     pub created_by: String,
     pub created_at: String,
@@ -102,6 +105,7 @@ pub async fn history(
             paused: i.paused,
             total: i.validated.total_rows,
             imported: i.changed_rows(),
+            skipped: i.validated.duplicate_rows,
             failed: i.not_imported_rows(),
             created_by: i.created_by_label.clone(),
             created_at: format_time(i.created_at),
