@@ -108,6 +108,13 @@ async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
     assert!(left_out.ends_with("rows left out") && !left_out.starts_with("0 "), "{left_out}");
     let history = c.get("/settings/imports").await;
     assert_eq!(texts(&history.body, "td .badge-warning"), ["Completed with issues"], "{}", history.body);
+    // plain words, not internals: the mapping as field ← column, the file's settings as offered
+    assert!(page.body.contains("Location code ← code; Name ← name; Kind ← kind"), "{}", page.body);
+    assert!(page.body.contains("Leave out every copy of a repeated row"));
+    assert!(page.body.contains("Merge: update by key, create the rest"));
+    for internal in ["ignore_all", "{&#34;code&#34;", "{\"code\""] {
+        assert!(!page.body.contains(internal), "{internal} on the page");
+    }
     // its row adds up: total = imported + skipped + failed
     let n: Vec<i64> = texts(&history.body, "td.num").iter().map(|t| t.parse().unwrap()).collect();
     assert_eq!(n.len(), 4, "{n:?}");

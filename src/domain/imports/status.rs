@@ -300,6 +300,15 @@ impl Action {
             Action::Delete => "delete",
         }
     }
+
+    /// The word on screen, as the upload form offers it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Merge => "Merge: update by key, create the rest",
+            Action::Overwrite => "Overwrite: merge, then remove records not in the file",
+            Action::Delete => "Delete the records the file names",
+        }
+    }
 }
 
 /// What happens to rows that repeat within one file (seed 004).
@@ -324,6 +333,14 @@ impl DuplicateHandling {
         match self {
             DuplicateHandling::IgnoreAll => "ignore_all",
             DuplicateHandling::UseFirst => "use_first",
+        }
+    }
+
+    /// The words on screen, as the upload form offers them.
+    pub fn label(self) -> &'static str {
+        match self {
+            DuplicateHandling::IgnoreAll => "Leave out every copy of a repeated row",
+            DuplicateHandling::UseFirst => "Import the first copy of a repeated row",
         }
     }
 

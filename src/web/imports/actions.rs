@@ -74,8 +74,13 @@ pub async fn save_mapping(
         )));
     }
     import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::VALIDATE).await?;
-    let json = serde_json::to_string(&mapping).map_err(anyhow::Error::from)?;
-    audit(&state, &req, &id, "import_mapping_confirmed", &target_of(&imp), &json).await?;
+    // in words: "Location code ← code; Name ← name" (field label ← column of the file)
+    let detail: Vec<String> = schema
+        .fields
+        .iter()
+        .filter_map(|f| mapping.get(f.name()).map(|column| format!("{} ← {column}", f.label)))
+        .collect();
+    audit(&state, &req, &id, "import_mapping_confirmed", &target_of(&imp), &detail.join("; ")).await?;
     Ok(see_other(page_of(&imp)))
 }
 

@@ -82,6 +82,8 @@ pub struct DetailView {
     pub rollback_open: bool,
     /// Open the overwrite confirmation at load.
     pub confirm_open: bool,
+    /// The file's size in words (`2.1 KiB`).
+    pub file_size: String,
     /// The org's other imports of this file, shown until this one starts (the first few).
     pub same_file: Vec<SameFileView>,
     /// The import's audit events, newest first.
@@ -250,6 +252,7 @@ pub(super) async fn detail_view(
         rollback_open: false,
         confirm_open: false,
         retention_days: state.settings.import_retention_secs / 86_400,
+        file_size: crate::config::format_size(imp.file.size.max(0) as u64),
         same_file,
         events,
         imp,

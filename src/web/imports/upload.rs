@@ -202,7 +202,8 @@ pub async fn upload(
         _ => None,
     };
     store::set_headers(&state.db, import_id, &info.headers, &mapping, sheet_name).await?;
-    let detail = format!("{}, {} bytes, {}", file.original, file.size, c.schema.name);
+    let detail =
+        format!("{}, {}, {}", file.original, crate::config::format_size(file.size.max(0) as u64), c.schema.label);
     crate::web::audit(&state, &req, &id, "import_uploaded", &format!("import {import_id}"), &detail).await?;
     Ok(see_other(format!("/settings/imports/{import_id}")))
 }
