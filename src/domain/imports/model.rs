@@ -162,6 +162,22 @@ impl Import {
         self.created_rows + self.updated_rows + self.deleted_rows
     }
 
+    /// Rows repeated within the file (validation stores them with the unchanged rows for a
+    /// merge or overwrite, apart for a delete).
+    pub fn repeated_rows(&self) -> i64 {
+        if self.is_delete() {
+            self.validated.duplicate_rows
+        } else {
+            self.validated.duplicate_rows - self.validated.unchanged_rows
+        }
+    }
+
+    /// Rows with nothing to do: repeated in the file, identical to the stored record, or (for
+    /// a delete) naming no record. Total = changed + skipped + not imported.
+    pub fn skipped_rows(&self) -> i64 {
+        self.repeated_rows() + self.validated.unchanged_rows
+    }
+
     /// A completed import that left rows out: it says so rather than a plain green Completed.
     pub fn completed_with_issues(&self) -> bool {
         self.stage == Stage::Completed && self.not_imported_rows() > 0
@@ -379,6 +395,34 @@ type = "text"
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
         v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn repeated_and_unchanged_rows_are_counted_once_each() {
+        let mut imp = import(Stage::Ready, Action::Merge);
+        imp.validated = Validated {
+            total_rows: 30,
+            valid_rows: 20,
+            invalid_rows: 2,
+            duplicate_rows: 8,
+            unchanged_rows: 5,
+            ..Validated::default()
+        };
+        assert_eq!((imp.repeated_rows(), imp.skipped_rows()), (3, 8));
+        assert_eq!(
+            imp.validated.valid_rows + imp.validated.invalid_rows + imp.skipped_rows(),
+            imp.validated.total_rows
+        );
+        let mut del = import(Stage::Ready, Action::Delete);
+        del.validated = Validated {
+            total_rows: 30,
+            valid_rows: 20,
+            invalid_rows: 2,
+            duplicate_rows: 3,
+            unchanged_rows: 5,
+            ..Validated::default()
+        };
+        assert_eq!((del.repeated_rows(), del.skipped_rows()), (3, 8), "a delete keeps them apart already");
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub async fn history(
             paused: i.paused,
             total: i.validated.total_rows,
             imported: i.changed_rows(),
-            skipped: i.validated.duplicate_rows,
+            skipped: i.skipped_rows(),
             failed: i.not_imported_rows(),
             created_by: i.created_by_label.clone(),
             created_at: format_time(i.created_at),
