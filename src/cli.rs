@@ -268,7 +268,7 @@ fn bench_app_settings(
 /// folder unless `database`), measured by [`crate::bench::history`].
 async fn bench_history(
     mut common: crate::config::CommonArgs,
-    mut serve: crate::config::ServeArgs,
+    serve: crate::config::ServeArgs,
     imports: i64,
     requests: usize,
     database: Option<String>,
@@ -277,10 +277,7 @@ async fn bench_history(
     std::fs::create_dir_all(&dir)?;
     common.data_dir = dir.clone();
     common.database_url = Some(database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display())));
-    serve.bind = "127.0.0.1:0".into();
-    serve.workers = "0".into();
-    serve.session_key = None;
-    let settings = Settings::from_args(&common, &serve)?;
+    let settings = bench_app_settings(common, serve)?;
     let db = open_database(&settings.db).await?;
     let app = App::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());

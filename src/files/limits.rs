@@ -80,7 +80,9 @@ pub fn check_workbook(path: &Path, limits: &Limits) -> Result<(), FileProblem> {
         let compressed = part.compressed_size();
         let shared = name.eq_ignore_ascii_case("xl/sharedStrings.xml");
         let left = limits.max_inflated_bytes.saturating_sub(total);
-        let cap = if shared { left.min(limits.max_shared_strings_bytes) } else { left };
+        // the shared strings' own limit, when it is the nearer one
+        let shared_cap = shared && limits.max_shared_strings_bytes < left;
+        let cap = if shared_cap { limits.max_shared_strings_bytes } else { left };
         // the start of a sheet, for its declared dimension; the rest is counted, not kept
         let mut start = vec![];
         let sheet = name.starts_with("xl/worksheets/") && name.ends_with(".xml");
@@ -99,7 +101,7 @@ pub fn check_workbook(path: &Path, limits: &Limits) -> Result<(), FileProblem> {
                 count_through(&mut rest, |_| Ok(()))?
             };
         if inflated > cap {
-            return Err(if shared && cap == limits.max_shared_strings_bytes {
+            return Err(if shared_cap {
                 FileProblem::TooLarge(format!(
                     "The workbook's shared text inflates to more than {}, which is read whole into memory (STEVEDORE_MAX_XLSX_SHARED_STRINGS_MIB). Save the sheet as CSV and upload that instead.",
                     mib(limits.max_shared_strings_bytes)

@@ -178,7 +178,8 @@ pub fn sniff(path: &Path, sheet: Option<&str>, limits: &Limits) -> Result<FileIn
     }
     check_text(&sample)?;
     let delimiter = detect_delimiter(&sample);
-    let mut rdr = csv_reader(path, delimiter, limits)?;
+    // the header row is one record too: a full cell per column allowed, no more
+    let mut rdr = csv_reader(path, delimiter, record_max(limits.max_columns, limits))?;
     let mut rec = csv::StringRecord::new();
     let got = rdr.read_record(&mut rec).map_err(|e| csv_problem(e, 1))?;
     if !got {
@@ -188,17 +189,19 @@ pub fn sniff(path: &Path, sheet: Option<&str>, limits: &Limits) -> Result<FileIn
     Ok(FileInfo { format: Format::Csv { delimiter }, headers, sheets: vec![], limits: *limits })
 }
 
-fn csv_builder(delimiter: u8) -> csv::ReaderBuilder {
-    let mut b = csv::ReaderBuilder::new();
-    b.delimiter(delimiter).has_headers(false).flexible(true);
-    b
+/// The most bytes one record of `columns` full cells (and a few beyond) can honestly take.
+fn record_max(columns: usize, limits: &Limits) -> usize {
+    (columns + 16) * limits.max_cell_bytes + 64 * 1024
 }
 
-fn csv_reader(path: &Path, delimiter: u8, limits: &Limits) -> Result<csv::Reader<impl Read>, FileProblem> {
+/// A CSV reader whose records are cut off past `record_max` bytes (see [`RecordGuard`]).
+fn csv_reader(path: &Path, delimiter: u8, record_max: usize) -> Result<csv::Reader<impl Read>, FileProblem> {
     let file = File::open(path).map_err(io)?;
-    // the header row is one record too: a full cell per column allowed, no more
-    let max = (limits.max_columns + 16) * limits.max_cell_bytes + 64 * 1024;
-    Ok(csv_builder(delimiter).from_reader(RecordGuard::new(BufReader::with_capacity(256 * 1024, file), max)))
+    Ok(csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(RecordGuard::new(BufReader::with_capacity(256 * 1024, file), record_max)))
 }
 
 /// A cell past the limit, named by row and column.
@@ -363,10 +366,7 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
         Format::Csv { delimiter } => {
             let limits = &info.limits;
             // a record holds at most a full cell per column (and a few beyond the header)
-            let record_max = (info.headers.len() + 16) * limits.max_cell_bytes + 64 * 1024;
-            let file = File::open(path).map_err(io)?;
-            let guarded = RecordGuard::new(BufReader::with_capacity(256 * 1024, file), record_max);
-            let mut rdr = csv_builder(*delimiter).from_reader(guarded);
+            let mut rdr = csv_reader(path, *delimiter, record_max(info.headers.len(), limits))?;
             let mut rec = csv::StringRecord::new();
             // One record is one row however many lines its quoted fields span; the
             // header is row 1. Blank lines are skipped by the parser and not counted.

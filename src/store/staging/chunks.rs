@@ -209,15 +209,10 @@ pub async fn write_chunk(
         } else {
             0
         };
-        let mut insert = crate::store::records::insert_into_records(false, "SELECT $4, $5, s.record_key, s.data, s.row_hash, s.search_text, $1, s.row_number, $6, $6
+        let insert = crate::store::records::insert_into_records(false, "SELECT $4, $5, s.record_key, s.data, s.row_hash, s.search_text, $1, s.row_number, $6, $6
              FROM import_rows s
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)");
-        if !sqlite {
-            // a key another transaction committed while this one waited is skipped here and
-            // reported below as written meanwhile (SQLite has one writer: nothing to wait for)
-            insert.push_str(" ON CONFLICT DO NOTHING");
-        }
         if sqlite {
             res.created = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
                 .bind(id)
@@ -240,8 +235,11 @@ pub async fn write_chunk(
             .await
             .context("journaling created records")?;
         } else {
-            let created: Vec<(i64, String, String)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("{insert} RETURNING id, record_key, row_hash")))
+            // a key another transaction committed while this one waited is skipped here and
+            // reported below as written meanwhile (SQLite has one writer: nothing to wait for)
+            let created: Vec<(i64, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{insert} ON CONFLICT DO NOTHING RETURNING id, record_key, row_hash"
+            )))
                     .bind(id)
                     .bind(from_row)
                     .bind(to_row)

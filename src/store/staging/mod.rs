@@ -144,7 +144,7 @@ pub async fn insert(
     issues: &[StagedIssue],
 ) -> anyhow::Result<()> {
     if let Db::Postgres(p) = db {
-        return copy_staged(p, id, rows, values, issues).await;
+        return copy_staged(db, p, id, rows, values, issues).await;
     }
     // (statement, its rows as JSON, what it does) for each non-empty part
     let mut parts: Vec<(String, String, &str)> = vec![];
@@ -209,6 +209,7 @@ pub async fn insert(
 /// PostgreSQL: the batch streamed with `COPY … FROM STDIN` (text format) into the staging
 /// tables, in one transaction: no statement to parse per row, no JSON to build and take apart.
 async fn copy_staged(
+    db: &Db,
     p: &sqlx::PgPool,
     id: i64,
     rows: &[StagedRow],
@@ -265,8 +266,7 @@ async fn copy_staged(
         }
         parts.push(("COPY import_issues (import_id, row_number, kind, message, cells) FROM STDIN", out));
     }
-    let db = Db::Postgres(p.clone());
-    let mut tx = crate::begin_write!(&db, p).context("starting staging transaction")?;
+    let mut tx = crate::begin_write!(db, p).context("starting staging transaction")?;
     for (statement, data) in parts {
         let mut copy = tx.copy_in_raw(statement).await.context("starting COPY of staged rows")?;
         if let Err(e) = copy.send(data).await {
