@@ -111,6 +111,7 @@ impl App {
             link_key,
             files: files.clone(),
             catalog: catalog.clone(),
+            rate_limits: Default::default(),
         });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())

@@ -18,4 +18,6 @@ pub struct AppState {
     pub files: FileStore,
     /// The marketplace's content bundles.
     pub catalog: std::sync::Arc<Catalog>,
+    /// Each API key's requests in the current minute.
+    pub rate_limits: crate::web::api::RateLimits,
 }

@@ -42,6 +42,7 @@ pub async fn log_requests(
         path = %req.path(),
         user_id = tracing::field::Empty,
         org_id = tracing::field::Empty,
+        api_key_id = tracing::field::Empty,
     );
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let result = next.call(req).instrument(span.clone()).await;

@@ -117,6 +117,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
     pub fetch_private_networks: String,
 
+    /// Requests one API key may make per minute (more are answered 429 Too Many Requests).
+    #[arg(long, env = "STEVEDORE_API_RATE_LIMIT", default_value = "600", global = true)]
+    pub api_rate_limit: String,
+
     /// A directory of extra marketplace bundle files (*.toml), loaded after the shipped ones.
     #[arg(long, env = "STEVEDORE_MARKETPLACE_DIR", global = true)]
     pub marketplace_dir: Option<PathBuf>,
@@ -250,6 +254,8 @@ pub struct Settings {
     pub export_retention_secs: i64,
     pub fetch_private_networks: bool,
     pub file_limits: crate::files::Limits,
+    /// Requests one API key may make per minute.
+    pub api_rate_limit: u32,
     pub s3: Option<S3Settings>,
 }
 
@@ -361,6 +367,15 @@ impl Settings {
             fetch_private_networks: parse_bool(&s.fetch_private_networks)
                 .map_err(|why| bad("STEVEDORE_FETCH_PRIVATE_NETWORKS", why))?,
             file_limits: file_limits(s)?,
+            api_rate_limit: match s.api_rate_limit.trim().parse::<u32>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                _ => {
+                    return Err(bad(
+                        "STEVEDORE_API_RATE_LIMIT",
+                        format!("\"{}\" is not a number from 1 to 1000000", s.api_rate_limit),
+                    ));
+                }
+            },
             s3: S3Settings::from_args(s)?,
         })
     }

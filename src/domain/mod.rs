@@ -2,6 +2,7 @@
 //! email or org slug is, when a sign-in is throttled. Handlers ask; this module decides.
 
 pub mod account;
+pub mod api_keys;
 pub mod entities;
 pub mod exports;
 pub mod ids;
@@ -9,5 +10,6 @@ pub mod imports;
 pub mod jobs;
 pub mod marketplace;
 pub mod permissions;
+pub mod rate_limit;
 pub mod redirects;
 pub mod throttle;

@@ -88,6 +88,7 @@ pub fn navigation(id: &Identity, schemas: &Schemas) -> Vec<NavSection> {
     }
     if id.can(Permission::MembersManage) {
         settings.push(item("members", "/settings/members", "Members"));
+        settings.push(item("api-keys", "/settings/api-keys", "API keys"));
         settings.push(item("audit", "/settings/audit", "Audit log"));
     }
     if !settings.is_empty() {
@@ -188,10 +189,15 @@ pub async fn error_pages(
     if status.is_redirection() {
         return Ok(res);
     }
+    let api = res.request().path().starts_with("/api/").then(|| crate::web::api::error_response(err));
     let (heading, message) = err.title_and_message();
     let permission = err.permission().map(Permission::as_str);
     let (req, original) = res.into_parts();
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    if let Some(resp) = api {
+        log_internal(&original);
+        return Ok(ServiceResponse::new(req, resp));
+    }
     if wants_json(&req) {
         let body = serde_json::json!({ "error": heading, "message": message, "request_id": request_id });
         let resp = HttpResponse::build(status).json(body);

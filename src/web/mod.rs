@@ -4,6 +4,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 pub mod account;
+pub mod api;
+pub mod api_keys;
 pub mod assets;
 pub mod audit;
 pub mod entities;
@@ -28,6 +30,7 @@ pub fn is_htmx(req: &HttpRequest) -> bool {
 
 /// Every route of the app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    api::routes(cfg);
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/static/{file}", web::get().to(assets::serve))
         .route("/login", web::get().to(login::form))
@@ -61,6 +64,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/cl/marketplace/imports/{id}/rollback", web::post().to(marketplace::rollback))
         .route("/cl/marketplace/{key}", web::get().to(marketplace::bundle))
         .route("/cl/marketplace/{key}/{version}/import", web::post().to(marketplace::import))
+        .route("/settings/api-keys", web::get().to(api_keys::list))
+        .route("/settings/api-keys", web::post().to(api_keys::create))
+        .route("/settings/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
         .route("/settings/members", web::get().to(members::list))
         .route("/settings/members", web::post().to(members::add))
         .route("/settings/members/{user_id}/role", web::post().to(members::change_role))

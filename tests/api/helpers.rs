@@ -83,6 +83,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         max_cell_kib: "32".into(),
         max_xlsx_inflated_mib: "2048".into(),
         max_xlsx_shared_strings_mib: "64".into(),
+        api_rate_limit: "600".into(),
         s3_bucket: None,
         s3_endpoint: None,
         s3_region: "us-east-1".into(),
@@ -352,6 +353,16 @@ impl Client {
             .send()
             .await
             .unwrap();
+        self.finish(res).await
+    }
+
+    /// GETs `path` with extra request headers (`Authorization`, say).
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.http.get(format!("{}{path}", self.base)).insert_header(("cookie", self.cookie_header()));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let res = req.send().await.unwrap();
         self.finish(res).await
     }
 

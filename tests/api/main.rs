@@ -5,6 +5,7 @@
 mod helpers;
 
 mod actions;
+mod api_v1;
 mod auth;
 mod cli;
 mod contention;

@@ -25,6 +25,25 @@ pub enum FieldKind {
 }
 
 impl FieldKind {
+    /// The type's name as schema files (and the API) write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldKind::Text => "text",
+            FieldKind::Integer => "integer",
+            FieldKind::Decimal => "decimal",
+            FieldKind::Date => "date",
+            FieldKind::Datetime => "datetime",
+            FieldKind::Boolean => "boolean",
+            FieldKind::Enum => "enum",
+            FieldKind::EnumMultiple => "enum_multiple",
+            FieldKind::Tags => "tags",
+            FieldKind::Files => "files",
+            FieldKind::Images => "images",
+            FieldKind::RelationshipOne => "relationship_one",
+            FieldKind::RelationshipMany => "relationship_many",
+        }
+    }
+
     /// How the template and the importer describe the expected format.
     pub fn format_hint(self) -> &'static str {
         match self {

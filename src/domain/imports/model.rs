@@ -121,6 +121,8 @@ pub struct Import {
     pub failed_rows: i64,
     pub created_by: Option<UserId>,
     pub created_by_label: String,
+    /// Who last started, paused or resumed it.
+    pub updated_by: Option<UserId>,
     pub created_at: i64,
     pub updated_at: i64,
     pub rollback: Rollback,
@@ -385,6 +387,7 @@ type = "text"
             failed_rows: 0,
             created_by: None,
             created_by_label: String::new(),
+            updated_by: None,
             created_at: 0,
             updated_at: 0,
             rollback: Rollback::default(),

@@ -45,6 +45,25 @@ pub enum ApiStatus {
 }
 
 impl ApiStatus {
+    pub const ALL: [ApiStatus; 7] = [
+        ApiStatus::Requested,
+        ApiStatus::Queued,
+        ApiStatus::Processing,
+        ApiStatus::Completed,
+        ApiStatus::Failed,
+        ApiStatus::TimedOut,
+        ApiStatus::Expired,
+    ];
+
+    pub fn parse(s: &str) -> Option<ApiStatus> {
+        ApiStatus::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The stages shown as this status.
+    pub fn stages(self) -> Vec<Stage> {
+        Stage::ALL.into_iter().filter(|s| s.api_status() == self).collect()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ApiStatus::Requested => "requested",
@@ -258,6 +277,14 @@ impl PhaseStatus {
     }
 
     /// A stored word; an unknown one reads as not started.
+    /// The API's word: `not_started`, `running`, `completed`, `failed`, `skipped`.
+    pub fn as_str_api(self) -> &'static str {
+        match self {
+            PhaseStatus::NotStarted => "not_started",
+            other => other.as_str(),
+        }
+    }
+
     pub fn parse(s: &str) -> PhaseStatus {
         [PhaseStatus::Running, PhaseStatus::Completed, PhaseStatus::Failed, PhaseStatus::Skipped]
             .into_iter()
@@ -406,6 +433,17 @@ mod tests {
         for s in Stage::finished() {
             assert!(!s.is_active() && !s.can_transition_to(Importing), "{s}");
         }
+    }
+
+    #[test]
+    fn api_statuses_name_their_stages() {
+        for a in ApiStatus::ALL {
+            assert_eq!(ApiStatus::parse(a.as_str()), Some(a));
+            assert!(!a.stages().is_empty(), "{a:?}");
+            assert!(a.stages().iter().all(|s| s.api_status() == a));
+        }
+        assert_eq!(ApiStatus::Processing.stages(), [Stage::Pending, Stage::Validating, Stage::Importing]);
+        assert_eq!(ApiStatus::parse("done"), None);
     }
 
     #[test]

@@ -49,6 +49,7 @@ struct ImportRecord {
     next_row: i64,
     created_by: Option<i64>,
     created_by_label: String,
+    updated_by: Option<i64>,
     created_at: i64,
     updated_at: i64,
     to_delete: i64,
@@ -118,6 +119,7 @@ impl ImportRecord {
             failed_rows: self.failed_rows,
             created_by: self.created_by.map(UserId::new),
             created_by_label: self.created_by_label,
+            updated_by: self.updated_by.map(UserId::new),
             created_at: self.created_at,
             updated_at: self.updated_at,
             rollback: Rollback {
@@ -142,7 +144,7 @@ fn decode_all(rows: Vec<ImportRecord>) -> anyhow::Result<Vec<Import>> {
 const COLUMNS: &str = "id, org_id, resource, name, action, duplicate_handling, stage, paused, reason,
     file_name, file_path, file_size, checksum, sheet, headers, column_mapping, chunk_size, total_rows, valid_rows,
     invalid_rows, duplicate_rows, to_create, to_update, unchanged_rows, processed_rows, created_rows, updated_rows,
-    failed_rows, next_row, created_by, created_by_label, created_at, updated_at, to_delete, deleted_rows,
+    failed_rows, next_row, created_by, created_by_label, updated_by, created_at, updated_at, to_delete, deleted_rows,
     rollback_requested_at, rollback_requested_by_label, rollback_overwrite, rollback_cursor, rolled_back_rows,
     rollback_skipped, rolled_back_at, staging_purged_at, journal_purged_at";
 
@@ -257,8 +259,12 @@ pub async fn same_file(db: &Db, imp: &Import, limit: i64) -> anyhow::Result<Vec<
 
 /// Filters of Import History; None means any.
 pub struct ListFilter<'a> {
-    pub stage: Option<Stage>,
+    /// Any of these stages (empty: any stage).
+    pub stages: &'a [Stage],
     pub entity: Option<&'a str>,
+    /// Created at or after / before this time (epoch seconds); [`count`] takes neither.
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
 }
 
 impl ListFilter<'_> {
@@ -266,9 +272,17 @@ impl ListFilter<'_> {
     /// values in order. Written only for the filters set, so each reads its own index.
     fn conditions(&self) -> (String, Vec<String>) {
         let (mut sql, mut binds) = (String::new(), vec![]);
-        if let Some(stage) = self.stage {
-            binds.push(stage.as_str().to_string());
-            sql.push_str(&format!(" AND stage = ${}", binds.len() + 1));
+        if !self.stages.is_empty() {
+            let mut marks = vec![];
+            for stage in self.stages {
+                binds.push(stage.as_str().to_string());
+                marks.push(format!("${}", binds.len() + 1));
+            }
+            if marks.len() == 1 {
+                sql.push_str(&format!(" AND stage = {}", marks[0]));
+            } else {
+                sql.push_str(&format!(" AND stage IN ({})", marks.join(", ")));
+            }
         }
         if let Some(entity) = self.entity {
             binds.push(entity.to_string());
@@ -276,12 +290,28 @@ impl ListFilter<'_> {
         }
         (sql, binds)
     }
+
+    /// The created-at conditions, with literal numbers (they are integers).
+    fn created_range(&self) -> String {
+        let mut sql = String::new();
+        if let Some(at) = self.created_after {
+            sql.push_str(&format!(" AND created_at >= {at}"));
+        }
+        if let Some(at) = self.created_before {
+            sql.push_str(&format!(" AND created_at < {at}"));
+        }
+        sql
+    }
 }
 
 /// How many imports the filter finds, from the per-org counts the database keeps up to date
 /// (`import_counts`, by triggers on `imports`): a few rows read, however many imports.
 #[tracing::instrument(skip_all, fields(org_id = org.get()))]
 pub async fn count(db: &Db, org: OrgId, f: &ListFilter<'_>) -> anyhow::Result<i64> {
+    anyhow::ensure!(
+        f.created_after.is_none() && f.created_before.is_none(),
+        "import counts are kept per stage, not by time"
+    );
     let (cond, binds) = f.conditions();
     let sql = format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM import_counts WHERE org_id = $1{cond}");
     on_pool!(db, p => {
@@ -305,7 +335,8 @@ pub async fn list(
     cursor: Cursor,
     limit: i64,
 ) -> anyhow::Result<(Vec<Import>, bool)> {
-    let (cond, binds) = f.conditions();
+    let (mut cond, binds) = f.conditions();
+    cond.push_str(&f.created_range());
     let n = binds.len() + 1;
     let (from, order) = match cursor {
         Cursor::First => (String::new(), "DESC"),

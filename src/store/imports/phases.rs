@@ -12,6 +12,7 @@ pub struct PhaseRow {
     pub phase: String,
     pub status: String,
     pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
     pub duration_ms: Option<i64>,
     pub rows_in: i64,
     pub rows_out: i64,
@@ -68,7 +69,7 @@ pub async fn phase_finished(db: &Db, id: i64, phase: &str, e: &PhaseEnd<'_>) -> 
 
 pub async fn phases(db: &Db, id: i64) -> anyhow::Result<Vec<PhaseRow>> {
     on_pool!(db, p => sqlx::query_as::<_, PhaseRow>(
-        "SELECT phase, status, started_at, duration_ms, rows_in, rows_out, detail FROM import_phases WHERE import_id = $1",
+        "SELECT phase, status, started_at, finished_at, duration_ms, rows_in, rows_out, detail FROM import_phases WHERE import_id = $1",
     )
     .bind(id)
     .fetch_all(p)

@@ -51,7 +51,7 @@ pub async fn original(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ErrorFormat {
+pub(crate) enum ErrorFormat {
     Csv,
     Json,
 }
@@ -105,7 +105,7 @@ fn encode(format: ErrorFormat, headers: &[String], page: &[Issue], first: bool, 
 }
 
 /// The rows left out, encoded a page at a time as the client reads.
-fn issue_stream(
+pub(crate) fn issue_stream(
     db: Db,
     import_id: i64,
     headers: Vec<String>,

@@ -1,0 +1,122 @@
+//! An org's API keys (`api_keys`): created, listed, revoked, and found by the hash of the
+//! key a request presents.
+
+use anyhow::Context;
+
+use super::Db;
+use crate::domain::ids::{OrgId, UserId};
+use crate::{on_pool, on_writer};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub org_id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub permissions: String,
+    pub created_by_label: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by_label: String,
+    pub last_used_at: Option<i64>,
+    pub last_used_from: String,
+}
+
+const COLUMNS: &str = "id, org_id, name, prefix, permissions, created_by_label, created_at, expires_at, revoked_at, \
+                       revoked_by_label, last_used_at, last_used_from";
+
+pub struct NewApiKey<'a> {
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub hash: &'a str,
+    pub permissions: &'a str,
+    pub created_by: UserId,
+    pub created_by_label: &'a str,
+    pub expires_at: Option<i64>,
+}
+
+/// Stores a new key; its id.
+pub async fn create(db: &Db, org: OrgId, k: &NewApiKey<'_>) -> anyhow::Result<i64> {
+    on_writer!(db, p => sqlx::query_scalar::<_, i64>(
+        "INSERT INTO api_keys (org_id, name, prefix, secret_hash, permissions, created_by, created_by_label,
+                               created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(org.get())
+    .bind(k.name)
+    .bind(k.prefix)
+    .bind(k.hash)
+    .bind(k.permissions)
+    .bind(k.created_by.get())
+    .bind(k.created_by_label)
+    .bind(crate::now())
+    .bind(k.expires_at)
+    .fetch_one(p)
+    .await)
+    .context("creating API key")
+}
+
+/// The org's keys, newest first (an org has tens of keys, not thousands).
+pub async fn list(db: &Db, org: OrgId) -> anyhow::Result<Vec<ApiKeyRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT 500");
+    on_pool!(db, p => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(org.get()).fetch_all(p).await)
+        .context("listing API keys")
+}
+
+/// The key, if it belongs to the org.
+pub async fn get(db: &Db, org: OrgId, id: i64) -> anyhow::Result<Option<ApiKeyRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND id = $2");
+    on_pool!(db, p => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(id)
+        .fetch_optional(p)
+        .await)
+    .context("loading API key")
+}
+
+/// The key whose hash this is, in whatever org.
+pub async fn by_hash(db: &Db, hash: &str) -> anyhow::Result<Option<ApiKeyRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_hash = $1");
+    on_pool!(db, p => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(hash).fetch_optional(p).await)
+        .context("finding API key")
+}
+
+/// Revokes the key (if it belongs to the org and is not revoked yet); whether it did.
+pub async fn revoke(db: &Db, org: OrgId, id: i64, by_label: &str) -> anyhow::Result<bool> {
+    let n = on_writer!(db, p => sqlx::query(
+        "UPDATE api_keys SET revoked_at = $3, revoked_by_label = $4
+         WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
+    )
+    .bind(org.get())
+    .bind(id)
+    .bind(crate::now())
+    .bind(by_label)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("revoking API key")?;
+    Ok(n > 0)
+}
+
+/// How stale "last used" may get before a request writes it again: a key making many
+/// requests a second writes once a minute, not on each.
+pub const LAST_USED_EVERY_SECS: i64 = 60;
+
+/// Notes that the key was used now from `address`, unless that was noted less than a
+/// minute ago from the same address.
+pub async fn touch(db: &Db, id: i64, address: &str, now: i64) -> anyhow::Result<()> {
+    on_writer!(db, p => sqlx::query(
+        "UPDATE api_keys SET last_used_at = $2, last_used_from = $3
+         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $4 OR last_used_from <> $3)",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(address)
+    .bind(now - LAST_USED_EVERY_SECS)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("noting API key use")?;
+    Ok(())
+}
