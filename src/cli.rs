@@ -47,6 +47,30 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key for an org and print it (shown this once; only its hash is kept).
+    Create {
+        /// The org's slug.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        /// Permissions, separated by commas: pf.import.upload, pf.export_requests.view,
+        /// pf.export_requests.create, cl.marketplace.import.
+        #[arg(long, default_value = "pf.import.upload")]
+        permissions: String,
+        /// Days until it expires: 30, 90 or 365; never when left out.
+        #[arg(long)]
+        expires_in_days: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +271,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}", msg?);
             Ok(())
         }
+        Command::ApiKey { command: ApiKeyCommand::Create { org, name, permissions, expires_in_days } } => {
+            let db = open_database(&db_settings).await?;
+            let secret = create_api_key(&db, &org, &name, &permissions, expires_in_days.as_deref()).await;
+            db.close().await;
+            println!("{}", secret?);
+            Ok(())
+        }
         Command::User { command: UserCommand::Disable { email } } => toggle_user(&db_settings, &email, true).await,
         Command::User { command: UserCommand::Enable { email } } => toggle_user(&db_settings, &email, false).await,
     }
@@ -349,6 +380,40 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     tracing::info!("Stevedore stopped");
     Ok(())
+}
+
+/// `api-key create`: the new key's secret, for an org that exists.
+pub async fn create_api_key(
+    db: &Db,
+    org: &str,
+    name: &str,
+    permissions: &str,
+    expires_in_days: Option<&str>,
+) -> anyhow::Result<String> {
+    use crate::domain::api_keys;
+    let org = store::accounts::org_by_slug(db, org)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("--org: no organization \"{org}\""))?;
+    let wanted: Vec<String> = permissions.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+    let (name, granted, days) = api_keys::check_new_key(Role::Owner, name, &wanted, expires_in_days.unwrap_or("never"))
+        .map_err(anyhow::Error::msg)?;
+    let secret = api_keys::generate()?;
+    let stored = api_keys::format_permissions(&granted);
+    store::api_keys::create(
+        db,
+        crate::domain::ids::OrgId::new(org.id),
+        &store::api_keys::NewApiKey {
+            name: &name,
+            prefix: &secret.prefix,
+            hash: &secret.hash,
+            permissions: &stored,
+            created_by: None,
+            created_by_label: "command line",
+            expires_at: days.map(|d| crate::now() + d * 86_400),
+        },
+    )
+    .await?;
+    Ok(secret.secret)
 }
 
 /// `user add`: validates everything first, then creates the org and user as needed.

@@ -216,14 +216,16 @@ impl Bench {
                 file_size: std::fs::metadata(file)?.len() as i64,
                 checksum: "",
                 chunk_size: self.chunk,
-                created_by: self.user,
+                created_by: self.user.into(),
+                upload_mode_sync: false,
+                auto_start: false,
                 created_by_label: "bench",
             },
         )
         .await?;
         self.current.store(id, std::sync::atomic::Ordering::Relaxed);
         store::imports::set_headers(db, id, &info.headers, &mapping, None).await?;
-        store::imports::confirm_mapping(db, org, id, &mapping, self.user).await?;
+        store::imports::confirm_mapping(db, org, id, &mapping, self.user.into()).await?;
         crate::jobs::import::enqueue(db, org, id, crate::jobs::import::VALIDATE).await?;
         let validate_s = self.drain().await?;
         let v = imported(db, org, id).await?;
@@ -238,7 +240,7 @@ impl Bench {
             v.validated.duplicate_rows
         );
         print_phases(db, id).await?;
-        store::imports::start_import(db, org, id, self.user).await?;
+        store::imports::start_import(db, org, id, self.user.into()).await?;
         crate::jobs::import::enqueue(db, org, id, crate::jobs::import::PROCESS).await?;
         let import_s = self.drain().await?;
         let done = imported(db, org, id).await?;
@@ -256,7 +258,7 @@ impl Bench {
     /// Rolls an import back; the seconds it took.
     async fn roll_back(&self, imp: &Import) -> anyhow::Result<f64> {
         anyhow::ensure!(
-            crate::store::journal::request(&self.db, self.org, imp.id, self.user, "bench", false).await?,
+            crate::store::journal::request(&self.db, self.org, imp.id, self.user.into(), "bench", false).await?,
             "the rollback was refused"
         );
         crate::jobs::import::enqueue(&self.db, self.org, imp.id, crate::jobs::import::ROLLBACK).await?;

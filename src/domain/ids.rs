@@ -27,3 +27,34 @@ macro_rules! id_type {
 
 id_type!(OrgId);
 id_type!(UserId);
+
+/// Who did something: a signed-in person or an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    User(UserId),
+    Key(i64),
+}
+
+impl Actor {
+    /// The user id column's value.
+    pub fn user(self) -> Option<i64> {
+        match self {
+            Actor::User(u) => Some(u.get()),
+            Actor::Key(_) => None,
+        }
+    }
+
+    /// The API key id column's value.
+    pub fn key(self) -> Option<i64> {
+        match self {
+            Actor::Key(k) => Some(k),
+            Actor::User(_) => None,
+        }
+    }
+}
+
+impl From<UserId> for Actor {
+    fn from(u: UserId) -> Actor {
+        Actor::User(u)
+    }
+}

@@ -4,6 +4,7 @@
 //! receiving uploads.
 
 pub mod fetch;
+pub mod json;
 pub mod limits;
 pub mod object;
 pub mod reader;

@@ -31,7 +31,7 @@ pub struct NewApiKey<'a> {
     pub prefix: &'a str,
     pub hash: &'a str,
     pub permissions: &'a str,
-    pub created_by: UserId,
+    pub created_by: Option<UserId>,
     pub created_by_label: &'a str,
     pub expires_at: Option<i64>,
 }
@@ -48,7 +48,7 @@ pub async fn create(db: &Db, org: OrgId, k: &NewApiKey<'_>) -> anyhow::Result<i6
     .bind(k.prefix)
     .bind(k.hash)
     .bind(k.permissions)
-    .bind(k.created_by.get())
+    .bind(k.created_by.map(UserId::get))
     .bind(k.created_by_label)
     .bind(crate::now())
     .bind(k.expires_at)
@@ -118,5 +118,84 @@ pub async fn touch(db: &Db, id: i64, address: &str, now: i64) -> anyhow::Result<
     .await
     .map(|r| r.rows_affected()))
     .context("noting API key use")?;
+    Ok(())
+}
+
+/// How long an `Idempotency-Key`'s first answer is replayed.
+pub const IDEMPOTENCY_SECS: i64 = 86_400;
+
+/// What an `Idempotency-Key` finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Never seen (or seen more than a day ago): the request runs, then [`finish_idempotent`].
+    New,
+    /// The first answer: status and JSON body.
+    Replay(u16, String),
+    /// The same key was used for another request.
+    Mismatch,
+    /// The first request with this key is still running.
+    InFlight,
+}
+
+/// Claims `idem_key` for this API key and request (`request_hash`), or says what the first
+/// request with it got.
+pub async fn begin_idempotent(db: &Db, key_id: i64, idem_key: &str, request_hash: &str) -> anyhow::Result<Idempotency> {
+    let now = crate::now();
+    let claimed = on_writer!(db, p => {
+        sqlx::query("DELETE FROM api_idempotency WHERE created_at < $1").bind(now - IDEMPOTENCY_SECS).execute(p).await?;
+        sqlx::query(
+            "INSERT INTO api_idempotency (api_key_id, idempotency_key, request_hash, status, body, created_at)
+             VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (api_key_id, idempotency_key) DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(idem_key)
+        .bind(request_hash)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })
+    .context("claiming an idempotency key")?;
+    if claimed > 0 {
+        return Ok(Idempotency::New);
+    }
+    let row = on_pool!(db, p => sqlx::query_as::<_, (String, i64, String)>(
+        "SELECT request_hash, status, body FROM api_idempotency WHERE api_key_id = $1 AND idempotency_key = $2",
+    )
+    .bind(key_id)
+    .bind(idem_key)
+    .fetch_optional(p)
+    .await)
+    .context("reading an idempotency key")?;
+    Ok(match row {
+        None => Idempotency::InFlight,
+        Some((hash, _, _)) if hash != request_hash => Idempotency::Mismatch,
+        Some((_, 0, _)) => Idempotency::InFlight,
+        Some((_, status, body)) => Idempotency::Replay(status as u16, body),
+    })
+}
+
+/// Keeps the first answer for the key; a server error is not kept (the request may be tried
+/// again with the same key).
+pub async fn finish_idempotent(db: &Db, key_id: i64, idem_key: &str, status: u16, body: &str) -> anyhow::Result<()> {
+    on_writer!(db, p => {
+        if status >= 500 {
+            sqlx::query("DELETE FROM api_idempotency WHERE api_key_id = $1 AND idempotency_key = $2")
+                .bind(key_id)
+                .bind(idem_key)
+                .execute(p)
+                .await
+        } else {
+            sqlx::query("UPDATE api_idempotency SET status = $3, body = $4 WHERE api_key_id = $1 AND idempotency_key = $2")
+                .bind(key_id)
+                .bind(idem_key)
+                .bind(i64::from(status))
+                .bind(body)
+                .execute(p)
+                .await
+        }
+        .map(|r| r.rows_affected())
+    })
+    .context("keeping the idempotent answer")?;
     Ok(())
 }

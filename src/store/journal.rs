@@ -13,7 +13,7 @@
 use anyhow::Context;
 
 use super::{Db, stage_list};
-use crate::domain::ids::{OrgId, UserId};
+use crate::domain::ids::{Actor, OrgId};
 use crate::domain::imports::{Import, Stage};
 use crate::domain::jobs::Fence;
 use crate::{on_pool, on_writer};
@@ -85,7 +85,7 @@ pub async fn request(
     db: &Db,
     org: OrgId,
     import_id: i64,
-    by: UserId,
+    by: Actor,
     by_label: &str,
     overwrite: bool,
 ) -> anyhow::Result<bool> {
@@ -100,7 +100,7 @@ pub async fn request(
     .bind(org.get())
     .bind(import_id)
     .bind(crate::now())
-    .bind(by.get())
+    .bind(by.user())
     .bind(by_label)
     .bind(overwrite)
     .execute(p)

@@ -186,7 +186,7 @@ pub async fn create(
             prefix: &secret.prefix,
             hash: &secret.hash,
             permissions: &stored,
-            created_by: id.user_id,
+            created_by: Some(id.user_id),
             created_by_label: &id.email,
             expires_at,
         },

@@ -90,7 +90,8 @@ async fn owners_create_list_and_revoke_keys_and_only_owners_may() {
     let (r, v) = api(&mut api_client, "/api/v1/imports", &secret).await;
     assert_error(&r, &v, StatusCode::UNAUTHORIZED, "authentication_error", "api_key_revoked");
     let audit = c.get("/settings/audit").await;
-    assert!(audit.body.contains("api_key_created") && audit.body.contains("api_key_revoked"), "audit events");
+    let audit = text(&audit.body, "main");
+    assert!(audit.contains("api key created") && audit.contains("api key revoked"), "audit events: {audit}");
 
     // a key of another org cannot be revoked from here (404), and non-owners see no page
     assert_eq!(
@@ -354,4 +355,273 @@ async fn the_openapi_document_and_its_reference_page_are_served() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("/api/v1/imports/{id}") && page.body.contains("ImportObject"), "{}", page.body);
     assert!(page.header("content-security-policy").contains("default-src"), "the app's CSP as everywhere");
+}
+
+/// POSTs JSON with the key (and more headers); the response and its JSON.
+async fn post_json(c: &mut Client, path: &str, key: &str, body: &str, headers: &[(&str, &str)]) -> (Resp, Value) {
+    let auth = format!("Bearer {key}");
+    let mut all = vec![("authorization", auth.as_str()), ("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let r = c.send("POST", path, &all, body.as_bytes().to_vec()).await;
+    let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+    (r, v)
+}
+
+/// PUTs a file to an upload URL (no key: the URL is signed).
+async fn put_file(c: &mut Client, url: &str, content_type: &str, body: &[u8]) -> (Resp, Value) {
+    let r = c.send("PUT", url, &[("content-type", content_type)], body.to_vec()).await;
+    let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+    (r, v)
+}
+
+async fn get_import(c: &mut Client, key: &str, id: &str) -> Value {
+    let (r, v) = api(c, &format!("/api/v1/imports/{id}"), key).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    v
+}
+
+#[actix_web::test]
+async fn an_integrator_creates_uploads_and_the_import_runs_to_completed() {
+    let (app, mut c) = app().await;
+    let key = create_key(&mut c, "integrator", &["pf.import.upload"], "90").await;
+    let mut client = app.client();
+    let body = r#"{"resource": "locations", "name": "Nightly sync"}"#;
+    let (r, created) = post_json(&mut client, "/api/v1/imports", &key, body, &[("idempotency-key", "nightly-1")]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(created["status"], "requested");
+    assert_eq!(created["upload_mode"], "async");
+    assert_eq!(created["name"], "Nightly sync");
+    assert_eq!(created["has_upload_file"], false);
+    let key_id = app.scalar("SELECT MAX(id) FROM api_keys WHERE id > $1", &[0]).await;
+    assert_eq!(created["created_by"], format!("key_{key_id}"));
+    let id = created["id"].as_str().unwrap().to_string();
+    let url = created["_upload_url"].as_str().unwrap().to_string();
+    // people see it too, waiting for its file
+    let history = c.get("/settings/imports").await;
+    assert!(text(&history.body, "main").contains("Awaiting file"), "{}", history.body);
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(text(&page.body, "main").contains("Awaiting file"), "{}", page.body);
+
+    // the same request again is the same answer, not a second import
+    let (again, replayed) =
+        post_json(&mut client, "/api/v1/imports", &key, body, &[("idempotency-key", "nightly-1")]).await;
+    assert_eq!((again.status, replayed["id"].clone()), (StatusCode::CREATED, created["id"].clone()));
+    assert_eq!(again.header("idempotent-replayed"), "true");
+    let other = r#"{"resource": "staff"}"#;
+    let (r, v) = post_json(&mut client, "/api/v1/imports", &key, other, &[("idempotency-key", "nightly-1")]).await;
+    assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "idempotency_key_reused");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM imports WHERE id > $1", &[0]).await, 1);
+
+    // the file, streamed to the signed URL
+    let (r, v) = put_file(&mut client, &url, "text/csv", LOCATIONS.as_bytes()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(v["status"], "processing");
+    assert_eq!(v["checksum"], hex::encode(<md5::Md5 as md5::Digest>::digest(LOCATIONS)));
+    assert_eq!(v["column_mapping"]["capacity"], "capacity", "matched by name");
+    let (r, v) = put_file(&mut client, &url, "text/csv", LOCATIONS.as_bytes()).await;
+    assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "upload_used");
+
+    // no person in the loop: validated, started and processed by the jobs
+    app.drain().await;
+    let done = get_import(&mut client, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!((done["stats"]["created"].as_i64(), done["stats"]["invalid"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(done["updated_by"], format!("key_{key_id}"));
+    let audit = text(&c.get("/settings/audit").await.body, "main");
+    assert!(audit.contains("API key \"integrator\" import created import 1"), "audit names the key: {audit}");
+
+    // roll back through the API; a second time is refused with the reason
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/rollback"), &key, "", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(v["id"], id);
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/rollback"), &key, "", &[]).await;
+    assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "import_state");
+    app.drain().await;
+    let rolled = get_import(&mut client, &key, &id).await;
+    assert!(rolled["rolled_back_at"].is_i64(), "{rolled}");
+    assert_eq!(rolled["stats"]["rolled_back"], 2);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM records WHERE id > $1", &[0]).await, 0);
+}
+
+#[actix_web::test]
+async fn json_and_json_lines_uploads_import_like_csv_and_bad_ones_name_the_element() {
+    let (app, mut c) = app().await;
+    let key = create_key(&mut c, "json", &["pf.import.upload"], "90").await;
+    let mut client = app.client();
+    let uploads = [
+        (
+            "application/json",
+            r#"[{"code":"J-1","name":"One","kind":"clinic","capacity":12},{"code":"J-2","name":"Two","kind":"office"}]"#,
+        ),
+        (
+            "application/x-ndjson",
+            "{\"code\":\"L-1\",\"name\":\"Line\",\"kind\":\"clinic\"}\n\n{\"code\":\"L-2\",\"name\":\"Line two\",\"kind\":\"office\"}\n",
+        ),
+    ];
+    for (ct, file) in uploads {
+        let (_, created) = post_json(&mut client, "/api/v1/imports", &key, r#"{"resource":"locations"}"#, &[]).await;
+        let (r, _) = put_file(&mut client, created["_upload_url"].as_str().unwrap(), ct, file.as_bytes()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{ct}: {}", r.body);
+        app.drain().await;
+        let done = get_import(&mut client, &key, created["id"].as_str().unwrap()).await;
+        assert_eq!(
+            (done["status"].as_str(), done["stats"]["created"].as_i64()),
+            (Some("completed"), Some(2)),
+            "{ct}: {done}"
+        );
+        let csv = client.get(done["_upload_csv_url"].as_str().unwrap()).await;
+        assert!(csv.body.starts_with("capacity,code,kind,name\n") || csv.body.starts_with("code,"), "{}", csv.body);
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM records WHERE id > $1", &[0]).await, 4);
+
+    let (_, created) = post_json(&mut client, "/api/v1/imports", &key, r#"{"resource":"locations"}"#, &[]).await;
+    let url = created["_upload_url"].as_str().unwrap().to_string();
+    let (r, v) = put_file(&mut client, &url, "application/json", br#"[{"code":"A"},{"code":"B","extra":1}]"#).await;
+    assert_error(&r, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", "file_unreadable");
+    assert!(v["error"]["message"].as_str().unwrap().contains("element 2 has the field \"extra\""), "{v}");
+    let (r, v) = put_file(&mut client, &url, "text/plain", b"code\nA\n").await;
+    assert_error(&r, &v, StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error", "unsupported_media_type");
+    let (r, v) = put_file(&mut client, &url, "text/csv", b"code,title\nA,x\n").await;
+    assert_error(&r, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", "file_unreadable");
+    assert!(v["error"]["message"].as_str().unwrap().contains("name, kind"), "names the unfilled fields: {v}");
+    // refused uploads leave the import waiting for a good one
+    let still = get_import(&mut client, &key, created["id"].as_str().unwrap()).await;
+    assert_eq!(still["status"], "requested");
+    let tampered = url.replace("sig=", "sig=0");
+    let (r, v) = put_file(&mut client, &tampered, "text/csv", LOCATIONS.as_bytes()).await;
+    assert_error(&r, &v, StatusCode::FORBIDDEN, "permission_error", "link_invalid");
+}
+
+#[actix_web::test]
+async fn review_mode_waits_for_start_and_pause_resume_cancel_answer_the_model_or_409() {
+    let (app, mut c) = app().await;
+    let key = create_key(&mut c, "careful", &["pf.import.upload"], "90").await;
+    let mut client = app.client();
+    let body = r#"{"resource":"locations","review":true,"column_mapping":{"code":"code","name":"name","kind":"kind"}}"#;
+    let (_, created) = post_json(&mut client, "/api/v1/imports", &key, body, &[]).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/start"), &key, "", &[]).await;
+    assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "import_state");
+    put_file(&mut client, created["_upload_url"].as_str().unwrap(), "text/csv", LOCATIONS.as_bytes()).await;
+    app.drain().await;
+    let queued = get_import(&mut client, &key, &id).await;
+    assert_eq!(queued["status"], "queued", "waits for start: {queued}");
+    assert!(queued["column_mapping"].get("capacity").is_none(), "the mapping asked for, not a guess");
+
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/pause"), &key, "", &[]).await;
+    assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "import_state");
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/start"), &key, "", &[]).await;
+    assert_eq!((r.status, v["status"].as_str()), (StatusCode::OK, Some("processing")), "{}", r.body);
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/pause"), &key, "", &[]).await;
+    assert_eq!((r.status, v["paused"].as_bool()), (StatusCode::OK, Some(true)), "{}", r.body);
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/resume"), &key, "", &[]).await;
+    assert_eq!((r.status, v["paused"].as_bool()), (StatusCode::OK, Some(false)), "{}", r.body);
+    app.drain().await;
+    assert_eq!(get_import(&mut client, &key, &id).await["status"], "completed");
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/cancel"), &key, "", &[]).await;
+    assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "import_state");
+
+    // a queued import cancelled: failed, and the reason says so
+    let (_, second) =
+        post_json(&mut client, "/api/v1/imports", &key, r#"{"resource":"locations","review":true}"#, &[]).await;
+    let id2 = second["id"].as_str().unwrap().to_string();
+    put_file(&mut client, second["_upload_url"].as_str().unwrap(), "text/csv", LOCATIONS.as_bytes()).await;
+    app.drain().await;
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id2}/cancel"), &key, "", &[]).await;
+    assert_eq!((r.status, v["status"].as_str()), (StatusCode::OK, Some("failed")), "{}", r.body);
+    assert!(v["reason"].as_str().unwrap().contains("Cancelled through the API by API key \"careful\""), "{v}");
+
+    // bad bodies and other orgs' imports
+    let (r, v) =
+        post_json(&mut client, "/api/v1/imports", &key, r#"{"resource":"locations","colour":"red"}"#, &[]).await;
+    assert_error(&r, &v, StatusCode::BAD_REQUEST, "invalid_request_error", "body_invalid");
+    assert_eq!(v["error"]["param"], "colour");
+    for (body, param) in [
+        (r#"{"resource":"unicorns"}"#, "resource"),
+        (r#"{"resource":"locations","action":"upsert"}"#, "action"),
+        (r#"{"resource":"locations","upload_mode":"later"}"#, "upload_mode"),
+        (r#"{"resource":"locations","column_mapping":{"colour":"c"}}"#, "column_mapping"),
+        (r#"{"resource":"locations","chunk_size":0}"#, "chunk_size"),
+    ] {
+        let (r, v) = post_json(&mut client, "/api/v1/imports", &key, body, &[]).await;
+        assert_error(&r, &v, StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_invalid");
+        assert_eq!(v["error"]["param"], param, "{body}");
+    }
+    let r = client
+        .send(
+            "POST",
+            "/api/v1/imports",
+            &[("authorization", &format!("Bearer {key}")), ("content-type", "text/plain")],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let view_only = create_key(&mut c, "viewer", &["pf.export_requests.view"], "90").await;
+    let (r, v) = post_json(&mut client, "/api/v1/imports", &view_only, r#"{"resource":"locations"}"#, &[]).await;
+    assert_error(&r, &v, StatusCode::FORBIDDEN, "permission_error", "permission_missing");
+    app.user("globex", "gus@globex.test", "owner").await;
+    let mut gus = app.signed_in("gus@globex.test").await;
+    let other = create_key(&mut gus, "globex", &["pf.import.upload"], "90").await;
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/rollback"), &other, "", &[]).await;
+    assert_error(&r, &v, StatusCode::NOT_FOUND, "not_found_error", "resource_missing");
+}
+
+#[actix_web::test]
+async fn a_sync_upload_answers_after_validation_with_the_problems_inline() {
+    // a real worker runs the jobs, as in production
+    let (app, mut c) = app_with(|s| s.workers = "1".into()).await;
+    let key = create_key(&mut c, "sync", &["pf.import.upload"], "90").await;
+    let mut client = app.client();
+    let body = r#"{"resource":"locations","upload_mode":"sync","review":true}"#;
+    let (_, created) = post_json(&mut client, "/api/v1/imports", &key, body, &[]).await;
+    assert_eq!(created["upload_mode"], "sync");
+    let (r, v) =
+        put_file(&mut client, created["_upload_url"].as_str().unwrap(), "text/csv", LOCATIONS.as_bytes()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(v["status"], "queued");
+    assert_eq!(v["phases"][0]["mode"], "sync");
+    assert_eq!(v["phases"][2]["mode"], "async");
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{v}");
+    assert_eq!(problems[0]["row"], 3);
+    assert_eq!(problems[0]["field"], "capacity");
+    assert_eq!(problems[0]["value"], "ten");
+    let errors = client.get(v["_errors_csv_url"].as_str().unwrap()).await;
+    assert!(errors.body.contains("LOC-2,North,clinic,ten"), "{}", errors.body);
+}
+
+#[actix_web::test]
+async fn the_curl_walk_through_in_the_docs_runs() {
+    let (app, _) = app_with(|s| s.workers = "1".into()).await;
+    let key = stevedore::cli::create_api_key(&app.db, "acme", "Walk-through", "pf.import.upload", None).await.unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let script =
+        doc.split("```sh\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a sh block in docs/api.md");
+    for tool in ["curl", "jq"] {
+        let found = std::process::Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
+        assert!(found.status.success(), "the walk-through needs {tool} (.ci/run installs it)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (script, cwd, base) = (script.to_string(), dir.path().to_path_buf(), app.base.clone());
+    // the app serves on this thread: the script runs on another
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(cwd)
+            .env("BASE", base)
+            .env("KEY", key)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the walk-through failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("capacity"), "step 2 lists the fields: {stdout}");
+    assert!(stdout.contains("\"field\":\"capacity\"") && stdout.contains("\"value\":\"many\""), "step 4: {stdout}");
+    assert!(stdout.contains("{\"status\":\"completed\",\"stats\""), "step 5: {stdout}");
+    assert!(stdout.contains("WT-2,Second site,office,many"), "step 6: {stdout}");
+    assert!(stdout.trim_end().ends_with("completed"), "step 7 answers the model: {stdout}");
 }

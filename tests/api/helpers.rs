@@ -366,6 +366,17 @@ impl Client {
         self.finish(res).await
     }
 
+    /// Any request: `method` to `path` with request headers and a body.
+    pub async fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let res = req.send_body(body).await.unwrap();
+        self.finish(res).await
+    }
+
     pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Resp {
         let res = self
             .http

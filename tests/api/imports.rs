@@ -354,7 +354,9 @@ async fn stored_imports(app: &crate::helpers::TestApp, n: usize, entity: &str) {
             file_size: 1,
             checksum: "",
             chunk_size: 50,
-            created_by: user,
+            created_by: user.into(),
+            upload_mode_sync: false,
+            auto_start: false,
             created_by_label: crate::helpers::OWNER,
         };
         create(&app.db, org, &new).await.unwrap();

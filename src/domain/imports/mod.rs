@@ -8,5 +8,5 @@ pub mod model;
 pub mod status;
 
 pub use mapping::{auto_map, missing_required};
-pub use model::{ColumnMapping, Import, ImportFile, MappingProblem, Rollback, RollbackRefusal, Validated};
+pub use model::{ApiOrigin, ColumnMapping, Import, ImportFile, MappingProblem, Rollback, RollbackRefusal, Validated};
 pub use status::{Action, ApiStatus, DuplicateHandling, Phase, PhaseStatus, Stage};

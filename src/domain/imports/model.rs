@@ -128,12 +128,34 @@ pub struct Import {
     pub rollback: Rollback,
     pub staging_purged_at: Option<i64>,
     pub journal_purged_at: Option<i64>,
+    pub api: ApiOrigin,
+}
+
+/// How the JSON API drives an import (all false and None for one uploaded in the browser).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiOrigin {
+    /// The upload answers once validation ran (seed 004's `upload_mode: sync`).
+    pub sync: bool,
+    /// It starts by itself once validated (created without `review`).
+    pub auto_start: bool,
+    pub created_by_key: Option<i64>,
+    pub updated_by_key: Option<i64>,
 }
 
 impl Import {
     /// The name shown for it: the one given at upload, else the file's.
     pub fn title(&self) -> &str {
         if self.name.is_empty() { &self.file.name } else { &self.name }
+    }
+
+    /// Created through the API and still waiting for its file to be uploaded.
+    pub fn awaits_file(&self) -> bool {
+        self.stage == Stage::Pending && self.file.path.is_empty()
+    }
+
+    /// Seed 004's status: an import waiting for its file is `requested`.
+    pub fn api_status(&self) -> super::ApiStatus {
+        if self.awaits_file() { super::ApiStatus::Requested } else { self.stage.api_status() }
     }
 
     pub fn is_delete(&self) -> bool {
@@ -187,7 +209,13 @@ impl Import {
 
     /// The status a person reads: the stage's, or "Completed with issues".
     pub fn status_label(&self) -> &'static str {
-        if self.completed_with_issues() { "Completed with issues" } else { self.stage.label() }
+        if self.completed_with_issues() {
+            "Completed with issues"
+        } else if self.awaits_file() {
+            "Awaiting file"
+        } else {
+            self.stage.label()
+        }
     }
 
     /// The badge variant of [`Import::status_label`].
@@ -393,6 +421,7 @@ type = "text"
             rollback: Rollback::default(),
             staging_purged_at: None,
             journal_purged_at: None,
+            api: ApiOrigin::default(),
         }
     }
 

@@ -32,10 +32,25 @@ pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
         Ok(None) => return Outcome::Stopped,
         Err(e) => Err(e),
     };
+    let validated = match validated {
+        Ok(true) if run.imp.api.auto_start => start_by_itself(&run).await,
+        other => other,
+    };
     match validated {
         Ok(_) => Outcome::Done,
         Err(e) => conclude(ctx, p.import_id, Stage::Validating, e).await,
     }
+}
+
+/// An import created through the API without `review` starts once validated, in the name
+/// of the key that created it (a rerun finds it started already and leaves it).
+async fn start_by_itself(run: &Run<'_>) -> Step<bool> {
+    let imp = &run.imp;
+    let by = crate::domain::ids::Actor::Key(imp.api.created_by_key.unwrap_or_default());
+    if store::start_import(run.db, imp.org, imp.id, by).await? {
+        super::enqueue(run.db, imp.org, imp.id, super::PROCESS).await?;
+    }
+    Ok(true)
 }
 
 /// The five validation phases; None when asked to stop.

@@ -8,10 +8,10 @@ pub mod phases;
 use anyhow::Context;
 
 use super::{Db, stage_list};
-use crate::domain::ids::{OrgId, UserId};
+use crate::domain::ids::{Actor, OrgId, UserId};
 use crate::domain::imports::history::Cursor;
 use crate::domain::imports::{
-    Action, ColumnMapping, DuplicateHandling, Import, ImportFile, Rollback, Stage, Validated,
+    Action, ApiOrigin, ColumnMapping, DuplicateHandling, Import, ImportFile, Rollback, Stage, Validated,
 };
 use crate::{on_pool, on_writer};
 
@@ -63,6 +63,10 @@ struct ImportRecord {
     rolled_back_at: Option<i64>,
     staging_purged_at: Option<i64>,
     journal_purged_at: Option<i64>,
+    upload_mode: String,
+    auto_start: bool,
+    created_by_key: Option<i64>,
+    updated_by_key: Option<i64>,
 }
 
 impl ImportRecord {
@@ -133,6 +137,12 @@ impl ImportRecord {
             },
             staging_purged_at: self.staging_purged_at,
             journal_purged_at: self.journal_purged_at,
+            api: ApiOrigin {
+                sync: self.upload_mode == "sync",
+                auto_start: self.auto_start,
+                created_by_key: self.created_by_key,
+                updated_by_key: self.updated_by_key,
+            },
         })
     }
 }
@@ -146,7 +156,8 @@ const COLUMNS: &str = "id, org_id, resource, name, action, duplicate_handling, s
     invalid_rows, duplicate_rows, to_create, to_update, unchanged_rows, processed_rows, created_rows, updated_rows,
     failed_rows, next_row, created_by, created_by_label, updated_by, created_at, updated_at, to_delete, deleted_rows,
     rollback_requested_at, rollback_requested_by_label, rollback_overwrite, rollback_cursor, rolled_back_rows,
-    rollback_skipped, rolled_back_at, staging_purged_at, journal_purged_at";
+    rollback_skipped, rolled_back_at, staging_purged_at, journal_purged_at, upload_mode, auto_start, created_by_key,
+    updated_by_key";
 
 pub struct NewImport<'a> {
     pub entity: &'a str,
@@ -158,8 +169,10 @@ pub struct NewImport<'a> {
     pub file_size: i64,
     pub checksum: &'a str,
     pub chunk_size: i64,
-    pub created_by: UserId,
+    pub created_by: Actor,
     pub created_by_label: &'a str,
+    pub upload_mode_sync: bool,
+    pub auto_start: bool,
 }
 
 #[tracing::instrument(skip_all, fields(org_id = org.get(), entity = n.entity))]
@@ -167,8 +180,10 @@ pub async fn create(db: &Db, org: OrgId, n: &NewImport<'_>) -> anyhow::Result<i6
     let now = crate::now();
     on_writer!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO imports (org_id, resource, name, duplicate_handling, stage, file_name, file_path, file_size, checksum,
-                              chunk_size, created_by, created_by_label, updated_by, created_at, updated_at, action)
-         VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $10, $12, $12, $13) RETURNING id",
+                              chunk_size, created_by, created_by_label, updated_by, created_at, updated_at, action,
+                              created_by_key, updated_by_key, upload_mode, auto_start)
+         VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $10, $12, $12, $13, $15, $15, $16, $17)
+         RETURNING id",
     )
     .bind(org.get())
     .bind(n.entity)
@@ -179,11 +194,14 @@ pub async fn create(db: &Db, org: OrgId, n: &NewImport<'_>) -> anyhow::Result<i6
     .bind(n.file_size)
     .bind(n.checksum)
     .bind(n.chunk_size)
-    .bind(n.created_by.get())
+    .bind(n.created_by.user())
     .bind(n.created_by_label)
     .bind(now)
     .bind(n.action.as_str())
     .bind(Stage::Pending.as_str())
+    .bind(n.created_by.key())
+    .bind(if n.upload_mode_sync { "sync" } else { "async" })
+    .bind(n.auto_start)
     .fetch_one(p)
     .await)
     .context("creating import")
@@ -265,6 +283,9 @@ pub struct ListFilter<'a> {
     /// Created at or after / before this time (epoch seconds); [`count`] takes neither.
     pub created_after: Option<i64>,
     pub created_before: Option<i64>,
+    /// Of the pending imports, only those with a file (true) or only those still waiting
+    /// for one (false); None: both.
+    pub pending_with_file: Option<bool>,
 }
 
 impl ListFilter<'_> {
@@ -299,6 +320,11 @@ impl ListFilter<'_> {
         }
         if let Some(at) = self.created_before {
             sql.push_str(&format!(" AND created_at < {at}"));
+        }
+        match self.pending_with_file {
+            Some(true) => sql.push_str(" AND (stage <> 'pending' OR file_path <> '')"),
+            Some(false) => sql.push_str(" AND (stage <> 'pending' OR file_path = '')"),
+            None => {}
         }
         sql
     }
@@ -419,15 +445,10 @@ pub async fn set_headers(
 
 /// The person confirmed a mapping: mapping or ready → validating, counts cleared.
 #[tracing::instrument(skip(db, mapping), fields(org_id = org.get(), import_id = id))]
-pub async fn confirm_mapping(
-    db: &Db,
-    org: OrgId,
-    id: i64,
-    mapping: &ColumnMapping,
-    by: UserId,
-) -> anyhow::Result<bool> {
+pub async fn confirm_mapping(db: &Db, org: OrgId, id: i64, mapping: &ColumnMapping, by: Actor) -> anyhow::Result<bool> {
     let sql = format!(
-        "UPDATE imports SET column_mapping = $3, stage = $6, reason = '', updated_by = $4, updated_at = $5,
+        "UPDATE imports SET column_mapping = $3, stage = $6, reason = '', updated_by = $4, updated_by_key = $7,
+                updated_at = $5,
                 total_rows = 0, valid_rows = 0, invalid_rows = 0, duplicate_rows = 0, to_create = 0, to_update = 0,
                 unchanged_rows = 0
          WHERE org_id = $1 AND id = $2 AND stage IN ({})",
@@ -437,9 +458,10 @@ pub async fn confirm_mapping(
     .bind(org.get())
     .bind(id)
     .bind(serde_json::to_string(mapping)?)
-    .bind(by.get())
+    .bind(by.user())
     .bind(crate::now())
     .bind(Stage::Validating.as_str())
+    .bind(by.key())
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
@@ -477,19 +499,21 @@ pub async fn finish_validation(db: &Db, id: i64, v: &Validated) -> anyhow::Resul
 
 /// ready → importing, from the first row.
 #[tracing::instrument(skip(db), fields(org_id = org.get(), import_id = id))]
-pub async fn start_import(db: &Db, org: OrgId, id: i64, by: UserId) -> anyhow::Result<bool> {
+pub async fn start_import(db: &Db, org: OrgId, id: i64, by: Actor) -> anyhow::Result<bool> {
     let sql = format!(
         "UPDATE imports SET stage = $5, paused = FALSE, next_row = 0, processed_rows = 0, created_rows = 0,
-                updated_rows = 0, failed_rows = 0, deleted_rows = 0, updated_by = $3, updated_at = $4
+                updated_rows = 0, failed_rows = 0, deleted_rows = 0, updated_by = $3, updated_by_key = $6,
+                updated_at = $4
          WHERE org_id = $1 AND id = $2 AND stage IN ({})",
         stage_list(&Stage::sources(Stage::Importing))
     );
     let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(org.get())
     .bind(id)
-    .bind(by.get())
+    .bind(by.user())
     .bind(crate::now())
     .bind(Stage::Importing.as_str())
+    .bind(by.key())
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
@@ -499,16 +523,18 @@ pub async fn start_import(db: &Db, org: OrgId, id: i64, by: UserId) -> anyhow::R
 
 /// Pauses or resumes an importing import; false when it is not importing.
 #[tracing::instrument(skip(db), fields(org_id = org.get(), import_id = id))]
-pub async fn set_paused(db: &Db, org: OrgId, id: i64, paused: bool, by: UserId) -> anyhow::Result<bool> {
+pub async fn set_paused(db: &Db, org: OrgId, id: i64, paused: bool, by: Actor) -> anyhow::Result<bool> {
     let n = on_writer!(db, p => sqlx::query(
-        "UPDATE imports SET paused = $3, updated_by = $4, updated_at = $5 WHERE org_id = $1 AND id = $2 AND stage = $6",
+        "UPDATE imports SET paused = $3, updated_by = $4, updated_by_key = $7, updated_at = $5
+         WHERE org_id = $1 AND id = $2 AND stage = $6",
     )
     .bind(org.get())
     .bind(id)
     .bind(paused)
-    .bind(by.get())
+    .bind(by.user())
     .bind(crate::now())
     .bind(Stage::Importing.as_str())
+    .bind(by.key())
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
@@ -551,4 +577,71 @@ pub async fn insert_many_for_bench(db: &Db, org: OrgId, by: UserId, n: i64, enti
 /// importing → completed (or failed), when the cursor reached the end.
 pub async fn finish_import(db: &Db, id: i64, to: Stage, reason: &str) -> anyhow::Result<bool> {
     transition(db, id, Stage::Importing, to, reason).await
+}
+
+/// The file uploaded for an import the API created: only while it still waits for one (a
+/// second upload finds it taken and changes nothing); whether it did.
+pub async fn attach_file(db: &Db, org: OrgId, id: i64, file: &ImportFile) -> anyhow::Result<bool> {
+    let n = on_writer!(db, p => sqlx::query(
+        "UPDATE imports SET file_name = $3, file_path = $4, file_size = $5, checksum = $6, updated_at = $7
+         WHERE org_id = $1 AND id = $2 AND stage = $8 AND file_path = ''",
+    )
+    .bind(org.get())
+    .bind(id)
+    .bind(&file.name)
+    .bind(&file.path)
+    .bind(file.size)
+    .bind(&file.checksum)
+    .bind(crate::now())
+    .bind(Stage::Pending.as_str())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("attaching the uploaded file")?;
+    Ok(n > 0)
+}
+
+/// Keeps the mapping an API client gave when it created the import, until its file comes.
+pub async fn set_requested_mapping(db: &Db, id: i64, mapping: &ColumnMapping) -> anyhow::Result<()> {
+    on_writer!(db, p => sqlx::query("UPDATE imports SET column_mapping = $2 WHERE id = $1 AND file_path = ''")
+        .bind(id)
+        .bind(serde_json::to_string(mapping)?)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .context("keeping the requested mapping")?;
+    Ok(())
+}
+
+/// Cancels an import that has not finished: it fails with `reason`; chunks already
+/// committed stay (a running chunk job stops before its next chunk). The stage it was in,
+/// or None when it had finished already.
+pub async fn cancel(db: &Db, org: OrgId, id: i64, by: Actor, reason: &str) -> anyhow::Result<Option<Stage>> {
+    for _ in 0..3 {
+        let Some(imp) = get(db, org, id).await? else { return Ok(None) };
+        if !imp.stage.can_transition_to(Stage::Failed) {
+            return Ok(None);
+        }
+        let n = on_writer!(db, p => sqlx::query(
+            "UPDATE imports SET stage = $4, reason = $5, paused = FALSE, updated_by = $6, updated_by_key = $7,
+                    updated_at = $8
+             WHERE org_id = $1 AND id = $2 AND stage = $3",
+        )
+        .bind(org.get())
+        .bind(id)
+        .bind(imp.stage.as_str())
+        .bind(Stage::Failed.as_str())
+        .bind(reason)
+        .bind(by.user())
+        .bind(by.key())
+        .bind(crate::now())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .context("cancelling import")?;
+        if n > 0 {
+            return Ok(Some(imp.stage));
+        }
+    }
+    Ok(None)
 }

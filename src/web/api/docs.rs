@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-use super::{ErrorBody, ErrorDetail, imports, resources};
+use super::{ErrorBody, ErrorDetail, imports, resources, write};
 use crate::auth::Identity;
 use crate::error::AppError;
 use crate::web::layout::{Layout, render};
@@ -38,7 +38,19 @@ impl utoipa::Modify for BearerKey {
                        {\"error\": {\"type\", \"code\", \"message\", \"param\"}}; every response carries \
                        X-Request-Id, and authenticated ones RateLimit-Policy and RateLimit."
     ),
-    paths(imports::list, imports::get, resources::list, resources::get),
+    paths(
+        imports::list,
+        write::create,
+        imports::get,
+        write::upload,
+        write::start,
+        write::pause,
+        write::resume,
+        write::cancel,
+        write::rollback,
+        resources::list,
+        resources::get
+    ),
     components(schemas(
         ErrorBody,
         ErrorDetail,
@@ -48,7 +60,11 @@ impl utoipa::Modify for BearerKey {
         imports::StatsObject,
         resources::ResourceObject,
         resources::ResourceList,
-        resources::FieldObject
+        resources::FieldObject,
+        write::CreateImport,
+        write::UploadResult,
+        write::Problem,
+        write::RollbackOptions
     )),
     modifiers(&BearerKey),
     tags(
@@ -73,12 +89,12 @@ pub struct ParamView {
     pub name: String,
     pub location: String,
     pub required: bool,
-    pub description: String,
+    pub description: Rich,
 }
 
 pub struct ResponseView {
     pub status: String,
-    pub description: String,
+    pub description: Rich,
     pub schema: String,
 }
 
@@ -87,7 +103,7 @@ pub struct OperationView {
     pub method: String,
     pub path: String,
     pub summary: String,
-    pub description: String,
+    pub description: Rich,
     pub params: Vec<ParamView>,
     pub responses: Vec<ResponseView>,
 }
@@ -96,7 +112,7 @@ pub struct PropertyView {
     pub name: String,
     pub kind: String,
     pub required: bool,
-    pub description: String,
+    pub description: Rich,
 }
 
 pub struct SchemaView {
@@ -109,9 +125,25 @@ pub struct SchemaView {
 pub struct ReferencePage {
     pub l: Layout,
     pub title: String,
-    pub intro: String,
+    pub intro: Rich,
     pub operations: Vec<OperationView>,
     pub schemas: Vec<SchemaView>,
+}
+
+/// Text with `code` spans: (is code, text) pieces, so the template escapes every piece and
+/// wraps the code ones in `<code>`.
+pub type Rich = Vec<(bool, String)>;
+
+fn rich(v: &Value) -> Rich {
+    let t = v.as_str().unwrap_or("");
+    if t.is_empty() {
+        return vec![];
+    }
+    t.split('`')
+        .enumerate()
+        .filter(|(_, piece)| !piece.is_empty())
+        .map(|(i, piece)| (i % 2 == 1, piece.to_string()))
+        .collect()
 }
 
 fn text(v: &Value) -> String {
@@ -151,7 +183,7 @@ fn operations(doc: &Value) -> Vec<OperationView> {
                             name: text(&p["name"]),
                             location: text(&p["in"]),
                             required: p["required"].as_bool().unwrap_or(false),
-                            description: text(&p["description"]),
+                            description: rich(&p["description"]),
                         })
                         .collect()
                 })
@@ -163,7 +195,7 @@ fn operations(doc: &Value) -> Vec<OperationView> {
                     rs.iter()
                         .map(|(status, r)| ResponseView {
                             status: status.clone(),
-                            description: text(&r["description"]),
+                            description: rich(&r["description"]),
                             schema: r.pointer("/content/application~1json/schema").map(type_name).unwrap_or_default(),
                         })
                         .collect()
@@ -174,7 +206,7 @@ fn operations(doc: &Value) -> Vec<OperationView> {
                 method: method.to_uppercase(),
                 path: path.clone(),
                 summary: text(&op["summary"]),
-                description: text(&op["description"]),
+                description: rich(&op["description"]),
                 params,
                 responses,
             });
@@ -197,7 +229,7 @@ fn schemas(doc: &Value) -> Vec<SchemaView> {
                             name: p.clone(),
                             kind: type_name(v),
                             required: required.contains(&p.as_str()),
-                            description: text(&v["description"]),
+                            description: rich(&v["description"]),
                         })
                         .collect()
                 })
@@ -218,7 +250,7 @@ pub async fn reference(req: HttpRequest) -> Result<HttpResponse, AppError> {
     let page = ReferencePage {
         l,
         title: text(&doc["info"]["title"]),
-        intro: text(&doc["info"]["description"]),
+        intro: rich(&doc["info"]["description"]),
         operations: operations(doc),
         schemas: schemas(doc),
     };
@@ -242,7 +274,7 @@ mod tests {
             assert!(import[field].is_object(), "{field}");
         }
         let ops = operations(doc);
-        assert_eq!(ops.len(), 4);
+        assert_eq!(ops.len(), 11);
         assert!(ops.iter().all(|o| !o.summary.is_empty()), "every endpoint says what it does");
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{ApiError, Caller, query_params};
 use crate::domain::exports::{LINK_SECS, link_query, sign, verify};
 use crate::domain::imports::history::Cursor;
-use crate::domain::imports::{ApiStatus, Import, Phase, PhaseStatus};
+use crate::domain::imports::{ApiStatus, Import, Phase, PhaseStatus, Stage};
 use crate::domain::permissions::Permission;
 use crate::files::{FileProblem, attachment, sniff, visit_rows};
 use crate::state::AppState;
@@ -165,8 +165,13 @@ fn has_upload_file(imp: &Import) -> bool {
     !imp.is_purged() && !imp.file.path.is_empty()
 }
 
-fn actor(user: Option<crate::domain::ids::UserId>) -> Option<String> {
-    user.map(|u| format!("user_{}", u.get()))
+/// `key_<id>` for an API key, else `user_<id>`.
+fn actor(user: Option<crate::domain::ids::UserId>, key: Option<i64>) -> Option<String> {
+    match (key, user) {
+        (Some(k), _) => Some(format!("key_{k}")),
+        (None, Some(u)) => Some(format!("user_{}", u.get())),
+        (None, None) => None,
+    }
 }
 
 fn phase_objects(imp: &Import, stored: &[PhaseRow]) -> Vec<PhaseObject> {
@@ -183,7 +188,11 @@ fn phase_objects(imp: &Import, stored: &[PhaseRow]) -> Vec<PhaseObject> {
             };
             PhaseObject {
                 name: p.as_str(),
-                mode: "async",
+                mode: if imp.api.sync && matches!(p, Phase::Prevalidation | Phase::Preparsing) {
+                    "sync"
+                } else {
+                    "async"
+                },
                 status: status.as_str_api(),
                 started_at: row.and_then(|r| r.started_at),
                 finished_at: row.and_then(|r| r.finished_at),
@@ -209,9 +218,9 @@ pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiE
         id: imp.id.to_string(),
         organization_id: imp.org.get().to_string(),
         resource: imp.entity.clone(),
-        upload_mode: "async",
+        upload_mode: if imp.api.sync { "sync" } else { "async" },
         action: imp.action.as_str(),
-        status: imp.stage.api_status().as_str(),
+        status: imp.api_status().as_str(),
         stage: imp.stage.as_str(),
         paused: imp.paused,
         duplicate_handling: imp.duplicate_handling.as_str(),
@@ -219,7 +228,7 @@ pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiE
         has_upload_file: upload,
         has_errors_file: has_errors,
         name: (!imp.name.is_empty()).then(|| imp.name.clone()),
-        created_by: actor(imp.created_by),
+        created_by: actor(imp.created_by, imp.api.created_by_key),
         column_mapping: imp.mapping.clone(),
         phases: phase_objects(imp, &stored),
         stats: StatsObject {
@@ -236,7 +245,10 @@ pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiE
         },
         created_at: imp.created_at,
         updated_at: imp.updated_at,
-        updated_by: actor(imp.updated_by.or(imp.created_by)),
+        updated_by: match (imp.updated_by, imp.api.updated_by_key) {
+            (None, None) => actor(imp.created_by, imp.api.created_by_key),
+            (user, key) => actor(user, key),
+        },
         checksum: (!imp.file.checksum.is_empty()).then(|| imp.file.checksum.clone()),
         rolled_back_at: imp.rollback.rolled_back_at,
         _upload_url: None,
@@ -406,12 +418,22 @@ pub async fn list(req: HttpRequest, caller: Caller, state: web::Data<AppState>) 
         }
         (None, None) => Cursor::First,
     };
-    let stages = q.status.map(ApiStatus::stages).unwrap_or_default();
+    let mut stages = q.status.map(ApiStatus::stages).unwrap_or_default();
+    // an import waiting for its file is stored as pending but reads as requested
+    let pending_with_file = match q.status {
+        Some(ApiStatus::Requested) => {
+            stages.push(Stage::Pending);
+            Some(false)
+        }
+        Some(ApiStatus::Processing) => Some(true),
+        _ => None,
+    };
     let filter = ListFilter {
         stages: &stages,
         entity: q.resource.as_deref(),
         created_after: q.created_after,
         created_before: q.created_before,
+        pending_with_file,
     };
     let (imports, has_more) = store::list(&state.db, caller.org, &filter, cursor, q.limit).await?;
     let mut data = Vec::with_capacity(imports.len());

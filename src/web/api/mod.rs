@@ -10,6 +10,7 @@
 pub mod docs;
 pub mod imports;
 pub mod resources;
+pub mod write;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,11 +36,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/openapi.json", web::get().to(docs::openapi_json))
         .route("/api/docs", web::get().to(docs::reference))
         .route("/api/v1/files/imports/{id}/{file}", web::get().to(imports::signed_file))
+        .route("/api/v1/uploads/imports/{id}", web::put().to(write::upload))
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(authenticate))
                 .route("/imports", web::get().to(imports::list))
+                .route("/imports", web::post().to(write::create))
                 .route("/imports/{id}", web::get().to(imports::get))
+                .route("/imports/{id}/start", web::post().to(write::start))
+                .route("/imports/{id}/pause", web::post().to(write::pause))
+                .route("/imports/{id}/resume", web::post().to(write::resume))
+                .route("/imports/{id}/cancel", web::post().to(write::cancel))
+                .route("/imports/{id}/rollback", web::post().to(write::rollback))
                 .route("/resources", web::get().to(resources::list))
                 .route("/resources/{name}", web::get().to(resources::get))
                 .default_service(web::to(not_found)),
@@ -224,6 +232,28 @@ impl Caller {
             )
             .param(p.as_str()))
         }
+    }
+
+    /// How people read the key in the audit log and in reasons.
+    pub fn label(&self) -> String {
+        format!("API key \"{}\"", self.key_name)
+    }
+
+    /// Records in the org's audit log that this key did `action` to `target`.
+    pub async fn audit(
+        &self,
+        state: &AppState,
+        req: &HttpRequest,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> Result<(), ApiError> {
+        let address = super::client_address(req, state.settings.trust_proxy);
+        let label = self.label();
+        let event =
+            store::audit::AuditEvent { actor: None, actor_label: &label, action, target, detail, address: &address };
+        store::audit::record(&state.db, Some(self.org), &event).await?;
+        Ok(())
     }
 
     /// How the API names the key in `created_by` and `updated_by`.

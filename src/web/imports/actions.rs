@@ -67,7 +67,7 @@ pub async fn save_mapping(
             return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, Some((m, msg)), false).await;
         }
     };
-    if !store::confirm_mapping(&state.db, id.org_id, imp.id, &mapping, id.user_id).await? {
+    if !store::confirm_mapping(&state.db, id.org_id, imp.id, &mapping, id.user_id.into()).await? {
         return Err(AppError::Conflict(format!(
             "This import is {} now, so its mapping can no longer change.",
             imp.stage.label().to_lowercase()
@@ -98,7 +98,7 @@ pub async fn start(
     if imp.needs_removal_confirmation(confirmed.as_deref()) {
         return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, None, true).await;
     }
-    if !store::start_import(&state.db, id.org_id, imp.id, id.user_id).await? {
+    if !store::start_import(&state.db, id.org_id, imp.id, id.user_id.into()).await? {
         return Err(AppError::Conflict(format!(
             "This import is {}; only a ready import can start.",
             imp.stage.label().to_lowercase()
@@ -138,7 +138,7 @@ pub async fn rollback(
     let imp = load(&state, &id, path.into_inner()).await?;
     let overwrite = form(&body).get("overwrite_changed").is_some_and(|v| v == "1" || v == "on");
     if imp.can_roll_back()
-        && crate::store::journal::request(&state.db, id.org_id, imp.id, id.user_id, &id.email, overwrite).await?
+        && crate::store::journal::request(&state.db, id.org_id, imp.id, id.user_id.into(), &id.email, overwrite).await?
     {
         import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::ROLLBACK).await?;
         let detail = if overwrite { "records changed since are overwritten" } else { "" };
@@ -162,7 +162,7 @@ async fn pause_or_resume(
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, import_id).await?;
-    if !store::set_paused(&state.db, id.org_id, imp.id, pause, id.user_id).await? {
+    if !store::set_paused(&state.db, id.org_id, imp.id, pause, id.user_id.into()).await? {
         // Most often the import finished between the page showing Pause and the click.
         let now = store::get(&state.db, id.org_id, imp.id).await?.map(|i| i.stage).unwrap_or(imp.stage);
         let verb = if pause { "pause" } else { "resume" };

@@ -71,8 +71,13 @@ pub async fn history(
     id.require(Permission::ImportUpload)?;
     let stage = Stage::parse(&q.stage);
     let entity = state.schemas.get(&q.entity).map(|s| s.name.clone());
-    let filter =
-        ListFilter { stages: stage.as_slice(), entity: entity.as_deref(), created_after: None, created_before: None };
+    let filter = ListFilter {
+        stages: stage.as_slice(),
+        entity: entity.as_deref(),
+        created_after: None,
+        created_before: None,
+        pending_with_file: None,
+    };
     let total = store::count(&state.db, id.org_id, &filter).await?;
     let (stage, entity) =
         (stage.map(|s| s.as_str().to_string()).unwrap_or_default(), entity.clone().unwrap_or_default());

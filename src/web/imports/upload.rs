@@ -189,7 +189,9 @@ pub async fn upload(
             file_size: file.size,
             checksum: &file.checksum,
             chunk_size: c.chunk_size,
-            created_by: id.user_id,
+            created_by: id.user_id.into(),
+            upload_mode_sync: false,
+            auto_start: false,
             created_by_label: &id.email,
         },
     )
