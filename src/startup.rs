@@ -104,6 +104,7 @@ impl App {
         let link_key = crate::domain::exports::link_key(key_bytes.expose_secret());
         let files = FileStore::from_settings(settings.s3.as_ref())?;
         tracing::info!(store = %files.describe(), "export files");
+        let api_doc = crate::web::api::docs::document(&schemas);
         let state = web::Data::new(AppState {
             db: db.clone(),
             settings,
@@ -112,6 +113,7 @@ impl App {
             files: files.clone(),
             catalog: catalog.clone(),
             rate_limits: Default::default(),
+            api_doc,
         });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())

@@ -20,4 +20,6 @@ pub struct AppState {
     pub catalog: std::sync::Arc<Catalog>,
     /// Each API key's requests in the current minute.
     pub rate_limits: crate::web::api::RateLimits,
+    /// The API's OpenAPI document, for the loaded resources.
+    pub api_doc: serde_json::Value,
 }

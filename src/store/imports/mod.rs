@@ -286,6 +286,8 @@ pub struct ListFilter<'a> {
     /// Of the pending imports, only those with a file (true) or only those still waiting
     /// for one (false); None: both.
     pub pending_with_file: Option<bool>,
+    /// Only imports newer than this (created_at, id), besides the cursor's bound.
+    pub newer_than: Option<(i64, i64)>,
 }
 
 impl ListFilter<'_> {
@@ -320,6 +322,9 @@ impl ListFilter<'_> {
         }
         if let Some(at) = self.created_before {
             sql.push_str(&format!(" AND created_at < {at}"));
+        }
+        if let Some((at, id)) = self.newer_than {
+            sql.push_str(&format!(" AND (created_at, id) > ({at}, {id})"));
         }
         match self.pending_with_file {
             Some(true) => sql.push_str(" AND (stage <> 'pending' OR file_path <> '')"),

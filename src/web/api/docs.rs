@@ -5,13 +5,15 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use askama::Template;
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use super::{ErrorBody, ErrorDetail, imports, resources, write};
 use crate::auth::Identity;
+use crate::domain::entities::Schemas;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::web::layout::{Layout, render};
 
 struct BearerKey;
@@ -74,15 +76,59 @@ impl utoipa::Modify for BearerKey {
 )]
 pub struct ApiDoc;
 
-/// The document, built once.
-pub fn document() -> &'static Value {
-    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    DOC.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null))
+/// The document for this app's resources: what utoipa generates from the code, with what
+/// only the loaded entity types know (which resources there are, which fields each maps)
+/// and the links from a created import to what can be done with it.
+pub fn document(schemas: &Schemas) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    let names: Vec<&str> = schemas.all().iter().map(|s| s.name.as_str()).collect();
+    if let Some(create) = doc.pointer_mut("/components/schemas/CreateImport") {
+        create["properties"]["resource"] = json!({"type": "string", "enum": names, "description": "The resource to import into (see /api/v1/resources)."});
+        // the mapping names the chosen resource's fields: one branch per resource
+        let branches: Vec<Value> = schemas
+            .all()
+            .iter()
+            .map(|s| {
+                let fields: Vec<&str> = s.fields.iter().map(|f| f.name()).collect();
+                json!({"properties": {
+                    "resource": {"const": s.name},
+                    "column_mapping": {"anyOf": [
+                        {"type": "null"},
+                        {"type": "object", "propertyNames": {"enum": fields}, "additionalProperties": {"type": "string"}}
+                    ]}
+                }})
+            })
+            .collect();
+        create["oneOf"] = Value::Array(branches);
+    }
+    if let Some(param) = doc.pointer_mut("/paths/~1api~1v1~1resources~1{name}/get/parameters/0/schema") {
+        *param = json!({"type": "string", "enum": names});
+    }
+    if let Some(param) = doc.pointer_mut("/paths/~1api~1v1~1imports/get/parameters")
+        && let Some(list) = param.as_array_mut()
+    {
+        let statuses: Vec<&str> = crate::domain::imports::ApiStatus::ALL.iter().map(|a| a.as_str()).collect();
+        for p in list.iter_mut() {
+            match p["name"].as_str() {
+                Some("resource") => p["schema"] = json!({"type": "string", "enum": names}),
+                Some("status") => p["schema"] = json!({"type": "string", "enum": statuses}),
+                _ => {}
+            }
+        }
+    }
+    let mut links = serde_json::Map::new();
+    for op in ["getImport", "startImport", "pauseImport", "resumeImport", "cancelImport", "rollbackImport"] {
+        links.insert(op.to_string(), json!({"operationId": op, "parameters": {"id": "$response.body#/id"}}));
+    }
+    if let Some(created) = doc.pointer_mut("/paths/~1api~1v1~1imports/post/responses/201") {
+        created["links"] = Value::Object(links);
+    }
+    doc
 }
 
 /// `GET /api/v1/openapi.json` (public: it describes the API, it opens nothing).
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(document())
+pub async fn openapi_json(state: actix_web::web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&state.api_doc)
 }
 
 pub struct ParamView {
@@ -102,7 +148,7 @@ pub struct OperationView {
     pub anchor: String,
     pub method: String,
     pub path: String,
-    pub summary: String,
+    pub summary: Rich,
     pub description: Rich,
     pub params: Vec<ParamView>,
     pub responses: Vec<ResponseView>,
@@ -205,7 +251,7 @@ fn operations(doc: &Value) -> Vec<OperationView> {
                 anchor: format!("{method}-{}", path.trim_matches('/').replace(['/', '{', '}'], "-")),
                 method: method.to_uppercase(),
                 path: path.clone(),
-                summary: text(&op["summary"]),
+                summary: rich(&op["summary"]),
                 description: rich(&op["description"]),
                 params,
                 responses,
@@ -240,13 +286,13 @@ fn schemas(doc: &Value) -> Vec<SchemaView> {
 }
 
 /// `GET /api/docs`: the reference, readable.
-pub async fn reference(req: HttpRequest) -> Result<HttpResponse, AppError> {
+pub async fn reference(req: HttpRequest, state: actix_web::web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let identity = req.extensions().get::<Identity>().cloned();
     let l = match &identity {
         Some(id) => Layout::for_user(&req, id, "API reference", "api-docs").await?,
         None => Layout::anonymous(&req, "API reference")?,
     };
-    let doc = document();
+    let doc = &state.api_doc;
     let page = ReferencePage {
         l,
         title: text(&doc["info"]["title"]),
@@ -263,7 +309,8 @@ mod tests {
 
     #[test]
     fn the_document_is_openapi_3_1_with_every_endpoint_and_the_bearer_scheme() {
-        let doc = document();
+        let schemas = crate::content::load_schemas(None).unwrap();
+        let doc = &document(&schemas);
         assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3.1"), "{}", doc["openapi"]);
         for p in ["/api/v1/imports", "/api/v1/imports/{id}", "/api/v1/resources", "/api/v1/resources/{name}"] {
             assert!(doc["paths"][p]["get"].is_object(), "{p}");
@@ -276,5 +323,14 @@ mod tests {
         let ops = operations(doc);
         assert_eq!(ops.len(), 11);
         assert!(ops.iter().all(|o| !o.summary.is_empty()), "every endpoint says what it does");
+        let ids: std::collections::BTreeSet<&str> = ["get", "post", "put"]
+            .iter()
+            .flat_map(|m| doc["paths"].as_object().unwrap().values().filter_map(move |p| p[*m]["operationId"].as_str()))
+            .collect();
+        assert_eq!(ids.len(), 11, "operation ids are unique: {ids:?}");
+        let create = &doc["components"]["schemas"]["CreateImport"];
+        assert!(create["properties"]["resource"]["enum"].as_array().unwrap().iter().any(|r| r == "locations"));
+        assert!(create["oneOf"].as_array().unwrap().len() >= 2);
+        assert!(doc["paths"]["/api/v1/imports"]["post"]["responses"]["201"]["links"]["getImport"].is_object());
     }
 }

@@ -271,6 +271,7 @@ fn import_id(raw: &str) -> Result<i64, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/v1/imports/{id}",
+    operation_id = "getImport",
     tag = "Imports",
     params(("id" = String, Path, description = "The import's id")),
     responses(
@@ -360,9 +361,6 @@ fn list_query(state: &AppState, req: &HttpRequest) -> Result<ListQuery, ApiError
     };
     let starting_after = id("starting_after")?;
     let ending_before = id("ending_before")?;
-    if starting_after.is_some() && ending_before.is_some() {
-        return Err(ApiError::invalid("ending_before", "Give starting_after or ending_before, not both."));
-    }
     Ok(ListQuery {
         limit,
         status,
@@ -381,6 +379,7 @@ fn list_query(state: &AppState, req: &HttpRequest) -> Result<ListQuery, ApiError
 #[utoipa::path(
     get,
     path = "/api/v1/imports",
+    operation_id = "listImports",
     tag = "Imports",
     params(
         ("limit" = Option<i64>, Query, description = "1 to 100 (default 10)", minimum = 1, maximum = 100),
@@ -388,14 +387,15 @@ fn list_query(state: &AppState, req: &HttpRequest) -> Result<ListQuery, ApiError
         ("resource" = Option<String>, Query, description = "Only imports into this resource"),
         ("created_after" = Option<i64>, Query, description = "Created at or after this time (epoch seconds)"),
         ("created_before" = Option<i64>, Query, description = "Created before this time (epoch seconds)"),
-        ("starting_after" = Option<i64>, Query, description = "The next page: imports older than this import id", minimum = 1),
-        ("ending_before" = Option<i64>, Query, description = "The previous page: imports newer than this import id", minimum = 1),
+        ("starting_after" = Option<i64>, Query, description = "The next page: imports older than this import id (404 when there is no such import)", minimum = 1),
+        ("ending_before" = Option<i64>, Query, description = "The previous page: imports newer than this import id; with starting_after, the imports between the two", minimum = 1),
     ),
     responses(
         (status = 200, description = "A page of imports, newest first", body = ImportList),
         (status = 400, description = "A parameter is not valid", body = super::ErrorBody),
         (status = 401, description = "No valid API key", body = super::ErrorBody),
         (status = 403, description = "The key lacks pf.import.upload", body = super::ErrorBody),
+        (status = 404, description = "The import named by starting_after or ending_before does not exist", body = super::ErrorBody),
         (status = 429, description = "Rate limit reached", body = super::ErrorBody),
     ),
     security(("api_key" = []))
@@ -404,20 +404,25 @@ fn list_query(state: &AppState, req: &HttpRequest) -> Result<ListQuery, ApiError
 pub async fn list(req: HttpRequest, caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require(Permission::ImportUpload)?;
     let q = list_query(&state, &req)?;
-    let cursor = match (q.starting_after, q.ending_before) {
-        (Some(id), _) | (None, Some(id)) => {
-            let param = if q.starting_after.is_some() { "starting_after" } else { "ending_before" };
-            let from = store::get(&state.db, caller.org, id).await?.ok_or_else(|| {
-                ApiError::invalid(param, format!("There is no import {id} in this organization to page from."))
-            })?;
-            if q.starting_after.is_some() {
-                Cursor::Before(from.created_at, from.id)
-            } else {
-                Cursor::After(from.created_at, from.id)
-            }
+    // a page after one import, before another, or (both given) between the two
+    let bound = |param: &'static str, id: Option<i64>| {
+        let state = state.clone();
+        let org = caller.org;
+        async move {
+            let Some(id) = id else { return Ok::<_, ApiError>(None) };
+            let from =
+                store::get(&state.db, org, id).await?.ok_or_else(|| ApiError::not_found("import").param(param))?;
+            Ok(Some((from.created_at, from.id)))
         }
+    };
+    let older_than = bound("starting_after", q.starting_after).await?;
+    let newer_than = bound("ending_before", q.ending_before).await?;
+    let cursor = match (older_than, newer_than) {
+        (Some((at, id)), _) => Cursor::Before(at, id),
+        (None, Some((at, id))) => Cursor::After(at, id),
         (None, None) => Cursor::First,
     };
+    let newer_than = if older_than.is_some() { newer_than } else { None };
     let mut stages = q.status.map(ApiStatus::stages).unwrap_or_default();
     // an import waiting for its file is stored as pending but reads as requested
     let pending_with_file = match q.status {
@@ -434,6 +439,7 @@ pub async fn list(req: HttpRequest, caller: Caller, state: web::Data<AppState>) 
         created_after: q.created_after,
         created_before: q.created_before,
         pending_with_file,
+        newer_than,
     };
     let (imports, has_more) = store::list(&state.db, caller.org, &filter, cursor, q.limit).await?;
     let mut data = Vec::with_capacity(imports.len());

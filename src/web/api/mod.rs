@@ -199,8 +199,34 @@ pub fn error_response(e: &AppError) -> HttpResponse {
     ApiError::from(e).error_response()
 }
 
-/// Unknown path under `/api/v1`.
-async fn not_found() -> Result<HttpResponse, ApiError> {
+/// The methods an API path takes (None: no such path).
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["", "api", "v1", "imports"] => Some("GET, POST"),
+        ["", "api", "v1", "imports", _] => Some("GET"),
+        ["", "api", "v1", "imports", _, "start" | "pause" | "resume" | "cancel" | "rollback"] => Some("POST"),
+        ["", "api", "v1", "resources"] | ["", "api", "v1", "resources", _] | ["", "api", "v1", "openapi.json"] => {
+            Some("GET")
+        }
+        ["", "api", "v1", "files", "imports", _, _] => Some("GET"),
+        ["", "api", "v1", "uploads", "imports", _] => Some("PUT"),
+        _ => None,
+    }
+}
+
+/// Unknown path under `/api/v1`, or a method the path does not take (405 with `Allow`).
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if let Some(allow) = allowed_methods(req.path()) {
+        let mut e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("{} is not taken here; this endpoint takes {allow}.", req.method()),
+        );
+        e.headers.push((header::ALLOW, allow.to_string()));
+        return Err(e);
+    }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
@@ -386,4 +412,18 @@ pub fn query_params(req: &HttpRequest, known: &[&str]) -> Result<HashMap<String,
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_methods;
+
+    #[test]
+    fn known_paths_name_their_methods() {
+        assert_eq!(allowed_methods("/api/v1/imports"), Some("GET, POST"));
+        assert_eq!(allowed_methods("/api/v1/imports/12/rollback"), Some("POST"));
+        assert_eq!(allowed_methods("/api/v1/uploads/imports/12"), Some("PUT"));
+        assert_eq!(allowed_methods("/api/v1/imports/12/explode"), None);
+        assert_eq!(allowed_methods("/api/v1/nothing"), None);
+    }
 }

@@ -189,6 +189,7 @@ fn resource_object(schema: &EntitySchema) -> ResourceObject {
 #[utoipa::path(
     get,
     path = "/api/v1/resources",
+    operation_id = "listResources",
     tag = "Resources",
     responses(
         (status = 200, description = "Every resource", body = ResourceList),
@@ -212,6 +213,7 @@ pub async fn list(req: HttpRequest, caller: Caller, state: web::Data<AppState>) 
 #[utoipa::path(
     get,
     path = "/api/v1/resources/{name}",
+    operation_id = "getResource",
     tag = "Resources",
     params(("name" = String, Path, description = "The resource's name, e.g. locations")),
     responses(

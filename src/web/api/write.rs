@@ -39,19 +39,24 @@ pub struct CreateImport {
     /// The resource to import into (see /api/v1/resources).
     pub resource: String,
     /// merge (default), overwrite or delete.
+    #[schema(pattern = "^(merge|overwrite|delete)$")]
     pub action: Option<String>,
     /// async (default): the upload answers at once; sync: it answers once validation ran,
     /// with the first 100 problems.
+    #[schema(pattern = "^(sync|async)$")]
     pub upload_mode: Option<String>,
     /// ignore_all (default) or use_first.
+    #[schema(pattern = "^(ignore_all|use_first)$")]
     pub duplicate_handling: Option<String>,
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Resource field → the file's column header. Left out: matched by name.
     pub column_mapping: Option<BTreeMap<String, String>>,
     /// true: wait as `queued` after validation until POST /api/v1/imports/{id}/start.
     pub review: Option<bool>,
     /// Rows per processing chunk, 1 to 10000 (default 50).
-    pub chunk_size: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
+    pub chunk_size: Option<f64>,
 }
 
 /// A row the upload left out, answered inline by a sync upload.
@@ -92,11 +97,13 @@ where
     let key = match req.headers().get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str().map(str::trim) {
-            Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_string()),
+            Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b)) => {
+                Some(k.to_string())
+            }
             _ => {
                 return Err(ApiError::invalid(
                     "Idempotency-Key",
-                    "The Idempotency-Key header must be 1 to 255 visible characters.",
+                    "The Idempotency-Key header must be 1 to 255 visible ASCII characters, without spaces (a UUID, say).",
                 ));
             }
         },
@@ -210,7 +217,9 @@ fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> 
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
         // serde names an unknown or missing field in backticks
-        let param = msg.split('`').nth(1).map(str::to_string);
+        let param = (msg.starts_with("unknown field") || msg.starts_with("missing field"))
+            .then(|| msg.split('`').nth(1).map(str::to_string))
+            .flatten();
         let mut err = ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -222,13 +231,17 @@ fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> 
     })
 }
 
-/// `POST /api/v1/imports`
+/// Create an import
+///
+/// The import waits for its file (status `requested`) at `_upload_url`, a signed URL good for
+/// one hour. Without `review` it then runs to completed by itself.
 #[utoipa::path(
     post,
     path = "/api/v1/imports",
+    operation_id = "createImport",
     tag = "Imports",
     request_body = CreateImport,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     responses(
         (status = 201, description = "Created, waiting for its file at `_upload_url`", body = ImportObject),
         (status = 400, description = "A field is not valid", body = super::ErrorBody),
@@ -278,8 +291,17 @@ pub async fn create(
             },
             "sync, async",
         )?;
-        let chunk_size = parse_chunk_size(c.chunk_size.map(|n| n.to_string()).as_deref())
-            .map_err(|m| ApiError::invalid("chunk_size", m))?;
+        // 40 and 40.0 are the same number in JSON
+        let chunk_size = match c.chunk_size {
+            Some(n) if n.fract() != 0.0 || !n.is_finite() => {
+                return Err(ApiError::invalid(
+                    "chunk_size",
+                    format!("Chunk size {n} must be a whole number from 1 to 10000."),
+                ));
+            }
+            other => parse_chunk_size(other.map(|n| (n as i64).to_string()).as_deref())
+                .map_err(|m| ApiError::invalid("chunk_size", m))?,
+        };
         let mapping = c.column_mapping.unwrap_or_default();
         if let Some(field) = mapping.keys().find(|f| schema.field(f).is_none()) {
             return Err(ApiError::invalid(
@@ -368,11 +390,14 @@ fn unreadable(message: String) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", "file_unreadable", message)
 }
 
-/// `PUT /api/v1/uploads/imports/{id}?expires=…&sig=…`: the import's file. The signed URL is
-/// the credential (as a bucket's presigned URL is), so tools that only PUT can use it.
+/// Upload an import's file
+///
+/// PUT the file to the import's `_upload_url`: the signed URL is the credential (as a
+/// bucket's presigned URL is), so tools that only PUT can use it.
 #[utoipa::path(
     put,
     path = "/api/v1/uploads/imports/{id}",
+    operation_id = "uploadImportFile",
     tag = "Imports",
     params(
         ("id" = String, Path, description = "The import's id"),
@@ -383,7 +408,9 @@ fn unreadable(message: String) -> ApiError {
     responses(
         (status = 200, description = "Sync upload: validated; the import and its first 100 problems", body = UploadResult),
         (status = 202, description = "Async upload: taken; the import goes on in the background", body = ImportObject),
+        (status = 400, description = "The upload was interrupted", body = super::ErrorBody),
         (status = 403, description = "The URL is not valid or has expired", body = super::ErrorBody),
+        (status = 404, description = "No such import", body = super::ErrorBody),
         (status = 409, description = "A file was already uploaded to this import", body = super::ErrorBody),
         (status = 413, description = "Larger than the upload limit", body = super::ErrorBody),
         (status = 415, description = "Not CSV, XLSX, JSON or JSON Lines", body = super::ErrorBody),
@@ -739,18 +766,20 @@ async fn control(
 }
 
 macro_rules! control_endpoint {
-    ($name:ident, $what:expr, $path:literal, $summary:literal, $ok:literal) => {
+    ($name:ident, $what:expr, $op:literal, $path:literal, $summary:literal, $ok:literal) => {
         #[doc = $summary]
         #[utoipa::path(
             post,
             path = $path,
+            operation_id = $op,
             tag = "Imports",
             params(
                 ("id" = String, Path, description = "The import's id"),
-                ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+                ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
             ),
             responses(
                 (status = 200, description = $ok, body = ImportObject),
+                (status = 400, description = "The Idempotency-Key or the body is not valid", body = super::ErrorBody),
                 (status = 401, description = "No valid API key", body = super::ErrorBody),
                 (status = 403, description = "The key lacks pf.import.upload", body = super::ErrorBody),
                 (status = 404, description = "No such import in the key's organization", body = super::ErrorBody),
@@ -774,21 +803,31 @@ macro_rules! control_endpoint {
 control_endpoint!(
     start,
     Control::Start,
+    "startImport",
     "/api/v1/imports/{id}/start",
-    "Start a queued import (one created with `review: true`)",
+    "Start a queued import (one created for review)",
     "Started"
 );
 control_endpoint!(
     pause,
     Control::Pause,
+    "pauseImport",
     "/api/v1/imports/{id}/pause",
     "Pause processing before the next chunk",
     "Paused"
 );
-control_endpoint!(resume, Control::Resume, "/api/v1/imports/{id}/resume", "Resume a paused import", "Resumed");
+control_endpoint!(
+    resume,
+    Control::Resume,
+    "resumeImport",
+    "/api/v1/imports/{id}/resume",
+    "Resume a paused import",
+    "Resumed"
+);
 control_endpoint!(
     cancel,
     Control::Cancel,
+    "cancelImport",
     "/api/v1/imports/{id}/cancel",
     "Cancel an import before the next chunk; what was imported stays",
     "Cancelled: status failed, the reason says so"
@@ -796,7 +835,8 @@ control_endpoint!(
 control_endpoint!(
     rollback,
     Control::Rollback,
+    "rollbackImport",
     "/api/v1/imports/{id}/rollback",
-    "Roll back a finished import from its journal (body optional: `{\"overwrite_changed\": true}`)",
+    "Roll back a finished import from its journal",
     "Rollback asked for; it runs in the background"
 );

@@ -77,6 +77,7 @@ pub async fn history(
         created_after: None,
         created_before: None,
         pending_with_file: None,
+        newer_than: None,
     };
     let total = store::count(&state.db, id.org_id, &filter).await?;
     let (stage, entity) =
