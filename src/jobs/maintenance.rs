@@ -39,10 +39,15 @@ impl JobHandler for Prune {
                 let sessions = store::sessions::prune(&ctx.db, now).await?;
                 let attempts = store::login_attempts::prune(&ctx.db, now).await?;
                 let jobs = store::jobs::prune_finished(&ctx.db, now - 7 * 86_400).await?;
-                let expired = store::staging::expire_ready(&ctx.db, now - self.import_ttl_secs).await?;
+                let mut expired = store::staging::expire_ready(&ctx.db, now - self.import_ttl_secs).await?;
                 for id in &expired {
                     tracing::info!(import_id = id, "import expired: not started within its time to live");
                 }
+                let never_uploaded = store::staging::expire_awaiting_file(&ctx.db, now - self.import_ttl_secs).await?;
+                for id in &never_uploaded {
+                    tracing::info!(import_id = id, "import expired: no file was uploaded within its time to live");
+                }
+                expired.extend(never_uploaded);
                 let purge = store::staging::purgeable(&ctx.db, PURGES_PER_RUN).await?;
                 for id in &purge {
                     if ctx.should_stop() {

@@ -501,6 +501,22 @@ async fn json_and_json_lines_uploads_import_like_csv_and_bad_ones_name_the_eleme
     // refused uploads leave the import waiting for a good one
     let still = get_import(&mut client, &key, created["id"].as_str().unwrap()).await;
     assert_eq!(still["status"], "requested");
+    // an import never given its file expires after the import time to live
+    let (_, stale) = post_json(&mut client, "/api/v1/imports", &key, r#"{"resource":"locations"}"#, &[]).await;
+    let stale_id: i64 = stale["id"].as_str().unwrap().parse().unwrap();
+    app.exec("UPDATE imports SET created_at = created_at - 172800 WHERE id = $1", &[stale_id]).await;
+    app.maintain().await;
+    let expired = get_import(&mut client, &key, &stale_id.to_string()).await;
+    assert_eq!(expired["status"], "expired", "{expired}");
+    assert!(expired["reason"].as_str().unwrap().contains("no file was uploaded"), "{expired}");
+    let (r, v) = put_file(&mut client, stale["_upload_url"].as_str().unwrap(), "text/csv", LOCATIONS.as_bytes()).await;
+    assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "import_state");
+    assert_eq!(
+        get_import(&mut client, &key, created["id"].as_str().unwrap()).await["status"],
+        "requested",
+        "a fresh one waits"
+    );
+
     let tampered = url.replace("sig=", "sig=0");
     let (r, v) = put_file(&mut client, &tampered, "text/csv", LOCATIONS.as_bytes()).await;
     assert_error(&r, &v, StatusCode::FORBIDDEN, "permission_error", "link_invalid");

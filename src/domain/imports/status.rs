@@ -183,7 +183,8 @@ impl Stage {
             // re-mapping after validation is allowed until the import starts: a new mapping
             // is validated again straight away
             (Mapping | Ready, Validating) | (Validating, Ready) | (Ready, Mapping) => true,
-            (Ready, Importing) | (Ready, Expired) => true,
+            // ready and never started, or (through the API) never given its file
+            (Ready, Importing) | (Ready | Pending, Expired) => true,
             (Importing, Completed) => true,
             (Completed | Failed | TimedOut, RolledBack) => true,
             (Pending | Mapping | Validating | Ready | Importing, Failed) => true,
@@ -428,7 +429,7 @@ mod tests {
         assert_eq!(Stage::sources(Validating), [Mapping, Ready]);
         assert_eq!(Stage::sources(RolledBack), [Completed, Failed, TimedOut]);
         assert_eq!(Stage::sources(Importing), [Ready]);
-        assert_eq!(Stage::sources(Expired), [Ready]);
+        assert_eq!(Stage::sources(Expired), [Pending, Ready], "an API import never given its file expires too");
         assert_eq!(Stage::finished(), [Completed, Failed, RolledBack, TimedOut, Expired]);
         for s in Stage::finished() {
             assert!(!s.is_active() && !s.can_transition_to(Importing), "{s}");

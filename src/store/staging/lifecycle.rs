@@ -39,17 +39,33 @@ pub async fn purgeable(db: &Db, limit: i64) -> anyhow::Result<Vec<i64>> {
 
 /// Ready imports not started since `before` become expired; returns their ids.
 pub async fn expire_ready(db: &Db, before: i64) -> anyhow::Result<Vec<i64>> {
-    let sql = format!(
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
         "UPDATE imports SET stage = $3, reason = 'not started within its time to live; upload the file again',
                 updated_at = $2
-         WHERE stage IN ({}) AND updated_at < $1 RETURNING id",
-        stage_list(&Stage::sources(Stage::Expired))
-    );
-    on_pool!(db, p => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+         WHERE stage = $4 AND updated_at < $1 RETURNING id",
+    )
     .bind(before)
     .bind(crate::now())
     .bind(Stage::Expired.as_str())
+    .bind(Stage::Ready.as_str())
     .fetch_all(p)
     .await)
     .context("expiring ready imports")
+}
+
+/// Expires the imports created through the API before `before` that never got their file;
+/// their ids.
+pub async fn expire_awaiting_file(db: &Db, before: i64) -> anyhow::Result<Vec<i64>> {
+    on_writer!(db, p => sqlx::query_scalar::<_, i64>(
+        "UPDATE imports SET stage = $3, reason = 'no file was uploaded within its time to live; create a new import',
+                updated_at = $2
+         WHERE stage = $4 AND file_path = '' AND created_at < $1 RETURNING id",
+    )
+    .bind(before)
+    .bind(crate::now())
+    .bind(Stage::Expired.as_str())
+    .bind(Stage::Pending.as_str())
+    .fetch_all(p)
+    .await)
+    .context("expiring imports that never got their file")
 }

@@ -597,8 +597,16 @@ pub async fn upload(
     Ok(HttpResponse::Ok().json(UploadResult { import, problems }))
 }
 
-/// 409: the import has its file already.
+/// 409: the import has its file already (or expired waiting for it).
 fn used(imp: &Import) -> ApiError {
+    if imp.stage == Stage::Expired || imp.stage == Stage::Failed && imp.file.path.is_empty() {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict_error",
+            "import_state",
+            format!("Import {} is {}: {}. Create a new import.", imp.id, imp.status_label().to_lowercase(), imp.reason),
+        );
+    }
     ApiError::new(
         StatusCode::CONFLICT,
         "conflict_error",
