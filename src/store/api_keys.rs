@@ -103,12 +103,12 @@ pub async fn revoke(db: &Db, org: OrgId, id: i64, by_label: &str) -> anyhow::Res
 /// requests a second writes once a minute, not on each.
 pub const LAST_USED_EVERY_SECS: i64 = 60;
 
-/// Notes that the key was used now from `address`, unless that was noted less than a
-/// minute ago from the same address.
+/// Notes that the key was used now from `address`, unless its use was noted less than a
+/// minute ago.
 pub async fn touch(db: &Db, id: i64, address: &str, now: i64) -> anyhow::Result<()> {
     on_writer!(db, p => sqlx::query(
         "UPDATE api_keys SET last_used_at = $2, last_used_from = $3
-         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $4 OR last_used_from <> $3)",
+         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $4)",
     )
     .bind(id)
     .bind(now)
@@ -123,6 +123,9 @@ pub async fn touch(db: &Db, id: i64, address: &str, now: i64) -> anyhow::Result<
 
 /// How long an `Idempotency-Key`'s first answer is replayed.
 pub const IDEMPOTENCY_SECS: i64 = 86_400;
+
+/// How long an unfinished first request holds its key.
+const STALE_CLAIM_SECS: i64 = 60;
 
 /// What an `Idempotency-Key` finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +160,24 @@ pub async fn begin_idempotent(db: &Db, key_id: i64, idem_key: &str, request_hash
     })
     .context("claiming an idempotency key")?;
     if claimed > 0 {
+        return Ok(Idempotency::New);
+    }
+    // a first request that never finished (its client went away, the process stopped) frees
+    // its key after a minute
+    let reclaimed = on_writer!(db, p => sqlx::query(
+        "UPDATE api_idempotency SET request_hash = $3, created_at = $4
+         WHERE api_key_id = $1 AND idempotency_key = $2 AND status = 0 AND created_at < $5",
+    )
+    .bind(key_id)
+    .bind(idem_key)
+    .bind(request_hash)
+    .bind(now)
+    .bind(now - STALE_CLAIM_SECS)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("reclaiming an idempotency key")?;
+    if reclaimed > 0 {
         return Ok(Idempotency::New);
     }
     let row = on_pool!(db, p => sqlx::query_as::<_, (String, i64, String)>(

@@ -551,6 +551,29 @@ async fn review_mode_waits_for_start_and_pause_resume_cancel_answer_the_model_or
     let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{id}/cancel"), &key, "", &[]).await;
     assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "import_state");
 
+    // an overwrite that would remove records waits for their number, as the page asks for it
+    let overwrite = r#"{"resource":"locations","action":"overwrite"}"#;
+    let (_, ow) = post_json(&mut client, "/api/v1/imports", &key, overwrite, &[]).await;
+    let ow_id = ow["id"].as_str().unwrap().to_string();
+    let only_first = "code,name,kind\nLOC-1,Main Clinic,clinic\n";
+    put_file(&mut client, ow["_upload_url"].as_str().unwrap(), "text/csv", only_first.as_bytes()).await;
+    app.drain().await;
+    let waiting = get_import(&mut client, &key, &ow_id).await;
+    assert_eq!(
+        (waiting["status"].as_str(), waiting["stats"]["to_delete"].as_i64()),
+        (Some("queued"), Some(2)),
+        "{waiting}"
+    );
+    let (r, v) = post_json(&mut client, &format!("/api/v1/imports/{ow_id}/start"), &key, "", &[]).await;
+    assert_error(&r, &v, StatusCode::CONFLICT, "conflict_error", "import_state");
+    assert_eq!(v["error"]["param"], "confirm_removals");
+    let confirm = r#"{"confirm_removals": 2}"#;
+    let (r, _) = post_json(&mut client, &format!("/api/v1/imports/{ow_id}/start"), &key, confirm, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.drain().await;
+    let done = get_import(&mut client, &key, &ow_id).await;
+    assert_eq!((done["status"].as_str(), done["stats"]["deleted"].as_i64()), (Some("completed"), Some(2)), "{done}");
+
     // a queued import cancelled: failed, and the reason says so
     let (_, second) =
         post_json(&mut client, "/api/v1/imports", &key, r#"{"resource":"locations","review":true}"#, &[]).await;

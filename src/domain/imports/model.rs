@@ -291,7 +291,7 @@ impl Import {
 
     /// Background work is changing it: its page keeps itself up to date.
     pub fn is_live(&self) -> bool {
-        (self.stage.is_active() && !self.paused) || self.is_rolling_back()
+        (self.stage.is_active() && !self.paused && !self.awaits_file()) || self.is_rolling_back()
     }
 
     /// The stored file and journal are gone (retention), so neither the original nor a

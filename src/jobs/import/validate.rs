@@ -44,8 +44,14 @@ pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
 
 /// An import created through the API without `review` starts once validated, in the name
 /// of the key that created it (a rerun finds it started already and leaves it).
+///
+/// An overwrite that would remove records waits as queued instead: the removals are
+/// confirmed with their number, as a person confirms them on the import's page.
 async fn start_by_itself(run: &Run<'_>) -> Step<bool> {
-    let imp = &run.imp;
+    let Some(imp) = store::get(run.db, run.imp.org, run.imp.id).await? else { return Ok(true) };
+    if imp.needs_removal_confirmation(None) {
+        return Ok(true);
+    }
     let by = crate::domain::ids::Actor::Key(imp.api.created_by_key.unwrap_or_default());
     if store::start_import(run.db, imp.org, imp.id, by).await? {
         super::enqueue(run.db, imp.org, imp.id, super::PROCESS).await?;

@@ -584,12 +584,21 @@ pub async fn finish_import(db: &Db, id: i64, to: Stage, reason: &str) -> anyhow:
     transition(db, id, Stage::Importing, to, reason).await
 }
 
-/// The file uploaded for an import the API created: only while it still waits for one (a
-/// second upload finds it taken and changes nothing); whether it did.
-pub async fn attach_file(db: &Db, org: OrgId, id: i64, file: &ImportFile) -> anyhow::Result<bool> {
+/// The file uploaded for an import the API created, its header and mapping, and the move to
+/// `validating`, in one statement: only while the import still waits for a file (a second
+/// upload finds it taken and changes nothing); whether it did.
+pub async fn attach_and_validate(
+    db: &Db,
+    org: OrgId,
+    id: i64,
+    file: &ImportFile,
+    headers: &[String],
+    mapping: &ColumnMapping,
+) -> anyhow::Result<bool> {
     let n = on_writer!(db, p => sqlx::query(
-        "UPDATE imports SET file_name = $3, file_path = $4, file_size = $5, checksum = $6, updated_at = $7
-         WHERE org_id = $1 AND id = $2 AND stage = $8 AND file_path = ''",
+        "UPDATE imports SET file_name = $3, file_path = $4, file_size = $5, checksum = $6, sheet = $7, headers = $8,
+                column_mapping = $9, stage = $10, reason = '', updated_at = $11
+         WHERE org_id = $1 AND id = $2 AND stage = $12 AND file_path = ''",
     )
     .bind(org.get())
     .bind(id)
@@ -597,6 +606,10 @@ pub async fn attach_file(db: &Db, org: OrgId, id: i64, file: &ImportFile) -> any
     .bind(&file.path)
     .bind(file.size)
     .bind(&file.checksum)
+    .bind(&file.sheet)
+    .bind(serde_json::to_string(headers)?)
+    .bind(serde_json::to_string(mapping)?)
+    .bind(Stage::Validating.as_str())
     .bind(crate::now())
     .bind(Stage::Pending.as_str())
     .execute(p)

@@ -66,7 +66,8 @@ impl utoipa::Modify for BearerKey {
         write::CreateImport,
         write::UploadResult,
         write::Problem,
-        write::RollbackOptions
+        write::RollbackOptions,
+        write::StartOptions
     )),
     modifiers(&BearerKey),
     tags(

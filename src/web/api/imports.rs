@@ -65,6 +65,9 @@ pub struct StatsObject {
     pub failed: i64,
     /// Records put back by a rollback.
     pub rolled_back: i64,
+    /// Records an overwrite removes because the file does not have them (known once
+    /// validated; confirmed by `POST …/start` with `confirm_removals`).
+    pub to_delete: i64,
 }
 
 /// Seed 004's import object.
@@ -160,6 +163,18 @@ fn link(state: &AppState, imp: &Import, file: LinkedFile, now: i64) -> String {
     format!("/api/v1/files/imports/{}/{}?expires={expires}&sig={sig}", imp.id, file.as_str())
 }
 
+/// The path an upload URL signs.
+pub fn upload_signed_path(id: i64) -> String {
+    format!("api/uploads/imports/{id}")
+}
+
+/// The import's upload URL, good for an hour (GET the import for a fresh one).
+fn upload_url(state: &AppState, imp: &Import, now: i64) -> String {
+    let expires = now + LINK_SECS;
+    let sig = sign(&state.link_key, &upload_signed_path(imp.id), imp.org.get(), expires);
+    format!("/api/v1/uploads/imports/{}?expires={expires}&sig={sig}", imp.id)
+}
+
 /// Whether the uploaded file is still kept.
 fn has_upload_file(imp: &Import) -> bool {
     !imp.is_purged() && !imp.file.path.is_empty()
@@ -209,7 +224,7 @@ fn phase_objects(imp: &Import, stored: &[PhaseRow]) -> Vec<PhaseObject> {
 /// The import as the API shows it.
 pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiError> {
     let stored = phases::phases(&state.db, imp.id).await?;
-    let has_errors = phases::count_issues(&state.db, imp.id).await? > 0;
+    let has_errors = phases::has_issues(&state.db, imp.id).await?;
     let now = crate::now();
     let upload = has_upload_file(imp);
     let v = &imp.validated;
@@ -242,6 +257,7 @@ pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiE
             unchanged: v.unchanged_rows,
             failed: imp.failed_rows,
             rolled_back: imp.rollback.rolled_back_rows,
+            to_delete: if imp.action == crate::domain::imports::Action::Overwrite { v.to_delete } else { 0 },
         },
         created_at: imp.created_at,
         updated_at: imp.updated_at,
@@ -251,7 +267,7 @@ pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiE
         },
         checksum: (!imp.file.checksum.is_empty()).then(|| imp.file.checksum.clone()),
         rolled_back_at: imp.rollback.rolled_back_at,
-        _upload_url: None,
+        _upload_url: imp.awaits_file().then(|| upload_url(state, imp, now)),
         _upload_csv_url: upload.then(|| link(state, imp, LinkedFile::UploadCsv, now)),
         _upload_json_url: upload.then(|| link(state, imp, LinkedFile::UploadJson, now)),
         _errors_csv_url: has_errors.then(|| link(state, imp, LinkedFile::ErrorsCsv, now)),

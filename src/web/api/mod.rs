@@ -40,6 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(authenticate))
+                // API bodies are small JSON documents (files go to the upload URL)
+                .app_data(web::PayloadConfig::new(64 * 1024))
                 .route("/imports", web::get().to(imports::list))
                 .route("/imports", web::post().to(write::create))
                 .route("/imports/{id}", web::get().to(imports::get))
@@ -353,8 +355,7 @@ async fn caller(state: &AppState, req: &HttpRequest) -> Result<(Caller, Decision
         return Err(e);
     }
     let address = super::client_address(req, state.settings.trust_proxy);
-    let stale = row.last_used_at.is_none_or(|at| at <= now - store::api_keys::LAST_USED_EVERY_SECS)
-        || row.last_used_from != address;
+    let stale = row.last_used_at.is_none_or(|at| at <= now - store::api_keys::LAST_USED_EVERY_SECS);
     if stale && let Err(e) = store::api_keys::touch(&state.db, row.id, &address, now).await {
         // the request goes on: "last used" is a courtesy, not a record
         tracing::warn!(error = ?e, api_key_id = row.id, "could not note the key's use");

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 
-use super::imports::{ImportObject, object};
+use super::imports::{ImportObject, object, upload_signed_path};
 use super::{ApiError, Caller};
-use crate::domain::exports::{LINK_SECS, link_query, sign, verify};
+use crate::domain::exports::{link_query, verify};
 use crate::domain::ids::{Actor, OrgId};
 use crate::domain::imports::mapping::Target;
 use crate::domain::imports::{
@@ -169,25 +169,9 @@ fn json_value<T: Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
     Ok(serde_json::to_value(v).map_err(anyhow::Error::from)?)
 }
 
-/// The path an upload URL signs.
-fn upload_signed_path(id: i64) -> String {
-    format!("api/uploads/imports/{id}")
-}
-
-/// The import's upload URL, good for an hour.
-fn upload_url(state: &AppState, imp: &Import) -> String {
-    let expires = crate::now() + LINK_SECS;
-    let sig = sign(&state.link_key, &upload_signed_path(imp.id), imp.org.get(), expires);
-    format!("/api/v1/uploads/imports/{}?expires={expires}&sig={sig}", imp.id)
-}
-
-/// The model, with the upload URL while the import waits for its file.
+/// The model.
 async fn model(state: &AppState, imp: &Import) -> Result<ImportObject, ApiError> {
-    let mut o = object(state, imp).await?;
-    if imp.awaits_file() {
-        o._upload_url = Some(upload_url(state, imp));
-    }
-    Ok(o)
+    object(state, imp).await
 }
 
 fn enum_param<T>(
@@ -456,6 +440,20 @@ pub async fn upload(
             ),
         )
     })?;
+    let limit = state.settings.upload_limit;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "payload_too_large",
+            format!("The file is larger than the upload limit of {}.", crate::config::format_size(limit)),
+        )
+    };
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
     let dir = state.settings.db.data_dir.join("files").join("imports").join(org.get().to_string());
     tokio::fs::create_dir_all(&dir).await.map_err(anyhow::Error::from)?;
     let stem = format!("api-{id}-{}", crate::random_token(8)?);
@@ -463,7 +461,6 @@ pub async fn upload(
     // stream to disk, hashing as it comes; nothing is held whole
     let mut file = tokio::fs::File::create(&received).await.map_err(anyhow::Error::from)?;
     let (mut md5, mut size) = (Md5::new(), 0u64);
-    let limit = state.settings.upload_limit;
     while let Some(chunk) = payload.next().await {
         let chunk = match chunk {
             Ok(c) => c,
@@ -480,12 +477,7 @@ pub async fn upload(
         size += chunk.len() as u64;
         if size > limit {
             let _ = tokio::fs::remove_file(&received).await;
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "payload_too_large",
-                format!("The file is larger than the upload limit of {}.", crate::config::format_size(limit)),
-            ));
+            return Err(too_large());
         }
         md5.update(&chunk);
         file.write_all(&chunk).await.map_err(anyhow::Error::from)?;
@@ -550,31 +542,23 @@ pub async fn upload(
         _ => None,
     };
     let file_size = tokio::fs::metadata(&stored).await.map(|m| m.len() as i64).unwrap_or(size as i64);
-    let attached = store::attach_file(
-        &state.db,
-        org,
-        id,
-        &ImportFile {
-            name: stored_name,
-            path: stored.to_string_lossy().into_owned(),
-            size: file_size,
-            checksum,
-            sheet: None,
-        },
-    )
-    .await?;
-    if !attached {
+    let file =
+        ImportFile { name: stored_name, path: stored.to_string_lossy().into_owned(), size: file_size, checksum, sheet };
+    if !store::attach_and_validate(&state.db, org, id, &file, &info.headers, &mapping).await? {
         let _ = tokio::fs::remove_file(&stored).await;
         let now = store::get(&state.db, org, id).await?.unwrap_or(imp);
         return Err(used(&now));
     }
-    let by = Actor::Key(imp.api.created_by_key.unwrap_or_default());
-    if !store::set_headers(&state.db, id, &info.headers, &mapping, sheet.as_deref()).await?
-        || !store::confirm_mapping(&state.db, org, id, &mapping, by).await?
-    {
-        let now = store::get(&state.db, org, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
-        return Ok(HttpResponse::Accepted().json(model(&state, &now).await?));
-    }
+    let detail = format!("{}, {}, {}", file.name, crate::config::format_size(size), schema.label);
+    let event = crate::store::audit::AuditEvent {
+        actor: None,
+        actor_label: &imp.created_by_label,
+        action: "import_uploaded",
+        target: &format!("import {id}"),
+        detail: &detail,
+        address: &crate::web::client_address(&req, state.settings.trust_proxy),
+    };
+    crate::store::audit::record(&state.db, Some(org), &event).await?;
     import_jobs::enqueue(&state.db, org, id, import_jobs::VALIDATE).await?;
     if !imp.api.sync {
         let now = store::get(&state.db, org, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
@@ -582,12 +566,14 @@ pub async fn upload(
     }
     // sync: answer once validation has run (or after SYNC_WAIT, as async would)
     let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
     let now = loop {
         let now = store::get(&state.db, org, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
         if now.stage != Stage::Validating || started.elapsed() > SYNC_WAIT {
             break now;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     };
     let import = model(&state, &now).await?;
     if now.stage == Stage::Validating {
@@ -648,6 +634,15 @@ async fn problems(
         .collect())
 }
 
+/// What `POST …/start` takes (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartOptions {
+    /// For an overwrite that removes records not in the file: their number, as validation
+    /// counted it (the import's `to_delete`), to confirm the removals.
+    pub confirm_removals: Option<i64>,
+}
+
 /// What `POST …/rollback` takes (optional).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -685,6 +680,17 @@ async fn apply(
     let state_word = imp.status_label().to_lowercase();
     match what {
         Control::Start => {
+            let opts: StartOptions =
+                if body.iter().all(u8::is_ascii_whitespace) { StartOptions::default() } else { json_body(req, body)? };
+            let confirmed = opts.confirm_removals.map(|n| n.to_string());
+            if imp.needs_removal_confirmation(confirmed.as_deref()) {
+                let n = imp.validated.to_delete;
+                return Err(conflict(format!(
+                    "This overwrite removes {n} records that are not in the file. To go ahead, POST start with \
+                     {{\"confirm_removals\": {n}}}."
+                ))
+                .param("confirm_removals"));
+            }
             if !store::start_import(&state.db, org, id, by).await? {
                 return Err(conflict(format!(
                     "Import {id} is {state_word}; only a validated (queued) import can start."
