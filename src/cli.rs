@@ -120,6 +120,16 @@ enum BenchCommand {
         #[arg(long)]
         schema: Option<std::path::PathBuf>,
     },
+    /// The import through the JSON API: the generated file imported directly (as bench
+    /// import) and then created, PUT and polled over HTTP while N clients read the import and
+    /// the list; prints rows/s of both, their ratio, and the reads' p50/p99.
+    Api {
+        #[arg(long, default_value = "100000")]
+        rows: usize,
+        /// Clients reading the import and the list meanwhile.
+        #[arg(long, default_value = "50")]
+        clients: usize,
+    },
     /// Import History's latency over HTTP with N imports in the org: the list, each filter and
     /// a deep page, p50/p99 each; the last line is one JSON object.
     History {
@@ -247,6 +257,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { command: BenchCommand::History { imports, requests, database } } => {
             anyhow::ensure!(imports > 0 && requests > 0, "--imports and --requests must be at least 1");
             bench_history(cli.common, cli.serve, imports, requests, database).await
+        }
+        Command::Bench { command: BenchCommand::Api { rows, clients } } => {
+            anyhow::ensure!(rows > 0, "--rows must be at least 1");
+            let settings = bench_app_settings(cli.common, cli.serve)?;
+            crate::bench::api::run(rows, clients, settings).await
         }
         Command::Bench { command: BenchCommand::Export { rows, format, database } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");

@@ -3,6 +3,7 @@
 //! the process, and as a ratio to [`floor`] measured on the same file in the same run.
 //! `bench export` does the same for the export job.
 
+pub mod api;
 mod client;
 mod data;
 pub mod floor;
