@@ -98,7 +98,7 @@ pub async fn count_issues(db: &Db, id: i64) -> anyhow::Result<i64> {
 /// Whether the import left any row out (one index probe, however many it left out).
 pub async fn has_issues(db: &Db, id: i64) -> anyhow::Result<bool> {
     let found =
-        on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT 1 FROM import_issues WHERE import_id = $1 LIMIT 1")
+        on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT import_id FROM import_issues WHERE import_id = $1 LIMIT 1")
         .bind(id)
         .fetch_optional(p)
         .await)
