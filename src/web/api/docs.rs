@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-use super::{ErrorBody, ErrorDetail, imports, resources, write};
+use super::{ErrorBody, ErrorDetail, control, imports, resources, upload, write};
 use crate::auth::Identity;
 use crate::domain::entities::Schemas;
 use crate::error::AppError;
@@ -44,12 +44,12 @@ impl utoipa::Modify for BearerKey {
         imports::list,
         write::create,
         imports::get,
-        write::upload,
-        write::start,
-        write::pause,
-        write::resume,
-        write::cancel,
-        write::rollback,
+        upload::upload,
+        control::start,
+        control::pause,
+        control::resume,
+        control::cancel,
+        control::rollback,
         resources::list,
         resources::get
     ),
@@ -64,10 +64,10 @@ impl utoipa::Modify for BearerKey {
         resources::ResourceList,
         resources::FieldObject,
         write::CreateImport,
-        write::UploadResult,
-        write::Problem,
-        write::RollbackOptions,
-        write::StartOptions
+        upload::UploadResult,
+        upload::Problem,
+        control::RollbackOptions,
+        control::StartOptions
     )),
     modifiers(&BearerKey),
     tags(

@@ -7,9 +7,11 @@
 //! headers. Handlers take the [`Caller`] and ask it for the permission they need. Every error
 //! is one shape, `{"error": {"type", "code", "message", "param"}}` ([`ApiError`]).
 
+pub mod control;
 pub mod docs;
 pub mod imports;
 pub mod resources;
+pub mod upload;
 pub mod write;
 
 use std::collections::HashMap;
@@ -36,7 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/openapi.json", web::get().to(docs::openapi_json))
         .route("/api/docs", web::get().to(docs::reference))
         .route("/api/v1/files/imports/{id}/{file}", web::get().to(imports::signed_file))
-        .route("/api/v1/uploads/imports/{id}", web::put().to(write::upload))
+        .route("/api/v1/uploads/imports/{id}", web::put().to(upload::upload))
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(authenticate))
@@ -45,11 +47,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/imports", web::get().to(imports::list))
                 .route("/imports", web::post().to(write::create))
                 .route("/imports/{id}", web::get().to(imports::get))
-                .route("/imports/{id}/start", web::post().to(write::start))
-                .route("/imports/{id}/pause", web::post().to(write::pause))
-                .route("/imports/{id}/resume", web::post().to(write::resume))
-                .route("/imports/{id}/cancel", web::post().to(write::cancel))
-                .route("/imports/{id}/rollback", web::post().to(write::rollback))
+                .route("/imports/{id}/start", web::post().to(control::start))
+                .route("/imports/{id}/pause", web::post().to(control::pause))
+                .route("/imports/{id}/resume", web::post().to(control::resume))
+                .route("/imports/{id}/cancel", web::post().to(control::cancel))
+                .route("/imports/{id}/rollback", web::post().to(control::rollback))
                 .route("/resources", web::get().to(resources::list))
                 .route("/resources/{name}", web::get().to(resources::get))
                 .default_service(web::to(not_found)),

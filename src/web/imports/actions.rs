@@ -110,7 +110,7 @@ pub async fn start(
 }
 
 /// Why the rollback was not started, in the words the sheet shows.
-fn refusal_text(r: RollbackRefusal) -> String {
+pub(crate) fn refusal_text(r: RollbackRefusal) -> String {
     match r {
         RollbackRefusal::AlreadyRolledBack => "This import was already rolled back.".into(),
         RollbackRefusal::JournalPurged(at) => {
