@@ -105,7 +105,24 @@ pub async fn import(
     load: Option<LoadSettings>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(input.file.is_none() || !runs.merge, "--merge needs the generated file (leave out --file)");
-    in_temp_dir(|dir| async move { run(&dir, rows, chunk, database, runs, &input, load).await }).await
+    let Some(url) = database.filter(|u| u.starts_with("postgres")) else {
+        return in_temp_dir(|dir| async move { run(&dir, rows, chunk, None, runs, &input, load).await }).await;
+    };
+    // a schema of its own in the PostgreSQL database, dropped after: an earlier run's
+    // records would slow this one's down
+    let schema = format!("bench_{}", crate::random_token(6)?);
+    let admin = Db::connect(&url, 1).await?;
+    crate::on_pool!(&admin, p => sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(p).await.map(|_| ()))
+        .context("creating the benchmark's schema")?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let isolated = format!("{url}{sep}options%5Bsearch_path%5D={schema}");
+    let result =
+        in_temp_dir(|dir| async move { run(&dir, rows, chunk, Some(isolated), runs, &input, load).await }).await;
+    let dropped = crate::on_pool!(&admin, p => sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(p).await.map(|_| ()));
+    admin.close().await;
+    result?;
+    dropped.context("dropping the benchmark's schema")?;
+    Ok(())
 }
 
 /// `stevedore bench floor`: the floor alone (SQLite, and `COPY` with a PostgreSQL

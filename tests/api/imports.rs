@@ -3,6 +3,7 @@
 //! step is deterministic.
 
 use awc::http::StatusCode;
+use stevedore::store::Db;
 
 use crate::helpers::{app, app_with, attrs, id_in, start_import, stat, text, texts, validated};
 
@@ -259,8 +260,8 @@ async fn a_chunk_is_written_once_whoever_retries_it() {
     let org = OrgId::new(app.org_id("acme").await);
     let t = ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false, fence: None };
     // two workers holding the same chunk (one took the job over): only one writes
-    let first = write_chunk(&app.db, &t, 0, 2).await.unwrap();
-    let second = write_chunk(&app.db, &t, 0, 2).await.unwrap();
+    let first = write_chunk(&app.db, &t, 0, 2, None).await.unwrap();
+    let second = write_chunk(&app.db, &t, 0, 2, None).await.unwrap();
     assert_eq!(first.map(|r| r.created), Some(1));
     assert_eq!(second, None, "the cursor had moved: the second write is refused");
     app.drain().await;
@@ -430,17 +431,17 @@ async fn a_worker_that_lost_its_lease_writes_no_chunk_and_the_new_owner_does() {
     let fence_b = Fence { job_id: b.id, owner: "worker-b".into(), attempt: b.attempts };
     let target = |fence| ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false, fence };
     // A wakes up and writes its chunk: refused before anything is written
-    assert_eq!(write_chunk(&app.db, &target(Some(&fence_a)), 0, 3).await.unwrap(), None);
+    assert_eq!(write_chunk(&app.db, &target(Some(&fence_a)), 0, 3, None).await.unwrap(), None);
     let stored = "SELECT COUNT(*) FROM records WHERE entity = 'locations'";
     assert_eq!(app.scalar(stored, &[]).await, 0, "A wrote nothing");
     let cursor = "SELECT next_row FROM imports WHERE id = $1";
     assert_eq!(app.scalar(cursor, &[id]).await, 0, "the cursor did not move");
     // B, holding the lease, writes it
-    let written = write_chunk(&app.db, &target(Some(&fence_b)), 0, 3).await.unwrap();
+    let written = write_chunk(&app.db, &target(Some(&fence_b)), 0, 3, None).await.unwrap();
     assert_eq!(written.map(|r| r.created), Some(2));
     assert_eq!(app.scalar(cursor, &[id]).await, 3);
     // and A still cannot, even for rows after B's
-    assert_eq!(write_chunk(&app.db, &target(Some(&fence_a)), 3, 4).await.unwrap(), None);
+    assert_eq!(write_chunk(&app.db, &target(Some(&fence_a)), 3, 4, None).await.unwrap(), None);
     assert_eq!(app.scalar(stored, &[]).await, 2, "every row once");
 }
 
@@ -598,4 +599,38 @@ async fn hostile_files_are_refused_naming_the_limit_and_nothing_is_imported() {
     );
     assert_eq!(text(&page.body, ".page-header .badge"), "Failed");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM records", &[]).await, 0);
+}
+
+#[actix_web::test]
+async fn each_chunk_reads_its_records_again_from_the_file_and_leaves_out_a_row_that_changed() {
+    let (app, mut c) = app().await;
+    // past the first rows validation keeps for the page's sample: records come from the file
+    let mut csv = String::from("code,name,kind\n");
+    for i in 1..=120 {
+        csv += &format!("LOC-{i:03},Place {i:03},clinic\n");
+    }
+    let id = validated(&app, &mut c, "locations", ("l.csv", csv.as_bytes()), &[]).await;
+    let sql = "SELECT file_path FROM imports WHERE id = $1";
+    let path: String = match &app.db {
+        Db::Sqlite(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
+    };
+    // the stored file changes after validation: row 100 (LOC-099) no longer reads as validated
+    std::fs::write(&path, csv.replace("Place 099,", "Place XYZ,")).unwrap();
+    start_import(&app, &mut c, id, &[]).await.see_other();
+
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(stat(&page.body, "Created"), 119, "{}", page.body);
+    let errors = c.get(&format!("/settings/imports/{id}/errors.csv")).await;
+    assert!(
+        errors
+            .body
+            .contains("row 100: the file no longer reads as it did when it was validated; this row was not written"),
+        "{}",
+        errors.body
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM records WHERE entity = 'locations'", &[]).await, 119);
+    let late = c.get("/locations?q=place+120").await;
+    assert!(late.body.contains("Place 120") && late.body.contains("LOC-120"), "a record read from the file");
+    assert!(!c.get("/locations?q=place+xyz").await.body.contains("LOC-099"), "the changed row was not written");
 }

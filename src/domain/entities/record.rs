@@ -43,6 +43,17 @@ impl EntitySchema {
     /// Validates one row. `cell(field)` gives the raw text for a field (None: no such
     /// column). Every field is checked, so the caller gets all of a row's problems at once.
     pub fn prepare<'a>(&self, cell: impl Fn(&str) -> Option<&'a str>) -> Result<PreparedRecord, Vec<String>> {
+        self.prepare_with(cell, true)
+    }
+
+    /// [`prepare`](Self::prepare), leaving `data` and `search_text` empty unless `record`:
+    /// validation needs only the row's verdict, key, hash and the values set-based checks
+    /// look at; the record itself is built again when its chunk is written.
+    pub fn prepare_with<'a>(
+        &self,
+        cell: impl Fn(&str) -> Option<&'a str>,
+        record: bool,
+    ) -> Result<PreparedRecord, Vec<String>> {
         let mut errors = vec![];
         let mut values: Vec<(&str, serde_json::Value)> = Vec::with_capacity(self.fields.len());
         for f in &self.fields {
@@ -57,13 +68,17 @@ impl EntitySchema {
         let key = values.iter().find(|(n, _)| *n == self.key).map(|(_, v)| display_value(v)).unwrap_or_default();
         let pairs: Vec<(&str, &serde_json::Value)> = values.iter().map(|(n, v)| (*n, v)).collect();
         let row_hash = super::field::row_hash(&self.name, &pairs);
-        let search_text = values
-            .iter()
-            .map(|(_, v)| display_value(v))
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" | ")
-            .to_lowercase();
+        let search_text = if !record {
+            String::new()
+        } else {
+            values
+                .iter()
+                .map(|(_, v)| display_value(v))
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ")
+                .to_lowercase()
+        };
         let uniques = self
             .fields
             .iter()
@@ -92,16 +107,13 @@ impl EntitySchema {
                 );
             }
         }
-        let data: serde_json::Map<String, serde_json::Value> =
-            values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-        Ok(PreparedRecord {
-            key,
-            data: serde_json::Value::Object(data).to_string(),
-            row_hash,
-            search_text,
-            uniques,
-            refs,
-            files,
-        })
+        let data = if record {
+            let map: serde_json::Map<String, serde_json::Value> =
+                values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+            serde_json::Value::Object(map).to_string()
+        } else {
+            String::new()
+        };
+        Ok(PreparedRecord { key, data, row_hash, search_text, uniques, refs, files })
     }
 }

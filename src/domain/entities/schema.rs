@@ -414,6 +414,11 @@ required = true
         assert_eq!(r.row_hash, s.prepare(row("LOC-1", " Main Clinic")).unwrap().row_hash, "spacing does not matter");
         let errs = s.prepare(row("", "")).unwrap_err();
         assert_eq!(errs, vec!["code: is required but empty".to_string(), "name: is required but empty".to_string()]);
+        // validation's lean preparation: the same verdict, key and hash, without the record
+        let lean = s.prepare_with(row(" LOC-1 ", "Main Clinic"), false).unwrap();
+        assert_eq!((lean.key.as_str(), lean.row_hash.as_str()), ("LOC-1", r.row_hash.as_str()));
+        assert_eq!((lean.data.as_str(), lean.search_text.as_str()), ("", ""));
+        assert_eq!(s.prepare_with(row("", ""), false).unwrap_err(), errs);
     }
 
     #[test]

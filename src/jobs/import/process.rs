@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::rows::Run;
+use super::rows::{ChunkRows, Run, record_batches, stages_data};
 use super::validate::fill_issue_cells;
 use super::{Handlers, Payload, conclude, system_event};
 use crate::domain::imports::{Action, Phase, PhaseStatus, Stage};
@@ -82,6 +82,14 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
         fence: Some(&fence),
     };
     let action = run.action();
+    // merge and overwrite read each chunk's records again from the file, after the cursor
+    // (a delete needs only the staged keys; records with files were staged with their
+    // fetched details)
+    let mut records = if action == Action::Delete || stages_data(&run.schema) {
+        None
+    } else {
+        Some(ChunkRows::new(record_batches(run, cursor)?))
+    };
     let mut failures = false;
     // rows written since the statistics were refreshed, and the count that asks for it again
     let (mut written, mut analyze_at) = (0i64, 1000i64);
@@ -92,7 +100,11 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
         let written_chunk = if action == Action::Delete {
             staging::delete_chunk(db, &target, cursor, to).await
         } else {
-            staging::write_chunk(db, &target, cursor, to).await
+            let read = match records.as_mut() {
+                Some(r) => Some(r.take(cursor, to).await?),
+                None => None,
+            };
+            staging::write_chunk(db, &target, cursor, to, read.as_deref()).await
         };
         match written_chunk {
             Ok(Some(r)) => {

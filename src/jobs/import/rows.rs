@@ -12,13 +12,13 @@ use std::time::Instant;
 use md5::{Digest, Md5};
 
 use super::Payload;
-use crate::domain::entities::EntitySchema;
+use crate::domain::entities::{EntitySchema, FieldKind};
 use crate::domain::imports::{Action, Import, Phase, PhaseStatus, Stage};
 use crate::files::{FileInfo, sniff, visit_rows};
 use crate::jobs::{Step, StepError};
 use crate::store::Db;
 use crate::store::imports::{self as store, phases::PhaseEnd};
-use crate::store::staging::{StagedIssue, StagedRow, StagedValue};
+use crate::store::staging::{ChunkRow, StagedIssue, StagedRow, StagedValue};
 
 pub(super) type Row = (u64, Vec<String>);
 
@@ -180,12 +180,25 @@ impl Run<'_> {
     }
 }
 
+/// Rows whose record validation stages for the import page's sample (the first rows that
+/// parsed).
+const SAMPLE_ROWS: usize = 50;
+
+/// Whether validation stages every row's record: only for entities with file or image
+/// fields, whose values the file step replaces with the stored files' details. Every other
+/// record is read again from the file when its chunk is written ([`record_batches`]).
+pub(super) fn stages_data(schema: &EntitySchema) -> bool {
+    schema.fields.iter().any(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images))
+}
+
 /// Reads the file on a blocking thread and stages every row: the width check
 /// (prevalidation), the digest of its mapped cells (for preparsing), its key (for
 /// transforming) and its parsed record or problems (for parsing and validation).
 pub(super) fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch> {
     let schema = run.schema.clone();
     let delete = run.action() == Action::Delete;
+    let keeps_data = stages_data(&schema);
+    let mut sampled = 0usize;
     let width = run.info.headers.len();
     let mut batch = StagedBatch { rows: vec![], values: vec![], issues: vec![] };
     Batches::open(run.path.clone(), run.info.clone(), move |n, cells, last| {
@@ -210,7 +223,8 @@ pub(super) fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch
                     row.problem = Some(format!("{}: is required but empty", schema.key));
                 }
             } else {
-                match schema.prepare(|f| cols.cell(cells, f)) {
+                let record = keeps_data || sampled < SAMPLE_ROWS;
+                match schema.prepare_with(|f| cols.cell(cells, f), record) {
                     Ok(r) => {
                         for (field, value) in r.uniques {
                             batch.values.push(StagedValue {
@@ -229,9 +243,15 @@ pub(super) fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch
                             batch.values.push(StagedValue { row_number, kind: "file", field, target, value });
                         }
                         row.record_key = r.key;
-                        row.data = Some(r.data);
                         row.row_hash = Some(r.row_hash);
-                        row.search_text = Some(r.search_text);
+                        // the record itself is read again from the file by the chunk that
+                        // writes it; staged only where fetching files changes it, and for
+                        // the import page's sample
+                        if record {
+                            sampled += 1;
+                            row.data = Some(r.data);
+                            row.search_text = Some(r.search_text);
+                        }
                     }
                     Err(errors) => {
                         row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
@@ -246,4 +266,58 @@ pub(super) fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch
         }
         None
     })
+}
+
+/// The records of the file's rows after `after`, read and parsed again on a blocking thread
+/// for the processing phase, in file order: each row the way validation parsed it (the
+/// chunk checks its hash against the staged one). Rows that are malformed or do not parse
+/// are not sent; they were left out at validation.
+pub(super) fn record_batches(run: &Run<'_>, after: i64) -> Step<Batches<Vec<ChunkRow>>> {
+    let schema = run.schema.clone();
+    let cols = Columns::new(&run.imp)?;
+    let width = run.info.headers.len();
+    let mut buf: Vec<ChunkRow> = Vec::with_capacity(BATCH);
+    Ok(Batches::open(run.path.clone(), run.info.clone(), move |n, cells, last| {
+        let row_number = n as i64;
+        let wanted = !last && row_number > after && !cells.iter().skip(width).any(|c| !c.trim().is_empty());
+        if let Some(r) = wanted.then(|| schema.prepare(|f| cols.cell(cells, f)).ok()).flatten() {
+            buf.push(ChunkRow { row_number, data: r.data, row_hash: r.row_hash, search_text: r.search_text });
+        }
+        if buf.len() >= BATCH || (last && !buf.is_empty()) { Some(std::mem::take(&mut buf)) } else { None }
+    }))
+}
+
+/// The rows of [`record_batches`] handed out chunk by chunk.
+pub(super) struct ChunkRows {
+    batches: Batches<Vec<ChunkRow>>,
+    ahead: std::collections::VecDeque<ChunkRow>,
+    done: bool,
+}
+
+impl ChunkRows {
+    pub fn new(batches: Batches<Vec<ChunkRow>>) -> ChunkRows {
+        ChunkRows { batches, ahead: Default::default(), done: false }
+    }
+
+    /// The rows numbered in `(from, to]` (the chunks come in file order).
+    pub async fn take(&mut self, from: i64, to: i64) -> Step<Vec<ChunkRow>> {
+        let mut out = vec![];
+        loop {
+            while self.ahead.front().is_some_and(|r| r.row_number <= to) {
+                if let Some(r) = self.ahead.pop_front().filter(|r| r.row_number > from) {
+                    out.push(r);
+                }
+            }
+            if !self.ahead.is_empty() {
+                return Ok(out);
+            }
+            if self.done {
+                return Ok(out);
+            }
+            match self.batches.next().await {
+                Some(b) => self.ahead.extend(b?),
+                None => self.done = true,
+            }
+        }
+    }
 }

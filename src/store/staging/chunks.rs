@@ -128,6 +128,97 @@ pub struct ChunkResult {
     pub failed: i64,
 }
 
+/// A row's record as the processing phase read it again from the file: validation staged
+/// its hash, and the chunk writes only rows whose record still hashes the same.
+#[derive(Debug, Clone)]
+pub struct ChunkRow {
+    pub row_number: i64,
+    pub data: String,
+    pub row_hash: String,
+    pub search_text: String,
+}
+
+/// Rows per statement when a chunk's records are put in `chunk_rows` on SQLite (four
+/// parameters each, well under SQLite's limit).
+const CHUNK_ROWS_PER_INSERT: usize = 500;
+
+/// In a chunk's transaction: the temporary table `chunk_rows` made ready (PostgreSQL drops
+/// it at commit; SQLite keeps one per connection, emptied here), and the chunk's records as
+/// read from the file put in it. One implementation per backend: PostgreSQL's streams the
+/// rows with `COPY`.
+trait ChunkTable {
+    async fn empty_chunk_table(&mut self) -> anyhow::Result<()>;
+    async fn put_chunk_rows(&mut self, rows: &[ChunkRow]) -> anyhow::Result<()>;
+}
+
+/// The chunk's staged records into `chunk_rows`, where validation staged them (entities with
+/// files, whose fetched details it wrote there).
+const CHUNK_FROM_STAGING: &str = "INSERT INTO chunk_rows (row_number, data, row_hash, search_text)
+     SELECT row_number, data, row_hash, search_text FROM import_rows
+     WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'
+       AND data IS NOT NULL AND row_hash IS NOT NULL AND search_text IS NOT NULL";
+
+impl ChunkTable for sqlx::SqliteConnection {
+    async fn empty_chunk_table(&mut self) -> anyhow::Result<()> {
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS chunk_rows
+               (row_number INTEGER PRIMARY KEY, data TEXT NOT NULL, row_hash TEXT NOT NULL, search_text TEXT NOT NULL)",
+        )
+        .execute(&mut *self)
+        .await
+        .context("making the chunk's table")?;
+        sqlx::query("DELETE FROM chunk_rows").execute(&mut *self).await.context("emptying the chunk's table")?;
+        Ok(())
+    }
+
+    async fn put_chunk_rows(&mut self, rows: &[ChunkRow]) -> anyhow::Result<()> {
+        for part in rows.chunks(CHUNK_ROWS_PER_INSERT) {
+            let mut sql = String::from("INSERT INTO chunk_rows (row_number, data, row_hash, search_text) VALUES ");
+            // anonymous parameters: SQLite looks a numbered one up by a walk over all of
+            // them, which made binding a statement's 2,000 values quadratic
+            sql.push_str(&vec!["(?, ?, ?, ?)"; part.len()].join(","));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in part {
+                q = q.bind(r.row_number).bind(r.data.as_str()).bind(r.row_hash.as_str()).bind(r.search_text.as_str());
+            }
+            q.execute(&mut *self).await.context("putting the chunk's records in place")?;
+        }
+        Ok(())
+    }
+}
+
+impl ChunkTable for sqlx::PgConnection {
+    async fn empty_chunk_table(&mut self) -> anyhow::Result<()> {
+        sqlx::query(
+            "CREATE TEMP TABLE chunk_rows
+               (row_number BIGINT PRIMARY KEY, data TEXT NOT NULL, row_hash TEXT NOT NULL, search_text TEXT NOT NULL)
+             ON COMMIT DROP",
+        )
+        .execute(&mut *self)
+        .await
+        .context("making the chunk's table")?;
+        Ok(())
+    }
+
+    async fn put_chunk_rows(&mut self, rows: &[ChunkRow]) -> anyhow::Result<()> {
+        let mut out = Vec::with_capacity(rows.len() * 256);
+        for r in rows {
+            let n = r.row_number.to_string();
+            super::copy_line(&mut out, &[Some(&n), Some(&r.data), Some(&r.row_hash), Some(&r.search_text)]);
+        }
+        let mut copy = self
+            .copy_in_raw("COPY chunk_rows (row_number, data, row_hash, search_text) FROM STDIN")
+            .await
+            .context("starting COPY of the chunk's records")?;
+        if let Err(e) = copy.send(out).await {
+            let _ = copy.abort("chunk failed").await;
+            return Err(e).context("sending the chunk's records");
+        }
+        copy.finish().await.context("finishing COPY of the chunk's records")?;
+        Ok(())
+    }
+}
+
 /// What a chunk writes into.
 pub struct ChunkTarget<'a> {
     pub org: OrgId,
@@ -143,12 +234,17 @@ pub struct ChunkTarget<'a> {
 /// transaction that first moves the import's cursor from `from_row` to `to_row`; None when
 /// the cursor was not at `from_row` or the import is no longer running (another worker did
 /// this chunk, or it was paused), leaving everything as it was.
-#[tracing::instrument(skip(db, t), fields(org_id = t.org.get(), import_id = t.import_id))]
+///
+/// `rows` are the chunk's records read again from the file (None: validation staged them).
+/// A pending row without its record here, or whose record no longer hashes as validated
+/// (the file or the entity's schema changed since), is left out as failed, saying so.
+#[tracing::instrument(skip(db, t, rows_read), fields(org_id = t.org.get(), import_id = t.import_id))]
 pub async fn write_chunk(
     db: &Db,
     t: &ChunkTarget<'_>,
     from_row: i64,
     to_row: i64,
+    rows_read: Option<&[ChunkRow]>,
 ) -> anyhow::Result<Option<ChunkResult>> {
     let now = crate::now();
     let (org, id, entity) = (t.org.get(), t.import_id, t.entity);
@@ -163,6 +259,32 @@ pub async fn write_chunk(
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
+        (*tx).empty_chunk_table().await?;
+        match rows_read {
+            Some(read) => (*tx).put_chunk_rows(read).await?,
+            None => {
+                sqlx::query(CHUNK_FROM_STAGING)
+                    .bind(id)
+                    .bind(from_row)
+                    .bind(to_row)
+                    .execute(&mut *tx)
+                    .await
+                    .context("reading the chunk's staged records")?;
+            }
+        }
+        sqlx::query("INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+             SELECT $1, s.row_number, 'failed', 'row ' || CAST(s.row_number AS TEXT)
+                    || ': the file no longer reads as it did when it was validated; this row was not written', ''
+             FROM import_rows s
+             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM chunk_rows c WHERE c.row_number = s.row_number AND c.row_hash = s.row_hash)")
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .execute(&mut *tx)
+            .await
+            .context("checking the chunk's records")?;
+        res.failed = fail_left_out!(tx, id, from_row, to_row);
         if t.has_uniques {
             // a unique value another record took since validation fails just that row
             chunk_exec!(tx, "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
@@ -174,7 +296,7 @@ pub async fn write_chunk(
                  WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                    AND r.record_key <> s.record_key
                  GROUP BY s.row_number", (id, from_row, to_row, org, entity), "checking unique values");
-            res.failed = fail_left_out!(tx, id, from_row, to_row);
+            res.failed += fail_left_out!(tx, id, from_row, to_row);
         }
         // the journal first: before-images of the records about to change; only records
         // journaled here are updated below (on PostgreSQL another import may commit a record
@@ -209,8 +331,8 @@ pub async fn write_chunk(
         } else {
             0
         };
-        let insert = crate::store::records::insert_into_records(false, "SELECT $4, $5, s.record_key, s.data, s.row_hash, s.search_text, $1, s.row_number, $6, $6
-             FROM import_rows s
+        let insert = crate::store::records::insert_into_records(false, "SELECT $4, $5, s.record_key, c.data, s.row_hash, c.search_text, $1, s.row_number, $6, $6
+             FROM import_rows s JOIN chunk_rows c ON c.row_number = s.row_number
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)");
         if sqlite {
@@ -261,9 +383,9 @@ pub async fn write_chunk(
         }
         // nothing journaled, nothing to update (an import of new records skips the statement)
         res.updated = if journaled == 0 { 0 } else { sqlx::query(
-            "UPDATE records SET data = s.data, row_hash = s.row_hash, search_text = s.search_text,
+            "UPDATE records SET data = c.data, row_hash = s.row_hash, search_text = c.search_text,
                     import_id = $1, import_row = s.row_number, updated_at = $6
-             FROM import_rows s
+             FROM import_rows s JOIN chunk_rows c ON c.row_number = s.row_number
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                AND records.org_id = $4 AND records.entity = $5 AND records.record_key = s.record_key
                AND records.row_hash <> s.row_hash

@@ -148,34 +148,6 @@ pub async fn insert(
     }
     // (statement, its rows as JSON, what it does) for each non-empty part
     let mut parts: Vec<(String, String, &str)> = vec![];
-    if !rows.is_empty() {
-        let json = serde_json::to_string(
-            &rows
-                .iter()
-                .map(|r| {
-                    let (hi, lo) = r.digest.split_at(8);
-                    (
-                        r.row_number,
-                        r.state,
-                        i64::from_be_bytes(hi.try_into().unwrap_or_default()),
-                        i64::from_be_bytes(lo.try_into().unwrap_or_default()),
-                        &r.record_key,
-                        &r.problem,
-                        &r.data,
-                        &r.row_hash,
-                        &r.search_text,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        )?;
-        let sql = format!(
-            "INSERT INTO import_rows (import_id, row_number, state, digest_hi, digest_lo, record_key, problem, data,
-                                      row_hash, search_text)
-             SELECT $1, c0, c1, c2, c3, c4, c5, c6, c7, c8 FROM ({}) AS x",
-            from_json(db, &["BIGINT", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT"])
-        );
-        parts.push((sql, json, "staging rows"));
-    }
     if !values.is_empty() {
         let json = serde_json::to_string(
             &values.iter().map(|v| (v.row_number, v.kind, &v.field, &v.target, &v.value)).collect::<Vec<_>>(),
@@ -199,11 +171,45 @@ pub async fn insert(
     }
     on_pool!(db, p => {
         let mut tx = crate::begin_write!(db, p).context("starting staging transaction")?;
+        // the rows as bound values, anonymous parameters (SQLite finds a numbered one by a walk
+        // over all of them): no JSON to build and take apart
+        for part in rows.chunks(STAGE_ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO import_rows (import_id, row_number, state, digest_hi, digest_lo, record_key, problem, data,
+                                          row_hash, search_text) VALUES ",
+            );
+            sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; part.len()].join(","));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in part {
+                let (hi, lo) = digest_halves(&r.digest);
+                q = q
+                    .bind(id)
+                    .bind(r.row_number)
+                    .bind(r.state)
+                    .bind(hi)
+                    .bind(lo)
+                    .bind(r.record_key.as_str())
+                    .bind(r.problem.as_deref())
+                    .bind(r.data.as_deref())
+                    .bind(r.row_hash.as_deref())
+                    .bind(r.search_text.as_deref());
+            }
+            q.execute(&mut *tx).await.context("staging rows")?;
+        }
         for (sql, json, what) in parts {
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).execute(&mut *tx).await.context(what)?;
         }
         tx.commit().await.context("committing staged rows")
     })
+}
+
+/// Staged rows per statement on SQLite (ten parameters each, under SQLite's limit).
+const STAGE_ROWS_PER_INSERT: usize = 500;
+
+/// A digest as the two integers staging keeps it in.
+fn digest_halves(digest: &[u8; 16]) -> (i64, i64) {
+    let (hi, lo) = digest.split_at(8);
+    (i64::from_be_bytes(hi.try_into().unwrap_or_default()), i64::from_be_bytes(lo.try_into().unwrap_or_default()))
 }
 
 /// PostgreSQL: the batch streamed with `COPY … FROM STDIN` (text format) into the staging
@@ -221,9 +227,8 @@ async fn copy_staged(
     if !rows.is_empty() {
         let mut out = Vec::with_capacity(rows.len() * 256);
         for r in rows {
-            let (hi, lo) = r.digest.split_at(8);
-            let hi = i64::from_be_bytes(hi.try_into().unwrap_or_default()).to_string();
-            let lo = i64::from_be_bytes(lo.try_into().unwrap_or_default()).to_string();
+            let (hi, lo) = digest_halves(&r.digest);
+            let (hi, lo) = (hi.to_string(), lo.to_string());
             let n = r.row_number.to_string();
             copy_line(
                 &mut out,
