@@ -26,12 +26,33 @@
     }
     // A click on the backdrop (the dialog element itself) closes it.
     if (e.target.tagName === "DIALOG") e.target.close();
-    var toggle = e.target.closest("[data-nav-toggle]");
-    if (toggle) {
-      var nav = document.getElementById("sidebar");
-      var open = nav.classList.toggle("open");
-      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (e.target.closest("[data-nav-toggle]")) {
+      setNav(!navOpen());
+    } else if (e.target.closest("[data-nav-close]")) {
+      setNav(false);
     }
+  });
+
+  // The navigation drawer on small screens: a backdrop behind it, a close button in it,
+  // Escape or a click outside closes it and gives the focus back to the toggle.
+  function navOpen() {
+    var nav = document.getElementById("sidebar");
+    return !!(nav && nav.classList.contains("open"));
+  }
+  function setNav(open) {
+    var nav = document.getElementById("sidebar");
+    var toggle = document.querySelector("[data-nav-toggle]");
+    var backdrop = document.querySelector(".nav-backdrop");
+    if (!nav || !toggle) return;
+    nav.classList.toggle("open", open);
+    if (backdrop) backdrop.hidden = !open;
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    toggle.setAttribute("aria-label", open ? "Close navigation" : "Open navigation");
+    var target = open ? nav.querySelector("[aria-current=page]") || nav.querySelector("a") : toggle;
+    if (target) target.focus();
+  }
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && navOpen()) setNav(false);
   });
 
   // htmx refreshes a section in place while it has work in progress (hx-get, every 3s,
@@ -72,6 +93,19 @@
   // Run on the page, and on whatever htmx swaps in later.
   function enhance(root) {
     root.querySelectorAll("[data-hide-with-js]").forEach(function (el) { el.hidden = true; });
+    // Tables become stacked cards on phones (CSS): each cell carries its column's name.
+    root.querySelectorAll("table.table").forEach(function (t) {
+      var heads = Array.prototype.map.call(t.querySelectorAll("thead th"), function (th) {
+        return th.textContent.trim();
+      });
+      if (!heads.length) return;
+      t.querySelectorAll("tbody tr").forEach(function (tr) {
+        Array.prototype.forEach.call(tr.children, function (cell, i) {
+          if (heads[i]) cell.setAttribute("data-label", heads[i]);
+        });
+      });
+      t.setAttribute("data-stacked", "");
+    });
     // Dialogs the server rendered open (no-JS links) become real modals, once.
     root.querySelectorAll("dialog[data-modal][open]").forEach(function (d) {
       d.removeAttribute("data-modal");

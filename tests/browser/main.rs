@@ -627,3 +627,146 @@ async fn import_a_bundle_see_it_in_the_history_and_roll_it_back() {
     assert!(c.find(Locator::Css("#marketplace-imports[hx-trigger]")).await.is_err(), "no more polling");
     c.close().await.unwrap();
 }
+
+/// What overflows the viewport on the current page: the page's own width past the window,
+/// and any open dialog or menu panel reaching outside it; empty when everything fits.
+async fn overflow(c: &Client) -> String {
+    let script = "const w = window.innerWidth, out = [];\
+        const sw = document.documentElement.scrollWidth;\
+        if (sw > w) {\
+          out.push('page ' + sw + ' px wide at ' + w);\
+          for (const e of document.querySelectorAll('main *')) {\
+            const r = e.getBoundingClientRect();\
+            if (r.right > w + 1 && r.width > 0 && getComputedStyle(e).position !== 'absolute') {\
+              let p = e.parentElement, clipped = false;\
+              while (p) { const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'hidden' || o === 'scroll') { clipped = true; break; } p = p.parentElement; }\
+              if (!clipped) { out.push(e.tagName.toLowerCase() + (e.className ? '.' + String(e.className).split(' ').join('.') : '') + ' right=' + Math.round(r.right)); if (out.length > 6) break; }\
+            }\
+          }\
+        }\
+        for (const e of document.querySelectorAll('dialog[open], details[open] > .menu-panel, .sidebar.open')) {\
+          const r = e.getBoundingClientRect();\
+          if (r.left < -1 || r.right > w + 1) out.push(e.tagName.toLowerCase() + '#' + e.id + '.' + e.className + ' spans ' + Math.round(r.left) + '..' + Math.round(r.right) + ' of ' + w);\
+        }\
+        return out.join('; ');";
+    c.execute(script, vec![]).await.unwrap().as_str().unwrap_or_default().to_string()
+}
+
+#[actix_web::test]
+async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = start_browser(profile.path()).await else { return };
+    let app = spawn_app_with(|s| s.workers = "0".into()).await;
+    app.user("acme-health", "ada@acme.test", "owner").await;
+    app.user("acme-health", "vic@acme.test", "viewer").await;
+    // an import with rows left out, one waiting at Ready, a bundle import, an export, an API key
+    let mut h = app.signed_in("ada@acme.test").await;
+    let mut csv = String::from("code,name,kind,capacity,opened_on\n");
+    for i in 1..=40 {
+        csv += &format!("LOC-{i:04},A rather long location name for row {i},clinic,{i},2021-01-{:02}\n", i % 28 + 1);
+    }
+    csv += "LOC-BAD,,spaceship,many,notadate\n";
+    let done =
+        helpers::import_file(&app, &mut h, "locations", ("locations-with-a-long-file-name.csv", csv.as_bytes())).await;
+    let ready = helpers::validated(&app, &mut h, "locations", ("again.csv", csv.as_bytes()), &[]).await;
+    let bundle = "/cl/marketplace/infection-control-toolkit";
+    h.submit(bundle, &format!("{bundle}/1.0.0/import"), &[]).await.see_other();
+    let export = [("export_type", "entity_data"), ("entity_types", "locations"), ("format", "csv")];
+    h.submit("/settings/exports", "/settings/exports", &export).await.see_other();
+    let key =
+        [("name", "Nightly sync from the HR system"), ("permissions", "pf.import.upload"), ("expires_in_days", "90")];
+    h.submit("/settings/api-keys", "/settings/api-keys", &key).await.see_other();
+    app.drain().await;
+    let ada = app.user_id("ada@acme.test").await;
+    let vic = app.user_id("vic@acme.test").await;
+    let key = app.scalar("SELECT COALESCE(MAX(id), 0) FROM api_keys", &[]).await;
+
+    let base = app.base.clone();
+    let owner_pages = vec![
+        "/".to_string(),
+        "/locations".into(),
+        "/locations/importer".into(),
+        "/settings/imports".into(),
+        "/settings/imports/upload".into(),
+        format!("/settings/imports/{done}"),
+        format!("/settings/imports/{done}?rollback=1"),
+        format!("/settings/imports/{ready}"),
+        "/settings/exports".into(),
+        "/settings/exports?new=1".into(),
+        "/settings/members".into(),
+        "/settings/members?add=1".into(),
+        format!("/settings/members?member={vic}"),
+        format!("/settings/members?remove={vic}"),
+        "/settings/api-keys".into(),
+        "/settings/api-keys?new=1".into(),
+        format!("/settings/api-keys?revoke={key}"),
+        "/settings/audit".into(),
+        "/cl/marketplace".into(),
+        "/cl/marketplace/infection-control-toolkit".into(),
+        "/cl/marketplace/imports".into(),
+        "/api/docs".into(),
+        "/account/password".into(),
+    ];
+    let viewer_pages = ["/", "/locations", "/settings/exports", "/cl/marketplace", "/settings/imports"];
+    let mut problems = vec![];
+    for (email, pages) in [
+        ("ada@acme.test", owner_pages.clone()),
+        ("vic@acme.test", viewer_pages.iter().map(|p| p.to_string()).collect()),
+    ] {
+        sign_in(&c, &base, "/login", email).await;
+        for (w, h) in [(390u32, 844u32), (1280, 860)] {
+            c.set_window_size(w, h).await.unwrap();
+            for page in &pages {
+                c.goto(&format!("{base}{page}")).await.unwrap();
+                wait_css(&c, "main").await;
+                let who = email.split('@').next().unwrap();
+                let name = format!("fit-{who}-{w}-{}", page.trim_matches('/').replace(['/', '?', '='], "-"));
+                shot(&c, &name).await;
+                let o = overflow(&c).await;
+                if !o.is_empty() {
+                    problems.push(format!("{who} {page} at {w} px: {o}"));
+                }
+            }
+            // the entity page's Actions menu opens inside the screen
+            if email == "ada@acme.test" {
+                c.goto(&format!("{base}/locations")).await.unwrap();
+                c.find(Locator::Css("main details.menu > summary")).await.unwrap().click().await.unwrap();
+                let o = overflow(&c).await;
+                if !o.is_empty() {
+                    problems.push(format!("/locations Actions menu at {w} px: {o}"));
+                }
+                shot(&c, &format!("fit-actions-menu-{w}")).await;
+            }
+            if email == "ada@acme.test" && w == 390 {
+                // the navigation drawer: a backdrop, a close button, Escape, a click outside
+                let shown = "return getComputedStyle(document.getElementById('sidebar')).display !== 'none' \
+                    && !document.querySelector('.nav-backdrop').hidden";
+                let toggle = "header [data-nav-toggle]";
+                c.find(Locator::Css(toggle)).await.unwrap().click().await.unwrap();
+                assert!(eval_bool(&c, shown).await, "the drawer and its backdrop show");
+                assert_eq!(overflow(&c).await, "");
+                shot(&c, "fit-nav-drawer-390").await;
+                c.active_element().await.unwrap().send_keys(&Key::Escape.to_string()).await.unwrap();
+                assert!(!eval_bool(&c, shown).await, "Escape closes it");
+                assert!(
+                    eval_bool(&c, "return document.activeElement.matches('[data-nav-toggle]')").await,
+                    "the focus goes back to the toggle"
+                );
+                c.find(Locator::Css(toggle)).await.unwrap().click().await.unwrap();
+                c.find(Locator::Css("#sidebar [data-nav-close]")).await.unwrap().click().await.unwrap();
+                assert!(!eval_bool(&c, shown).await, "the close button closes it");
+                c.find(Locator::Css(toggle)).await.unwrap().click().await.unwrap();
+                c.execute("document.querySelector('.nav-backdrop').click()", vec![]).await.unwrap();
+                assert!(!eval_bool(&c, shown).await, "a click on the backdrop closes it");
+            }
+        }
+        c.set_window_size(1280, 860).await.unwrap();
+        c.goto(&format!("{base}/")).await.unwrap();
+        c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.ok();
+        let _ = c.goto(&format!("{base}/logout")).await;
+        c.delete_all_cookies().await.unwrap();
+    }
+    assert!(problems.is_empty(), "pages wider than the screen:\n{}", problems.join("\n"));
+    assert!(ada > 0);
+    c.close().await.unwrap();
+}
