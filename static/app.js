@@ -99,9 +99,16 @@
         return th.textContent.trim();
       });
       if (!heads.length) return;
+      if (t.hasAttribute("data-stacked")) return;
       t.querySelectorAll("tbody tr").forEach(function (tr) {
         Array.prototype.forEach.call(tr.children, function (cell, i) {
           if (heads[i]) cell.setAttribute("data-label", heads[i]);
+          if (!cell.textContent.trim() && !cell.querySelector("img, svg, input, button, a")) cell.setAttribute("data-empty", "");
+          // the cell's content in one box, so the label and the value are the card row's two columns
+          var value = document.createElement("div");
+          value.className = "cell-value";
+          while (cell.firstChild) value.appendChild(cell.firstChild);
+          cell.appendChild(value);
         });
       });
       t.setAttribute("data-stacked", "");

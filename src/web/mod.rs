@@ -136,6 +136,35 @@ pub async fn audit(
     Ok(())
 }
 
+/// A count as people read it: digits in groups of three (`6,000`). Templates call
+/// `.grouped()` on a count (the trait must be in scope where the template is defined).
+pub trait Grouped {
+    fn grouped(&self) -> String;
+}
+
+impl Grouped for i64 {
+    fn grouped(&self) -> String {
+        let digits = self.unsigned_abs().to_string();
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+        if *self < 0 {
+            out.push('-');
+        }
+        for (i, d) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(d);
+        }
+        out
+    }
+}
+
+impl Grouped for usize {
+    fn grouped(&self) -> String {
+        i64::try_from(*self).unwrap_or(i64::MAX).grouped()
+    }
+}
+
 /// Page numbers for a paginated table.
 #[derive(Debug, Clone)]
 pub struct Pagination {
@@ -148,6 +177,14 @@ pub struct Pagination {
 }
 
 impl Pagination {
+    pub fn total_grouped(&self) -> String {
+        self.total.grouped()
+    }
+
+    pub fn pages_grouped(&self) -> String {
+        self.pages().grouped()
+    }
+
     pub fn new(page: Option<i64>, per_page: i64, total: i64, base: &str) -> Self {
         let pages = ((total + per_page - 1) / per_page).max(1);
         let page = page.unwrap_or(1).clamp(1, pages);
@@ -212,6 +249,17 @@ pub fn format_time(epoch: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_read_in_groups_of_three() {
+        use super::Grouped;
+        let cases =
+            [(0i64, "0"), (999, "999"), (1000, "1,000"), (6000, "6,000"), (1234567, "1,234,567"), (-45210, "-45,210")];
+        for (n, want) in cases {
+            assert_eq!(n.grouped(), want);
+        }
+        assert_eq!(1_000_000usize.grouped(), "1,000,000");
+    }
+
     use super::*;
 
     #[test]

@@ -608,7 +608,7 @@ pub fn stat(html: &str, label: &str) -> i64 {
     doc.select(&selector(".stat"))
         .find(|card| card.select(&name).next().is_some_and(|l| words(l) == label))
         .and_then(|card| card.select(&value).next())
-        .map(|v| words(v).parse().unwrap_or_else(|e| panic!("stat {label}: {e}")))
+        .map(|v| words(v).replace(',', "").parse().unwrap_or_else(|e| panic!("stat {label}: {e}")))
         .unwrap_or_else(|| panic!("no stat {label}"))
 }
 

@@ -644,6 +644,9 @@ async fn overflow(c: &Client) -> String {
             }\
           }\
         }\
+        for (const e of document.querySelectorAll('main .table-wrap')) {\
+          if (e.scrollWidth > e.clientWidth + 1) out.push('a table scrolls sideways: ' + e.scrollWidth + ' px in ' + e.clientWidth);\
+        }\
         for (const e of document.querySelectorAll('dialog[open], details[open] > .menu-panel, .sidebar.open')) {\
           const r = e.getBoundingClientRect();\
           if (r.left < -1 || r.right > w + 1) out.push(e.tagName.toLowerCase() + '#' + e.id + '.' + e.className + ' spans ' + Math.round(r.left) + '..' + Math.round(r.right) + ' of ' + w);\

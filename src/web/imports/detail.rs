@@ -18,6 +18,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::imports::phases;
 use crate::store::journal::{self, Changed};
+use crate::web::Grouped;
 use crate::web::audit::EventView;
 use crate::web::layout::{Layout, render};
 use crate::web::{Pagination, format_time, is_htmx};

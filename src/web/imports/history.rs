@@ -14,6 +14,7 @@ use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::imports::{self as store, ListFilter};
+use crate::web::Grouped;
 use crate::web::layout::{Layout, render};
 use crate::web::{Pagination, format_time};
 
