@@ -31,6 +31,9 @@ async fn every_shipped_entity_has_a_list_page_and_a_template() {
         assert_eq!(text(&page.body, "main h1"), label);
         assert!(page.body.contains(&format!("No {} yet", label.to_lowercase())), "{entity} empty state");
         assert!(page.body.contains("0 records"));
+        // a viewer is offered the template, not Import
+        let offered = texts(&page.body, ".empty-state .button");
+        assert_eq!(offered, ["Download template"], "{entity}");
         let t = c.get(&format!("/{entity}/template.csv")).await;
         assert_eq!(t.status, StatusCode::OK);
         assert_eq!(t.header("content-type"), "text/csv; charset=utf-8");

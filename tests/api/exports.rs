@@ -4,7 +4,7 @@ use std::io::Read;
 
 use awc::http::StatusCode;
 
-use crate::helpers::{Client, Resp, TestApp, app, count, first_id, import_file, texts};
+use crate::helpers::{Client, Resp, TestApp, app, attrs, count, first_id, import_file, texts};
 
 /// Requests an export through the New Export form; the response.
 async fn request(c: &mut Client, fields: &[(&str, &str)]) -> Resp {
@@ -41,6 +41,16 @@ async fn a_csv_export_re_imports_as_the_records_it_came_from() {
 
     let page = c.get("/settings/exports").await;
     assert!(page.body.contains("No exports yet") && page.body.contains("New Export"));
+    assert_eq!(
+        texts(&page.body, ".empty-state a[data-open='new-export']"),
+        ["New Export"],
+        "offered where it is empty"
+    );
+    // an owner's empty entity page offers Import beside the template; every page a skip link
+    let empty = c.get("/staff").await;
+    assert_eq!(texts(&empty.body, ".empty-state .button"), ["Import", "Download template"]);
+    assert_eq!(attrs(&empty.body, ".empty-state a.button", "href")[0], "/staff/importer");
+    assert_eq!(attrs(&empty.body, "body > a.skip-link", "href"), ["#main"]);
     let r = request(&mut c, &[("export_type", "entity_data"), ("format", "csv"), ("entity_types", "locations")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.get("/settings/exports").await;

@@ -740,6 +740,18 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
                 }
                 shot(&c, &format!("fit-actions-menu-{w}")).await;
             }
+            if email == "ada@acme.test" && w == 1280 {
+                // the first Tab reaches the skip link, which moves the focus to the page's content
+                c.goto(&format!("{base}/settings/imports")).await.unwrap();
+                c.active_element().await.unwrap().send_keys(&Key::Tab.to_string()).await.unwrap();
+                assert!(eval_bool(&c, "return document.activeElement.matches('a.skip-link')").await, "skip link first");
+                shot(&c, "fit-skip-link-1280").await;
+                c.active_element().await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
+                assert!(
+                    eval_bool(&c, "return document.activeElement.id === 'main'").await,
+                    "the focus is on the content"
+                );
+            }
             if email == "ada@acme.test" && w == 390 {
                 // the navigation drawer: a backdrop, a close button, Escape, a click outside
                 let shown = "return getComputedStyle(document.getElementById('sidebar')).display !== 'none' \
