@@ -35,6 +35,17 @@ impl Permission {
         }
     }
 
+    /// Its name in plain words, shown before the code.
+    pub fn label(self) -> &'static str {
+        match self {
+            Permission::ImportUpload => "Imports",
+            Permission::ExportRequestsView => "See exports",
+            Permission::ExportRequestsCreate => "Request exports",
+            Permission::MarketplaceImport => "Marketplace imports",
+            Permission::MembersManage => "Manage members",
+        }
+    }
+
     /// What holding it lets a member do, in plain words.
     pub fn description(self) -> &'static str {
         match self {
@@ -145,6 +156,14 @@ pub fn check_membership_change(current: Role, new: Option<Role>, owner_count: i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_permission_has_its_own_plain_name() {
+        let labels: std::collections::HashSet<&str> = Permission::ALL.iter().map(|p| p.label()).collect();
+        assert_eq!(labels.len(), Permission::ALL.len());
+        assert!(Permission::ALL.iter().all(|p| !p.label().contains('.') && p.label() != p.as_str()));
+        assert_eq!(Permission::ImportUpload.label(), "Imports");
+    }
 
     #[test]
     fn owner_holds_every_permission() {

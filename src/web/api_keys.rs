@@ -22,7 +22,7 @@ pub struct KeyView {
     pub id: i64,
     pub name: String,
     pub prefix: String,
-    pub permissions: Vec<&'static str>,
+    pub permissions: Vec<Permission>,
     pub created_by: String,
     pub created_at: String,
     pub expires: String,
@@ -44,7 +44,7 @@ impl KeyView {
             id: r.id,
             name: r.name,
             prefix: format!("{}…", r.prefix),
-            permissions: api_keys::parse_permissions(&r.permissions).iter().map(|p| p.as_str()).collect(),
+            permissions: api_keys::parse_permissions(&r.permissions),
             created_by: r.created_by_label,
             created_at: format_time(r.created_at),
             expires: r.expires_at.map(format_time).unwrap_or_else(|| "Never".into()),
@@ -59,6 +59,7 @@ impl KeyView {
 
 /// A permission the create form offers, and whether it is ticked.
 pub struct PermissionChoice {
+    pub label: &'static str,
     pub name: &'static str,
     pub description: &'static str,
     pub checked: bool,
@@ -96,6 +97,7 @@ fn choices(id: &Identity, ticked: &[String]) -> Vec<PermissionChoice> {
         .iter()
         .filter(|p| id.can(**p))
         .map(|p| PermissionChoice {
+            label: p.label(),
             name: p.as_str(),
             description: p.description(),
             checked: ticked.iter().any(|t| t == p.as_str()),

@@ -15,6 +15,7 @@ use crate::state::AppState;
 use crate::store;
 
 pub struct PermissionLine {
+    pub label: &'static str,
     pub name: &'static str,
     pub description: &'static str,
     pub granted: bool,
@@ -37,7 +38,12 @@ pub async fn overview(req: HttpRequest, id: Identity, state: web::Data<AppState>
     let member_count = store::accounts::count_members(&state.db, id.org_id).await?;
     let permissions = Permission::ALL
         .iter()
-        .map(|p| PermissionLine { name: p.as_str(), description: p.description(), granted: id.can(*p) })
+        .map(|p| PermissionLine {
+            label: p.label(),
+            name: p.as_str(),
+            description: p.description(),
+            granted: id.can(*p),
+        })
         .collect();
     let page = OverviewPage {
         l: Layout::for_user(&req, &id, "Overview", "overview").await?,

@@ -167,7 +167,7 @@ pub struct ErrorPage {
     pub status: u16,
     pub heading: String,
     pub message: String,
-    pub permission: Option<&'static str>,
+    pub permission: Option<Permission>,
     pub request_id: Option<String>,
 }
 
@@ -191,7 +191,7 @@ pub async fn error_pages(
     }
     let api = res.request().path().starts_with("/api/").then(|| crate::web::api::error_response(err));
     let (heading, message) = err.title_and_message();
-    let permission = err.permission().map(Permission::as_str);
+    let permission = err.permission();
     let (req, original) = res.into_parts();
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     if let Some(resp) = api {

@@ -429,16 +429,17 @@ pub async fn rollback(
             )
             .await?;
             let items = if deleted == 1 { "item" } else { "items" };
-            ("success", format!("Rolled back {} {}: {deleted} {items} deleted.", imp.bundle_key, imp.bundle_version))
+            ("success", format!("Rolled back {} {}: {deleted} {items} deleted.", imp.bundle_title, imp.bundle_version))
         }
-        Some(Rollback::AlreadyRolledBack) => {
-            ("info", format!("{} {} was already rolled back; nothing was changed.", imp.bundle_key, imp.bundle_version))
-        }
+        Some(Rollback::AlreadyRolledBack) => (
+            "info",
+            format!("{} {} was already rolled back; nothing was changed.", imp.bundle_title, imp.bundle_version),
+        ),
         Some(Rollback::NotCompleted(status)) => (
             "info",
             format!(
                 "{} {} is {}; only a completed import can be rolled back.",
-                imp.bundle_key,
+                imp.bundle_title,
                 imp.bundle_version,
                 badge(&status).0.to_lowercase()
             ),

@@ -28,7 +28,7 @@ pub struct MemberView {
     pub status_variant: &'static str,
     pub joined: String,
     pub is_you: bool,
-    pub permissions: Vec<&'static str>,
+    pub permissions: Vec<Permission>,
 }
 
 impl MemberView {
@@ -50,7 +50,7 @@ impl MemberView {
             status_variant,
             joined: format_time(r.created_at),
             is_you: r.user_id == me.user_id.get(),
-            permissions: role.permissions().iter().map(|p| p.as_str()).collect(),
+            permissions: role.permissions().to_vec(),
         })
     }
 

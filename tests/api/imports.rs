@@ -284,12 +284,14 @@ async fn imports_need_the_permission_and_stay_in_their_org() {
         let r = vic.get(&path).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
         assert!(r.body.contains("pf.import.upload"));
+        assert!(r.body.contains("Permission needed: Imports <code>pf.import.upload</code>"), "its plain name first");
     }
     assert!(
         !vic.get("/locations").await.body.contains("/locations/importer"),
         "no Import action without the permission"
     );
-    assert_eq!(texts(&ada.get("/locations").await.body, "a[href=\"/locations/importer\"]"), ["Import"]);
+    // in the Actions menu, and in the empty list's invitation
+    assert_eq!(texts(&ada.get("/locations").await.body, "a[href=\"/locations/importer\"]"), ["Import", "Import"]);
     let mut hank = app.signed_in("hank@globex.test").await;
     for path in [
         format!("/settings/imports/{id}"),

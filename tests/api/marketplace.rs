@@ -70,6 +70,8 @@ async fn importing_then_rolling_back_leaves_the_records_exactly_as_before() {
     let history = c.get("/cl/marketplace/imports").await.body;
     assert_eq!(texts(&history, ".import-card .badge.badge-default"), ["Completed"], "{history}");
     assert!(history.contains("behavioral-health-essentials") && history.contains("v1.0.0"));
+    // the card is titled by the bundle's title, its key beneath
+    assert_eq!(text(&history, ".import-card h2"), "Behavioral Health Essentials v1.0.0");
     assert_eq!(definition(&history, ".import-card", "Imported items"), "23 (1 already present, skipped)");
     assert_eq!(text(&history, ".import-card dd .muted"), "(1 already present, skipped)");
     let id = first_id(&history, "mp-import-");

@@ -614,7 +614,7 @@ async fn import_a_bundle_see_it_in_the_history_and_roll_it_back() {
     watch_htmx(&c).await;
     c.find(Locator::Css(".import-card a[data-open^='rollback-']")).await.unwrap().click().await.unwrap();
     let dialog = wait_text(&c, "dialog[open]", |t| t.contains("irreversible")).await;
-    assert!(dialog.contains("privacy-hipaa-foundations"), "{dialog}");
+    assert!(dialog.contains("Roll back Privacy and HIPAA Foundations v"), "{dialog}");
     app.drain().await;
     wait_count(&c, "__polls", 2).await;
     assert!(eval_bool(&c, "return document.querySelector('dialog[open]').matches(':modal')").await, "still open");
