@@ -37,8 +37,8 @@ impl KeyView {
     fn from_row(r: ApiKeyRow, now: i64) -> KeyView {
         let (status, status_variant) = match api_keys::check_active(r.revoked_at, r.expires_at, now) {
             Ok(()) => ("Active", "success"),
-            Err(api_keys::KeyRefusal::Revoked) => ("Revoked", "destructive"),
-            Err(_) => ("Expired", "secondary"),
+            Err(api_keys::KeyRefusal::Revoked) => ("Revoked", "outline"),
+            Err(_) => ("Expired", "outline"),
         };
         KeyView {
             id: r.id,

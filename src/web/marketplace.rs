@@ -13,6 +13,7 @@ use super::layout::{Layout, render};
 use super::{Pagination, format_time, is_htmx, see_other};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
+use crate::domain::imports::Stage;
 use crate::domain::marketplace::Bundle;
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
@@ -256,12 +257,13 @@ pub struct ImportView {
     pub changed: Vec<(String, &'static str)>,
 }
 
+/// A bundle import's status and its badge: the same variants as an import's (docs/ui.md).
 fn badge(status: &str) -> (&'static str, &'static str) {
     match status {
-        "completed" => ("Completed", "default"),
+        "completed" => ("Completed", Stage::Completed.badge()),
         "in_progress" => ("In Progress", "secondary"),
-        "rolled_back" => ("Rolled Back", "destructive"),
-        _ => ("Failed", "destructive"),
+        "rolled_back" => ("Rolled Back", Stage::RolledBack.badge()),
+        _ => ("Failed", Stage::Failed.badge()),
     }
 }
 
@@ -448,4 +450,27 @@ pub async fn rollback(
     };
     session.set_flash(&Flash { kind: kind.into(), text, secret: None })?;
     Ok(see_other("/cl/marketplace/imports"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::badge;
+    use crate::domain::exports::Status as Export;
+    use crate::domain::imports::Stage;
+
+    #[test]
+    fn a_status_has_one_badge_on_every_page() {
+        for (status, stage, export) in [
+            ("completed", Stage::Completed, Some(Export::Completed)),
+            ("failed", Stage::Failed, Some(Export::Failed)),
+            ("rolled_back", Stage::RolledBack, None),
+        ] {
+            let (label, variant) = badge(status);
+            assert_eq!((label, variant), (stage.label(), stage.badge()), "{status}");
+            if let Some(e) = export {
+                assert_eq!((e.label(), e.badge()), (label, variant), "{status}");
+            }
+        }
+        assert_eq!(Stage::Expired.badge(), Export::Expired.badge());
+    }
 }

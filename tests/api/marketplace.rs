@@ -68,7 +68,7 @@ async fn importing_then_rolling_back_leaves_the_records_exactly_as_before() {
     assert_eq!(texts(&history, ".import-card .badge.badge-secondary"), ["In Progress"], "{history}");
     app.drain().await;
     let history = c.get("/cl/marketplace/imports").await.body;
-    assert_eq!(texts(&history, ".import-card .badge.badge-default"), ["Completed"], "{history}");
+    assert_eq!(texts(&history, ".import-card .badge.badge-success"), ["Completed"], "{history}");
     assert!(history.contains("behavioral-health-essentials") && history.contains("v1.0.0"));
     // the card is titled by the bundle's title, its key beneath
     assert_eq!(text(&history, ".import-card h2"), "Behavioral Health Essentials v1.0.0");
@@ -104,7 +104,7 @@ async fn importing_then_rolling_back_leaves_the_records_exactly_as_before() {
     let r = c.submit("/cl/marketplace/imports", &format!("/cl/marketplace/imports/{id}/rollback"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let history = c.get("/cl/marketplace/imports").await.body;
-    assert_eq!(texts(&history, ".import-card .badge.badge-destructive"), ["Rolled Back"], "{history}");
+    assert_eq!(texts(&history, ".import-card .badge.badge-outline"), ["Rolled Back"], "{history}");
     assert!(history.contains("23 items deleted"), "the flash says what happened");
     assert!(!history.contains(&format!("/cl/marketplace/imports/{id}/rollback\"")), "no second Roll back");
     assert_eq!(records(&app, "acme").await, before, "exactly as before the import");

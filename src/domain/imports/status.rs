@@ -131,8 +131,9 @@ impl Stage {
     pub fn badge(self) -> &'static str {
         match self {
             Stage::Completed => "success",
-            Stage::Failed | Stage::TimedOut | Stage::RolledBack => "destructive",
-            Stage::Expired => "outline",
+            Stage::Failed | Stage::TimedOut => "destructive",
+            // undone on purpose, or never started: over, and nothing went wrong
+            Stage::RolledBack | Stage::Expired => "outline",
             Stage::Ready | Stage::Mapping => "secondary",
             Stage::Pending | Stage::Validating | Stage::Importing => "secondary badge-animated",
         }
