@@ -29,6 +29,8 @@ pub fn action_label(action: &str) -> String {
         "import_started" => "Started the import",
         "import_paused" => "Paused the import",
         "import_resumed" => "Resumed the import",
+        "import_discarded" => "Discarded the import",
+        "import_cancelled" => "Cancelled the import",
         "import_completed" => "Import completed",
         "import_failed" => "Import failed",
         "import_file_downloaded" => "Downloaded an import file",

@@ -48,6 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports/{id}/mapping", web::post().to(imports::actions::save_mapping))
         .route("/settings/imports/{id}/start", web::post().to(imports::actions::start))
         .route("/settings/imports/{id}/pause", web::post().to(imports::actions::pause))
+        .route("/settings/imports/{id}/discard", web::post().to(imports::actions::discard))
         .route("/settings/imports/{id}/resume", web::post().to(imports::actions::resume))
         .route("/settings/imports/{id}/rollback", web::post().to(imports::actions::rollback))
         .route("/settings/imports/{id}/original", web::get().to(imports::downloads::original))

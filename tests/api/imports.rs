@@ -5,7 +5,7 @@
 use awc::http::StatusCode;
 use stevedore::store::Db;
 
-use crate::helpers::{app, app_with, attrs, id_in, start_import, stat, text, texts, validated};
+use crate::helpers::{app, app_with, attrs, count, id_in, start_import, stat, text, texts, validated};
 
 #[actix_web::test]
 async fn the_examples_import_in_dependency_order() {
@@ -22,6 +22,7 @@ async fn the_examples_import_in_dependency_order() {
         let done = c.get(&format!("/settings/imports/{id}")).await;
         assert!(done.body.contains("Import completed"), "{entity}: {}", done.body);
         assert_eq!(stat(&done.body, "Created"), expected);
+        assert_eq!(attrs(&done.body, ".alert a", "href"), [format!("/{entity}")], "a way to the records");
         let list = c.get(&format!("/{entity}")).await;
         assert!(list.body.contains(&format!("{expected} records")), "{entity}");
         for phase in ["prevalidation", "preparsing", "transforming", "parsing", "validation", "processing"] {
@@ -233,7 +234,7 @@ async fn pause_stops_between_chunks_and_resume_finishes() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     app.drain().await;
     let page = c.get(&format!("/settings/imports/{id}")).await;
-    assert!(texts(&page.body, ".page-header .badge").contains(&"Paused".to_string()), "{}", page.body);
+    assert_eq!(texts(&page.body, ".page-header .badge"), ["Paused"], "one badge, not Importing beside it");
     assert_eq!(texts(&page.body, "form[action$=\"/resume\"] button"), ["Resume"], "{}", page.body);
     assert!(page.body.contains("0 of 30 rows (0%)"));
     let r = c.import_action(id, "resume", &[]).await;
@@ -635,4 +636,44 @@ async fn each_chunk_reads_its_records_again_from_the_file_and_leaves_out_a_row_t
     let late = c.get("/locations?q=place+120").await;
     assert!(late.body.contains("Place 120") && late.body.contains("LOC-120"), "a record read from the file");
     assert!(!c.get("/locations?q=place+xyz").await.body.contains("LOC-099"), "the changed row was not written");
+}
+
+#[actix_web::test]
+async fn an_import_waiting_at_mapping_or_ready_can_be_discarded_and_nothing_is_imported() {
+    let (app, mut c) = app().await;
+    app.user("acme", "vic@acme.test", "viewer").await;
+    let csv: &[u8] = b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,clinic\n";
+    let id = validated(&app, &mut c, "locations", ("waiting.csv", csv), &[]).await;
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(texts(&page.body, ".page-header a[data-open='discard-dialog']"), ["Discard"]);
+    assert_eq!(count(&page.body, "dialog#discard-dialog[open]"), 0);
+    // without script the link opens the dialog, which names the import
+    let asked = c.get(&format!("/settings/imports/{id}?discard=1")).await;
+    assert_eq!(text(&asked.body, "dialog#discard-dialog[open] h2"), "Discard waiting.csv?");
+
+    // a viewer may not
+    let mut vic = app.signed_in("vic@acme.test").await;
+    let page = format!("/settings/imports/{id}");
+    let refused = vic.submit("/", &format!("{page}/discard"), &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let r = c.submit(&page, &format!("{page}/discard"), &[]).await;
+    assert_eq!(r.location(), "/settings/imports");
+    assert!(c.get(&r.location()).await.body.contains("Discarded waiting.csv: nothing was imported."));
+    let gone = c.get(&page).await;
+    assert_eq!(texts(&gone.body, ".page-header .badge"), ["Failed"]);
+    assert!(gone.body.contains("Discarded by ada@acme.test before it started; nothing was imported."));
+    assert_eq!(count(&gone.body, "a[data-open='discard-dialog']"), 0, "no second Discard");
+    assert_eq!(count(&gone.body, "form[action$='/start']"), 0, "no Import either");
+    app.drain().await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM records", &[]).await, 0);
+    assert!(c.get("/settings/audit").await.body.contains("Discarded the import"));
+
+    // a finished import is not discarded: the page says why
+    let done = crate::helpers::import_file(&app, &mut c, "locations", ("done.csv", csv)).await;
+    let late = c.submit(&format!("/settings/imports/{done}"), &format!("/settings/imports/{done}/discard"), &[]).await;
+    assert_eq!(late.location(), format!("/settings/imports/{done}"));
+    let after = c.get(&late.location()).await;
+    assert!(after.body.contains("The import is completed now, so it was not discarded."));
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM records", &[]).await, 2);
 }

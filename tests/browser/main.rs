@@ -694,6 +694,7 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
         format!("/settings/imports/{done}"),
         format!("/settings/imports/{done}?rollback=1"),
         format!("/settings/imports/{ready}"),
+        format!("/settings/imports/{ready}?discard=1"),
         "/settings/exports".into(),
         "/settings/exports?new=1".into(),
         "/settings/members".into(),

@@ -213,14 +213,33 @@ impl Import {
             "Completed with issues"
         } else if self.awaits_file() {
             "Awaiting file"
+        } else if self.is_paused() {
+            "Paused"
         } else {
             self.stage.label()
         }
     }
 
+    /// Waiting on a person before anything was imported (its mapping, or Start): it may be
+    /// discarded; nothing is lost but the work of mapping it.
+    pub fn can_discard(&self) -> bool {
+        matches!(self.stage, Stage::Mapping | Stage::Ready)
+    }
+
+    /// An import a person paused half way: one "Paused" badge, not "Importing" beside it.
+    pub fn is_paused(&self) -> bool {
+        self.paused && self.stage == Stage::Importing
+    }
+
     /// The badge variant of [`Import::status_label`].
     pub fn status_badge(&self) -> &'static str {
-        if self.completed_with_issues() { "warning" } else { self.stage.badge() }
+        if self.completed_with_issues() {
+            "warning"
+        } else if self.is_paused() {
+            "outline"
+        } else {
+            self.stage.badge()
+        }
     }
 
     /// Rows the file brought that were not imported (invalid or failed).
@@ -578,6 +597,28 @@ type = "text"
         for bad in ["0", "10001", "ten", "-5"] {
             assert!(parse_chunk_size(Some(bad)).unwrap_err().contains("from 1 to 10000"), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_an_import_waiting_on_a_person_may_be_discarded() {
+        for stage in Stage::ALL {
+            let i = import(stage, Action::Merge);
+            assert_eq!(i.can_discard(), matches!(stage, Stage::Mapping | Stage::Ready), "{stage:?}");
+            if i.can_discard() {
+                assert!(stage.can_transition_to(Stage::Failed), "{stage:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_paused_import_reads_paused_alone() {
+        let mut i = import(Stage::Importing, Action::Merge);
+        assert_eq!((i.status_label(), i.status_badge()), ("Importing", Stage::Importing.badge()));
+        i.paused = true;
+        assert_eq!((i.status_label(), i.status_badge()), ("Paused", "outline"));
+        // the flag outlives the run only in the database: a finished import reads as finished
+        i.stage = Stage::Completed;
+        assert_eq!(i.status_label(), "Completed");
     }
 
     #[test]

@@ -177,6 +177,31 @@ async fn pause_or_resume(
     Ok(see_other(page_of(&imp)))
 }
 
+/// Discard: an import waiting at its mapping or at Ready is given up (it fails with a
+/// reason naming who discarded it); nothing was imported, so nothing is undone.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn discard(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, path.into_inner()).await?;
+    let reason = format!("Discarded by {} before it started; nothing was imported.", id.email);
+    let discarded =
+        imp.can_discard() && store::cancel(&state.db, id.org_id, imp.id, id.user_id.into(), &reason).await?.is_some();
+    if !discarded {
+        let now = store::get(&state.db, id.org_id, imp.id).await?.map(|i| i.stage).unwrap_or(imp.stage);
+        info(&session, format!("The import is {} now, so it was not discarded.", now.label().to_lowercase()))?;
+        return Ok(see_other(page_of(&imp)));
+    }
+    audit(&state, &req, &id, "import_discarded", &target_of(&imp), "").await?;
+    info(&session, format!("Discarded {}: nothing was imported.", imp.title()))?;
+    Ok(see_other("/settings/imports"))
+}
+
 #[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
 pub async fn pause(
     req: HttpRequest,

@@ -83,6 +83,8 @@ pub struct DetailView {
     pub rollback_open: bool,
     /// Open the overwrite confirmation at load.
     pub confirm_open: bool,
+    /// Open the Discard confirmation at load (`?discard=1`).
+    pub discard_open: bool,
     /// The file's size in words (`2.1 KiB`).
     pub file_size: String,
     /// The org's other imports of this file, shown until this one starts (the first few).
@@ -134,6 +136,7 @@ pub struct DetailQuery {
     page: Option<i64>,
     rollback: Option<String>,
     confirm: Option<String>,
+    discard: Option<String>,
 }
 
 /// The first rows waiting to be imported, as they will be stored (from staging).
@@ -252,6 +255,7 @@ pub(super) async fn detail_view(
         rollback,
         rollback_open: false,
         confirm_open: false,
+        discard_open: false,
         retention_days: state.settings.import_retention_secs / 86_400,
         file_size: crate::config::format_size(imp.file.size.max(0) as u64),
         same_file,
@@ -278,6 +282,7 @@ pub async fn detail(
     let mut v = detail_view(&req, &id, &state, imp, q.page, None).await?;
     v.rollback_open = q.rollback.is_some() && v.rollback.is_some();
     v.confirm_open = q.confirm.is_some();
+    v.discard_open = q.discard.is_some() && v.imp.can_discard();
     if is_htmx(&req) {
         return Ok(render(StatusCode::OK, &DetailSheet { v }));
     }

@@ -24,7 +24,6 @@ pub struct HistoryRow {
     pub name: String,
     pub status: &'static str,
     pub badge: &'static str,
-    pub paused: bool,
     pub total: i64,
     pub imported: i64,
     /// Repeated within the file or identical to the stored record; with imported and
@@ -110,7 +109,6 @@ pub async fn history(
             name: i.title().to_string(),
             status: i.status_label(),
             badge: i.status_badge(),
-            paused: i.paused,
             total: i.validated.total_rows,
             imported: i.changed_rows(),
             skipped: i.skipped_rows(),
