@@ -83,6 +83,11 @@ async fn merge_updates_by_key_creates_the_rest_and_rolls_back_exactly() {
     assert!(badge == "Rolled Back" || badge == "Rolled back", "{}", page.body);
     assert!(page.body.contains("2 changes undone"));
     assert_eq!(count(&page.body, "#rollback-dialog"), 0, "no second rollback offered");
+    // the counts say what the import did, and beside them what the rollback undid
+    assert_eq!((stat(&page.body, "Created"), stat(&page.body, "Undone by the rollback")), (1, 2));
+    assert!(text(&page.body, ".stat-note").contains("the rollback undid 2 of those changes"));
+    let history = c.get("/settings/imports").await;
+    assert_eq!(texts(&history.body, "tbody td.num .muted"), ["undone"], "{}", history.body);
 }
 
 #[actix_web::test]

@@ -24,6 +24,8 @@ pub struct HistoryRow {
     pub name: String,
     pub status: &'static str,
     pub badge: &'static str,
+    /// Rolled back: what it imported was undone (the count stays what it did).
+    pub undone: bool,
     pub total: i64,
     pub imported: i64,
     /// Repeated within the file or identical to the stored record; with imported and
@@ -109,6 +111,7 @@ pub async fn history(
             name: i.title().to_string(),
             status: i.status_label(),
             badge: i.status_badge(),
+            undone: i.stage == Stage::RolledBack,
             total: i.validated.total_rows,
             imported: i.changed_rows(),
             skipped: i.skipped_rows(),
