@@ -180,6 +180,12 @@ async fn permission_and_tenancy() {
     assert_eq!(catalog.status, StatusCode::OK, "any member browses");
     assert!(!catalog.body.contains("View and import"));
     assert_eq!(count(&viewer.get(BUNDLE_PAGE).await.body, &format!("form[action=\"{V2}\"]")), 0, "no Import button");
+    // instead, a line naming the permission; and no link to a history the viewer may not open
+    assert!(text(&catalog.body, ".permission-hint").contains("cl.marketplace.import"));
+    let bundle = viewer.get(&format!("{BUNDLE_PAGE}?version=1.0.0")).await.body;
+    assert!(text(&bundle, ".permission-hint").contains("Marketplace imports"), "{bundle}");
+    assert!(bundle.contains("This organization imported version 1.0.0"), "{bundle}");
+    assert_eq!(count(&bundle, "a[href='/cl/marketplace/imports']"), 0, "{bundle}");
     let token = viewer.get("/").await.csrf();
     assert_eq!(viewer.post_form(V2, &[("csrf_token", &token)]).await.status, StatusCode::FORBIDDEN);
     let history = viewer.get("/cl/marketplace/imports").await;
