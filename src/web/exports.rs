@@ -205,8 +205,11 @@ pub async fn create(
     let export_id = store::create(&state.db, id.org_id, &new).await?;
     tracing::Span::current().record("export_id", export_id);
     export_jobs::enqueue(&state.db, id.org_id, export_id).await?;
-    let detail = format!("{} {} {}", request.kind().as_str(), request.format().label(), request.entities().join(" "));
-    super::audit(&state, &req, &id, "export_requested", &format!("export {export_id}"), detail.trim()).await?;
+    let mut detail = format!("{}, {}", request.kind().label(), request.format().label());
+    if !request.entities().is_empty() {
+        detail = format!("{detail}: {}", request.entities().join(", "));
+    }
+    super::audit(&state, &req, &id, "export_requested", &format!("export {export_id}"), &detail).await?;
     Ok(super::see_other("/settings/exports"))
 }
 

@@ -655,6 +655,21 @@ async fn overflow(c: &Client) -> String {
     c.execute(script, vec![]).await.unwrap().as_str().unwrap_or_default().to_string()
 }
 
+/// axe-core, vendored unmodified from the npm registry (MPL-2.0, its licence beside it).
+const AXE: &str = include_str!("vendor/axe-core-4.14.1.min.js");
+
+/// The serious and critical accessibility violations axe-core finds on the current page.
+async fn axe_violations(c: &Client) -> Vec<String> {
+    c.execute(&format!("{AXE}\nreturn true;"), vec![]).await.unwrap();
+    let run = "const done = arguments[arguments.length - 1];\
+        axe.run(document, { resultTypes: ['violations'] }).then(function (r) {\
+          done(r.violations.filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })\
+            .map(function (v) { const n = v.nodes[0]; const why = (n.any[0] || n.all[0] || n.none[0] || {}).message || ''; return v.id + ' (' + v.impact + '): ' + v.help + ' — ' + v.nodes.length + ' element(s), e.g. ' + n.target.join(' ') + ': ' + why; }));\
+        }).catch(function (e) { done(['axe did not run: ' + e]); });";
+    let found = c.execute_async(run, vec![]).await.unwrap();
+    found.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
 #[actix_web::test]
 async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
     let profile = tempfile::tempdir().unwrap();
@@ -730,6 +745,22 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
                 if !o.is_empty() {
                     problems.push(format!("{who} {page} at {w} px: {o}"));
                 }
+                for v in axe_violations(&c).await {
+                    problems.push(format!("{who} {page} at {w} px: {v}"));
+                }
+                // no raw JSON or internal code words in what a person reads (the API docs
+                // are about exactly those)
+                if !page.starts_with("/api/") {
+                    let seen = c.execute("return document.querySelector('main').innerText", vec![]).await.unwrap();
+                    let seen = seen.as_str().unwrap_or_default();
+                    for raw in
+                        ["{\"", "ignore_all", "use_first", "in_progress", "rolled_back", "timed_out", "entity_data"]
+                    {
+                        if seen.contains(raw) {
+                            problems.push(format!("{who} {page} at {w} px: shows the raw text {raw:?}"));
+                        }
+                    }
+                }
             }
             // the entity page's Actions menu opens inside the screen
             if email == "ada@acme.test" {
@@ -782,7 +813,11 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
         let _ = c.goto(&format!("{base}/logout")).await;
         c.delete_all_cookies().await.unwrap();
     }
-    assert!(problems.is_empty(), "pages wider than the screen:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "pages wider than the screen or with accessibility violations:\n{}",
+        problems.join("\n")
+    );
     assert!(ada > 0);
     c.close().await.unwrap();
 }
