@@ -677,3 +677,25 @@ async fn an_import_waiting_at_mapping_or_ready_can_be_discarded_and_nothing_is_i
     assert!(after.body.contains("The import is completed now, so it was not discarded."));
     assert_eq!(app.scalar("SELECT COUNT(*) FROM records", &[]).await, 2);
 }
+
+#[actix_web::test]
+async fn before_validation_the_page_shows_no_counts_no_phases_and_no_rows_left_out() {
+    let (app, mut c) = app().await;
+    let r = c.upload("locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\n"), &[]).await;
+    let page = c.get(&r.see_other()).await;
+    assert_eq!(count(&page.body, "#map-title"), 1, "the mapping is the one thing to do: {}", page.body);
+    for absent in [".grid-stats", "#issues-title", "#phases-title"] {
+        assert_eq!(count(&page.body, absent), 0, "{absent} before validation");
+    }
+    // once validated, they are there, phases by their status in words
+    let id = id_in(&r.see_other());
+    c.confirm_mapping(id).await;
+    app.drain().await;
+    let ready = c.get(&format!("/settings/imports/{id}")).await;
+    for present in [".grid-stats", "#issues-title", "#phases-title"] {
+        assert_eq!(count(&ready.body, present), 1, "{present} once validated");
+    }
+    let statuses = texts(&ready.body, "section[aria-labelledby='phases-title'] .badge");
+    assert_eq!(statuses.iter().filter(|s| *s == "Completed").count(), 5, "{statuses:?}");
+    assert!(statuses.iter().all(|s| s == "Completed" || s == "Not started"), "{statuses:?}");
+}

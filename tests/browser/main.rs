@@ -753,9 +753,16 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
                 if !page.starts_with("/api/") {
                     let seen = c.execute("return document.querySelector('main').innerText", vec![]).await.unwrap();
                     let seen = seen.as_str().unwrap_or_default();
-                    for raw in
-                        ["{\"", "ignore_all", "use_first", "in_progress", "rolled_back", "timed_out", "entity_data"]
-                    {
+                    for raw in [
+                        "{\"",
+                        "not_started",
+                        "ignore_all",
+                        "use_first",
+                        "in_progress",
+                        "rolled_back",
+                        "timed_out",
+                        "entity_data",
+                    ] {
                         if seen.contains(raw) {
                             problems.push(format!("{who} {page} at {w} px: shows the raw text {raw:?}"));
                         }

@@ -280,6 +280,17 @@ impl PhaseStatus {
 
     /// A stored word; an unknown one reads as not started.
     /// The API's word: `not_started`, `running`, `completed`, `failed`, `skipped`.
+    /// How a page shows it (its badge carries the word).
+    pub fn label(self) -> &'static str {
+        match self {
+            PhaseStatus::NotStarted => "Not started",
+            PhaseStatus::Running => "Running",
+            PhaseStatus::Completed => "Completed",
+            PhaseStatus::Failed => "Failed",
+            PhaseStatus::Skipped => "Skipped",
+        }
+    }
+
     pub fn as_str_api(self) -> &'static str {
         match self {
             PhaseStatus::NotStarted => "not_started",

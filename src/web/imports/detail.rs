@@ -99,6 +99,17 @@ impl DetailView {
     pub fn time(&self, at: &i64) -> String {
         format_time(*at)
     }
+
+    /// Validation has counted the rows: before that, counts would be zeros that mean nothing.
+    pub fn validated(&self) -> bool {
+        self.imp.validated.total_rows > 0
+            || matches!(self.imp.stage, Stage::Ready | Stage::Importing | Stage::Completed | Stage::RolledBack)
+    }
+
+    /// Some phase has started: before that, the phases table would be a list of "Not started".
+    pub fn any_phase_started(&self) -> bool {
+        self.phases.iter().any(|p| p.status != PhaseStatus::NotStarted)
+    }
 }
 
 /// The whole page.
