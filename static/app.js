@@ -75,10 +75,34 @@
     }
   });
 
-  // Menus (<details>) close on Escape and on a click elsewhere.
+  // Menus (<details>) close on Escape (the focus back on their button) and on a click
+  // elsewhere; the arrow keys move through their items (the menu button pattern): Down or Up
+  // on the button opens the menu at its first or last item, Home and End jump.
+  function menuItems(m) {
+    return Array.prototype.slice.call(m.querySelectorAll(".menu-panel [role=menuitem]"));
+  }
   document.addEventListener("keydown", function (e) {
-    if (e.key !== "Escape") return;
-    document.querySelectorAll("details.menu[open]").forEach(function (m) { m.removeAttribute("open"); });
+    if (e.key === "Escape") {
+      document.querySelectorAll("details.menu[open]").forEach(function (m) {
+        var inside = m.contains(document.activeElement);
+        m.removeAttribute("open");
+        if (inside) m.querySelector("summary").focus();
+      });
+      return;
+    }
+    var menu = e.target.closest && e.target.closest("details.menu");
+    if (!menu || ["ArrowDown", "ArrowUp", "Home", "End"].indexOf(e.key) < 0) return;
+    var items = menuItems(menu);
+    if (!items.length) return;
+    e.preventDefault();
+    menu.setAttribute("open", "");
+    var at = items.indexOf(document.activeElement);
+    var next;
+    if (e.key === "Home") next = 0;
+    else if (e.key === "End") next = items.length - 1;
+    else if (at < 0) next = e.key === "ArrowUp" ? items.length - 1 : 0;
+    else next = (at + (e.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
+    items[next].focus();
   });
   document.addEventListener("click", function (e) {
     document.querySelectorAll("details.menu[open]").forEach(function (m) {

@@ -56,10 +56,13 @@ pub struct AuditFilter<'a> {
     pub actor: &'a str,
     /// Part of the target (`import 12`, an email, …).
     pub target: &'a str,
+    /// A `LIKE` pattern for the kind of target (`import %`), or empty.
+    pub kind: &'a str,
 }
 
 const WHERE: &str = "WHERE org_id = $1 AND ($2 = '' OR action = $2)
-      AND ($3 = '' OR LOWER(actor_label) LIKE $3 ESCAPE '\\') AND ($4 = '' OR LOWER(target) LIKE $4 ESCAPE '\\')";
+      AND ($3 = '' OR LOWER(actor_label) LIKE $3 ESCAPE '\\') AND ($4 = '' OR LOWER(target) LIKE $4 ESCAPE '\\')
+      AND ($5 = '' OR target LIKE $5)";
 
 fn contains(s: &str) -> String {
     if s.is_empty() {
@@ -76,6 +79,7 @@ pub async fn count(db: &Db, org: OrgId, f: &AuditFilter<'_>) -> anyhow::Result<i
         .bind(f.action)
         .bind(contains(f.actor))
         .bind(contains(f.target))
+        .bind(f.kind)
         .fetch_one(p)
         .await)
     .context("counting audit events")
@@ -85,13 +89,14 @@ pub async fn count(db: &Db, org: OrgId, f: &AuditFilter<'_>) -> anyhow::Result<i
 pub async fn list(db: &Db, org: OrgId, f: &AuditFilter<'_>, limit: i64, offset: i64) -> anyhow::Result<Vec<AuditRow>> {
     let sql = format!(
         "SELECT id, actor_label, action, target, detail, address, at FROM audit_events {WHERE}
-         ORDER BY at DESC, id DESC LIMIT $5 OFFSET $6"
+         ORDER BY at DESC, id DESC LIMIT $6 OFFSET $7"
     );
     on_pool!(db, p => sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql))
         .bind(org.get())
         .bind(f.action)
         .bind(contains(f.actor))
         .bind(contains(f.target))
+        .bind(f.kind)
         .bind(limit)
         .bind(offset)
         .fetch_all(p)
@@ -114,6 +119,19 @@ pub async fn for_target(db: &Db, org: OrgId, target: &str, limit: i64) -> anyhow
 }
 
 /// The actions recorded in the org, for the filter.
+/// Who appears in the org's log (people, API keys, the system), for the filter; at most
+/// `limit`, by name.
+pub async fn actors(db: &Db, org: OrgId, limit: i64) -> anyhow::Result<Vec<String>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, String>(
+        "SELECT DISTINCT actor_label FROM audit_events WHERE org_id = $1 AND actor_label <> '' ORDER BY actor_label LIMIT $2",
+    )
+    .bind(org.get())
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("listing audit actors")
+}
+
 pub async fn actions(db: &Db, org: OrgId) -> anyhow::Result<Vec<String>> {
     on_pool!(db, p => sqlx::query_scalar::<_, String>(
         "SELECT DISTINCT action FROM audit_events WHERE org_id = $1 ORDER BY action",

@@ -79,15 +79,30 @@ impl EventView {
     }
 }
 
+/// The kinds of target the log can be narrowed to: (value, label, `LIKE` pattern).
+const TARGET_KINDS: [(&str, &str, &str); 5] = [
+    ("imports", "Imports", "import %"),
+    ("exports", "Exports", "export %"),
+    ("bundles", "Bundle imports", "marketplace import %"),
+    ("api_keys", "API keys", "api key %"),
+    ("members", "Members", "%@%"),
+];
+
+/// People (and keys) offered by the filter at most.
+const ACTORS_OFFERED: i64 = 200;
+
 #[derive(Template)]
 #[template(path = "audit.html")]
 pub struct AuditPage {
     pub l: Layout,
     pub events: Vec<EventView>,
     pub actions: Vec<(String, String)>,
+    pub actors: Vec<String>,
+    pub kinds: Vec<(&'static str, &'static str)>,
     pub action: String,
     pub actor: String,
     pub target: String,
+    pub kind: String,
     pub filtered: bool,
     pub pagination: Pagination,
 }
@@ -98,6 +113,7 @@ pub struct AuditQuery {
     action: Option<String>,
     actor: Option<String>,
     target: Option<String>,
+    kind: Option<String>,
 }
 
 #[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
@@ -114,11 +130,18 @@ pub async fn list(
         q.actor.unwrap_or_default().trim().to_string(),
         q.target.unwrap_or_default().trim().to_string(),
     );
-    let filter = AuditFilter { action: &action, actor: &actor, target: &target };
+    // an unknown kind is no filter, not an error
+    let (kind, pattern) = TARGET_KINDS
+        .iter()
+        .find(|(v, _, _)| Some(*v) == q.kind.as_deref())
+        .map(|(v, _, p)| (v.to_string(), *p))
+        .unwrap_or_default();
+    let filter = AuditFilter { action: &action, actor: &actor, target: &target, kind: pattern };
     let total = audit::count(&state.db, id.org_id, &filter).await?;
     let base = format!(
         "/settings/audit?{}",
-        serde_urlencoded::to_string([("action", &action), ("actor", &actor), ("target", &target)]).unwrap_or_default()
+        serde_urlencoded::to_string([("action", &action), ("actor", &actor), ("target", &target), ("kind", &kind)])
+            .unwrap_or_default()
     );
     let pagination = Pagination::new(q.page, PER_PAGE, total, &base);
     let events = audit::list(&state.db, id.org_id, &filter, PER_PAGE, pagination.offset())
@@ -132,7 +155,10 @@ pub async fn list(
         l: Layout::for_user(&req, &id, "Audit log", "audit").await?,
         events,
         actions,
-        filtered: !(action.is_empty() && actor.is_empty() && target.is_empty()),
+        actors: audit::actors(&state.db, id.org_id, ACTORS_OFFERED).await?,
+        kinds: TARGET_KINDS.iter().map(|(v, l, _)| (*v, *l)).collect(),
+        filtered: !(action.is_empty() && actor.is_empty() && target.is_empty() && kind.is_empty()),
+        kind,
         action,
         actor,
         target,

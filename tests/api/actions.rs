@@ -258,6 +258,20 @@ async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
     assert!(only.body.contains("1 event<"), "{}", only.body);
     let none = c.get("/settings/audit?actor=nobody").await;
     assert!(none.body.contains("No events match these filters"));
+    // who and what about are chosen from lists, not typed
+    let people = texts(&log.body, "select#f-actor option");
+    assert_eq!(people[0], "Everyone");
+    assert!(people.contains(&"ada@acme.test".to_string()), "{people:?}");
+    assert_eq!(
+        texts(&log.body, "select#f-kind option"),
+        ["Everything", "Imports", "Exports", "Bundle imports", "API keys", "Members"]
+    );
+    let imports = c.get("/settings/audit?kind=imports").await;
+    let signed_in = |html: &str| texts(html, "tbody td").iter().any(|t| t == "Signed in");
+    assert!(!texts(&imports.body, "tbody td a").is_empty() && !signed_in(&imports.body), "{}", imports.body);
+    assert_eq!(count(&imports.body, "select#f-kind option[selected][value=imports]"), 1);
+    let everyone = c.get("/settings/audit?kind=bogus").await;
+    assert!(signed_in(&everyone.body), "an unknown kind filters nothing");
     let mut ian = app.signed_in("ian@acme.test").await;
     assert_eq!(ian.get("/settings/audit").await.status, StatusCode::FORBIDDEN);
 }

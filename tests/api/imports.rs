@@ -605,7 +605,7 @@ async fn hostile_files_are_refused_naming_the_limit_and_nothing_is_imported() {
 }
 
 #[actix_web::test]
-async fn each_chunk_reads_its_records_again_from_the_file_and_leaves_out_a_row_that_changed() {
+async fn on_sqlite_each_chunk_reads_its_records_again_from_the_file_and_leaves_out_a_row_that_changed() {
     let (app, mut c) = app().await;
     // past the first rows validation keeps for the page's sample: records come from the file
     let mut csv = String::from("code,name,kind\n");
@@ -623,6 +623,14 @@ async fn each_chunk_reads_its_records_again_from_the_file_and_leaves_out_a_row_t
     start_import(&app, &mut c, id, &[]).await.see_other();
 
     let page = c.get(&format!("/settings/imports/{id}")).await;
+    if matches!(app.db, Db::Postgres(_)) {
+        // PostgreSQL stages every record at validation (COPY makes that cheap): the import
+        // writes what was validated, whatever the file says now
+        assert_eq!(stat(&page.body, "Created"), 120, "{}", page.body);
+        assert!(c.get("/locations?q=place+099").await.body.contains("LOC-099"));
+        assert!(!c.get("/locations?q=place+xyz").await.body.contains("LOC-099"));
+        return;
+    }
     assert_eq!(stat(&page.body, "Created"), 119, "{}", page.body);
     let errors = c.get(&format!("/settings/imports/{id}/errors.csv")).await;
     assert!(

@@ -85,7 +85,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
     // merge and overwrite read each chunk's records again from the file, after the cursor
     // (a delete needs only the staged keys; records with files were staged with their
     // fetched details)
-    let mut records = if action == Action::Delete || stages_data(&run.schema) {
+    let mut records = if action == Action::Delete || stages_data(db, &run.schema) {
         None
     } else {
         Some(ChunkRows::new(record_batches(run, cursor)?))

@@ -142,21 +142,14 @@ pub struct ChunkRow {
 /// parameters each, well under SQLite's limit).
 const CHUNK_ROWS_PER_INSERT: usize = 500;
 
-/// In a chunk's transaction: the temporary table `chunk_rows` made ready (PostgreSQL drops
-/// it at commit; SQLite keeps one per connection, emptied here), and the chunk's records as
+/// In a chunk's transaction: the temporary table `chunk_rows` made ready (one per
+/// connection: PostgreSQL empties it at every commit, SQLite here), and the chunk's records as
 /// read from the file put in it. One implementation per backend: PostgreSQL's streams the
 /// rows with `COPY`.
 trait ChunkTable {
     async fn empty_chunk_table(&mut self) -> anyhow::Result<()>;
     async fn put_chunk_rows(&mut self, rows: &[ChunkRow]) -> anyhow::Result<()>;
 }
-
-/// The chunk's staged records into `chunk_rows`, where validation staged them (entities with
-/// files, whose fetched details it wrote there).
-const CHUNK_FROM_STAGING: &str = "INSERT INTO chunk_rows (row_number, data, row_hash, search_text)
-     SELECT row_number, data, row_hash, search_text FROM import_rows
-     WHERE import_id = $1 AND row_number > $2 AND row_number <= $3 AND state = 'pending'
-       AND data IS NOT NULL AND row_hash IS NOT NULL AND search_text IS NOT NULL";
 
 impl ChunkTable for sqlx::SqliteConnection {
     async fn empty_chunk_table(&mut self) -> anyhow::Result<()> {
@@ -188,15 +181,23 @@ impl ChunkTable for sqlx::SqliteConnection {
 }
 
 impl ChunkTable for sqlx::PgConnection {
+    /// Made once per connection, emptied by every commit: creating and dropping a table per
+    /// chunk wrote the catalog each time, which made small chunks several times slower.
     async fn empty_chunk_table(&mut self) -> anyhow::Result<()> {
-        sqlx::query(
-            "CREATE TEMP TABLE chunk_rows
-               (row_number BIGINT PRIMARY KEY, data TEXT NOT NULL, row_hash TEXT NOT NULL, search_text TEXT NOT NULL)
-             ON COMMIT DROP",
-        )
-        .execute(&mut *self)
-        .await
-        .context("making the chunk's table")?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('pg_temp.chunk_rows') IS NOT NULL")
+            .fetch_one(&mut *self)
+            .await
+            .context("looking for the chunk's table")?;
+        if !exists {
+            sqlx::query(
+                "CREATE TEMP TABLE chunk_rows
+                   (row_number BIGINT PRIMARY KEY, data TEXT NOT NULL, row_hash TEXT NOT NULL, search_text TEXT NOT NULL)
+                 ON COMMIT DELETE ROWS",
+            )
+            .execute(&mut *self)
+            .await
+            .context("making the chunk's table")?;
+        }
         Ok(())
     }
 
@@ -235,7 +236,7 @@ pub struct ChunkTarget<'a> {
 /// the cursor was not at `from_row` or the import is no longer running (another worker did
 /// this chunk, or it was paused), leaving everything as it was.
 ///
-/// `rows` are the chunk's records read again from the file (None: validation staged them).
+/// `rows_read` are the chunk's records read again from the file (None: validation staged them).
 /// A pending row without its record here, or whose record no longer hashes as validated
 /// (the file or the entity's schema changed since), is left out as failed, saying so.
 #[tracing::instrument(skip(db, t, rows_read), fields(org_id = t.org.get(), import_id = t.import_id))]
@@ -254,25 +255,22 @@ pub async fn write_chunk(
         from_json(db, &["BIGINT", "TEXT", "TEXT"])
     );
     let sqlite = matches!(db, Db::Sqlite(_));
+    // where the chunk's records come from: read again from the file into `chunk_rows`, or
+    // staged by validation
+    let (source, rec) = if rows_read.is_some() {
+        ("import_rows s JOIN chunk_rows c ON c.row_number = s.row_number", "c")
+    } else {
+        ("import_rows s", "s")
+    };
     on_pool!(db, p => {
         let journal_created_sql = journal_created_sql.clone();
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
-        (*tx).empty_chunk_table().await?;
-        match rows_read {
-            Some(read) => (*tx).put_chunk_rows(read).await?,
-            None => {
-                sqlx::query(CHUNK_FROM_STAGING)
-                    .bind(id)
-                    .bind(from_row)
-                    .bind(to_row)
-                    .execute(&mut *tx)
-                    .await
-                    .context("reading the chunk's staged records")?;
-            }
-        }
-        sqlx::query("INSERT INTO import_issues (import_id, row_number, kind, message, cells)
+        if let Some(read) = rows_read {
+            (*tx).empty_chunk_table().await?;
+            (*tx).put_chunk_rows(read).await?;
+            let changed = sqlx::query("INSERT INTO import_issues (import_id, row_number, kind, message, cells)
              SELECT $1, s.row_number, 'failed', 'row ' || CAST(s.row_number AS TEXT)
                     || ': the file no longer reads as it did when it was validated; this row was not written', ''
              FROM import_rows s
@@ -283,8 +281,12 @@ pub async fn write_chunk(
             .bind(to_row)
             .execute(&mut *tx)
             .await
-            .context("checking the chunk's records")?;
-        res.failed = fail_left_out!(tx, id, from_row, to_row);
+            .context("checking the chunk's records")?
+            .rows_affected();
+            if changed > 0 {
+                res.failed = fail_left_out!(tx, id, from_row, to_row);
+            }
+        }
         if t.has_uniques {
             // a unique value another record took since validation fails just that row
             chunk_exec!(tx, "INSERT INTO import_issues (import_id, row_number, kind, message, cells)
@@ -331,10 +333,10 @@ pub async fn write_chunk(
         } else {
             0
         };
-        let insert = crate::store::records::insert_into_records(false, "SELECT $4, $5, s.record_key, c.data, s.row_hash, c.search_text, $1, s.row_number, $6, $6
-             FROM import_rows s JOIN chunk_rows c ON c.row_number = s.row_number
+        let insert = crate::store::records::insert_into_records(false, &format!("SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
+             FROM {source}
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)");
+               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)"));
         if sqlite {
             res.created = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
                 .bind(id)
@@ -382,16 +384,16 @@ pub async fn write_chunk(
             }
         }
         // nothing journaled, nothing to update (an import of new records skips the statement)
-        res.updated = if journaled == 0 { 0 } else { sqlx::query(
-            "UPDATE records SET data = c.data, row_hash = s.row_hash, search_text = c.search_text,
+        res.updated = if journaled == 0 { 0 } else { sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE records SET data = {rec}.data, row_hash = s.row_hash, search_text = {rec}.search_text,
                     import_id = $1, import_row = s.row_number, updated_at = $6
-             FROM import_rows s JOIN chunk_rows c ON c.row_number = s.row_number
+             FROM {source}
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                AND records.org_id = $4 AND records.entity = $5 AND records.record_key = s.record_key
                AND records.row_hash <> s.row_hash
                AND records.id IN (SELECT j.record_id FROM import_journal j
                                   WHERE j.import_id = $1 AND j.seq > $7 AND j.op = 'updated')",
-        )
+        )))
         .bind(id)
         .bind(from_row)
         .bind(to_row)
