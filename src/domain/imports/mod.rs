@@ -4,9 +4,11 @@
 
 pub mod history;
 pub mod mapping;
+pub mod mapping_form;
 pub mod model;
 pub mod status;
 
 pub use mapping::{auto_map, missing_required};
-pub use model::{ApiOrigin, ColumnMapping, Import, ImportFile, MappingProblem, Rollback, RollbackRefusal, Validated};
+pub use mapping_form::MappingProblem;
+pub use model::{ApiOrigin, ColumnMapping, Import, ImportFile, Rollback, RollbackRefusal, Validated};
 pub use status::{Action, ApiStatus, DuplicateHandling, Phase, PhaseStatus, Stage};
