@@ -112,7 +112,34 @@
 
   document.addEventListener("change", function (e) {
     if (e.target.matches("select[data-autosubmit]")) e.target.form.requestSubmit();
+    if (e.target.matches("[data-mapping-form] select")) mappingChanged(e.target);
   });
+
+  // The mapping step: the values of the column just chosen show beside it, and the warning
+  // about required fields without a column follows the choices (worded as the server does).
+  function andList(items) {
+    if (items.length < 2) return items.join("");
+    return items.slice(0, -1).join(", ") + " and " + items[items.length - 1];
+  }
+  function mappingChanged(select) {
+    var form = select.form;
+    var option = select.options[select.selectedIndex];
+    var sample = document.getElementById("sample-" + select.id.replace(/^map-/, ""));
+    if (sample) sample.textContent = (option && option.value && option.getAttribute("data-sample")) || "";
+    var missing = [];
+    form.querySelectorAll("select[data-required]").forEach(function (s) {
+      if (!s.value) missing.push(s.getAttribute("data-field-label"));
+    });
+    var box = form.parentElement.querySelector("[data-required-warning]");
+    if (box) {
+      box.hidden = !missing.length;
+      box.querySelector("[data-required-text]").textContent = missing.length
+        ? "Choose a column for " + andList(missing) + ": the file cannot be validated without " +
+          (missing.length === 1 ? "it." : "them.") : "";
+    }
+    var anyChosen = Array.prototype.some.call(form.querySelectorAll("select"), function (s) { return !!s.value; });
+    form.parentElement.querySelectorAll("[data-nothing-matched]").forEach(function (el) { el.hidden = anyChosen; });
+  }
 
   // Run on the page, and on whatever htmx swaps in later.
   function enhance(root) {

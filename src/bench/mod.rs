@@ -242,7 +242,7 @@ impl Bench {
         )
         .await?;
         self.current.store(id, std::sync::atomic::Ordering::Relaxed);
-        store::imports::set_headers(db, id, &info.headers, &mapping, None).await?;
+        store::imports::set_headers(db, id, &info.headers, &mapping, None, &[]).await?;
         store::imports::confirm_mapping(db, org, id, &mapping, self.user.into()).await?;
         crate::jobs::import::enqueue(db, org, id, crate::jobs::import::VALIDATE).await?;
         let validate_s = self.drain().await?;

@@ -13,3 +13,4 @@ pub mod permissions;
 pub mod rate_limit;
 pub mod redirects;
 pub mod throttle;
+pub mod words;

@@ -8,6 +8,7 @@ pub mod json;
 pub mod limits;
 pub mod object;
 pub mod reader;
+pub mod samples;
 pub mod uploads;
 
 /// A `Content-Disposition` value that downloads the file as `name` (characters outside

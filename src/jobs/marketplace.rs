@@ -11,6 +11,7 @@ use super::{JobContext, JobHandler};
 use crate::domain::ids::OrgId;
 use crate::domain::jobs::Outcome;
 use crate::domain::marketplace::Catalog;
+use crate::domain::words::Grouped;
 use crate::store::Db;
 use crate::store::marketplace as store;
 
@@ -79,7 +80,11 @@ impl JobHandler for MarketplaceHandler {
             };
             match store::apply(&ctx.db, import.id, &bundle.items).await {
                 Ok(Some((created, skipped))) => {
-                    let detail = format!("{label}: {created} items created, {skipped} already present skipped");
+                    let detail = format!(
+                        "{label}: {} created, {} already present skipped",
+                        created.count("item", "items"),
+                        skipped.grouped()
+                    );
                     event(&ctx.db, org, "marketplace_imported", import.id, &detail).await;
                     Outcome::Done
                 }

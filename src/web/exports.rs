@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::layout::{Layout, render};
-use super::{Pagination, format_time, is_htmx};
+use super::{Grouped, Pagination, format_time, is_htmx};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
 use crate::domain::exports::{ExportForm, ExportRequest, ExportType, LINK_SECS, Status, sign, verify};

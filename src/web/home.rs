@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::Grouped;
 use super::layout::{Layout, render};
 use crate::auth::Identity;
 use crate::auth::session::AppSession;

@@ -16,6 +16,7 @@ use crate::auth::session::{AppSession, Flash};
 use crate::domain::imports::Stage;
 use crate::domain::marketplace::Bundle;
 use crate::domain::permissions::Permission;
+use crate::domain::words::Grouped;
 use crate::error::AppError;
 use crate::jobs::marketplace as jobs;
 use crate::state::AppState;
@@ -58,15 +59,19 @@ impl Card {
 }
 
 fn makeup(state: &AppState, b: &Bundle) -> String {
-    let mut counts: Vec<(String, usize)> = vec![];
+    // (plural label, singular label, count), in the bundle's order
+    let mut counts: Vec<(String, String, usize)> = vec![];
     for i in &b.items {
-        let label = state.schemas.get(&i.entity).map(|s| s.label.clone()).unwrap_or_else(|| i.entity.clone());
-        match counts.iter_mut().find(|(l, _)| *l == label) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((label, 1)),
+        let (label, singular) = match state.schemas.get(&i.entity) {
+            Some(s) => (s.label.clone(), s.singular.clone()),
+            None => (i.entity.clone(), i.entity.clone()),
+        };
+        match counts.iter_mut().find(|(l, _, _)| *l == label) {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((label, singular, 1)),
         }
     }
-    counts.iter().map(|(l, n)| format!("{n} {l}")).collect::<Vec<_>>().join(" · ")
+    counts.iter().map(|(l, one, n)| n.count(one, l)).collect::<Vec<_>>().join(" · ")
 }
 
 #[derive(Template)]
@@ -226,7 +231,7 @@ pub async fn import(
         Begin::Started(import_id) => {
             jobs::enqueue(&state.db, id.org_id, import_id).await?;
             let target = format!("marketplace import {import_id}");
-            let detail = format!("{} {} ({} items)", b.key, b.version, b.items.len());
+            let detail = format!("{} {} ({})", b.key, b.version, b.items.len().count("item", "items"));
             super::audit(&state, &req, &id, "marketplace_import_requested", &target, &detail).await?;
             let text = format!("Importing {} {}: its items appear in Import History when done.", b.title, b.version);
             session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
@@ -420,7 +425,8 @@ pub async fn rollback(
     let imp = store::get(&state.db, id.org_id, import_id).await?.ok_or(AppError::NotFound)?;
     let (kind, text) = match store::rollback(&state.db, id.org_id, imp.id, &id.email).await? {
         Some(Rollback::Done(deleted)) => {
-            let detail = format!("{} {}: {deleted} items deleted", imp.bundle_key, imp.bundle_version);
+            let detail =
+                format!("{} {}: {} deleted", imp.bundle_key, imp.bundle_version, deleted.count("item", "items"));
             super::audit(
                 &state,
                 &req,

@@ -137,34 +137,7 @@ pub async fn audit(
     Ok(())
 }
 
-/// A count as people read it: digits in groups of three (`6,000`). Templates call
-/// `.grouped()` on a count (the trait must be in scope where the template is defined).
-pub trait Grouped {
-    fn grouped(&self) -> String;
-}
-
-impl Grouped for i64 {
-    fn grouped(&self) -> String {
-        let digits = self.unsigned_abs().to_string();
-        let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-        if *self < 0 {
-            out.push('-');
-        }
-        for (i, d) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(d);
-        }
-        out
-    }
-}
-
-impl Grouped for usize {
-    fn grouped(&self) -> String {
-        i64::try_from(*self).unwrap_or(i64::MAX).grouped()
-    }
-}
+pub use crate::domain::words::Grouped;
 
 /// Page numbers for a paginated table.
 #[derive(Debug, Clone)]
@@ -184,6 +157,15 @@ impl Pagination {
 
     pub fn pages_grouped(&self) -> String {
         self.pages().grouped()
+    }
+
+    pub fn page_grouped(&self) -> String {
+        self.page.grouped()
+    }
+
+    /// "1,001–1,025": the items this page shows, as people read numbers.
+    pub fn range_grouped(&self) -> String {
+        format!("{}–{}", self.first_item().grouped(), self.last_item().grouped())
     }
 
     pub fn new(page: Option<i64>, per_page: i64, total: i64, base: &str) -> Self {
@@ -250,17 +232,6 @@ pub fn format_time(epoch: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn counts_read_in_groups_of_three() {
-        use super::Grouped;
-        let cases =
-            [(0i64, "0"), (999, "999"), (1000, "1,000"), (6000, "6,000"), (1234567, "1,234,567"), (-45210, "-45,210")];
-        for (n, want) in cases {
-            assert_eq!(n.grouped(), want);
-        }
-        assert_eq!(1_000_000usize.grouped(), "1,000,000");
-    }
-
     use super::*;
 
     #[test]

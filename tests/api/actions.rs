@@ -72,8 +72,8 @@ async fn merge_updates_by_key_creates_the_rest_and_rolls_back_exactly() {
 
     let page = c.get(&format!("/settings/imports/{id}?rollback=1")).await;
     assert_eq!(count(&page.body, "dialog#rollback-dialog[open]"), 1, "{}", page.body);
-    assert!(page.body.contains("1 created records are removed"));
-    assert!(page.body.contains("1 updated records get their earlier values back"));
+    assert!(page.body.contains("1 created record is removed"));
+    assert!(page.body.contains("1 updated record gets its earlier values back"));
     assert!(page.body.contains("Roll back the import of"));
     let r = roll_back(&app, &mut c, id, &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -184,13 +184,13 @@ async fn records_changed_since_are_listed_and_left_alone_unless_overwritten() {
     assert!(data_of(&app, "LOC-6").await.is_none(), "removed");
     assert_eq!(data_of(&app, "LOC-5").await.unwrap()["name"], "South Annex", "changed since: left alone");
     let page = c.get(&format!("/settings/imports/{first}")).await;
-    assert!(page.body.contains("1 records changed since the import were left as they are"), "{}", page.body);
+    assert!(page.body.contains("1 record changed since the import was left as it is"), "{}", page.body);
     let again = c.post_form(&url, &[("csrf_token", token.as_str())]).await;
     assert!(c.get(&again.location()).await.body.contains("This import was already rolled back."));
 
     // the later import, rolled back overwriting: LOC-5 returns to what the first import left
     let page = c.get(&format!("/settings/imports/{later}?rollback=1")).await;
-    assert!(page.body.contains("1 updated records get their earlier values back"), "{}", page.body);
+    assert!(page.body.contains("1 updated record gets its earlier values back"), "{}", page.body);
     roll_back(&app, &mut c, later, &[("overwrite_changed", "1")]).await;
     assert_eq!(data_of(&app, "LOC-5").await.unwrap()["name"], "South");
 }

@@ -211,9 +211,21 @@ async fn bad_uploads_are_refused_with_the_reason_and_nothing_is_created() {
     // a required field left unmapped blocks validation with the field named
     let r = c.upload("locations", ("l.csv", b"code,title\nLOC-1,Main\n"), &[]).await;
     let id = id_in(&r.location());
+    // the mapping step says so at once, and shows what the chosen column holds
+    let page = c.get(&format!("/settings/imports/{id}")).await.body;
+    assert!(page.contains("Required fields without a column"), "{page}");
+    assert!(page.contains("Choose a column for Name and Kind: the file cannot be validated without them."), "{page}");
+    assert!(page.contains(r#"<td class="muted sample-values" id="sample-code">LOC-1</td>"#), "{page}");
+    assert!(page.contains(r#"data-sample="Main""#), "each column offers its values: {page}");
+    assert!(!page.contains("No column matched a field"), "code matched");
     let m = c.confirm_mapping(id).await;
     assert_eq!(m.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(m.body.contains("not mapped yet: name, kind"), "{}", m.body);
+    assert!(m.body.contains("not mapped yet: Name, Kind"), "{}", m.body);
+    let r = c.upload("locations", ("l.csv", b"ref,title\n,Main\n,West\n"), &[]).await;
+    let page = c.get(&r.location()).await.body;
+    assert!(page.contains("No column matched a field"), "{page}");
+    assert!(page.contains("None of the file&#39;s columns (ref, title) has the name of a field"), "{page}");
+    assert!(page.contains(r#"data-sample="(empty in the first rows)""#), "{page}");
     // without the token in the action URL the upload is refused
     let r =
         c.post_multipart("/settings/imports/upload", &[("resource", "locations")], Some(("l.csv", b"code\n"))).await;

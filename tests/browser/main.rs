@@ -355,6 +355,25 @@ async fn upload_map_validate_and_import_with_progress_then_download_the_error_ro
     wait_text(&c, "#map-title", |t| t == "Column mapping").await;
     let chosen = c.execute("return document.getElementById('map-code').value", vec![]).await.unwrap();
     assert_eq!(chosen.as_str(), Some("Location Code"));
+    // a few values of the chosen column beside it; the warning follows the choices
+    assert_eq!(text(&c, "#sample-code").await, "LOC-0000 · LOC-0001 · LOC-0002");
+    let warning = c.find(Locator::Css("[data-required-warning]")).await.unwrap();
+    assert!(!warning.is_displayed().await.unwrap(), "every required field has a column");
+    c.execute(
+        "const s = document.getElementById('map-name'); s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(warning.is_displayed().await.unwrap(), "a required field left without a column is said at once");
+    assert_eq!(
+        text(&c, "[data-required-text]").await,
+        "Choose a column for Name: the file cannot be validated without it."
+    );
+    assert_eq!(text(&c, "#sample-name").await, "", "no column, no values");
+    c.find(Locator::Css("#map-name option[value='Name']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#sample-name", |t| t == "Site 0 · Site 1 · Site 2").await;
+    assert!(!warning.is_displayed().await.unwrap());
     shot(&c, "import-mapping").await;
     c.find(Locator::Css("form[action$='/mapping'] button[type=submit]")).await.unwrap().click().await.unwrap();
 
@@ -453,8 +472,8 @@ async fn overwrite_with_its_confirmation_then_roll_back_through_the_dialog() {
     let title = wait_text(&c, "#rollback-dialog-title", |t| t.starts_with("Roll back the import of")).await;
     assert!(title.ends_with('?'));
     let desc = text(&c, "#rollback-dialog-desc").await;
-    assert!(desc.contains("1 created records are removed"), "{desc}");
-    assert!(desc.contains("1 updated records get their earlier values back"));
+    assert!(desc.contains("1 created record is removed"), "{desc}");
+    assert!(desc.contains("1 updated record gets its earlier values back"));
     assert!(desc.contains("2 deleted records are re-created"));
     shot(&c, "rollback-dialog").await;
     c.find(Locator::Css("#rollback-dialog button[type=submit]")).await.unwrap().click().await.unwrap();

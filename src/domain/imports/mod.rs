@@ -9,6 +9,6 @@ pub mod model;
 pub mod status;
 
 pub use mapping::{auto_map, missing_required};
-pub use mapping_form::MappingProblem;
+pub use mapping_form::{MappingProblem, MappingWarning};
 pub use model::{ApiOrigin, ColumnMapping, Import, ImportFile, Rollback, RollbackRefusal, Validated};
 pub use status::{Action, ApiStatus, DuplicateHandling, Phase, PhaseStatus, Stage};

@@ -335,7 +335,7 @@ pub fn parse_chunk_size(raw: Option<&str>) -> Result<i64, String> {
 mod tests {
     use super::*;
     use crate::domain::entities::Schemas;
-    use crate::domain::imports::MappingProblem;
+    use crate::domain::imports::{MappingProblem, MappingWarning};
 
     fn schema() -> EntitySchema {
         let toml = r#"
@@ -476,11 +476,16 @@ type = "text"
         let m = import(Stage::Mapping, Action::Merge);
         match m.mapping_from_form(&s, pairs(&[("map.code", "code")])) {
             Err(MappingProblem::Invalid(msg, kept)) => {
-                assert!(msg.contains("not mapped yet: name"), "{msg}");
+                assert!(msg.contains("not mapped yet: Name."), "fields by their label: {msg}");
                 assert_eq!(kept.get("code").map(String::as_str), Some("code"), "what was chosen is kept");
             }
             other => panic!("{other:?}"),
         }
+        let nothing = m.mapping_warnings(&s, &ColumnMapping::new());
+        assert_eq!(nothing.iter().map(|w| w.title()).collect::<Vec<_>>().len(), 2, "{nothing:?}");
+        assert_eq!(nothing[1], MappingWarning::RequiredWithoutColumn(vec!["Code".into(), "Name".into()]));
+        let code = ColumnMapping::from([("code".to_string(), "code".to_string())]);
+        assert_eq!(d.mapping_warnings(&s, &code), vec![], "a delete needs only its key");
     }
 
     #[test]

@@ -249,6 +249,23 @@ impl Phase {
         }
     }
 
+    /// The phases that validate a file, in order; the rest import it.
+    pub const VALIDATING: [Phase; 5] =
+        [Phase::Prevalidation, Phase::Preparsing, Phase::Transforming, Phase::Parsing, Phase::Validation];
+
+    /// What the phase is doing, as the page says while it runs.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Phase::Prevalidation => "Reading the file",
+            Phase::Preparsing => "Finding rows repeated in the file",
+            Phase::Transforming => "Finding rows that share a key",
+            Phase::Parsing => "Checking every value against its field",
+            Phase::Validation => "Checking references and the records already stored",
+            Phase::Processing => "Importing",
+            Phase::Cleanup => "Removing the records the file does not contain",
+        }
+    }
+
     /// Seed 004: the first two run sync or async with the upload mode; the rest always async.
     pub fn always_async(self) -> bool {
         !matches!(self, Phase::Prevalidation | Phase::Preparsing)

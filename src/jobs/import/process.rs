@@ -10,6 +10,7 @@ use super::validate::fill_issue_cells;
 use super::{Handlers, Payload, conclude, system_event};
 use crate::domain::imports::{Action, Phase, PhaseStatus, Stage};
 use crate::domain::jobs::Outcome;
+use crate::domain::words::Grouped;
 use crate::jobs::{JobContext, Step, StepError};
 use crate::store::imports::{self as store, phases::PhaseEnd};
 use crate::store::staging::{self, ChunkTarget};
@@ -182,7 +183,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
         }
     }
     let removed = store::get(db, org, id).await?.map(|i| i.deleted_rows).unwrap_or_default();
-    let detail = format!("{removed} records not in the file removed");
+    let detail = format!("{} not in the file removed", removed.count("record", "records"));
     let end = PhaseEnd {
         status: PhaseStatus::Completed,
         duration_ms: started.elapsed().as_millis() as i64,

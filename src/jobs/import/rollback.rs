@@ -5,6 +5,7 @@
 use super::{Payload, system_event};
 use crate::domain::ids::OrgId;
 use crate::domain::jobs::Outcome;
+use crate::domain::words::Grouped;
 use crate::jobs::{JobContext, StepError};
 use crate::store::imports as store;
 use crate::store::journal::{self, RollbackTarget};
@@ -56,8 +57,9 @@ pub(super) async fn run(ctx: &JobContext) -> Outcome {
         Ok(true) => {
             let detail = match store::get(&ctx.db, org, imp.id).await {
                 Ok(Some(i)) => format!(
-                    "{} changes undone, {} changed since left alone",
-                    i.rollback.rolled_back_rows, i.rollback.skipped
+                    "{} undone, {} changed since left alone",
+                    i.rollback.rolled_back_rows.count("change", "changes"),
+                    i.rollback.skipped.count("record", "records")
                 ),
                 _ => String::new(),
             };

@@ -4,17 +4,22 @@
 //! again from the start: the first thing it does is forget what an earlier attempt staged.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::rows::{Columns, Run, cells_json, stage_batches};
 use super::{Handlers, Payload, conclude};
 use crate::domain::entities::FieldKind;
 use crate::domain::imports::{Action, Phase, Stage, Validated};
 use crate::domain::jobs::Outcome;
+use crate::domain::words::Grouped;
 use crate::files::fetch::Fetcher;
 use crate::jobs::{JobContext, Step, StepError};
 use crate::store::Db;
 use crate::store::imports as store;
 use crate::store::{fetched_files, staging};
+
+/// How often prevalidation tells the page how many rows it has read.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The job: validates the import and makes it ready (or fails it with the reason).
 pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
@@ -74,17 +79,28 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Op
         .phase(Phase::Prevalidation, async {
             let (mut total, mut malformed) = (0i64, 0i64);
             let mut batches = stage_batches(run, cols);
+            // the page shows the rows read so far, updated about once a second
+            let mut reported = Instant::now();
             while let Some(b) = batches.next().await {
                 let b = b?;
                 total += b.rows.len() as i64;
                 malformed += b.issues.len() as i64;
                 staging::insert(db, id, &b.rows, &b.values, &b.issues).await?;
+                if reported.elapsed() >= PROGRESS_EVERY {
+                    store::phases::phase_progress(db, id, Phase::Prevalidation.as_str(), total).await?;
+                    reported = Instant::now();
+                }
                 if ctx.should_stop() {
                     break;
                 }
             }
             staging::analyze(db).await?;
-            Ok((total, total, total - malformed, format!("{total} rows read, {malformed} malformed")))
+            Ok((
+                total,
+                total,
+                total - malformed,
+                format!("{} read, {} malformed", total.count("row", "rows"), malformed.grouped()),
+            ))
         })
         .await?;
     if ctx.should_stop() {
@@ -95,7 +111,7 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Op
     let repeated = run
         .phase(Phase::Preparsing, async {
             let n = staging::mark_repeated_rows(db, id, handling).await?;
-            Ok((n, left, left - n, format!("{n} rows repeated within the file")))
+            Ok((n, left, left - n, format!("{} repeated within the file", n.count("row", "rows"))))
         })
         .await?;
     left -= repeated;
@@ -105,7 +121,7 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Op
     let conflicts = run
         .phase(Phase::Transforming, async {
             let n = staging::mark_key_conflicts(db, id, &run.schema.key).await?;
-            Ok((n, left, left - n, format!("{n} rows whose key another row uses")))
+            Ok((n, left, left - n, format!("{} whose key another row uses", n.count("row", "rows"))))
         })
         .await?;
     left -= conflicts;
@@ -115,7 +131,7 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Op
     let invalid = run
         .phase(Phase::Parsing, async {
             let n = staging::mark_parse_errors(db, id).await?;
-            Ok((n, left, left - n, format!("{n} rows with invalid values")))
+            Ok((n, left, left - n, format!("{} with invalid values", n.count("row", "rows"))))
         })
         .await?;
     left -= invalid;
@@ -137,7 +153,8 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Op
                     to_delete: valid,
                     ..Validated::default()
                 };
-                let detail = format!("{valid} to delete, {missing} naming no record");
+                let detail =
+                    format!("{} to delete, {} naming no record", valid.grouped(), missing.count("row", "rows"));
                 Ok((v, left, valid, detail))
             })
             .await?;
@@ -174,14 +191,17 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Op
                 },
             };
             let mut detail = format!(
-                "{} to create, {} to update, {unchanged} unchanged, {problems} with references or unique values in use",
-                v.to_create, v.to_update
+                "{} to create, {} to update, {} unchanged, {} with references or unique values in use",
+                v.to_create.grouped(),
+                v.to_update.grouped(),
+                unchanged.grouped(),
+                problems.grouped()
             );
             if files_failed > 0 {
-                detail.push_str(&format!(", {files_failed} with files that could not be fetched"));
+                detail.push_str(&format!(", {} with files that could not be fetched", files_failed.grouped()));
             }
             if action == Action::Overwrite {
-                detail.push_str(&format!("; {} records not in the file to remove", v.to_delete));
+                detail.push_str(&format!("; {} not in the file to remove", v.to_delete.count("record", "records")));
             }
             Ok((v, left, valid, detail))
         })

@@ -431,9 +431,11 @@ pub async fn set_headers(
     headers: &[String],
     mapping: &ColumnMapping,
     sheet: Option<&str>,
+    samples: &[Vec<String>],
 ) -> anyhow::Result<bool> {
     let sql = format!(
-        "UPDATE imports SET headers = $2, column_mapping = $3, sheet = $4, stage = $6, updated_at = $5
+        "UPDATE imports SET headers = $2, column_mapping = $3, sheet = $4, stage = $6, updated_at = $5,
+                column_samples = $7
          WHERE id = $1 AND stage IN ({})",
         stage_list(&Stage::sources(Stage::Mapping))
     );
@@ -444,11 +446,23 @@ pub async fn set_headers(
     .bind(sheet)
     .bind(crate::now())
     .bind(Stage::Mapping.as_str())
+    .bind(serde_json::to_string(samples)?)
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
     .context("saving headers")?;
     Ok(n > 0)
+}
+
+/// The few values of each column read at upload (in the header's order; empty for an
+/// import whose file came another way).
+pub async fn column_samples(db: &Db, id: i64) -> anyhow::Result<Vec<Vec<String>>> {
+    let raw: Option<String> = on_pool!(db, p => sqlx::query_scalar("SELECT column_samples FROM imports WHERE id = $1")
+        .bind(id)
+        .fetch_optional(p)
+        .await)
+    .context("reading column samples")?;
+    Ok(raw.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default())
 }
 
 /// The person confirmed a mapping: mapping or ready → validating, counts cleared.

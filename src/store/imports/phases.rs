@@ -36,6 +36,22 @@ pub async fn phase_started(db: &Db, id: i64, phase: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// How many rows a running phase has taken in so far (the page shows it while validating).
+pub async fn phase_progress(db: &Db, id: i64, phase: &str, rows_in: i64) -> anyhow::Result<()> {
+    on_writer!(db, p => sqlx::query(
+        "UPDATE import_phases SET rows_in = $3 WHERE import_id = $1 AND phase = $2 AND status = $4",
+    )
+    .bind(id)
+    .bind(phase)
+    .bind(rows_in)
+    .bind(PhaseStatus::Running.as_str())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("recording phase progress")?;
+    Ok(())
+}
+
 pub struct PhaseEnd<'a> {
     pub status: PhaseStatus,
     pub duration_ms: i64,

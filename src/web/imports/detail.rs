@@ -12,7 +12,7 @@ use super::{PER_PAGE, label_of, load, page_of, target_of};
 use crate::auth::Identity;
 use crate::auth::session::AppSession;
 use crate::domain::entities::{EntitySchema, display_value};
-use crate::domain::imports::{Action, ColumnMapping, Import, Phase, PhaseStatus, Stage};
+use crate::domain::imports::{Action, ColumnMapping, Import, MappingWarning, Phase, PhaseStatus, Stage};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -24,6 +24,7 @@ use crate::web::layout::{Layout, render};
 use crate::web::{Pagination, format_time, is_htmx};
 
 pub struct PhaseView {
+    pub phase: Phase,
     pub name: &'static str,
     pub description: &'static str,
     pub status: PhaseStatus,
@@ -38,6 +39,15 @@ pub struct MappingLine {
     pub label: String,
     pub required: bool,
     pub header: String,
+    /// A few values of the chosen column ("A1 · A2 · A3"), empty when none is chosen.
+    pub sample: String,
+}
+
+/// A column of the file as the mapping form offers it.
+pub struct HeaderOption {
+    pub header: String,
+    /// A few of its values from the first rows, or a note that they were empty.
+    pub sample: String,
 }
 
 pub struct IssueView {
@@ -56,6 +66,17 @@ pub struct SameFileView {
     pub created_by: String,
 }
 
+/// Where validation is, for the page while it runs.
+pub struct ValidationProgress {
+    /// The step running now, from 1.
+    pub step: usize,
+    pub steps: usize,
+    /// What it is doing, in words.
+    pub doing: &'static str,
+    /// Rows of the file read so far.
+    pub rows_read: i64,
+}
+
 /// What a rollback would undo.
 pub struct RollbackView {
     /// Records changed since the import (the first few) and how many there are.
@@ -70,6 +91,10 @@ pub struct DetailView {
     pub entity_label: String,
     pub mapping: Vec<MappingLine>,
     pub mapping_error: Option<String>,
+    /// The file's columns with a few values of each, for the mapping form's choices.
+    pub header_options: Vec<HeaderOption>,
+    /// What the mapping step warns about (shown while the import is at Mapping).
+    pub mapping_warnings: Vec<MappingWarning>,
     pub phases: Vec<PhaseView>,
     pub issues: Vec<IssueView>,
     pub issue_count: i64,
@@ -104,6 +129,17 @@ impl DetailView {
     pub fn validated(&self) -> bool {
         self.imp.validated.total_rows > 0
             || matches!(self.imp.stage, Stage::Ready | Stage::Importing | Stage::Completed | Stage::RolledBack)
+    }
+
+    /// The required-fields warning's text, if the mapping leaves one without a column.
+    pub fn required_warning(&self) -> Option<String> {
+        self.mapping_warnings.iter().find(|w| w.is_required()).map(|w| w.text())
+    }
+
+    /// Where validation is: the first validating phase not completed yet, and the rows
+    /// read so far. None before the first phase starts and after the last one ends.
+    pub fn validation_progress(&self) -> Option<ValidationProgress> {
+        validation_progress(&self.phases)
     }
 
     /// Some phase has started: before that, the phases table would be a list of "Not started".
@@ -166,12 +202,27 @@ async fn sample_rows(
     Ok((columns, rows))
 }
 
+/// See [`DetailView::validation_progress`].
+fn validation_progress(phases: &[PhaseView]) -> Option<ValidationProgress> {
+    let of = |phase: Phase| phases.iter().find(|p| p.phase == phase);
+    let rows_read = of(Phase::Prevalidation).map(|p| p.rows_in).unwrap_or(0);
+    let at = Phase::VALIDATING.iter().position(|ph| of(*ph).is_none_or(|p| p.status != PhaseStatus::Completed))?;
+    let started = Phase::VALIDATING.iter().any(|ph| of(*ph).is_some_and(|p| p.status != PhaseStatus::NotStarted));
+    started.then(|| ValidationProgress {
+        step: at + 1,
+        steps: Phase::VALIDATING.len(),
+        doing: Phase::VALIDATING[at].doing(),
+        rows_read,
+    })
+}
+
 fn phase_views(stored: &[phases::PhaseRow]) -> Vec<PhaseView> {
     Phase::ALL
         .iter()
         .map(|p| {
             let row = stored.iter().find(|r| r.phase == p.as_str());
             PhaseView {
+                phase: *p,
                 name: p.as_str(),
                 description: p.description(),
                 status: row.map(|r| PhaseStatus::parse(&r.status)).unwrap_or(PhaseStatus::NotStarted),
@@ -202,16 +253,46 @@ pub(super) async fn detail_view(
         Some((m, e)) => (m, Some(e)),
         None => (imp.mapping.clone(), None),
     };
+    let header_options: Vec<HeaderOption> = if matches!(imp.stage, Stage::Mapping | Stage::Ready) {
+        let samples = crate::store::imports::column_samples(&state.db, imp.id).await?;
+        imp.headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| HeaderOption {
+                header: h.clone(),
+                sample: match samples.get(i) {
+                    Some(values) if !values.is_empty() => values.join(" · "),
+                    Some(_) => "(empty in the first rows)".into(),
+                    None => String::new(),
+                },
+            })
+            .collect()
+    } else {
+        vec![]
+    };
     let mapping = schema
         .iter()
         .flat_map(|s| s.fields.iter().map(move |f| (s, f)))
-        .map(|(s, f)| MappingLine {
-            field: f.name().to_string(),
-            label: f.label.clone(),
-            required: imp.field_required(s, f.name()),
-            header: shown.get(f.name()).cloned().unwrap_or_default(),
+        .map(|(s, f)| {
+            let header = shown.get(f.name()).cloned().unwrap_or_default();
+            MappingLine {
+                field: f.name().to_string(),
+                label: f.label.clone(),
+                required: imp.field_required(s, f.name()),
+                sample: header_options
+                    .iter()
+                    .find(|o| o.header == header)
+                    .map(|o| o.sample.clone())
+                    .unwrap_or_default(),
+                header,
+            }
         })
         .collect();
+    let mapping_warnings = match (&schema, imp.stage) {
+        // a submitted mapping's problem is already said by its error
+        (Some(s), Stage::Mapping) if mapping_error.is_none() => imp.mapping_warnings(s, &shown),
+        _ => vec![],
+    };
     let phases = phase_views(&phases::phases(&state.db, imp.id).await?);
     let issue_count = phases::count_issues(&state.db, imp.id).await?;
     let pagination = Pagination::new(page, PER_PAGE, issue_count, &page_of(&imp));
@@ -256,6 +337,8 @@ pub(super) async fn detail_view(
         entity_label: label_of(state, &imp.entity),
         mapping,
         mapping_error,
+        header_options,
+        mapping_warnings,
         phases,
         issues,
         issue_count,
@@ -298,4 +381,45 @@ pub async fn detail(
         return Ok(render(StatusCode::OK, &DetailSheet { v }));
     }
     Ok(render(StatusCode::OK, &page(&req, &id, v).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phases(running: Option<Phase>, done: &[Phase], rows_read: i64) -> Vec<PhaseView> {
+        let stored: Vec<phases::PhaseRow> = done
+            .iter()
+            .map(|p| (p, "completed"))
+            .chain(running.iter().map(|p| (p, "running")))
+            .map(|(p, status)| phases::PhaseRow {
+                phase: p.as_str().into(),
+                status: status.into(),
+                started_at: Some(1),
+                finished_at: None,
+                duration_ms: None,
+                rows_in: if *p == Phase::Prevalidation { rows_read } else { 0 },
+                rows_out: 0,
+                detail: String::new(),
+            })
+            .collect();
+        phase_views(&stored)
+    }
+
+    #[test]
+    fn validation_progress_names_the_step_and_the_rows_read_so_far() {
+        assert!(validation_progress(&phases(None, &[], 0)).is_none(), "not started: waiting for a worker");
+        let reading = validation_progress(&phases(Some(Phase::Prevalidation), &[], 12_000)).unwrap();
+        assert_eq!((reading.step, reading.steps, reading.doing, reading.rows_read), (1, 5, "Reading the file", 12_000));
+        let done = [Phase::Prevalidation, Phase::Preparsing, Phase::Transforming];
+        let parsing = validation_progress(&phases(Some(Phase::Parsing), &done, 40_000)).unwrap();
+        assert_eq!(
+            (parsing.step, parsing.doing, parsing.rows_read),
+            (4, "Checking every value against its field", 40_000)
+        );
+        let between = validation_progress(&phases(None, &done, 40_000)).unwrap();
+        assert_eq!(between.step, 4, "between two phases: the next one");
+        let all = Phase::VALIDATING;
+        assert!(validation_progress(&phases(None, &all, 40_000)).is_none(), "validated");
+    }
 }

@@ -165,9 +165,16 @@ pub async fn upload(
     let sheet = received.field("sheet").map(str::to_string);
     let p2 = file.path.clone();
     let limits = state.settings.file_limits;
-    let sniffed =
-        web::block(move || crate::files::sniff(&p2, sheet.as_deref(), &limits)).await.map_err(anyhow::Error::from)?;
-    let info = match sniffed {
+    // the header, and a few values of each column for the mapping step
+    let sniffed = web::block(move || {
+        crate::files::sniff(&p2, sheet.as_deref(), &limits).map(|info| {
+            let samples = crate::files::samples::column_samples(&p2, &info);
+            (info, samples)
+        })
+    })
+    .await
+    .map_err(anyhow::Error::from)?;
+    let (info, samples) = match sniffed {
         Ok(i) => i,
         Err(problem) => {
             received.discard();
@@ -203,7 +210,7 @@ pub async fn upload(
         crate::files::Format::Xlsx { sheet } => Some(sheet.as_str()),
         _ => None,
     };
-    store::set_headers(&state.db, import_id, &info.headers, &mapping, sheet_name).await?;
+    store::set_headers(&state.db, import_id, &info.headers, &mapping, sheet_name, &samples).await?;
     let detail =
         format!("{}, {}, {}", file.original, crate::config::format_size(file.size.max(0) as u64), c.schema.label);
     crate::web::audit(&state, &req, &id, "import_uploaded", &format!("import {import_id}"), &detail).await?;

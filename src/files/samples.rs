@@ -1,0 +1,86 @@
+//! A few values of each column, read from the first rows of a file, for the mapping step:
+//! a person sees what a column holds before choosing it for a field.
+
+use std::path::Path;
+
+use super::reader::{FileInfo, visit_rows};
+
+/// Rows read for samples: enough to meet values in sparse columns, few enough to be instant.
+pub const SAMPLE_ROWS: usize = 20;
+/// Values kept per column.
+pub const PER_COLUMN: usize = 3;
+/// Characters of a value shown; a longer one is cut with an ellipsis.
+const MAX_CHARS: usize = 40;
+
+/// Up to `PER_COLUMN` distinct non-blank values of each column (in the header's order),
+/// from the first `SAMPLE_ROWS` data rows. Best effort: a row that cannot be read ends the
+/// sample (validation names it), it does not refuse the file.
+pub fn column_samples(path: &Path, info: &FileInfo) -> Vec<Vec<String>> {
+    let mut samples: Vec<Vec<String>> = vec![vec![]; info.headers.len()];
+    let mut rows = 0;
+    let _ = visit_rows(path, info, &mut |_, cells| {
+        for (kept, cell) in samples.iter_mut().zip(cells) {
+            let value = shorten(cell.trim());
+            if kept.len() < PER_COLUMN && !value.is_empty() && !kept.contains(&value) {
+                kept.push(value);
+            }
+        }
+        rows += 1;
+        Ok(rows < SAMPLE_ROWS && samples.iter().any(|k| k.len() < PER_COLUMN))
+    });
+    samples
+}
+
+/// One line of at most `MAX_CHARS` characters.
+fn shorten(value: &str) -> String {
+    let line = value.split(['\r', '\n']).next().unwrap_or("");
+    let cut = line.chars().count() > MAX_CHARS || line.len() < value.len();
+    if cut {
+        let mut s: String = line.chars().take(MAX_CHARS - 1).collect();
+        s.push('…');
+        s
+    } else {
+        line.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::{Limits, sniff};
+
+    fn samples_of(text: &str) -> Vec<Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, text).unwrap();
+        let info = sniff(&path, None, &Limits::default()).unwrap();
+        column_samples(&path, &info)
+    }
+
+    #[test]
+    fn each_column_keeps_its_first_distinct_non_blank_values() {
+        let s = samples_of("code,name,kind\nA1,North,\nA2,North,depot\nA3, South ,depot\nA4,East,store\n");
+        assert_eq!(s, vec![vec!["A1", "A2", "A3"], vec!["North", "South", "East"], vec!["depot", "store"]]);
+    }
+
+    #[test]
+    fn long_and_multi_line_values_are_cut_and_a_bad_row_ends_the_sample() {
+        let long = "x".repeat(100);
+        let s = samples_of(&format!("a,b\n{long},\"one\ntwo\"\n"));
+        assert_eq!(s[0], vec![format!("{}…", "x".repeat(39))]);
+        assert_eq!(s[1], vec!["one…"]);
+        // a quote left open: the rows before it are the sample
+        let s = samples_of("a,b\n1,2\n3,\"open\n");
+        assert_eq!(s[0][0], "1");
+    }
+
+    #[test]
+    fn reading_stops_after_the_sample_rows() {
+        let mut text = String::from("a\n");
+        for i in 0..SAMPLE_ROWS {
+            text.push_str(&format!("{}\n", i % 2));
+        }
+        text.push_str("late\n");
+        assert_eq!(samples_of(&text), vec![vec!["0", "1"]], "the row after the sample is not read");
+    }
+}
