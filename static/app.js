@@ -125,7 +125,12 @@
     var form = select.form;
     var option = select.options[select.selectedIndex];
     var sample = document.getElementById("sample-" + select.id.replace(/^map-/, ""));
-    if (sample) sample.textContent = (option && option.value && option.getAttribute("data-sample")) || "";
+    if (sample) {
+      var values = (option && option.value && option.getAttribute("data-sample")) || "";
+      // on a phone the cell is a card row: its content sits in .cell-value, hidden when empty
+      (sample.querySelector(".cell-value") || sample).textContent = values;
+      if (values) sample.removeAttribute("data-empty"); else sample.setAttribute("data-empty", "");
+    }
     var missing = [];
     form.querySelectorAll("select[data-required]").forEach(function (s) {
       if (!s.value) missing.push(s.getAttribute("data-field-label"));

@@ -31,7 +31,8 @@ pub struct RowView {
     pub size: String,
     pub rows: i64,
     pub reason: String,
-    pub range: String,
+    /// The date range in pieces that wrap between them, never inside a date.
+    pub range: Vec<String>,
 }
 
 fn row_view(state: &AppState, r: ExportRow) -> RowView {
@@ -40,10 +41,10 @@ fn row_view(state: &AppState, r: ExportRow) -> RowView {
         names.iter().map(|n| state.schemas.get(n).map(|s| s.label.clone()).unwrap_or_else(|| n.clone())).collect();
     let day = |t: i64| format_time(t).split(' ').next().unwrap_or_default().to_string();
     let range = match (r.date_from, r.date_to) {
-        (None, None) => String::new(),
-        (Some(f), None) => format!("from {}", day(f)),
-        (None, Some(t)) => format!("until {}", day(t)),
-        (Some(f), Some(t)) => format!("{} – {}", day(f), day(t)),
+        (None, None) => vec![],
+        (Some(f), None) => vec![format!("from {}", day(f))],
+        (None, Some(t)) => vec![format!("until {}", day(t))],
+        (Some(f), Some(t)) => vec![format!("{} –", day(f)), day(t)],
     };
     RowView {
         id: r.id,

@@ -69,7 +69,9 @@ async fn bad_rows_are_reported_by_row_and_field_and_the_rest_imports() {
     assert!(body.contains("row 5, capacity: \"many\" is not a whole number (expected e.g. 42); opened_on: \"notadate\" is not a date (expected YYYY-MM-DD)"));
     assert!(body.contains("row 6 appears 2 times in the file; every copy is left out"));
     assert!(body.contains("row 7 repeats row 6"));
-    assert!(body.contains("row 9, code: \"LOC-6\" is also in row 8 with other values"));
+    assert!(body.contains(
+        "row 9, code: \"LOC-6\" is also in row 8 with other values: row 8 is the one imported (a record can appear only once in a file)"
+    ));
     assert!(body.contains("row 10 has 6 values but the header has 5 columns"));
     assert_eq!(stat(&page.body, "Rows in the file"), 9);
     assert_eq!(stat(&page.body, "To create"), 2, "LOC-1 and LOC-6 (first)");

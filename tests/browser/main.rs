@@ -716,10 +716,18 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
     h.submit(bundle, &format!("{bundle}/1.0.0/import"), &[]).await.see_other();
     let export = [("export_type", "entity_data"), ("entity_types", "locations"), ("format", "csv")];
     h.submit("/settings/exports", "/settings/exports", &export).await.see_other();
+    let audit =
+        [("export_type", "audit_log"), ("format", "xlsx"), ("date_from", "2026-01-01"), ("date_to", "2026-12-31")];
+    h.submit("/settings/exports", "/settings/exports", &audit).await.see_other();
     let key =
         [("name", "Nightly sync from the HR system"), ("permissions", "pf.import.upload"), ("expires_in_days", "90")];
     h.submit("/settings/api-keys", "/settings/api-keys", &key).await.see_other();
     app.drain().await;
+    // one waiting at its mapping (a required field without a column), one queued to validate
+    let long = "a-file-whose-name-goes-on-and-on-for-quite-a-while-exported-2026-11-30.csv";
+    let waiting = h.upload("locations", (long, b"Location Code,Title,Kind\nLOC-1,Main,clinic\n"), &[]).await;
+    let mapping = helpers::id_in(&waiting.see_other());
+    let queued = h.upload_mapped("locations", ("queued.csv", csv.as_bytes()), &[]).await;
     let ada = app.user_id("ada@acme.test").await;
     let vic = app.user_id("vic@acme.test").await;
     let key = app.scalar("SELECT COALESCE(MAX(id), 0) FROM api_keys", &[]).await;
@@ -735,6 +743,8 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
         format!("/settings/imports/{done}?rollback=1"),
         format!("/settings/imports/{ready}"),
         format!("/settings/imports/{ready}?discard=1"),
+        format!("/settings/imports/{mapping}"),
+        format!("/settings/imports/{queued}"),
         "/settings/exports".into(),
         "/settings/exports?new=1".into(),
         "/settings/members".into(),
@@ -803,6 +813,18 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
                     problems.push(format!("/locations Actions menu at {w} px: {o}"));
                 }
                 shot(&c, &format!("fit-actions-menu-{w}")).await;
+            }
+            if email == "ada@acme.test" {
+                // a long name is cut in the list, whole in its title
+                c.goto(&format!("{base}/settings/imports")).await.unwrap();
+                let cut = format!(
+                    "const a = document.querySelector('a.truncate[title=\"{long}\"]'); \
+                     return !!a && a.scrollHeight > a.clientHeight && a.textContent === a.title"
+                );
+                assert!(
+                    eval_bool(&c, &cut).await,
+                    "the long file name is truncated at {w} px with its whole text kept"
+                );
             }
             if email == "ada@acme.test" && w == 1280 {
                 // the first Tab reaches the skip link, which moves the focus to the page's content

@@ -164,7 +164,8 @@ pub async fn mark_key_conflicts(db: &Db, id: i64, key_field: &str) -> anyhow::Re
     let sql = "SELECT r.row_number AS row_number,
                 'row ' || CAST(r.row_number AS TEXT) || ', ' || $2 || ': \"' || r.record_key
                 || '\" is also in row ' || CAST(k.first_row AS TEXT)
-                || ' with other values; a record can appear only once in a file' AS message
+                || ' with other values: row ' || CAST(k.first_row AS TEXT)
+                || ' is the one imported (a record can appear only once in a file)' AS message
          FROM import_rows r
          JOIN (SELECT record_key, MIN(row_number) AS first_row FROM import_rows
                WHERE import_id = $1 AND state = 'pending' AND record_key <> '' GROUP BY record_key HAVING COUNT(*) > 1) k
