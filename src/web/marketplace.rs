@@ -436,8 +436,8 @@ pub async fn rollback(
                 &detail,
             )
             .await?;
-            let items = if deleted == 1 { "item" } else { "items" };
-            ("success", format!("Rolled back {} {}: {deleted} {items} deleted.", imp.bundle_title, imp.bundle_version))
+            let items = deleted.count("item", "items");
+            ("success", format!("Rolled back {} {}: {items} deleted.", imp.bundle_title, imp.bundle_version))
         }
         Some(Rollback::AlreadyRolledBack) => (
             "info",

@@ -524,6 +524,17 @@ async fn request_an_export_watch_it_complete_without_reloading_and_download_it()
     assert!(row.contains("Entity data"), "{row}");
     assert!(eval_bool(&c, "return document.getElementById('exports').getAttribute('hx-trigger') === 'every 3s'").await);
     assert!(c.find(Locator::Css("#exports-refresh a")).await.is_ok(), "Refresh while pending");
+    let new_export_at = async |c: &Client| {
+        let mut at = vec![];
+        for (w, h) in [(390u32, 844u32), (1280, 860)] {
+            c.set_window_size(w, h).await.unwrap();
+            let js = "const r = document.querySelector(\"a[data-open='new-export']\").getBoundingClientRect(); \
+                      return Math.round(r.left) + ',' + Math.round(r.top)";
+            at.push(c.execute(js, vec![]).await.unwrap().as_str().unwrap_or_default().to_string());
+        }
+        at
+    };
+    let while_pending = new_export_at(&c).await;
     watch_htmx(&c).await;
 
     // New Export open while the list refreshes: the dialog is outside the swapped section
@@ -541,6 +552,7 @@ async fn request_an_export_watch_it_complete_without_reloading_and_download_it()
     // nothing in progress: the polling and the Refresh button are gone, as a reload would show
     assert!(!eval_bool(&c, "return document.getElementById('exports').hasAttribute('hx-trigger')").await);
     assert!(c.find(Locator::Css("#exports-refresh a")).await.is_err(), "no Refresh once done");
+    assert_eq!(new_export_at(&c).await, while_pending, "New Export stays where it was when Refresh goes");
     shot(&c, "export-completed").await;
 
     let href =

@@ -11,6 +11,7 @@ use super::{ApiError, Caller};
 use crate::domain::ids::{Actor, OrgId};
 use crate::domain::imports::RollbackRefusal;
 use crate::domain::permissions::Permission;
+use crate::domain::words::Grouped;
 use crate::jobs::import as import_jobs;
 use crate::state::AppState;
 use crate::store::imports::{self as store};
@@ -68,8 +69,10 @@ async fn apply(
             if imp.needs_removal_confirmation(confirmed.as_deref()) {
                 let n = imp.validated.to_delete;
                 return Err(conflict(format!(
-                    "This overwrite removes {n} records that are not in the file. To go ahead, POST start with \
-                     {{\"confirm_removals\": {n}}}."
+                    "This overwrite removes {} that {} not in the file. To go ahead, POST start with \
+                     {{\"confirm_removals\": {n}}}.",
+                    n.count("record", "records"),
+                    if n == 1 { "is" } else { "are" }
                 ))
                 .param("confirm_removals"));
             }
@@ -94,9 +97,11 @@ async fn apply(
         }
         Control::Cancel => {
             let reason = format!(
-                "Cancelled through the API by {}; {} records imported before it stopped stay (roll back to undo them).",
+                "Cancelled through the API by {}; {} imported before it stopped {} (roll back to undo {}).",
                 caller.label(),
-                imp.changed_rows()
+                imp.changed_rows().count("record", "records"),
+                if imp.changed_rows() == 1 { "stays" } else { "stay" },
+                if imp.changed_rows() == 1 { "it" } else { "them" }
             );
             if store::cancel(&state.db, org, id, by, &reason).await?.is_none() {
                 return Err(conflict(format!("Import {id} is {state_word}; there is nothing left to cancel.")));
