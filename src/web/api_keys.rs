@@ -194,9 +194,11 @@ pub async fn create(
         },
     )
     .await?;
+    let granted: Vec<&str> = permissions.iter().map(|p| p.label()).collect();
     let detail = format!(
-        "{name} ({}…): {stored}; expires {}",
+        "{name} ({}…): {}; expires {}",
         secret.prefix,
+        granted.join(", "),
         expires_at.map(format_time).unwrap_or_else(|| "never".into())
     );
     super::audit(&state, &req, &id, "api_key_created", &format!("api key {key_id}"), &detail).await?;

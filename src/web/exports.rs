@@ -208,7 +208,12 @@ pub async fn create(
     export_jobs::enqueue(&state.db, id.org_id, export_id).await?;
     let mut detail = format!("{}, {}", request.kind().label(), request.format().label());
     if !request.entities().is_empty() {
-        detail = format!("{detail}: {}", request.entities().join(", "));
+        let labels: Vec<String> = request
+            .entities()
+            .iter()
+            .map(|e| state.schemas.get(e).map(|s| s.label.clone()).unwrap_or_else(|| e.to_string()))
+            .collect();
+        detail = format!("{detail}: {}", labels.join(", "));
     }
     super::audit(&state, &req, &id, "export_requested", &format!("export {export_id}"), &detail).await?;
     Ok(super::see_other("/settings/exports"))

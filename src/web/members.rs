@@ -192,7 +192,8 @@ pub async fn add(
     let name = form.name.trim();
     match store::accounts::add_member(&state.db, id.org_id, email.as_str(), name, role, &hash).await? {
         AddMember::Created(_) => {
-            super::audit(&state, &req, &id, "member_added", email.as_str(), &format!("role {role}, new user")).await?;
+            super::audit(&state, &req, &id, "member_added", email.as_str(), &format!("{}, new user", role.label()))
+                .await?;
             back(
                 Flash {
                     kind: "success".into(),
@@ -206,8 +207,15 @@ pub async fn add(
             )
         }
         AddMember::AddedExisting(_) => {
-            super::audit(&state, &req, &id, "member_added", email.as_str(), &format!("role {role}, existing user"))
-                .await?;
+            super::audit(
+                &state,
+                &req,
+                &id,
+                "member_added",
+                email.as_str(),
+                &format!("{}, existing user", role.label()),
+            )
+            .await?;
             back(
                 flash(
                     "success",
@@ -248,11 +256,20 @@ async fn apply_change(
         MembershipChange::Refused(why) => back(flash("error", why.to_string()), session),
         MembershipChange::Done { previous } => match new {
             Some(role) => {
-                super::audit(state, req, id, "role_changed", &member.email, &format!("{previous} → {role}")).await?;
+                super::audit(
+                    state,
+                    req,
+                    id,
+                    "role_changed",
+                    &member.email,
+                    &format!("{} → {}", previous.label(), role.label()),
+                )
+                .await?;
                 back(flash("success", format!("{} is now {}.", member.email, role.label())), session)
             }
             None => {
-                super::audit(state, req, id, "member_removed", &member.email, &format!("was {previous}")).await?;
+                super::audit(state, req, id, "member_removed", &member.email, &format!("was {}", previous.label()))
+                    .await?;
                 back(flash("success", format!("{} was removed from {}.", member.email, id.org_name)), session)
             }
         },

@@ -159,6 +159,7 @@ async fn json_lines_import_history_and_audit_log() {
     let (file, _) = download(&mut c, id).await;
     assert!(file.body.starts_with("id,at,who,action,target,detail,address\n"));
     assert!(file.body.contains("import_started") && file.body.contains("export_requested"), "{}", file.body);
+    assert!(file.body.contains("Entity data, JSON: Locations"), "entity types by their label: {}", file.body);
 }
 
 #[actix_web::test]

@@ -95,6 +95,9 @@ async fn a_role_change_applies_to_open_sessions_at_their_next_request() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(bob.get("/settings/members").await.status, StatusCode::FORBIDDEN);
     assert_eq!(app.role_of("acme", "bob@acme.test").await.as_deref(), Some("exporter"));
+    // the audit log says it in the roles' names
+    let audit = ada.get("/settings/audit").await.body;
+    assert!(audit.contains("Viewer → Owner") && audit.contains("Owner → Exporter"), "{audit}");
 
     let bad = ada.submit("/settings/members", &format!("/settings/members/{bob_id}/role"), &[("role", "admin")]).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -40,7 +40,10 @@ pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
             let detail = match store::get(&ctx.db, run.imp.org, p.import_id).await {
                 Ok(Some(i)) => format!(
                     "{} created, {} updated, {} deleted, {} failed",
-                    i.created_rows, i.updated_rows, i.deleted_rows, i.failed_rows
+                    i.created_rows.grouped(),
+                    i.updated_rows.grouped(),
+                    i.deleted_rows.grouped(),
+                    i.failed_rows.grouped()
                 ),
                 _ => String::new(),
             };
