@@ -9,6 +9,7 @@ pub mod ids;
 pub mod imports;
 pub mod jobs;
 pub mod marketplace;
+pub mod onboarding;
 pub mod permissions;
 pub mod rate_limit;
 pub mod redirects;

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod journal;
 pub mod login_attempts;
 pub mod marketplace;
+pub mod onboarding;
 pub mod records;
 pub mod sessions;
 pub mod staging;

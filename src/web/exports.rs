@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::layout::{Layout, render};
-use super::{Grouped, Pagination, format_time, is_htmx};
+use super::{Grouped, Pagination, format_day, format_time, is_htmx};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
 use crate::domain::exports::{ExportForm, ExportRequest, ExportType, LINK_SECS, Status, sign, verify};
@@ -39,7 +39,7 @@ fn row_view(state: &AppState, r: ExportRow) -> RowView {
     let names: Vec<String> = serde_json::from_str(&r.entity_types).unwrap_or_default();
     let labels: Vec<String> =
         names.iter().map(|n| state.schemas.get(n).map(|s| s.label.clone()).unwrap_or_else(|| n.clone())).collect();
-    let day = |t: i64| format_time(t).split(' ').next().unwrap_or_default().to_string();
+    let day = format_day;
     let range = match (r.date_from, r.date_to) {
         (None, None) => vec![],
         (Some(f), None) => vec![format!("from {}", day(f))],
@@ -189,7 +189,7 @@ pub async fn create(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p));
         }
     };
-    let today = format_time(crate::now()).split(' ').next().unwrap_or_default().to_string();
+    let today = format_day(crate::now());
     let file_name = request.file_name(&today);
     let dir = state.settings.db.data_dir.join("files").join("exports").join(id.org_id.get().to_string());
     let new = NewExport {

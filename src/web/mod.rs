@@ -222,8 +222,18 @@ impl Pagination {
 }
 
 /// Formats epoch seconds for people: `2026-11-25 09:41 UTC`.
+/// The day of a moment, `2026-11-30` (UTC).
+pub fn format_day(epoch: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| epoch.to_string())
+}
+
 pub fn format_time(epoch: i64) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    // no-break spaces: a time never wraps across lines
+    let fmt = time::macros::format_description!("[year]-[month]-[day]\u{a0}[hour]:[minute]\u{a0}UTC");
     time::OffsetDateTime::from_unix_timestamp(epoch)
         .ok()
         .and_then(|t| t.format(&fmt).ok())

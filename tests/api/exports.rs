@@ -72,7 +72,7 @@ async fn a_csv_export_re_imports_as_the_records_it_came_from() {
     let (file, _) = download(&mut c, id).await;
     assert_eq!(file.status, StatusCode::OK);
     assert_eq!(file.header("content-type"), "text/csv; charset=utf-8");
-    let today = stevedore::web::format_time(stevedore::now()).split(' ').next().unwrap().to_string();
+    let today = stevedore::web::format_day(stevedore::now());
     assert!(file.header("content-disposition").contains(&format!("locations-{today}.csv")));
     let template = c.get("/locations/template.csv").await.body;
     assert_eq!(file.body.lines().next(), template.lines().next(), "the importer template's header");

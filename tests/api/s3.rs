@@ -192,7 +192,7 @@ async fn exports_move_to_the_bucket_and_download_through_its_presigned_url() {
     assert_eq!(file.status(), StatusCode::OK);
     let header = |name: &str| file.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     assert_eq!(header("content-type"), "text/csv; charset=utf-8");
-    let today = stevedore::web::format_time(stevedore::now()).split(' ').next().unwrap().to_string();
+    let today = stevedore::web::format_day(stevedore::now());
     assert!(
         header("content-disposition").contains(&format!("locations-{today}.csv")),
         "{}",

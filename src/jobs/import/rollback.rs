@@ -56,11 +56,13 @@ pub(super) async fn run(ctx: &JobContext) -> Outcome {
     match journal::finish(&ctx.db, imp.id).await {
         Ok(true) => {
             let detail = match store::get(&ctx.db, org, imp.id).await {
-                Ok(Some(i)) => format!(
-                    "{} undone, {} changed since left alone",
+                Ok(Some(i)) if i.rollback.skipped > 0 => format!(
+                    "{} undone; {} changed since the import left as {}",
                     i.rollback.rolled_back_rows.count("change", "changes"),
-                    i.rollback.skipped.count("record", "records")
+                    i.rollback.skipped.count("record", "records"),
+                    if i.rollback.skipped == 1 { "it was" } else { "they were" }
                 ),
+                Ok(Some(i)) => format!("{} undone", i.rollback.rolled_back_rows.count("change", "changes")),
                 _ => String::new(),
             };
             system_event(&ctx.db, org, "import_rolled_back", imp.id, &detail).await;

@@ -36,9 +36,9 @@ impl utoipa::Modify for BearerKey {
         version = "1",
         description = "Drive imports from your own systems: see each import's status, phases, counts and \
                        problems, list them, and read the resources you can import into. Authenticate with an \
-                       API key in the Authorization header. Every error is \
-                       {\"error\": {\"type\", \"code\", \"message\", \"param\"}}; every response carries \
-                       X-Request-Id, and authenticated ones RateLimit-Policy and RateLimit."
+                       API key in the `Authorization` header. Every error is \
+                       `{\"error\": {\"type\", \"code\", \"message\", \"param\"}}`; every response carries \
+                       `X-Request-Id`, and authenticated ones `RateLimit-Policy` and `RateLimit`."
     ),
     paths(
         imports::list,

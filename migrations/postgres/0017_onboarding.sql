@@ -1,0 +1,12 @@
+-- Seed 000's onboarding workflow (issue 14): per org and entity type, the import made for
+-- that step (the latest) or that the step was skipped. Kept per org, so the workflow
+-- survives sign-out and another owner picks it up where it stands.
+CREATE TABLE onboarding_steps (
+    org_id BIGINT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    entity TEXT NOT NULL,
+    import_id BIGINT REFERENCES imports (id) ON DELETE SET NULL,
+    skipped BOOLEAN NOT NULL DEFAULT FALSE,
+    updated_by_label TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (org_id, entity)
+);

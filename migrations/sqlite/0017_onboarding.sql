@@ -1,0 +1,12 @@
+-- Seed 000's onboarding workflow (issue 14): per org and entity type, the import made for
+-- that step (the latest) or that the step was skipped. Kept per org, so the workflow
+-- survives sign-out and another owner picks it up where it stands.
+CREATE TABLE onboarding_steps (
+    org_id INTEGER NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    entity TEXT NOT NULL,
+    import_id INTEGER REFERENCES imports (id) ON DELETE SET NULL,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    updated_by_label TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (org_id, entity)
+);

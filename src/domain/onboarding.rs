@@ -1,0 +1,198 @@
+//! Seed 000's onboarding workflow: every entity type, in the order their relationships need
+//! (a client refers to its location, so locations come first), each a step with a state
+//! read from the import the org made for it. The order is computed from the schemas, not
+//! written down anywhere; see `docs/onboarding.md`.
+
+use std::collections::BTreeSet;
+
+use super::entities::EntitySchema;
+use super::imports::{Import, Stage};
+
+/// One entity type as a step of the workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub entity: String,
+    /// The entity types its relationships point to (itself excluded), in step order.
+    pub depends_on: Vec<String>,
+}
+
+/// The steps in dependency order: an entity type comes after every type its relationship
+/// fields target; among the types free to go next, the schemas' `order` (then name)
+/// decides. Relationships that form a cycle cannot all be honoured: the cycle's types then
+/// follow their `order` (a reference to a later step resolves once both are imported).
+pub fn steps<S: AsRef<EntitySchema>>(schemas: &[S]) -> Vec<Step> {
+    let mut all: Vec<&EntitySchema> = schemas.iter().map(AsRef::as_ref).collect();
+    all.sort_by(|a, b| (a.order, &a.name).cmp(&(b.order, &b.name)));
+    let targets = |s: &EntitySchema| -> BTreeSet<String> {
+        s.fields
+            .iter()
+            .filter_map(|f| f.target.clone())
+            .filter(|t| *t != s.name && all.iter().any(|o| o.name == *t))
+            .collect()
+    };
+    let mut placed: Vec<String> = vec![];
+    while placed.len() < all.len() {
+        let left = all.iter().filter(|s| !placed.contains(&s.name));
+        let mut ready = left.clone().filter(|s| targets(s).iter().all(|t| placed.contains(t)));
+        // a cycle: nothing is free, so the first left by order goes
+        let next = ready.next().or_else(|| left.clone().next()).expect("a type is left");
+        placed.push(next.name.clone());
+    }
+    placed
+        .iter()
+        .map(|name| {
+            let s = all.iter().find(|s| s.name == *name).expect("placed from all");
+            let deps = targets(s);
+            Step { entity: name.clone(), depends_on: placed.iter().filter(|p| deps.contains(*p)).cloned().collect() }
+        })
+        .collect()
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepState {
+    NotStarted,
+    /// Its import is on its way: waiting on a person (mapping, ready) or working.
+    InProgress,
+    /// Imported, every row in.
+    Completed,
+    /// Imported with rows left out, or its import failed: the number left out, or 0 for a
+    /// failure (the import says why).
+    NeedsAttention {
+        left_out: i64,
+        failed: bool,
+    },
+    Skipped,
+}
+
+impl StepState {
+    /// The state of a step from its latest import (if any) and whether it was skipped.
+    pub fn of(import: Option<&Import>, skipped: bool) -> StepState {
+        if skipped {
+            return StepState::Skipped;
+        }
+        match import {
+            None => StepState::NotStarted,
+            Some(i) => match i.stage {
+                Stage::Completed if i.completed_with_issues() => {
+                    StepState::NeedsAttention { left_out: i.not_imported_rows(), failed: false }
+                }
+                Stage::Completed => StepState::Completed,
+                Stage::Failed | Stage::Expired => StepState::NeedsAttention { left_out: 0, failed: true },
+                // undone: as if it never ran
+                Stage::RolledBack => StepState::NotStarted,
+                _ => StepState::InProgress,
+            },
+        }
+    }
+
+    /// The step's records are in (or it was skipped): the steps that depend on it may go.
+    pub fn lets_dependents_go(&self) -> bool {
+        matches!(self, StepState::Completed | StepState::Skipped | StepState::NeedsAttention { failed: false, .. })
+    }
+
+    /// Counts toward "n of m steps done".
+    pub fn is_done(&self) -> bool {
+        self.lets_dependents_go()
+    }
+
+    /// A new file may be uploaded for it (nothing of it is on its way).
+    pub fn takes_a_file(&self) -> bool {
+        !matches!(self, StepState::InProgress | StepState::Skipped)
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepState::NotStarted => "Not started",
+            StepState::InProgress => "In progress",
+            StepState::Completed => "Completed",
+            StepState::NeedsAttention { .. } => "Needs attention",
+            StepState::Skipped => "Skipped",
+        }
+    }
+
+    pub fn badge(&self) -> &'static str {
+        match self {
+            StepState::NotStarted | StepState::Skipped => "outline",
+            StepState::InProgress => "secondary badge-animated",
+            StepState::Completed => "success",
+            StepState::NeedsAttention { .. } => "warning",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entities::Schemas;
+
+    fn schema(name: &str, order: i64, targets: &[&str]) -> String {
+        let mut s = format!(
+            "entity = \"{name}\"\nlabel = \"{name}\"\nsingular = \"{name}\"\nkey = \"code\"\norder = {order}\n\
+             [[fields]]\nname = \"code\"\ntype = \"text\"\n"
+        );
+        for (i, t) in targets.iter().enumerate() {
+            s += &format!("[[fields]]\nname = \"ref{i}\"\ntype = \"relationship_one\"\ntarget = \"{t}\"\n");
+        }
+        s
+    }
+
+    fn order_of(defs: &[(&str, i64, &[&str])]) -> Vec<(String, Vec<String>)> {
+        let texts: Vec<(String, String)> =
+            defs.iter().map(|(n, o, t)| (format!("{n}.toml"), schema(n, *o, t))).collect();
+        let schemas = Schemas::load(texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))).unwrap();
+        steps(schemas.all()).into_iter().map(|s| (s.entity, s.depends_on)).collect()
+    }
+
+    fn names(steps: &[(String, Vec<String>)]) -> Vec<&str> {
+        steps.iter().map(|s| s.0.as_str()).collect()
+    }
+
+    #[test]
+    fn a_type_comes_after_the_types_it_refers_to_whatever_its_order() {
+        // clients (order 1) refers to staff and locations; staff (order 2) to locations (order 9)
+        let s =
+            order_of(&[("clients", 1, &["locations", "staff"]), ("staff", 2, &["locations"]), ("locations", 9, &[])]);
+        assert_eq!(names(&s), ["locations", "staff", "clients"]);
+        assert_eq!(s[2].1, ["locations", "staff"], "dependencies in step order");
+    }
+
+    #[test]
+    fn free_types_follow_their_order_and_self_references_do_not_block() {
+        let s = order_of(&[("forms", 50, &[]), ("policies", 40, &["policies"]), ("locations", 10, &[])]);
+        assert_eq!(names(&s), ["locations", "policies", "forms"]);
+        assert!(s[1].1.is_empty(), "a policy referring to another policy waits for nothing");
+    }
+
+    #[test]
+    fn a_cycle_falls_back_to_the_order() {
+        let s = order_of(&[("a", 2, &["b"]), ("b", 1, &["a"]), ("c", 0, &["a"])]);
+        assert_eq!(names(&s), ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn the_shipped_schemas_put_locations_before_staff_before_clients() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let texts: Vec<(String, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+            .collect();
+        let schemas = Schemas::load(texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))).unwrap();
+        let s: Vec<String> = steps(schemas.all()).into_iter().map(|s| s.entity).collect();
+        assert_eq!(s, ["locations", "staff", "clients", "policies", "forms"]);
+    }
+
+    #[test]
+    fn states_follow_the_import_and_decide_what_may_go_next() {
+        assert_eq!(StepState::of(None, false), StepState::NotStarted);
+        assert_eq!(StepState::of(None, true), StepState::Skipped);
+        assert!(StepState::Skipped.lets_dependents_go() && !StepState::Skipped.takes_a_file());
+        assert!(!StepState::InProgress.lets_dependents_go() && !StepState::InProgress.takes_a_file());
+        let attention = StepState::NeedsAttention { left_out: 3, failed: false };
+        assert!(attention.lets_dependents_go() && attention.takes_a_file());
+        let failed = StepState::NeedsAttention { left_out: 0, failed: true };
+        assert!(!failed.lets_dependents_go() && failed.takes_a_file());
+        assert!(StepState::NotStarted.takes_a_file() && !StepState::NotStarted.is_done());
+    }
+}

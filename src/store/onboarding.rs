@@ -1,0 +1,81 @@
+//! The onboarding workflow's state per org (`onboarding_steps`): which import each entity
+//! type's step made last, and which steps were skipped.
+
+use anyhow::Context;
+
+use super::Db;
+use crate::domain::ids::OrgId;
+use crate::{on_pool, on_writer};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StepRow {
+    pub entity: String,
+    pub import_id: Option<i64>,
+    pub skipped: bool,
+    pub updated_by_label: String,
+    pub updated_at: i64,
+}
+
+/// The org's recorded steps (entity types without a row have not been touched).
+pub async fn steps(db: &Db, org: OrgId) -> anyhow::Result<Vec<StepRow>> {
+    on_pool!(db, p => sqlx::query_as::<_, StepRow>(
+        "SELECT entity, import_id, skipped, updated_by_label, updated_at FROM onboarding_steps WHERE org_id = $1",
+    )
+    .bind(org.get())
+    .fetch_all(p)
+    .await)
+    .context("reading onboarding steps")
+}
+
+/// The import uploaded for a step becomes its import (a skipped step is taken up again).
+pub async fn attach(db: &Db, org: OrgId, entity: &str, import_id: i64, by: &str) -> anyhow::Result<()> {
+    on_writer!(db, p => sqlx::query(
+        "INSERT INTO onboarding_steps (org_id, entity, import_id, skipped, updated_by_label, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (org_id, entity) DO UPDATE SET import_id = excluded.import_id, skipped = excluded.skipped,
+             updated_by_label = excluded.updated_by_label, updated_at = excluded.updated_at",
+    )
+    .bind(org.get())
+    .bind(entity)
+    .bind(import_id)
+    .bind(false)
+    .bind(by)
+    .bind(crate::now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("attaching an import to its onboarding step")?;
+    Ok(())
+}
+
+/// Marks a step skipped, or takes it up again.
+pub async fn set_skipped(db: &Db, org: OrgId, entity: &str, skipped: bool, by: &str) -> anyhow::Result<()> {
+    on_writer!(db, p => sqlx::query(
+        "INSERT INTO onboarding_steps (org_id, entity, import_id, skipped, updated_by_label, updated_at)
+         VALUES ($1, $2, NULL, $3, $4, $5)
+         ON CONFLICT (org_id, entity) DO UPDATE SET skipped = excluded.skipped,
+             updated_by_label = excluded.updated_by_label, updated_at = excluded.updated_at",
+    )
+    .bind(org.get())
+    .bind(entity)
+    .bind(skipped)
+    .bind(by)
+    .bind(crate::now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("skipping an onboarding step")?;
+    Ok(())
+}
+
+/// The steps' import ids of the org, to tell an import that belongs to the workflow.
+pub async fn step_of_import(db: &Db, org: OrgId, import_id: i64) -> anyhow::Result<Option<String>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, String>(
+        "SELECT entity FROM onboarding_steps WHERE org_id = $1 AND import_id = $2",
+    )
+    .bind(org.get())
+    .bind(import_id)
+    .fetch_optional(p)
+    .await)
+    .context("finding an import's onboarding step")
+}
