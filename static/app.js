@@ -59,7 +59,12 @@
   // outerHTML). A row's dialog lives in that section: while one is open, the refresh waits
   // (the next turn asks again), so an open dialog is never swapped away.
   function holdsOpenDialog(el) {
-    return !!(el && el.querySelector && el.querySelector("dialog[open]"));
+    if (!el || !el.querySelector) return false;
+    if (el.querySelector("dialog[open]")) return true;
+    // a file chosen and not uploaded yet is not swapped away either
+    return Array.prototype.some.call(el.querySelectorAll("input[type=file]"), function (f) {
+      return f.files && f.files.length > 0;
+    });
   }
   document.addEventListener("htmx:beforeRequest", function (e) {
     if (holdsOpenDialog(e.detail.target)) e.preventDefault();

@@ -18,8 +18,9 @@ pub struct Step {
 
 /// The steps in dependency order: an entity type comes after every type its relationship
 /// fields target; among the types free to go next, the schemas' `order` (then name)
-/// decides. Relationships that form a cycle cannot all be honoured: the cycle's types then
-/// follow their `order` (a reference to a later step resolves once both are imported).
+/// decides. Relationships that form a cycle cannot all be honoured: the first by `order` of
+/// the types another one waits for goes first (a reference to a later step resolves once
+/// both are imported).
 pub fn steps<S: AsRef<EntitySchema>>(schemas: &[S]) -> Vec<Step> {
     let mut all: Vec<&EntitySchema> = schemas.iter().map(AsRef::as_ref).collect();
     all.sort_by(|a, b| (a.order, &a.name).cmp(&(b.order, &b.name)));
@@ -30,20 +31,25 @@ pub fn steps<S: AsRef<EntitySchema>>(schemas: &[S]) -> Vec<Step> {
             .filter(|t| *t != s.name && all.iter().any(|o| o.name == *t))
             .collect()
     };
-    let mut placed: Vec<String> = vec![];
-    while placed.len() < all.len() {
-        let left = all.iter().filter(|s| !placed.contains(&s.name));
-        let mut ready = left.clone().filter(|s| targets(s).iter().all(|t| placed.contains(t)));
-        // a cycle: nothing is free, so the first left by order goes
-        let next = ready.next().or_else(|| left.clone().next()).expect("a type is left");
-        placed.push(next.name.clone());
+    let mut placed: Vec<&EntitySchema> = vec![];
+    loop {
+        let mut left = all.iter().filter(|s| !placed.iter().any(|p| p.name == s.name));
+        let free = left.clone().find(|s| targets(s).iter().all(|t| placed.iter().any(|p| p.name == *t)));
+        // a cycle: nothing is free, so the first by order of those another type waits for goes
+        let awaited = || left.clone().find(|s| left.clone().any(|o| targets(o).contains(&s.name)));
+        match free.or_else(awaited).or_else(|| left.next()) {
+            Some(next) => placed.push(next),
+            None => break,
+        }
     }
     placed
         .iter()
-        .map(|name| {
-            let s = all.iter().find(|s| s.name == *name).expect("placed from all");
+        .map(|s| {
             let deps = targets(s);
-            Step { entity: name.clone(), depends_on: placed.iter().filter(|p| deps.contains(*p)).cloned().collect() }
+            Step {
+                entity: s.name.clone(),
+                depends_on: placed.iter().filter(|p| deps.contains(&p.name)).map(|p| p.name.clone()).collect(),
+            }
         })
         .collect()
 }
@@ -129,7 +135,7 @@ mod tests {
     fn schema(name: &str, order: i64, targets: &[&str]) -> String {
         let mut s = format!(
             "entity = \"{name}\"\nlabel = \"{name}\"\nsingular = \"{name}\"\nkey = \"code\"\norder = {order}\n\
-             [[fields]]\nname = \"code\"\ntype = \"text\"\n"
+             [[fields]]\nname = \"code\"\ntype = \"text\"\nrequired = true\n"
         );
         for (i, t) in targets.iter().enumerate() {
             s += &format!("[[fields]]\nname = \"ref{i}\"\ntype = \"relationship_one\"\ntarget = \"{t}\"\n");

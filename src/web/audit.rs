@@ -30,6 +30,8 @@ pub fn action_label(action: &str) -> String {
         "import_paused" => "Paused the import",
         "import_resumed" => "Resumed the import",
         "import_discarded" => "Discarded the import",
+        "onboarding_step_skipped" => "Skipped an onboarding step",
+        "onboarding_step_resumed" => "Took up an onboarding step again",
         "import_cancelled" => "Cancelled the import",
         "import_completed" => "Import completed",
         "import_failed" => "Import failed",
@@ -80,8 +82,9 @@ impl EventView {
 }
 
 /// The kinds of target the log can be narrowed to: (value, label, `LIKE` pattern).
-const TARGET_KINDS: [(&str, &str, &str); 5] = [
+const TARGET_KINDS: [(&str, &str, &str); 6] = [
     ("imports", "Imports", "import %"),
+    ("onboarding", "Onboarding", "onboarding %"),
     ("exports", "Exports", "export %"),
     ("bundles", "Bundle imports", "marketplace import %"),
     ("api_keys", "API keys", "api key %"),

@@ -32,6 +32,8 @@ pub struct OverviewPage {
     pub member_count: i64,
     pub permissions: Vec<PermissionLine>,
     pub can_manage_members: bool,
+    /// The org has no records yet and the person may import: the onboarding is offered.
+    pub offer_onboarding: bool,
 }
 
 #[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get()))]
@@ -46,6 +48,13 @@ pub async fn overview(req: HttpRequest, id: Identity, state: web::Data<AppState>
             granted: id.can(*p),
         })
         .collect();
+    let mut offer_onboarding = id.can(Permission::ImportUpload);
+    for s in state.schemas.all() {
+        if !offer_onboarding {
+            break;
+        }
+        offer_onboarding = store::records::count(&state.db, id.org_id, &s.name, None).await? == 0;
+    }
     let page = OverviewPage {
         l: Layout::for_user(&req, &id, "Overview", "overview").await?,
         org_name: id.org_name.clone(),
@@ -54,6 +63,7 @@ pub async fn overview(req: HttpRequest, id: Identity, state: web::Data<AppState>
         member_count,
         permissions,
         can_manage_members: id.can(Permission::MembersManage),
+        offer_onboarding,
     };
     Ok(render(StatusCode::OK, &page))
 }

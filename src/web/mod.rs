@@ -17,6 +17,7 @@ pub mod layout;
 pub mod login;
 pub mod marketplace;
 pub mod members;
+pub mod onboarding;
 
 /// A redirect after a POST (or to another page): 303 See Other.
 pub fn see_other(to: impl Into<String>) -> HttpResponse {
@@ -44,6 +45,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports", web::get().to(imports::history::history))
         .route("/settings/imports/upload", web::get().to(imports::upload::upload_form))
         .route("/settings/imports/upload", web::post().to(imports::upload::upload))
+        .route("/settings/imports/onboarding", web::get().to(onboarding::page))
+        .route("/settings/imports/onboarding/{entity}/{what}", web::post().to(onboarding::skip))
         .route("/settings/imports/{id}", web::get().to(imports::detail::detail))
         .route("/settings/imports/{id}/mapping", web::post().to(imports::actions::save_mapping))
         .route("/settings/imports/{id}/start", web::post().to(imports::actions::start))

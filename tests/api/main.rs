@@ -19,6 +19,7 @@ mod imports;
 mod jobs;
 mod marketplace;
 mod members;
+mod onboarding;
 mod ops;
 mod retry;
 mod s3;

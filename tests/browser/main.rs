@@ -751,6 +751,7 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
         "/locations/importer".into(),
         "/settings/imports".into(),
         "/settings/imports/upload".into(),
+        "/settings/imports/onboarding".into(),
         format!("/settings/imports/{done}"),
         format!("/settings/imports/{done}?rollback=1"),
         format!("/settings/imports/{ready}"),
@@ -909,5 +910,49 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
         problems.join("\n")
     );
     assert!(ada > 0);
+    c.close().await.unwrap();
+}
+
+#[actix_web::test]
+async fn onboarding_walks_the_steps_in_order_skips_one_and_uploads_the_first() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = start_browser(profile.path()).await else { return };
+    let app = spawn_app().await;
+    app.user("acme-health", "ada@acme.test", "owner").await;
+    let base = app.base.clone();
+    let file = profile.path().join("sites.csv");
+    std::fs::write(&file, "code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\n").unwrap();
+
+    sign_in(&c, &base, "/login", "ada@acme.test").await;
+    // an org with no records is offered the onboarding on its overview
+    c.find(Locator::Css("a[href='/settings/imports/onboarding']")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Onboarding").await;
+    let order = c
+        .execute("return Array.from(document.querySelectorAll('ol.steps > li h2')).map(h => h.lastChild.textContent).join(',')", vec![])
+        .await
+        .unwrap();
+    assert_eq!(order.as_str(), Some("Locations,Staff,Clients,Policies,Forms"), "references first");
+    assert!(text(&c, "#step-staff").await.contains("Import Locations first, or skip it"));
+    shot(&c, "onboarding").await;
+
+    // skip Locations: Staff may go
+    c.find(Locator::Css("#step-locations form[action$='/skip'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#step-locations .step-head .badge", |t| t == "Skipped").await;
+    assert!(c.find(Locator::Css("#step-staff form.step-upload")).await.is_ok(), "Staff waits for nothing now");
+    // take it up again and upload its file from the step
+    c.find(Locator::Css("#step-locations form[action$='/resume'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#step-locations .step-head .badge", |t| t == "Not started").await;
+    c.find(Locator::Css("#file-locations")).await.unwrap().send_keys(&file.display().to_string()).await.unwrap();
+    c.find(Locator::Css("#step-locations form.step-upload button")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#map-title", |t| t == "Column mapping").await;
+    assert!(text(&c, ".breadcrumb").await.contains("Onboarding"), "the import leads back to the onboarding");
+    c.find(Locator::Css("form[action$='/mapping'] button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text_within(&c, "#ready-title", 60, |t| t == "Ready to import").await;
+    c.find(Locator::Css("form[action$='/start'] button")).await.unwrap().click().await.unwrap();
+    wait_text_within(&c, "main", 60, |t| t.contains("Back to the onboarding")).await;
+    c.find(Locator::LinkText("Back to the onboarding")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#step-locations .step-head .badge", |t| t == "Completed").await;
+    assert!(text(&c, "#onboarding-steps").await.contains("1 of 5 steps done · 2 records imported so far"));
+    shot(&c, "onboarding-one-done").await;
     c.close().await.unwrap();
 }

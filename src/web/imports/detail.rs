@@ -118,6 +118,8 @@ pub struct DetailView {
     pub events: Vec<EventView>,
     /// Days an import's journal and original file are kept.
     pub retention_days: i64,
+    /// The import is a step of the onboarding workflow.
+    pub onboarding: bool,
 }
 
 impl DetailView {
@@ -354,6 +356,7 @@ pub(super) async fn detail_view(
         file_size: crate::config::format_size(imp.file.size.max(0) as u64),
         same_file,
         events,
+        onboarding: crate::store::onboarding::step_of_import(&state.db, id.org_id, imp.id).await?.is_some(),
         imp,
     })
 }

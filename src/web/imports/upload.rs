@@ -38,6 +38,8 @@ pub struct UploadPage {
     pub action: String,
     pub limit: String,
     pub error: Option<String>,
+    /// The refused upload came from the onboarding: another try stays its step.
+    pub onboarding: bool,
 }
 
 /// The form, empty or (after a refused upload) with what was chosen and why it was refused.
@@ -69,6 +71,7 @@ async fn upload_page(
         duplicate_handling: sent_field("duplicate_handling", DuplicateHandling::IgnoreAll.as_str()),
         action: sent_field("action", Action::Merge.as_str()),
         limit: crate::config::format_size(state.settings.upload_limit),
+        onboarding: sent.and_then(|r| r.field("onboarding")) == Some("1"),
         error,
     })
 }
@@ -211,6 +214,10 @@ pub async fn upload(
         _ => None,
     };
     store::set_headers(&state.db, import_id, &info.headers, &mapping, sheet_name, &samples).await?;
+    // uploaded from the onboarding: the import is its entity type's step now
+    if received.field("onboarding") == Some("1") {
+        crate::store::onboarding::attach(&state.db, id.org_id, &c.schema.name, import_id, &id.email).await?;
+    }
     let detail =
         format!("{}, {}, {}", file.original, crate::config::format_size(file.size.max(0) as u64), c.schema.label);
     crate::web::audit(&state, &req, &id, "import_uploaded", &format!("import {import_id}"), &detail).await?;

@@ -1,0 +1,107 @@
+//! The onboarding workflow (seed 000, issue 14): the steps in the order references need,
+//! each step's import and state, skipping, the state kept per org.
+
+use awc::http::StatusCode;
+
+use crate::helpers::{app, attrs, count, id_in, start_import, text, texts};
+
+const PAGE: &str = "/settings/imports/onboarding";
+
+fn state_of(page: &str, entity: &str) -> String {
+    text(page, &format!("#step-{entity} .step-head .badge"))
+}
+
+#[actix_web::test]
+async fn steps_follow_the_references_and_each_shows_its_import() {
+    let (app, mut c) = app().await;
+    // an org without records is offered the onboarding on its overview
+    assert!(c.get("/").await.body.contains("Start onboarding"));
+    let page = c.get(PAGE).await;
+    assert_eq!(page.status, StatusCode::OK);
+    // computed from the schemas: staff and clients refer to locations, clients to staff
+    let order = attrs(&page.body, "ol.steps > li", "id");
+    assert_eq!(order, ["step-locations", "step-staff", "step-clients", "step-policies", "step-forms"]);
+    assert_eq!(texts(&page.body, "ol.steps .step-head .badge"), ["Not started"; 5]);
+    assert!(text(&page.body, "#step-staff .step-body").contains("Import Locations first, or skip it"));
+    assert!(text(&page.body, "#step-clients .step-body").contains("Import Locations and Staff first, or skip them"));
+    assert_eq!(count(&page.body, "#step-staff form.step-upload"), 0, "a step waiting for another offers no upload");
+    assert_eq!(count(&page.body, "#step-locations form.step-upload"), 1);
+    assert_eq!(attrs(&page.body, "#step-locations a[download]", "href"), ["/locations/template.csv"]);
+    assert!(text(&page.body, "#onboarding-steps").contains("0 of 5 steps done · 0 records imported so far"));
+
+    // a file refused: the form to try again stays the step's
+    let bad = c.upload("locations", ("x.csv", b"\x89PNG\x00\x00"), &[("onboarding", "1")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(attrs(&bad.body, "input[name=onboarding]", "value"), ["1"]);
+    assert!(bad.body.contains("Back to the onboarding"));
+    assert_eq!(state_of(&c.get(PAGE).await.body, "locations"), "Not started", "a refused file is no step's import");
+    // the locations step: uploaded from the onboarding, it is the step's import
+    let file = b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\nLOC-3,,spaceship\n";
+    let id = id_in(&c.upload("locations", ("sites.csv", file), &[("onboarding", "1")]).await.see_other());
+    let page = c.get(PAGE).await.body;
+    assert_eq!(state_of(&page, "locations"), "In progress");
+    assert!(text(&page, "#step-locations").contains("waiting for you to check the column mapping"), "{page}");
+    assert_eq!(count(&page, "#step-locations form.step-upload"), 0, "no second file while one is on its way");
+    let detail = c.get(&format!("/settings/imports/{id}")).await.body;
+    assert_eq!(attrs(&detail, ".breadcrumb a", "href"), ["/settings/imports", PAGE], "the import leads back");
+    c.confirm_mapping(id).await.see_other();
+    app.drain().await;
+    start_import(&app, &mut c, id, &[]).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert_eq!(state_of(&page, "locations"), "Needs attention");
+    assert!(text(&page, "#step-locations").contains("2 records created, 0 updated; 1 of 3 rows left out"), "{page}");
+    assert!(text(&page, "#onboarding-steps").contains("1 of 5 steps done · 2 records imported so far"), "{page}");
+    // the steps waiting for locations may go now
+    assert_eq!(count(&page, "#step-staff form.step-upload"), 1);
+    assert!(text(&page, "#step-clients .step-body").contains("Import Staff first, or skip it"), "{page}");
+    assert!(!c.get("/").await.body.contains("Start onboarding"), "records are in: no more offer");
+
+    // the state is the org's: another owner, in another session, sees the same
+    app.user("acme", "bob@acme.test", "owner").await;
+    let mut bob = app.signed_in("bob@acme.test").await;
+    let theirs = bob.get(PAGE).await.body;
+    assert_eq!(state_of(&theirs, "locations"), "Needs attention");
+    assert_eq!(texts(&theirs, "ol.steps .step-head .badge"), texts(&page, "ol.steps .step-head .badge"));
+}
+
+#[actix_web::test]
+async fn a_skipped_step_lets_the_next_go_and_can_be_taken_up_again() {
+    let (_app, mut c) = app().await;
+    for step in ["locations", "staff"] {
+        let r = c.submit(PAGE, &format!("{PAGE}/{step}/skip"), &[]).await;
+        assert_eq!(r.see_other(), PAGE);
+    }
+    let page = c.get(PAGE).await.body;
+    assert!(page.contains("Skipped Staff: the steps after it may go on."), "{page}");
+    assert_eq!(state_of(&page, "staff"), "Skipped");
+    assert!(text(&page, "#step-staff").contains("Skipped by ada@acme.test at"), "{page}");
+    assert_eq!(count(&page, "#step-clients form.step-upload"), 1, "clients wait for nothing skipped");
+    assert!(text(&page, "#onboarding-steps").contains("2 of 5 steps done"));
+    c.submit(PAGE, &format!("{PAGE}/staff/resume"), &[]).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert_eq!(state_of(&page, "staff"), "Not started");
+    assert!(text(&page, "#step-clients .step-body").contains("Import Staff first"));
+    let audit = c.get("/settings/audit?kind=onboarding").await.body;
+    assert!(audit.contains("Skipped an onboarding step") && audit.contains("Took up an onboarding step again"));
+    // an unknown step or verb is a 404; a step being imported is not skipped
+    assert_eq!(c.submit(PAGE, &format!("{PAGE}/spaceships/skip"), &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(c.submit(PAGE, &format!("{PAGE}/staff/explode"), &[]).await.status, StatusCode::NOT_FOUND);
+    let file = b"employee_id,first_name,last_name\nE-1,Ada,Lovelace\n";
+    c.upload("staff", ("staff.csv", file), &[("onboarding", "1")]).await.see_other();
+    c.submit(PAGE, &format!("{PAGE}/staff/skip"), &[]).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert!(page.contains("Staff is being imported, so it was not skipped."), "{page}");
+    assert_eq!(state_of(&page, "staff"), "In progress");
+}
+
+#[actix_web::test]
+async fn the_onboarding_needs_the_upload_permission() {
+    let (app, _) = app().await;
+    app.user("acme", "vic@acme.test", "viewer").await;
+    let mut vic = app.signed_in("vic@acme.test").await;
+    assert_eq!(vic.get(PAGE).await.status, StatusCode::FORBIDDEN);
+    assert!(!vic.get("/").await.body.contains("Start onboarding"), "not offered to someone who cannot import");
+    let token = vic.get("/").await.csrf();
+    let r = vic.post_form(&format!("{PAGE}/locations/skip"), &[("csrf_token", token.as_str())]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
