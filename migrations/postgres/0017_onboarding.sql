@@ -10,3 +10,10 @@ CREATE TABLE onboarding_steps (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (org_id, entity)
 );
+
+-- When the org finished the workflow, and who (the summary stays on the page).
+CREATE TABLE onboardings (
+    org_id BIGINT PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
+    finished_at BIGINT NOT NULL,
+    finished_by_label TEXT NOT NULL
+);

@@ -79,3 +79,31 @@ pub async fn step_of_import(db: &Db, org: OrgId, import_id: i64) -> anyhow::Resu
     .await)
     .context("finding an import's onboarding step")
 }
+
+/// When the org finished the workflow, and who: None while it has not.
+pub async fn finished(db: &Db, org: OrgId) -> anyhow::Result<Option<(i64, String)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(
+        "SELECT finished_at, finished_by_label FROM onboardings WHERE org_id = $1",
+    )
+    .bind(org.get())
+    .fetch_optional(p)
+    .await)
+    .context("reading whether the onboarding finished")
+}
+
+/// Marks the workflow finished (again, if it was: the latest finish counts).
+pub async fn finish(db: &Db, org: OrgId, by: &str) -> anyhow::Result<()> {
+    on_writer!(db, p => sqlx::query(
+        "INSERT INTO onboardings (org_id, finished_at, finished_by_label) VALUES ($1, $2, $3)
+         ON CONFLICT (org_id) DO UPDATE SET finished_at = excluded.finished_at,
+             finished_by_label = excluded.finished_by_label",
+    )
+    .bind(org.get())
+    .bind(crate::now())
+    .bind(by)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("finishing the onboarding")?;
+    Ok(())
+}

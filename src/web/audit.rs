@@ -32,6 +32,8 @@ pub fn action_label(action: &str) -> String {
         "import_discarded" => "Discarded the import",
         "onboarding_step_skipped" => "Skipped an onboarding step",
         "onboarding_step_resumed" => "Took up an onboarding step again",
+        "onboarding_step_done" => "Onboarding step done",
+        "onboarding_finished" => "Finished the onboarding",
         "import_cancelled" => "Cancelled the import",
         "import_completed" => "Import completed",
         "import_failed" => "Import failed",
@@ -84,7 +86,7 @@ impl EventView {
 /// The kinds of target the log can be narrowed to: (value, label, `LIKE` pattern).
 const TARGET_KINDS: [(&str, &str, &str); 6] = [
     ("imports", "Imports", "import %"),
-    ("onboarding", "Onboarding", "onboarding %"),
+    ("onboarding", "Onboarding", "onboarding%"),
     ("exports", "Exports", "export %"),
     ("bundles", "Bundle imports", "marketplace import %"),
     ("api_keys", "API keys", "api key %"),

@@ -51,12 +51,19 @@ pub struct StepView {
     pub waits_for: Vec<String>,
     /// "Skipped by ada@… at …".
     pub skipped_note: String,
+    /// Records of the type the org already has (shown on a step not started).
+    pub existing: i64,
 }
 
 impl StepView {
     /// The upload is offered: nothing of the step is on its way and no earlier step holds it.
     pub fn offers_upload(&self) -> bool {
         self.state.takes_a_file() && self.waits_for.is_empty()
+    }
+
+    /// The import the summary counts: none for a skipped step.
+    pub fn summary_import(&self) -> Option<&StepImport> {
+        self.import.as_ref().filter(|_| self.state != StepState::Skipped)
     }
 
     pub fn waits_for_words(&self) -> String {
@@ -76,6 +83,20 @@ pub struct OnboardingView {
     pub csrf: String,
     /// Some step's import is working: the steps refresh themselves.
     pub live: bool,
+    /// "Finished by … at …", once the org finished the workflow.
+    pub finished: Option<String>,
+}
+
+impl OnboardingView {
+    /// Every step is done or skipped and nothing is on its way: the summary shows, and Finish.
+    pub fn all_done(&self) -> bool {
+        self.steps.iter().all(|s| s.state.is_done())
+    }
+
+    /// The steps not done yet, by label.
+    fn not_done(&self) -> Vec<String> {
+        self.steps.iter().filter(|s| !s.state.is_done()).map(|s| s.label.clone()).collect()
+    }
 }
 
 #[derive(Template)]
@@ -124,6 +145,11 @@ async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> Result<Onbo
         };
         let skipped = row.is_some_and(|r| r.skipped);
         let state_now = StepState::of(imp.as_ref(), skipped);
+        let existing = if state_now == StepState::NotStarted {
+            crate::store::records::count(&state.db, id.org_id, &step.entity, None).await?
+        } else {
+            0
+        };
         if let Some(i) = imp.as_ref().filter(|i| i.stage != Stage::RolledBack) {
             records += i.created_rows + i.updated_rows;
         }
@@ -145,9 +171,14 @@ async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> Result<Onbo
             import: imp.as_ref().map(step_import),
             state: state_now,
             waits_for,
+            existing,
         });
     }
+    let finished = store::finished(&state.db, id.org_id)
+        .await?
+        .map(|(at, by)| format!("Finished by {by} at {}.", format_time(at)));
     Ok(OnboardingView {
+        finished,
         done: views.iter().filter(|v| v.state.is_done()).count(),
         live: views.iter().any(|v| v.state == StepState::InProgress),
         records,
@@ -201,6 +232,61 @@ pub async fn skip(
     } else {
         format!("{} is a step of the onboarding again.", schema.label)
     };
+    session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
+    Ok(see_other(back))
+}
+
+/// One step's line in the summary and its audit event.
+fn step_summary(s: &StepView) -> String {
+    match (&s.state, &s.import) {
+        (StepState::Skipped, _) => format!("{}: skipped", s.label),
+        (_, Some(i)) => format!(
+            "{}: {} created, {} updated, {} left out (import {})",
+            s.label,
+            i.created.grouped(),
+            i.updated.grouped(),
+            i.left_out.grouped(),
+            i.id
+        ),
+        _ => format!("{}: {}", s.label, s.state.label().to_lowercase()),
+    }
+}
+
+/// `POST /settings/imports/onboarding/finish`: once every step is done or skipped, the
+/// workflow is finished: an audit event per step and one for the whole.
+pub async fn finish(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let v = view(&req, &id, &state).await?;
+    let back = "/settings/imports/onboarding";
+    if !v.all_done() {
+        let left = v.not_done();
+        let text = format!("Finish once every step is done or skipped; not yet: {}.", left.join(", "));
+        session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
+        return Ok(see_other(back));
+    }
+    store::finish(&state.db, id.org_id, &id.email).await?;
+    for s in &v.steps {
+        audit(&state, &req, &id, "onboarding_step_done", &format!("onboarding {}", s.entity), &step_summary(s)).await?;
+    }
+    let imports: Vec<&StepImport> =
+        v.steps.iter().filter(|s| s.state != StepState::Skipped).filter_map(|s| s.import.as_ref()).collect();
+    let created: i64 = imports.iter().map(|i| i.created).sum();
+    let updated: i64 = imports.iter().map(|i| i.updated).sum();
+    let skipped = v.steps.iter().filter(|s| s.state == StepState::Skipped).count();
+    let detail = format!(
+        "{}: {} created, {} updated; {} skipped",
+        v.steps.len().count("step", "steps"),
+        created.count("record", "records"),
+        updated.grouped(),
+        skipped.grouped()
+    );
+    audit(&state, &req, &id, "onboarding_finished", "onboarding", &detail).await?;
+    let text = format!("Onboarding finished: {detail}.");
     session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
     Ok(see_other(back))
 }

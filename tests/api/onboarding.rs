@@ -3,7 +3,7 @@
 
 use awc::http::StatusCode;
 
-use crate::helpers::{app, attrs, count, id_in, start_import, text, texts};
+use crate::helpers::{app, attrs, count, id_in, import_file, start_import, text, texts};
 
 const PAGE: &str = "/settings/imports/onboarding";
 
@@ -62,11 +62,42 @@ async fn steps_follow_the_references_and_each_shows_its_import() {
     let theirs = bob.get(PAGE).await.body;
     assert_eq!(state_of(&theirs, "locations"), "Needs attention");
     assert_eq!(texts(&theirs, "ol.steps .step-head .badge"), texts(&page, "ol.steps .step-head .badge"));
+
+    // finishing waits for every step; then a summary, an event per step and one for the whole
+    assert_eq!(count(&page, "#onboarding-summary"), 0, "no summary before every step is done");
+    bob.submit(PAGE, &format!("{PAGE}/finish"), &[]).await.see_other();
+    let page = bob.get(PAGE).await.body;
+    assert!(
+        page.contains("Finish once every step is done or skipped; not yet: Staff, Clients, Policies, Forms."),
+        "{page}"
+    );
+    for step in ["staff", "clients", "policies", "forms"] {
+        bob.submit(PAGE, &format!("{PAGE}/{step}/skip"), &[]).await.see_other();
+    }
+    let page = bob.get(PAGE).await.body;
+    let summary = texts(&page, "#onboarding-summary tbody tr");
+    assert_eq!(summary.len(), 5);
+    assert!(summary[0].contains("Locations") && summary[0].contains("2") && summary[0].contains("ada@acme.test"));
+    assert_eq!(attrs(&page, "#onboarding-summary a[download]", "href"), [format!("/settings/imports/{id}/errors.csv")]);
+    assert!(summary[1].contains("Skipped by bob@acme.test"), "{}", summary[1]);
+    bob.submit(PAGE, &format!("{PAGE}/finish"), &[]).await.see_other();
+    let page = bob.get(PAGE).await.body;
+    assert!(page.contains("Onboarding finished: 5 steps: 2 records created, 0 updated; 4 skipped."), "{page}");
+    assert!(text(&page, "#onboarding-summary .card-header").contains("Finished by bob@acme.test at"));
+    assert_eq!(count(&page, "form[action$='/finish']"), 0, "finished once");
+    let audit = bob.get("/settings/audit?kind=onboarding").await.body;
+    assert_eq!(texts(&audit, "tbody tr").iter().filter(|t| t.contains("Onboarding step done")).count(), 5);
+    assert!(audit.contains("Finished the onboarding") && audit.contains("Locations: 2 created, 0 updated, 1 left out"));
 }
 
 #[actix_web::test]
 async fn a_skipped_step_lets_the_next_go_and_can_be_taken_up_again() {
-    let (_app, mut c) = app().await;
+    let (app, mut c) = app().await;
+    // records imported before the onboarding: the step says so and does not count them done
+    import_file(&app, &mut c, "locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\nLOC-2,North,office\n")).await;
+    let page = c.get(PAGE).await.body;
+    assert!(text(&page, "#step-locations").contains("This organization already has 2 records of Locations."), "{page}");
+    assert_eq!(state_of(&page, "locations"), "Not started");
     for step in ["locations", "staff"] {
         let r = c.submit(PAGE, &format!("{PAGE}/{step}/skip"), &[]).await;
         assert_eq!(r.see_other(), PAGE);

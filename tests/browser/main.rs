@@ -954,5 +954,15 @@ async fn onboarding_walks_the_steps_in_order_skips_one_and_uploads_the_first() {
     wait_text(&c, "#step-locations .step-head .badge", |t| t == "Completed").await;
     assert!(text(&c, "#onboarding-steps").await.contains("1 of 5 steps done · 2 records imported so far"));
     shot(&c, "onboarding-one-done").await;
+    // skip the rest, then finish: the summary stays
+    for step in ["staff", "clients", "policies", "forms"] {
+        let skip = format!("#step-{step} form[action$='/skip'] button");
+        c.find(Locator::Css(&skip)).await.unwrap().click().await.unwrap();
+        wait_text(&c, &format!("#step-{step} .step-head .badge"), |t| t == "Skipped").await;
+    }
+    c.find(Locator::Css("#onboarding-summary form[action$='/finish'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#onboarding-summary .card-header", |t| t.contains("Finished by ada@acme.test")).await;
+    assert!(text(&c, "main").await.contains("Onboarding finished: 5 steps: 2 records created, 0 updated; 4 skipped."));
+    shot(&c, "onboarding-finished").await;
     c.close().await.unwrap();
 }
