@@ -11,9 +11,14 @@ CREATE TABLE onboarding_steps (
     PRIMARY KEY (org_id, entity)
 );
 
--- When the org finished the workflow, and who (the summary stays on the page).
+-- The workflow as a whole: when the org finished it and who (the summary stays on the page);
+-- a rollback of every step, asked by whom (NULL: none running), undone newest step first.
 CREATE TABLE onboardings (
     org_id BIGINT PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
-    finished_at BIGINT NOT NULL,
-    finished_by_label TEXT NOT NULL
+    finished_at BIGINT,
+    finished_by_label TEXT NOT NULL DEFAULT '',
+    rollback_requested_at BIGINT,
+    rollback_requested_by BIGINT REFERENCES users (id) ON DELETE SET NULL,
+    rollback_requested_by_label TEXT NOT NULL DEFAULT '',
+    rollback_overwrite BOOLEAN NOT NULL DEFAULT FALSE
 );

@@ -79,6 +79,8 @@ impl StepState {
         }
         match import {
             None => StepState::NotStarted,
+            // being undone: on its way, like an import running
+            Some(i) if i.is_rolling_back() => StepState::InProgress,
             Some(i) => match i.stage {
                 Stage::Completed if i.completed_with_issues() => {
                     StepState::NeedsAttention { left_out: i.not_imported_rows(), failed: false }

@@ -7,6 +7,7 @@ pub mod export;
 pub mod import;
 pub mod maintenance;
 pub mod marketplace;
+pub mod onboarding;
 pub mod worker;
 
 pub use worker::{JobContext, JobHandler, Worker, WorkerConfig};

@@ -83,7 +83,7 @@ pub async fn step_of_import(db: &Db, org: OrgId, import_id: i64) -> anyhow::Resu
 /// When the org finished the workflow, and who: None while it has not.
 pub async fn finished(db: &Db, org: OrgId) -> anyhow::Result<Option<(i64, String)>> {
     on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(
-        "SELECT finished_at, finished_by_label FROM onboardings WHERE org_id = $1",
+        "SELECT finished_at, finished_by_label FROM onboardings WHERE org_id = $1 AND finished_at IS NOT NULL",
     )
     .bind(org.get())
     .fetch_optional(p)
@@ -106,4 +106,70 @@ pub async fn finish(db: &Db, org: OrgId, by: &str) -> anyhow::Result<()> {
     .map(|r| r.rows_affected()))
     .context("finishing the onboarding")?;
     Ok(())
+}
+
+/// A rollback of the whole onboarding, as asked.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RollbackAsked {
+    pub rollback_requested_at: i64,
+    pub rollback_requested_by: Option<i64>,
+    pub rollback_requested_by_label: String,
+    pub rollback_overwrite: bool,
+}
+
+/// Asks for the whole onboarding to be rolled back; false when a rollback already runs.
+pub async fn request_rollback(
+    db: &Db,
+    org: OrgId,
+    by: Option<i64>,
+    by_label: &str,
+    overwrite: bool,
+) -> anyhow::Result<bool> {
+    let n = on_writer!(db, p => sqlx::query(
+        "INSERT INTO onboardings (org_id, rollback_requested_at, rollback_requested_by, rollback_requested_by_label,
+                                  rollback_overwrite)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (org_id) DO UPDATE SET rollback_requested_at = excluded.rollback_requested_at,
+             rollback_requested_by = excluded.rollback_requested_by,
+             rollback_requested_by_label = excluded.rollback_requested_by_label,
+             rollback_overwrite = excluded.rollback_overwrite
+         WHERE onboardings.rollback_requested_at IS NULL",
+    )
+    .bind(org.get())
+    .bind(crate::now())
+    .bind(by)
+    .bind(by_label)
+    .bind(overwrite)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("asking for the onboarding's rollback")?;
+    Ok(n > 0)
+}
+
+/// The rollback of the whole onboarding that runs, if one does.
+pub async fn rollback_asked(db: &Db, org: OrgId) -> anyhow::Result<Option<RollbackAsked>> {
+    on_pool!(db, p => sqlx::query_as::<_, RollbackAsked>(
+        "SELECT rollback_requested_at, rollback_requested_by, rollback_requested_by_label, rollback_overwrite
+         FROM onboardings WHERE org_id = $1 AND rollback_requested_at IS NOT NULL",
+    )
+    .bind(org.get())
+    .fetch_optional(p)
+    .await)
+    .context("reading the onboarding's rollback")
+}
+
+/// Every step is undone: the rollback is over and the workflow is no longer finished.
+/// False when another caller ended it first.
+pub async fn rollback_done(db: &Db, org: OrgId) -> anyhow::Result<bool> {
+    let n = on_writer!(db, p => sqlx::query(
+        "UPDATE onboardings SET rollback_requested_at = NULL, finished_at = NULL
+         WHERE org_id = $1 AND rollback_requested_at IS NOT NULL",
+    )
+    .bind(org.get())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("ending the onboarding's rollback")?;
+    Ok(n > 0)
 }

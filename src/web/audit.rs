@@ -34,6 +34,8 @@ pub fn action_label(action: &str) -> String {
         "onboarding_step_resumed" => "Took up an onboarding step again",
         "onboarding_step_done" => "Onboarding step done",
         "onboarding_finished" => "Finished the onboarding",
+        "onboarding_rollback_requested" => "Asked to roll back the onboarding",
+        "onboarding_rolled_back" => "Onboarding rolled back",
         "import_cancelled" => "Cancelled the import",
         "import_completed" => "Import completed",
         "import_failed" => "Import failed",

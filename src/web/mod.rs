@@ -47,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports/upload", web::post().to(imports::upload::upload))
         .route("/settings/imports/onboarding", web::get().to(onboarding::page))
         .route("/settings/imports/onboarding/finish", web::post().to(onboarding::finish))
+        .route("/settings/imports/onboarding/rollback", web::post().to(onboarding::rollback))
         .route("/settings/imports/onboarding/{entity}/{what}", web::post().to(onboarding::skip))
         .route("/settings/imports/{id}", web::get().to(imports::detail::detail))
         .route("/settings/imports/{id}/mapping", web::post().to(imports::actions::save_mapping))

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use serde::Deserialize;
 
 use super::layout::{Layout, render};
 use super::{Grouped, audit, format_time, is_htmx, see_other};
@@ -25,6 +26,13 @@ use crate::store::onboarding as store;
 /// The import a step made, as the step shows it.
 pub struct StepImport {
     pub id: i64,
+    /// Its rollback may be asked for (completed, not undone, journal kept).
+    pub can_roll_back: bool,
+    pub rolling_back: bool,
+    pub deleted: i64,
+    /// Records it wrote that changed since (the first few), and how many there are.
+    pub changed: Vec<String>,
+    pub changed_count: i64,
     pub title: String,
     pub status: &'static str,
     pub badge: &'static str,
@@ -85,12 +93,35 @@ pub struct OnboardingView {
     pub live: bool,
     /// "Finished by … at …", once the org finished the workflow.
     pub finished: Option<String>,
+    /// "Asked by … at …" while the whole onboarding is being rolled back.
+    pub rolling_back: Option<String>,
+    /// Open the Roll back dialog at load (`?rollback=1`).
+    pub rollback_open: bool,
 }
 
 impl OnboardingView {
     /// Every step is done or skipped and nothing is on its way: the summary shows, and Finish.
     pub fn all_done(&self) -> bool {
         self.steps.iter().all(|s| s.state.is_done())
+    }
+
+    /// Some step's import may be rolled back, and no rollback of the whole runs.
+    pub fn can_roll_back(&self) -> bool {
+        self.rolling_back.is_none() && self.steps.iter().any(|s| s.import.as_ref().is_some_and(|i| i.can_roll_back))
+    }
+
+    /// The steps the rollback undoes, last step first.
+    pub fn to_roll_back(&self) -> Vec<&StepView> {
+        self.steps
+            .iter()
+            .rev()
+            .filter(|s| s.state != StepState::Skipped && s.import.as_ref().is_some_and(|i| i.can_roll_back))
+            .collect()
+    }
+
+    /// Records changed since, across the steps the rollback undoes.
+    pub fn changed_count(&self) -> i64 {
+        self.to_roll_back().iter().filter_map(|s| s.import.as_ref()).map(|i| i.changed_count).sum()
     }
 
     /// The steps not done yet, by label.
@@ -112,9 +143,14 @@ pub struct OnboardingSteps {
     pub v: OnboardingView,
 }
 
-fn step_import(imp: &Import) -> StepImport {
+fn step_import(imp: &Import, changed: (Vec<String>, i64)) -> StepImport {
     StepImport {
         id: imp.id,
+        can_roll_back: imp.can_roll_back(),
+        rolling_back: imp.is_rolling_back(),
+        deleted: imp.deleted_rows,
+        changed: changed.0,
+        changed_count: changed.1,
         title: imp.title().to_string(),
         status: imp.status_label(),
         badge: imp.status_badge(),
@@ -168,29 +204,63 @@ async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> Result<Onbo
                 Some(r) if skipped => format!("Skipped by {} at {}.", r.updated_by_label, format_time(r.updated_at)),
                 _ => String::new(),
             },
-            import: imp.as_ref().map(step_import),
+            import: match imp.as_ref() {
+                Some(i) if i.can_roll_back() => {
+                    let (changed, n) = crate::store::journal::changed_since(&state.db, i, 5).await?;
+                    Some(step_import(i, (changed.into_iter().map(|c| c.record_key).collect(), n)))
+                }
+                Some(i) => Some(step_import(i, (vec![], 0))),
+                None => None,
+            },
             state: state_now,
             waits_for,
             existing,
         });
     }
+    // the onboarding's rollback goes on from here too, should a worker have died between steps
+    let rolling_back = match store::rollback_asked(&state.db, id.org_id).await? {
+        Some(asked) => {
+            crate::jobs::onboarding::roll_back_next(&state.db, &state.schemas, id.org_id).await?;
+            store::rollback_asked(&state.db, id.org_id).await?.map(|_| {
+                format!(
+                    "Asked by {} at {}.",
+                    asked.rollback_requested_by_label,
+                    format_time(asked.rollback_requested_at)
+                )
+            })
+        }
+        None => None,
+    };
     let finished = store::finished(&state.db, id.org_id)
         .await?
         .map(|(at, by)| format!("Finished by {by} at {}.", format_time(at)));
     Ok(OnboardingView {
+        live: rolling_back.is_some() || views.iter().any(|v| v.state == StepState::InProgress),
+        rolling_back,
+        rollback_open: false,
         finished,
         done: views.iter().filter(|v| v.state.is_done()).count(),
-        live: views.iter().any(|v| v.state == StepState::InProgress),
         records,
         csrf: AppSession::from_request_ref(req).csrf_token()?,
         steps: views,
     })
 }
 
+#[derive(Deserialize)]
+pub struct PageQuery {
+    rollback: Option<String>,
+}
+
 /// `GET /settings/imports/onboarding`; to htmx, the steps alone.
-pub async fn page(req: HttpRequest, id: Identity, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn page(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
-    let v = view(&req, &id, &state).await?;
+    let mut v = view(&req, &id, &state).await?;
+    v.rollback_open = q.rollback.is_some() && v.can_roll_back();
     if is_htmx(&req) {
         return Ok(render(StatusCode::OK, &OnboardingSteps { v }));
     }
@@ -287,6 +357,42 @@ pub async fn finish(
     );
     audit(&state, &req, &id, "onboarding_finished", "onboarding", &detail).await?;
     let text = format!("Onboarding finished: {detail}.");
+    session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
+    Ok(see_other(back))
+}
+
+/// `POST /settings/imports/onboarding/rollback`: every step's import undone, the last step
+/// first, through the import rollback; `overwrite_changed` rolls back records changed since
+/// too, as an import's rollback does.
+pub async fn rollback(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let overwrite = form.get("overwrite_changed").is_some_and(|v| v == "1" || v == "on");
+    let v = view(&req, &id, &state).await?;
+    let back = "/settings/imports/onboarding";
+    if !v.can_roll_back() {
+        let text = if v.rolling_back.is_some() {
+            "The onboarding is being rolled back already."
+        } else {
+            "Nothing of the onboarding can be rolled back: no step's import is completed and undoable."
+        };
+        session.set_flash(&Flash { kind: "info".into(), text: text.into(), secret: None })?;
+        return Ok(see_other(back));
+    }
+    let steps: Vec<String> = v.to_roll_back().iter().map(|s| s.label.clone()).collect();
+    if store::request_rollback(&state.db, id.org_id, Some(id.user_id.get()), &id.email, overwrite).await? {
+        crate::jobs::onboarding::roll_back_next(&state.db, &state.schemas, id.org_id).await?;
+        let detail =
+            format!("{}{}", steps.join(", "), if overwrite { "; records changed since are overwritten" } else { "" });
+        audit(&state, &req, &id, "onboarding_rollback_requested", "onboarding", &detail).await?;
+    }
+    let text = format!("Rolling back the onboarding, one step at a time: {}.", steps.join(", then "));
     session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
     Ok(see_other(back))
 }

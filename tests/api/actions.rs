@@ -8,7 +8,7 @@ use crate::helpers::{Client, TestApp, app, attrs, count, roll_back, start_import
 
 /// Every record of every org with its unique values, in id order: what a rollback must
 /// restore exactly.
-async fn snapshot(app: &TestApp) -> Vec<String> {
+pub(crate) async fn snapshot(app: &TestApp) -> Vec<String> {
     let records = "SELECT id, org_id, entity, record_key, data, row_hash, search_text, import_id, import_row,
                           created_at, updated_at FROM records ORDER BY id";
     let uniques = "SELECT org_id, entity, field, value, record_id FROM record_unique_values ORDER BY record_id, field";

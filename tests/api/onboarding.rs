@@ -136,3 +136,57 @@ async fn the_onboarding_needs_the_upload_permission() {
     let r = vic.post_form(&format!("{PAGE}/locations/skip"), &[("csrf_token", token.as_str())]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// Uploads `file` from the onboarding for `entity` and imports it; the import's id.
+async fn import_step(app: &crate::helpers::TestApp, c: &mut crate::helpers::Client, entity: &str, file: &[u8]) -> i64 {
+    let id = id_in(&c.upload(entity, ("step.csv", file), &[("onboarding", "1")]).await.see_other());
+    c.confirm_mapping(id).await.see_other();
+    app.drain().await;
+    start_import(app, c, id, &[]).await.see_other();
+    id
+}
+
+#[actix_web::test]
+async fn rolling_the_onboarding_back_undoes_every_step_last_first_and_leaves_the_org_as_before() {
+    let (app, mut c) = app().await;
+    // what the org had before: a location the onboarding then updates
+    import_file(&app, &mut c, "locations", ("before.csv", b"code,name,kind\nLOC-0,Old name,clinic\n")).await;
+    let before = crate::actions::snapshot(&app).await;
+    let sites = b"code,name,kind\nLOC-0,New name,clinic\nLOC-1,Main,clinic\nLOC-2,North,office\n";
+    let locations = import_step(&app, &mut c, "locations", sites).await;
+    let staff = b"employee_id,first_name,last_name,email,role,home_location\nE-1,Ava,Nguyen,ava@x.test,nurse,LOC-1\n";
+    let staff_id = import_step(&app, &mut c, "staff", staff).await;
+    c.submit(PAGE, &format!("{PAGE}/clients/skip"), &[]).await.see_other();
+    assert_ne!(crate::actions::snapshot(&app).await, before);
+
+    // the dialog names every step's count, last step first
+    let page = c.get(&format!("{PAGE}?rollback=1")).await.body;
+    let lines = texts(&page, "#onboarding-rollback-desc ul li");
+    assert_eq!(lines.len(), 2, "{page}");
+    assert!(lines[0].starts_with("Staff") && lines[0].ends_with(": 1 created record removed"), "{lines:?}");
+    assert!(lines[1].starts_with("Locations"), "{lines:?}");
+    assert!(lines[1].ends_with(": 2 created records removed, 1 updated record gets earlier values back"), "{lines:?}");
+    assert_eq!(attrs(&page, "#onboarding-rollback[open]", "id").len(), 1, "opened by the link without script");
+
+    c.submit(PAGE, &format!("{PAGE}/rollback"), &[]).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert!(page.contains("Rolling back the onboarding, one step at a time: Staff, then Locations."), "{page}");
+    assert_eq!(count(&page, "#onboarding-rolling-back"), 1);
+    // staff first: locations wait until it is undone
+    let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
+    let get = async |id: i64| stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap();
+    assert!(get(locations).await.rollback.requested_at.is_none(), "locations wait for staff");
+    assert!(get(staff_id).await.rollback.requested_at.is_some());
+    app.drain().await;
+    app.drain().await;
+    let page = c.get(PAGE).await.body;
+    assert_eq!(count(&page, "#onboarding-rolling-back"), 0, "{page}");
+    assert_eq!(state_of(&page, "locations"), "Not started");
+    assert_eq!(state_of(&page, "staff"), "Not started");
+    assert_eq!(crate::actions::snapshot(&app).await, before, "the org's records are as they were, byte for byte");
+    let audit = c.get("/settings/audit?kind=onboarding").await.body;
+    assert!(audit.contains("Asked to roll back the onboarding") && audit.contains("Onboarding rolled back"), "{audit}");
+    // nothing left to undo
+    c.submit(PAGE, &format!("{PAGE}/rollback"), &[]).await.see_other();
+    assert!(c.get(PAGE).await.body.contains("Nothing of the onboarding can be rolled back"));
+}

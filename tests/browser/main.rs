@@ -964,5 +964,15 @@ async fn onboarding_walks_the_steps_in_order_skips_one_and_uploads_the_first() {
     wait_text(&c, "#onboarding-summary .card-header", |t| t.contains("Finished by ada@acme.test")).await;
     assert!(text(&c, "main").await.contains("Onboarding finished: 5 steps: 2 records created, 0 updated; 4 skipped."));
     shot(&c, "onboarding-finished").await;
+
+    // roll the whole onboarding back through its dialog; the page follows without a reload
+    c.find(Locator::Css("a[data-open='onboarding-rollback']")).await.unwrap().click().await.unwrap();
+    assert!(eval_bool(&c, "return document.getElementById('onboarding-rollback').open").await);
+    assert!(text(&c, "#onboarding-rollback-desc").await.contains("2 created records removed"));
+    shot(&c, "onboarding-rollback-dialog").await;
+    c.find(Locator::Css("#onboarding-rollback button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text_within(&c, "#step-locations .step-head .badge", 60, |t| t == "Not started").await;
+    wait_text_within(&c, "#onboarding-steps", 60, |t| !t.contains("Rolling back the onboarding…")).await;
+    assert!(text(&c, "#onboarding-steps").await.contains("0 records imported so far"));
     c.close().await.unwrap();
 }

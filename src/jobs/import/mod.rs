@@ -81,7 +81,7 @@ impl JobHandler for RollbackHandler {
         ROLLBACK
     }
     fn run<'a>(&'a self, ctx: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
-        Box::pin(rollback::run(ctx))
+        Box::pin(rollback::run(&self.0, ctx))
     }
 }
 

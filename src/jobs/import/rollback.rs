@@ -21,7 +21,7 @@ fn retry(ctx: &JobContext, e: anyhow::Error) -> Outcome {
 }
 
 #[tracing::instrument(skip_all, fields(job_id = ctx.job.id))]
-pub(super) async fn run(ctx: &JobContext) -> Outcome {
+pub(super) async fn run(h: &super::Handlers, ctx: &JobContext) -> Outcome {
     let p: Payload = match ctx.payload() {
         Ok(p) => p,
         Err(e) => return Outcome::Fail(e),
@@ -66,6 +66,10 @@ pub(super) async fn run(ctx: &JobContext) -> Outcome {
                 _ => String::new(),
             };
             system_event(&ctx.db, org, "import_rolled_back", imp.id, &detail).await;
+            // part of the onboarding's rollback: the step before it goes next
+            if let Err(e) = crate::jobs::onboarding::roll_back_next(&ctx.db, &h.schemas, org).await {
+                tracing::warn!(error = ?e, import_id = imp.id, "starting the onboarding's next rollback failed");
+            }
             Outcome::Done
         }
         Ok(false) => Outcome::Done,
