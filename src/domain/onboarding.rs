@@ -54,6 +54,27 @@ pub fn steps<S: AsRef<EntitySchema>>(schemas: &[S]) -> Vec<Step> {
         .collect()
 }
 
+/// The entity type a workbook's sheet or a zipped CSV file is named after: its name, label
+/// or singular, ignoring case, spaces and punctuation, a folder and a `.csv` ending
+/// (`Clients`, `staff_members.csv`, `export/LOCATIONS.CSV`).
+pub fn entity_of_part<S: AsRef<EntitySchema>>(part: &str, schemas: &[S]) -> Option<String> {
+    let file = part.rsplit(['/', '\\']).next().unwrap_or(part);
+    let stem = match file.len().checked_sub(4) {
+        Some(cut) if file.is_char_boundary(cut) && file[cut..].eq_ignore_ascii_case(".csv") => &file[..cut],
+        _ => file,
+    };
+    let key = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    let wanted = key(stem);
+    if wanted.is_empty() {
+        return None;
+    }
+    schemas
+        .iter()
+        .map(AsRef::as_ref)
+        .find(|s| [&s.name, &s.label, &s.singular].iter().any(|n| key(n) == wanted))
+        .map(|s| s.name.clone())
+}
+
 /// Where a step is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepState {
@@ -189,6 +210,26 @@ mod tests {
         let schemas = Schemas::load(texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))).unwrap();
         let s: Vec<String> = steps(schemas.all()).into_iter().map(|s| s.entity).collect();
         assert_eq!(s, ["locations", "staff", "clients", "policies", "forms"]);
+    }
+
+    #[test]
+    fn sheets_and_files_match_an_entity_by_name_label_or_singular() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let texts: Vec<(String, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+            .collect();
+        let schemas = Schemas::load(texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))).unwrap();
+        let of = |part: &str| entity_of_part(part, schemas.all());
+        assert_eq!(of("Clients").as_deref(), Some("clients"));
+        assert_eq!(of(" staff member ").as_deref(), Some("staff"), "the singular, spaces aside");
+        assert_eq!(of("Staff_Member.csv").as_deref(), Some("staff"));
+        assert_eq!(of("export/LOCATIONS.CSV").as_deref(), Some("locations"), "a folder and the ending aside");
+        assert_eq!(of("Location").as_deref(), Some("locations"));
+        assert_eq!(of("Notes"), None);
+        assert_eq!(of(".csv"), None);
+        assert_eq!(of("clients.xlsx"), None, "only a CSV ending is dropped");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod login;
 pub mod marketplace;
 pub mod members;
 pub mod onboarding;
+pub mod onboarding_workbook;
 
 /// A redirect after a POST (or to another page): 303 See Other.
 pub fn see_other(to: impl Into<String>) -> HttpResponse {
@@ -48,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports/onboarding", web::get().to(onboarding::page))
         .route("/settings/imports/onboarding/finish", web::post().to(onboarding::finish))
         .route("/settings/imports/onboarding/rollback", web::post().to(onboarding::rollback))
+        .route("/settings/imports/onboarding/workbook", web::post().to(onboarding_workbook::upload))
         .route("/settings/imports/onboarding/{entity}/{what}", web::post().to(onboarding::skip))
         .route("/settings/imports/{id}", web::get().to(imports::detail::detail))
         .route("/settings/imports/{id}/mapping", web::post().to(imports::actions::save_mapping))
@@ -274,7 +276,8 @@ mod tests {
     }
 
     #[test]
-    fn times_are_readable() {
-        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+    fn times_are_readable_and_never_wrap() {
+        assert_eq!(format_time(0), "1970-01-01\u{a0}00:00\u{a0}UTC", "no-break spaces");
+        assert_eq!(format_day(86_400 * 365), "1971-01-01");
     }
 }

@@ -29,6 +29,8 @@ pub struct StepImport {
     /// Its rollback may be asked for (completed, not undone, journal kept).
     pub can_roll_back: bool,
     pub rolling_back: bool,
+    /// Background work changes it (validating, importing, rolling back).
+    pub live: bool,
     pub deleted: i64,
     /// Records it wrote that changed since (the first few), and how many there are.
     pub changed: Vec<String>,
@@ -148,6 +150,7 @@ fn step_import(imp: &Import, changed: (Vec<String>, i64)) -> StepImport {
         id: imp.id,
         can_roll_back: imp.can_roll_back(),
         rolling_back: imp.is_rolling_back(),
+        live: imp.is_live(),
         deleted: imp.deleted_rows,
         changed: changed.0,
         changed_count: changed.1,
@@ -167,7 +170,7 @@ fn step_import(imp: &Import, changed: (Vec<String>, i64)) -> StepImport {
     }
 }
 
-async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> Result<OnboardingView, AppError> {
+pub(crate) async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> Result<OnboardingView, AppError> {
     let rows: HashMap<String, store::StepRow> =
         store::steps(&state.db, id.org_id).await?.into_iter().map(|r| (r.entity.clone(), r)).collect();
     let mut views: Vec<StepView> = vec![];
@@ -235,7 +238,8 @@ async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> Result<Onbo
         .await?
         .map(|(at, by)| format!("Finished by {by} at {}.", format_time(at)));
     Ok(OnboardingView {
-        live: rolling_back.is_some() || views.iter().any(|v| v.state == StepState::InProgress),
+        // a step waiting on a person (its mapping, its start) does not need the page to poll
+        live: rolling_back.is_some() || views.iter().any(|v| v.import.as_ref().is_some_and(|i| i.live)),
         rolling_back,
         rollback_open: false,
         finished,

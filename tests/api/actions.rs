@@ -264,7 +264,7 @@ async fn every_step_of_an_import_is_in_its_activity_and_the_owners_audit_log() {
     assert!(people.contains(&"ada@acme.test".to_string()), "{people:?}");
     assert_eq!(
         texts(&log.body, "select#f-kind option"),
-        ["Everything", "Imports", "Exports", "Bundle imports", "API keys", "Members"]
+        ["Everything", "Imports", "Onboarding", "Exports", "Bundle imports", "API keys", "Members"]
     );
     let imports = c.get("/settings/audit?kind=imports").await;
     let signed_in = |html: &str| texts(html, "tbody td").iter().any(|t| t == "Signed in");

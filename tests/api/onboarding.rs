@@ -190,3 +190,119 @@ async fn rolling_the_onboarding_back_undoes_every_step_last_first_and_leaves_the
     c.submit(PAGE, &format!("{PAGE}/rollback"), &[]).await.see_other();
     assert!(c.get(PAGE).await.body.contains("Nothing of the onboarding can be rolled back"));
 }
+
+/// POSTs `file` to the onboarding's workbook upload; the response.
+async fn upload_workbook(c: &mut crate::helpers::Client, file: (&str, &[u8])) -> crate::helpers::Resp {
+    let token = c.get(PAGE).await.csrf();
+    c.post_multipart(&format!("{PAGE}/workbook?csrf_token={token}"), &[], Some(file)).await
+}
+
+/// Confirms the mapping of the step's import and imports it.
+async fn go_through(app: &crate::helpers::TestApp, c: &mut crate::helpers::Client, id: i64) {
+    c.confirm_mapping(id).await.see_other();
+    app.drain().await;
+    start_import(app, c, id, &[]).await.see_other();
+}
+
+fn step_import_id(page: &str, entity: &str) -> i64 {
+    let href = attrs(page, &format!("#step-{entity} .step-body a[href^='/settings/imports/']"), "href");
+    id_in(href.first().unwrap_or_else(|| panic!("no import for {entity}: {page}")))
+}
+
+#[actix_web::test]
+async fn one_workbook_makes_every_matched_sheet_its_steps_import_and_lists_the_others() {
+    use rust_xlsxwriter::Workbook;
+    let (app, mut c) = app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("org.xlsx");
+    let mut wb = Workbook::new();
+    let rows: [(&str, &[&[&str]]); 3] = [
+        ("Locations", &[&["code", "name", "kind"], &["LOC-1", "Main", "clinic"], &["LOC-2", "North", "office"]]),
+        (
+            "Staff member",
+            &[
+                &["employee_id", "first_name", "last_name", "email", "role", "home_location"],
+                &["E-1", "Ava", "Nguyen", "ava@x.test", "nurse", "LOC-2"],
+            ],
+        ),
+        ("Notes", &[&["anything"], &["not an entity type"]]),
+    ];
+    for (sheet, cells) in rows {
+        let ws = wb.add_worksheet().set_name(sheet).unwrap();
+        for (r, row) in cells.iter().enumerate() {
+            for (col, v) in row.iter().enumerate() {
+                ws.write_string(r as u32, col as u16, *v).unwrap();
+            }
+        }
+    }
+    wb.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    upload_workbook(&mut c, ("org.xlsx", &bytes)).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert!(
+        page.contains("org.xlsx: 2 imports created (Locations, Staff), each waiting for its column mapping"),
+        "{page}"
+    );
+    assert!(page.contains("Matching no entity type, so ignored: Notes."), "{page}");
+    assert_eq!(state_of(&page, "locations"), "In progress");
+    assert_eq!(state_of(&page, "staff"), "In progress");
+    assert!(text(&page, "#step-staff").contains("Validate it after Locations"), "{page}");
+    assert_eq!(state_of(&page, "clients"), "Not started");
+    // in step order, the staff sheet's references resolve against the locations sheet's records
+    let locations = step_import_id(&page, "locations");
+    let staff = step_import_id(&page, "staff");
+    let detail = c.get(&format!("/settings/imports/{staff}")).await.body;
+    assert!(detail.contains("sample-values\" id=\"sample-home_location\">LOC-2<"), "the sheet's values: {detail}");
+    go_through(&app, &mut c, locations).await;
+    go_through(&app, &mut c, staff).await;
+    let page = c.get(PAGE).await.body;
+    assert_eq!(state_of(&page, "locations"), "Completed", "{page}");
+    assert_eq!(state_of(&page, "staff"), "Completed", "{page}");
+    assert!(text(&page, "#onboarding-steps").contains("3 records imported so far"), "{page}");
+    let audit = c.get("/settings/audit?kind=imports").await.body;
+    assert!(audit.contains("org.xlsx, sheet Staff member"), "{audit}");
+    // the workbook again: a completed step takes a new file, one whose import is on its way does not
+    c.upload("locations", ("l.csv", b"code,name,kind\nLOC-3,South,clinic\n"), &[("onboarding", "1")]).await.see_other();
+    upload_workbook(&mut c, ("org.xlsx", &bytes)).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert!(page.contains("org.xlsx: 1 import created (Staff)"), "{page}");
+    assert!(
+        page.contains("Not created: Locations: an import of it is on its way, so &#34;Locations&#34; was left alone."),
+        "{page}"
+    );
+}
+
+#[actix_web::test]
+async fn a_zip_of_csv_files_works_the_same_and_anything_else_is_refused() {
+    use std::io::Write;
+    let (app, mut c) = app().await;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, body) in [
+            ("export/LOCATIONS.csv", "code,name,kind\nLOC-1,Main,clinic\n"),
+            ("readme.txt", "not a csv"),
+            ("orders.csv", "id\n1\n"),
+        ] {
+            zip.start_file(name, opts).unwrap();
+            zip.write_all(body.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    let bytes = buf.into_inner();
+    upload_workbook(&mut c, ("org.zip", &bytes)).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert!(page.contains("org.zip: 1 import created (Locations)"), "{page}");
+    assert!(page.contains("Matching no entity type, so ignored: orders.csv."), "{page}");
+    let id = step_import_id(&page, "locations");
+    let detail = c.get(&format!("/settings/imports/{id}")).await.body;
+    assert!(detail.contains("LOCATIONS.csv"), "the file keeps its own name: {detail}");
+    go_through(&app, &mut c, id).await;
+    assert_eq!(state_of(&c.get(PAGE).await.body, "locations"), "Completed");
+    // not a workbook nor a zip: said, and nothing is created
+    upload_workbook(&mut c, ("org.csv", b"code,name\nLOC-9,X\n")).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert!(page.contains("org.csv: Upload an XLSX workbook with a sheet per entity type, or a zip of CSV files"));
+    assert_eq!(texts(&page, "ol.steps .step-head .badge")[1..], ["Not started"; 4]);
+}

@@ -976,3 +976,49 @@ async fn onboarding_walks_the_steps_in_order_skips_one_and_uploads_the_first() {
     assert!(text(&c, "#onboarding-steps").await.contains("0 records imported so far"));
     c.close().await.unwrap();
 }
+
+#[actix_web::test]
+async fn onboarding_takes_one_workbook_for_every_step() {
+    use rust_xlsxwriter::Workbook;
+    let profile = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = start_browser(profile.path()).await else { return };
+    let app = spawn_app().await;
+    app.user("acme-health", "ada@acme.test", "owner").await;
+    let base = app.base.clone();
+    let path = profile.path().join("organization.xlsx");
+    let mut wb = Workbook::new();
+    for (sheet, header, row) in [
+        ("Locations", ["code", "name", "kind"], ["LOC-1", "Main", "clinic"]),
+        ("Forms", ["form_code", "title", "category"], ["F-1", "Intake", "intake"]),
+    ] {
+        let ws = wb.add_worksheet().set_name(sheet).unwrap();
+        for (col, (h, v)) in header.iter().zip(row).enumerate() {
+            ws.write_string(0, col as u16, *h).unwrap();
+            ws.write_string(1, col as u16, v).unwrap();
+        }
+    }
+    wb.add_worksheet().set_name("Read me").unwrap();
+    wb.save(&path).unwrap();
+
+    sign_in(&c, &base, "/login", "ada@acme.test").await;
+    c.goto(&format!("{base}/settings/imports/onboarding")).await.unwrap();
+    wait_text(&c, "main h1", |t| t == "Onboarding").await;
+    assert!(eval_bool(&c, "return document.querySelector('details.workbook').open").await, "open before any step");
+    c.find(Locator::Css("#workbook")).await.unwrap().send_keys(&path.display().to_string()).await.unwrap();
+    c.find(Locator::Css("details.workbook button[type=submit]")).await.unwrap().click().await.unwrap();
+    let said = wait_text(&c, "main .alert", |t| t.contains("organization.xlsx")).await;
+    assert!(said.contains("2 imports created (Locations, Forms)"), "{said}");
+    assert!(said.contains("ignored: Read me"), "{said}");
+    assert_eq!(text(&c, "#step-locations .step-head .badge").await, "In progress");
+    assert_eq!(text(&c, "#step-forms .step-head .badge").await, "In progress");
+    shot(&c, "onboarding-workbook").await;
+    c.find(Locator::Css("#step-locations .step-body a[href^='/settings/imports/']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "#map-title", |t| t == "Column mapping").await;
+    assert_eq!(text(&c, "#sample-code").await, "LOC-1", "the sheet's own values");
+    c.close().await.unwrap();
+}

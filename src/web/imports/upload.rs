@@ -166,6 +166,51 @@ pub async fn upload(
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, Some(received), msg).await;
     };
     let sheet = received.field("sheet").map(str::to_string);
+    let how = How {
+        name: received.field("name").unwrap_or(""),
+        action: c.action,
+        handling: c.handling,
+        chunk_size: c.chunk_size,
+    };
+    let import_id = match create_import(&state, &id, &c.schema, &file, sheet, &how).await? {
+        Ok(import_id) => import_id,
+        Err(problem) => {
+            received.discard();
+            let msg = format!("{}: {problem}", file.original);
+            return refuse(StatusCode::UNPROCESSABLE_ENTITY, Some(received), msg).await;
+        }
+    };
+    tracing::Span::current().record("import_id", import_id);
+    // uploaded from the onboarding: the import is its entity type's step now
+    if received.field("onboarding") == Some("1") {
+        crate::store::onboarding::attach(&state.db, id.org_id, &c.schema.name, import_id, &id.email).await?;
+    }
+    let detail =
+        format!("{}, {}, {}", file.original, crate::config::format_size(file.size.max(0) as u64), c.schema.label);
+    crate::web::audit(&state, &req, &id, "import_uploaded", &format!("import {import_id}"), &detail).await?;
+    Ok(see_other(format!("/settings/imports/{import_id}")))
+}
+
+/// How an import is to run, as its upload asked.
+pub(crate) struct How<'a> {
+    pub name: &'a str,
+    pub action: Action,
+    pub handling: DuplicateHandling,
+    pub chunk_size: i64,
+}
+
+/// Creates an import of `file` (its `sheet`, for a workbook) for `schema`: the file is
+/// recognized and its header read, a few values of each column kept for the mapping step,
+/// and the columns matched to fields; the import waits at Mapping. The file's problem when
+/// it cannot be read (nothing is created then).
+pub(crate) async fn create_import(
+    state: &AppState,
+    id: &Identity,
+    schema: &EntitySchema,
+    file: &crate::files::uploads::StoredUpload,
+    sheet: Option<String>,
+    how: &How<'_>,
+) -> Result<Result<i64, crate::files::FileProblem>, AppError> {
     let p2 = file.path.clone();
     let limits = state.settings.file_limits;
     // the header, and a few values of each column for the mapping step
@@ -179,26 +224,22 @@ pub async fn upload(
     .map_err(anyhow::Error::from)?;
     let (info, samples) = match sniffed {
         Ok(i) => i,
-        Err(problem) => {
-            received.discard();
-            let msg = format!("{}: {problem}", file.original);
-            return refuse(StatusCode::UNPROCESSABLE_ENTITY, Some(received), msg).await;
-        }
+        Err(problem) => return Ok(Err(problem)),
     };
     let path_text = file.path.to_string_lossy().into_owned();
     let import_id = store::create(
         &state.db,
         id.org_id,
         &NewImport {
-            entity: &c.schema.name,
-            name: received.field("name").unwrap_or(""),
-            action: c.action,
-            duplicate_handling: c.handling,
+            entity: &schema.name,
+            name: how.name,
+            action: how.action,
+            duplicate_handling: how.handling,
             file_name: &file.original,
             file_path: &path_text,
             file_size: file.size,
             checksum: &file.checksum,
-            chunk_size: c.chunk_size,
+            chunk_size: how.chunk_size,
             created_by: id.user_id.into(),
             upload_mode_sync: false,
             auto_start: false,
@@ -206,20 +247,12 @@ pub async fn upload(
         },
     )
     .await?;
-    tracing::Span::current().record("import_id", import_id);
-    let targets: Vec<Target> = c.schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
+    let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
     let mapping = auto_map(&targets, &info.headers);
     let sheet_name = match &info.format {
         crate::files::Format::Xlsx { sheet } => Some(sheet.as_str()),
         _ => None,
     };
     store::set_headers(&state.db, import_id, &info.headers, &mapping, sheet_name, &samples).await?;
-    // uploaded from the onboarding: the import is its entity type's step now
-    if received.field("onboarding") == Some("1") {
-        crate::store::onboarding::attach(&state.db, id.org_id, &c.schema.name, import_id, &id.email).await?;
-    }
-    let detail =
-        format!("{}, {}, {}", file.original, crate::config::format_size(file.size.max(0) as u64), c.schema.label);
-    crate::web::audit(&state, &req, &id, "import_uploaded", &format!("import {import_id}"), &detail).await?;
-    Ok(see_other(format!("/settings/imports/{import_id}")))
+    Ok(Ok(import_id))
 }
