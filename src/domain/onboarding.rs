@@ -199,28 +199,27 @@ mod tests {
         assert_eq!(names(&s), ["b", "a", "c"]);
     }
 
-    #[test]
-    fn the_shipped_schemas_put_locations_before_staff_before_clients() {
+    /// The schemas in `schemas/`, as the app loads them.
+    fn shipped_schemas() -> Schemas {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
         let texts: Vec<(String, String)> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
             .collect();
-        let schemas = Schemas::load(texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))).unwrap();
+        Schemas::load(texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))).unwrap()
+    }
+
+    #[test]
+    fn the_shipped_schemas_put_locations_before_staff_before_clients() {
+        let schemas = shipped_schemas();
         let s: Vec<String> = steps(schemas.all()).into_iter().map(|s| s.entity).collect();
         assert_eq!(s, ["locations", "staff", "clients", "policies", "forms"]);
     }
 
     #[test]
     fn sheets_and_files_match_an_entity_by_name_label_or_singular() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-        let texts: Vec<(String, String)> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
-            .collect();
-        let schemas = Schemas::load(texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))).unwrap();
+        let schemas = shipped_schemas();
         let of = |part: &str| entity_of_part(part, schemas.all());
         assert_eq!(of("Clients").as_deref(), Some("clients"));
         assert_eq!(of(" staff member ").as_deref(), Some("staff"), "the singular, spaces aside");
