@@ -6,6 +6,14 @@ CREATE TABLE onboarding_steps (
     entity TEXT NOT NULL,
     import_id BIGINT REFERENCES imports (id) ON DELETE SET NULL,
     skipped BOOLEAN NOT NULL DEFAULT FALSE,
+    -- the workbook the step's import came from ('' for a file of its own): its steps are
+    -- validated and imported together, in step order
+    workbook TEXT NOT NULL DEFAULT '',
+    -- the step's turn to validate (or import) was taken: set once, so its job is queued once
+    validate_queued BOOLEAN NOT NULL DEFAULT FALSE,
+    import_queued BOOLEAN NOT NULL DEFAULT FALSE,
+    -- who asked to validate or import the workbook's steps: they start in that person's name
+    queued_by BIGINT REFERENCES users (id) ON DELETE SET NULL,
     updated_by_label TEXT NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (org_id, entity)

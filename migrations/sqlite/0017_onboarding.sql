@@ -6,6 +6,14 @@ CREATE TABLE onboarding_steps (
     entity TEXT NOT NULL,
     import_id INTEGER REFERENCES imports (id) ON DELETE SET NULL,
     skipped INTEGER NOT NULL DEFAULT 0,
+    -- the workbook the step's import came from ('' for a file of its own): its steps are
+    -- validated and imported together, in step order
+    workbook TEXT NOT NULL DEFAULT '',
+    -- the step's turn to validate (or import) was taken: set once, so its job is queued once
+    validate_queued INTEGER NOT NULL DEFAULT 0,
+    import_queued INTEGER NOT NULL DEFAULT 0,
+    -- who asked to validate or import the workbook's steps: they start in that person's name
+    queued_by INTEGER REFERENCES users (id) ON DELETE SET NULL,
     updated_by_label TEXT NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (org_id, entity)

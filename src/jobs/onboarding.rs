@@ -6,6 +6,7 @@
 
 use crate::domain::entities::Schemas;
 use crate::domain::ids::{Actor, OrgId, UserId};
+use crate::domain::imports::Stage;
 use crate::domain::onboarding::steps;
 use crate::jobs::import as import_jobs;
 use crate::store::{Db, imports, journal, onboarding as store};
@@ -57,4 +58,74 @@ pub async fn roll_back_next(db: &Db, schemas: &Schemas, org: OrgId) -> anyhow::R
         crate::store::audit::record(db, Some(org), &event).await?;
     }
     Ok(Next::Done)
+}
+
+/// Moves the steps of onboarding workbooks on, in step order: a step waiting to validate
+/// (its mapping confirmed by "Validate all") is queued once the steps of its workbook it
+/// refers to are validated, so its references resolve against their rows; a step asked to
+/// import ("Import all") starts once those steps are imported. A step whose workbook
+/// dependency failed fails too, saying which; the others go on. Called when a validation or
+/// an import ends, and by the onboarding page (idempotent: each turn is taken once).
+pub async fn go_on(db: &Db, schemas: &Schemas, org: OrgId) -> anyhow::Result<()> {
+    let rows = store::steps(db, org).await?;
+    let mut stages: Vec<(String, Option<crate::domain::imports::Import>)> = vec![];
+    for step in steps(schemas.all()) {
+        let row = rows.iter().find(|r| r.entity == step.entity && !r.skipped && !r.workbook.is_empty());
+        let imp = match row.and_then(|r| r.import_id) {
+            Some(id) => imports::get(db, org, id).await?,
+            None => None,
+        };
+        let (Some(row), Some(imp)) = (row, imp) else {
+            stages.push((step.entity.clone(), None));
+            continue;
+        };
+        // the steps of the same workbook this one refers to
+        let deps: Vec<&crate::domain::imports::Import> = step
+            .depends_on
+            .iter()
+            .filter(|d| rows.iter().any(|r| r.entity == **d && r.workbook == row.workbook && !r.skipped))
+            .filter_map(|d| stages.iter().find(|(e, _)| e == d).and_then(|(_, i)| i.as_ref()))
+            .collect();
+        let failed = deps.iter().find(|d| matches!(d.stage, Stage::Failed | Stage::Expired | Stage::RolledBack));
+        let waiting_stage = matches!(imp.stage, Stage::Validating | Stage::Ready | Stage::Mapping);
+        if let (Some(dep), true) = (failed, waiting_stage && (row.validate_queued || row.import_queued)) {
+            let label = schemas.get(&dep.entity).map(|s| s.label.clone()).unwrap_or_else(|| dep.entity.clone());
+            let why = format!("Not imported: {label}, which it refers to, did not import (import #{}).", dep.id);
+            if imports::transition(db, imp.id, imp.stage, Stage::Failed, &why).await? {
+                let event = crate::store::audit::AuditEvent {
+                    actor: None,
+                    actor_label: "background job",
+                    action: "import_failed",
+                    target: &format!("import {}", imp.id),
+                    detail: &why,
+                    address: "",
+                };
+                crate::store::audit::record(db, Some(org), &event).await?;
+            }
+        } else if imp.stage == Stage::Validating
+            && deps.iter().all(|d| matches!(d.stage, Stage::Ready | Stage::Importing | Stage::Completed))
+            && store::take_turn(db, org, &step.entity, "validate").await?
+        {
+            import_jobs::enqueue(db, org, imp.id, import_jobs::VALIDATE).await?;
+        } else if imp.stage == Stage::Ready
+            && row.import_queued
+            && deps.iter().all(|d| d.stage == Stage::Completed)
+            && let Some(by) = row.queued_by
+            && imports::start_import(db, org, imp.id, Actor::User(UserId::new(by))).await?
+        {
+            import_jobs::enqueue(db, org, imp.id, import_jobs::PROCESS).await?;
+            let event = crate::store::audit::AuditEvent {
+                actor: None,
+                actor_label: &format!("{} (Import all)", row.updated_by_label),
+                action: "import_started",
+                target: &format!("import {}", imp.id),
+                detail: "",
+                address: "",
+            };
+            crate::store::audit::record(db, Some(org), &event).await?;
+        }
+        let now = imports::get(db, org, imp.id).await?;
+        stages.push((step.entity.clone(), now));
+    }
+    Ok(())
 }

@@ -12,6 +12,11 @@ pub struct StepRow {
     pub entity: String,
     pub import_id: Option<i64>,
     pub skipped: bool,
+    /// The workbook the import came from ('' for a file of its own).
+    pub workbook: String,
+    pub validate_queued: bool,
+    pub import_queued: bool,
+    pub queued_by: Option<i64>,
     pub updated_by_label: String,
     pub updated_at: i64,
 }
@@ -19,7 +24,9 @@ pub struct StepRow {
 /// The org's recorded steps (entity types without a row have not been touched).
 pub async fn steps(db: &Db, org: OrgId) -> anyhow::Result<Vec<StepRow>> {
     on_pool!(db, p => sqlx::query_as::<_, StepRow>(
-        "SELECT entity, import_id, skipped, updated_by_label, updated_at FROM onboarding_steps WHERE org_id = $1",
+        "SELECT entity, import_id, skipped, workbook, validate_queued, import_queued, queued_by, updated_by_label,
+                updated_at
+         FROM onboarding_steps WHERE org_id = $1",
     )
     .bind(org.get())
     .fetch_all(p)
@@ -27,12 +34,16 @@ pub async fn steps(db: &Db, org: OrgId) -> anyhow::Result<Vec<StepRow>> {
     .context("reading onboarding steps")
 }
 
-/// The import uploaded for a step becomes its import (a skipped step is taken up again).
-pub async fn attach(db: &Db, org: OrgId, entity: &str, import_id: i64, by: &str) -> anyhow::Result<()> {
+/// The import uploaded for a step becomes its import (a skipped step is taken up again);
+/// `workbook` names the workbook it came from ('' for a file of its own).
+pub async fn attach(db: &Db, org: OrgId, entity: &str, import_id: i64, workbook: &str, by: &str) -> anyhow::Result<()> {
     on_writer!(db, p => sqlx::query(
-        "INSERT INTO onboarding_steps (org_id, entity, import_id, skipped, updated_by_label, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO onboarding_steps (org_id, entity, import_id, skipped, workbook, validate_queued, import_queued,
+                                       updated_by_label, updated_at)
+         VALUES ($1, $2, $3, $4, $7, $4, $4, $5, $6)
          ON CONFLICT (org_id, entity) DO UPDATE SET import_id = excluded.import_id, skipped = excluded.skipped,
+             workbook = excluded.workbook, validate_queued = excluded.validate_queued,
+             import_queued = excluded.import_queued,
              updated_by_label = excluded.updated_by_label, updated_at = excluded.updated_at",
     )
     .bind(org.get())
@@ -41,6 +52,7 @@ pub async fn attach(db: &Db, org: OrgId, entity: &str, import_id: i64, by: &str)
     .bind(false)
     .bind(by)
     .bind(crate::now())
+    .bind(workbook)
     .execute(p)
     .await
     .map(|r| r.rows_affected()))
@@ -172,4 +184,73 @@ pub async fn rollback_done(db: &Db, org: OrgId) -> anyhow::Result<bool> {
     .map(|r| r.rows_affected()))
     .context("ending the onboarding's rollback")?;
     Ok(n > 0)
+}
+
+/// The validated imports (at Ready) of the other steps of the workbook import `id` came
+/// from: their valid rows are records to be, which its references may name.
+pub async fn workbook_siblings(db: &Db, org: OrgId, id: i64) -> anyhow::Result<Vec<i64>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT o.import_id FROM onboarding_steps o
+         JOIN onboarding_steps me ON me.org_id = o.org_id AND me.import_id = $2 AND me.workbook <> ''
+         JOIN imports i ON i.id = o.import_id
+         WHERE o.org_id = $1 AND o.workbook = me.workbook AND o.import_id <> $2 AND NOT o.skipped AND i.stage = $3",
+    )
+    .bind(org.get())
+    .bind(id)
+    .bind(crate::domain::imports::Stage::Ready.as_str())
+    .fetch_all(p)
+    .await)
+    .context("finding the workbook's other imports")
+}
+
+/// Takes a step's turn to validate (`"validate"`) or import (`"import"`): true for the one
+/// caller that took it, so its job is queued once however many callers race.
+pub async fn take_turn(db: &Db, org: OrgId, entity: &str, what: &str) -> anyhow::Result<bool> {
+    let column = if what == "import" { "import_queued" } else { "validate_queued" };
+    let sql = format!("UPDATE onboarding_steps SET {column} = $3 WHERE org_id = $1 AND entity = $2 AND {column} = $4");
+    let n = on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    .bind(org.get())
+    .bind(entity)
+    .bind(true)
+    .bind(false)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("taking an onboarding step's turn")?;
+    Ok(n > 0)
+}
+
+/// Asks for a workbook step to be validated (`"validate"`: its turn is free again) or
+/// imported (`"import"`), in the name of `by`.
+pub async fn queue(db: &Db, org: OrgId, entity: &str, what: &str, by: i64, by_label: &str) -> anyhow::Result<()> {
+    let set = if what == "import" { "import_queued = $3" } else { "validate_queued = $4, import_queued = $4" };
+    let sql = format!(
+        "UPDATE onboarding_steps SET {set}, queued_by = $5, updated_by_label = $6, updated_at = $7
+         WHERE org_id = $1 AND entity = $2"
+    );
+    on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+    .bind(org.get())
+    .bind(entity)
+    .bind(true)
+    .bind(false)
+    .bind(by)
+    .bind(by_label)
+    .bind(crate::now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .context("queueing an onboarding step")?;
+    Ok(())
+}
+
+/// The entity type of the workbook step import `id` is, if it is one.
+pub async fn workbook_step_of_import(db: &Db, org: OrgId, import_id: i64) -> anyhow::Result<Option<String>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, String>(
+        "SELECT entity FROM onboarding_steps WHERE org_id = $1 AND import_id = $2 AND workbook <> ''",
+    )
+    .bind(org.get())
+    .bind(import_id)
+    .fetch_optional(p)
+    .await)
+    .context("finding an import's workbook step")
 }

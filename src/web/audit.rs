@@ -36,6 +36,7 @@ pub fn action_label(action: &str) -> String {
         "onboarding_finished" => "Finished the onboarding",
         "onboarding_rollback_requested" => "Asked to roll back the onboarding",
         "onboarding_rolled_back" => "Onboarding rolled back",
+        "onboarding_import_all" => "Imported the onboarding workbook",
         "import_cancelled" => "Cancelled the import",
         "import_completed" => "Import completed",
         "import_failed" => "Import failed",

@@ -50,6 +50,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports/onboarding/finish", web::post().to(onboarding::finish))
         .route("/settings/imports/onboarding/rollback", web::post().to(onboarding::rollback))
         .route("/settings/imports/onboarding/workbook", web::post().to(onboarding_workbook::upload))
+        .route("/settings/imports/onboarding/validate", web::post().to(onboarding_workbook::validate_all))
+        .route("/settings/imports/onboarding/import", web::post().to(onboarding_workbook::import_all))
         .route("/settings/imports/onboarding/{entity}/{what}", web::post().to(onboarding::skip))
         .route("/settings/imports/{id}", web::get().to(imports::detail::detail))
         .route("/settings/imports/{id}/mapping", web::post().to(imports::actions::save_mapping))

@@ -31,6 +31,11 @@ pub struct StepImport {
     pub rolling_back: bool,
     /// Background work changes it (validating, importing, rolling back).
     pub live: bool,
+    /// What validation found: valid, invalid, to create, to update.
+    pub valid: i64,
+    pub invalid: i64,
+    pub to_create: i64,
+    pub to_update: i64,
     pub deleted: i64,
     /// Records it wrote that changed since (the first few), and how many there are.
     pub changed: Vec<String>,
@@ -63,6 +68,10 @@ pub struct StepView {
     pub skipped_note: String,
     /// Records of the type the org already has (shown on a step not started).
     pub existing: i64,
+    /// The workbook its import came from ('' for a file of its own).
+    pub workbook: String,
+    /// "Import all" asked for it.
+    pub import_queued: bool,
 }
 
 impl StepView {
@@ -126,6 +135,26 @@ impl OnboardingView {
         self.to_roll_back().iter().filter_map(|s| s.import.as_ref()).map(|i| i.changed_count).sum()
     }
 
+    /// The steps whose imports came from a workbook, in step order (the combined preview).
+    pub fn workbook_steps(&self) -> Vec<&StepView> {
+        self.steps.iter().filter(|s| !s.workbook.is_empty() && s.import.is_some()).collect()
+    }
+
+    /// Some workbook step waits at its column mapping: "Validate all" is offered.
+    pub fn offers_validate_all(&self) -> bool {
+        self.workbook_steps().iter().any(|s| s.import.as_ref().is_some_and(|i| i.stage == Stage::Mapping))
+    }
+
+    /// Every workbook step is validated, imported or failed, one at least waits to be
+    /// imported, and none was asked yet: "Import all" is offered (a failed step and the steps
+    /// that refer to it are not imported).
+    pub fn offers_import_all(&self) -> bool {
+        let steps = self.workbook_steps();
+        let stage = |s: &&StepView| s.import.as_ref().map(|i| i.stage);
+        steps.iter().any(|s| stage(s) == Some(Stage::Ready) && !s.import_queued)
+            && steps.iter().all(|s| matches!(stage(s), Some(Stage::Ready | Stage::Completed | Stage::Failed)))
+    }
+
     /// The steps not done yet, by label.
     fn not_done(&self) -> Vec<String> {
         self.steps.iter().filter(|s| !s.state.is_done()).map(|s| s.label.clone()).collect()
@@ -151,6 +180,10 @@ fn step_import(imp: &Import, changed: (Vec<String>, i64)) -> StepImport {
         can_roll_back: imp.can_roll_back(),
         rolling_back: imp.is_rolling_back(),
         live: imp.is_live(),
+        valid: imp.validated.valid_rows,
+        invalid: imp.validated.invalid_rows,
+        to_create: imp.validated.to_create,
+        to_update: imp.validated.to_update,
         deleted: imp.deleted_rows,
         changed: changed.0,
         changed_count: changed.1,
@@ -171,6 +204,8 @@ fn step_import(imp: &Import, changed: (Vec<String>, i64)) -> StepImport {
 }
 
 pub(crate) async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> Result<OnboardingView, AppError> {
+    // the workbook's steps go on from here too, should a worker have died between two
+    crate::jobs::onboarding::go_on(&state.db, &state.schemas, id.org_id).await?;
     let rows: HashMap<String, store::StepRow> =
         store::steps(&state.db, id.org_id).await?.into_iter().map(|r| (r.entity.clone(), r)).collect();
     let mut views: Vec<StepView> = vec![];
@@ -218,6 +253,8 @@ pub(crate) async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> 
             state: state_now,
             waits_for,
             existing,
+            workbook: row.filter(|r| !r.skipped).map(|r| r.workbook.clone()).unwrap_or_default(),
+            import_queued: row.is_some_and(|r| r.import_queued),
         });
     }
     // the onboarding's rollback goes on from here too, should a worker have died between steps

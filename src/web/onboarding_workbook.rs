@@ -16,7 +16,7 @@ use super::imports::upload::{How, create_import};
 use super::{audit, see_other};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
-use crate::domain::imports::{Action, DuplicateHandling, model::parse_chunk_size};
+use crate::domain::imports::{Action, DuplicateHandling, Stage, model::parse_chunk_size};
 use crate::domain::onboarding::{StepState, entity_of_part, steps};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
@@ -148,6 +148,9 @@ pub async fn upload(
     let view = super::onboarding::view(&req, &id, &state).await?;
     let chunk_size = parse_chunk_size(None).map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
     let how = How { name: "", action: Action::Merge, handling: DuplicateHandling::IgnoreAll, chunk_size };
+    // the steps of this workbook are validated and imported together: named by the upload
+    let stem = upload.path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let workbook = format!("{} {stem}", upload.original);
     let (mut created, mut notes, mut matched) = (vec![], vec![], vec![]);
     for (n, step) in steps(state.schemas.all()).iter().enumerate() {
         let Some(part) =
@@ -179,7 +182,8 @@ pub async fn upload(
         };
         match create_import(&state, &id, &schema, &file, sheet.clone(), &how).await? {
             Ok(import_id) => {
-                crate::store::onboarding::attach(&state.db, id.org_id, &schema.name, import_id, &id.email).await?;
+                let store = crate::store::onboarding::attach;
+                store(&state.db, id.org_id, &schema.name, import_id, &workbook, &id.email).await?;
                 let from = match &sheet {
                     Some(s) => format!("{}, sheet {s}", file.original),
                     None => format!("{} in {}", file.original, upload.original),
@@ -214,4 +218,89 @@ pub async fn upload(
         text.push_str(&format!(" Matching no entity type, so ignored: {}.", ignored.join(", ")));
     }
     flash(&session, if created.is_empty() { "error" } else { "success" }, text)
+}
+
+/// `POST /settings/imports/onboarding/validate`: every workbook step waiting at its column
+/// mapping is validated with the mapping proposed for it, in step order (a step after the
+/// steps of the workbook it refers to). Nothing is validated while a step's mapping leaves a
+/// required field without a column: the message names them.
+pub async fn validate_all(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let view = super::onboarding::view(&req, &id, &state).await?;
+    let mut waiting = vec![];
+    let mut missing = vec![];
+    for step in view.workbook_steps() {
+        let Some(import_id) = step.import.as_ref().filter(|i| i.stage == Stage::Mapping).map(|i| i.id) else {
+            continue;
+        };
+        let (Some(imp), Some(schema)) =
+            (crate::store::imports::get(&state.db, id.org_id, import_id).await?, state.schemas.get(&step.entity))
+        else {
+            continue;
+        };
+        let unmapped = imp.required_without_column(schema, &imp.mapping);
+        if !unmapped.is_empty() {
+            missing.push(format!("{} (#{}): {}", step.label, imp.id, unmapped.join(", ")));
+        }
+        waiting.push((step.entity.clone(), step.label.clone(), imp));
+    }
+    if !missing.is_empty() {
+        let text = format!(
+            "Nothing was validated: choose a column for these required fields on each import's page first. {}.",
+            missing.join("; ")
+        );
+        return flash(&session, "error", text);
+    }
+    for (entity, _, imp) in &waiting {
+        if crate::store::imports::confirm_mapping(&state.db, id.org_id, imp.id, &imp.mapping, id.user_id.into()).await?
+        {
+            crate::store::onboarding::queue(&state.db, id.org_id, entity, "validate", id.user_id.get(), &id.email)
+                .await?;
+            let detail = "as proposed, with the onboarding's Validate all";
+            audit(&state, &req, &id, "import_mapping_confirmed", &format!("import {}", imp.id), detail).await?;
+        }
+    }
+    crate::jobs::onboarding::go_on(&state.db, &state.schemas, id.org_id).await?;
+    let labels: Vec<String> = waiting.into_iter().map(|(_, l, _)| l).collect();
+    flash(
+        &session,
+        "success",
+        format!("Validating {}, in that order. This page updates by itself.", labels.join(", then ")),
+    )
+}
+
+/// `POST /settings/imports/onboarding/import`: every validated workbook step is imported,
+/// in step order: a step starts once the steps of the workbook it refers to are imported;
+/// one that fails stops the steps that depend on it, and only those.
+pub async fn import_all(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let view = super::onboarding::view(&req, &id, &state).await?;
+    if !view.offers_import_all() {
+        return flash(&session, "info", "Import all waits until every step of the workbook is validated.".into());
+    }
+    let mut labels = vec![];
+    for step in view.workbook_steps() {
+        if step.import.as_ref().is_some_and(|i| i.stage == Stage::Ready) {
+            crate::store::onboarding::queue(&state.db, id.org_id, &step.entity, "import", id.user_id.get(), &id.email)
+                .await?;
+            labels.push(step.label.clone());
+        }
+    }
+    crate::jobs::onboarding::go_on(&state.db, &state.schemas, id.org_id).await?;
+    audit(&state, &req, &id, "onboarding_import_all", "onboarding", &labels.join(", ")).await?;
+    flash(
+        &session,
+        "success",
+        format!("Importing {}, in that order. This page updates by itself.", labels.join(", then ")),
+    )
 }

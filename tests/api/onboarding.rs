@@ -306,3 +306,106 @@ async fn a_zip_of_csv_files_works_the_same_and_anything_else_is_refused() {
     assert!(page.contains("org.csv: Upload an XLSX workbook with a sheet per entity type, or a zip of CSV files"));
     assert_eq!(texts(&page, "ol.steps .step-head .badge")[1..], ["Not started"; 4]);
 }
+
+/// An XLSX of `sheets` (name, rows of cells), as bytes.
+fn workbook(sheets: &[(&str, &[&[&str]])]) -> Vec<u8> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    for (sheet, rows) in sheets {
+        let ws = wb.add_worksheet().set_name(*sheet).unwrap();
+        for (r, row) in rows.iter().enumerate() {
+            for (col, v) in row.iter().enumerate() {
+                ws.write_string(r as u32, col as u16, *v).unwrap();
+            }
+        }
+    }
+    wb.save_to_buffer().unwrap()
+}
+
+const CLIENT_HEADER: &[&str] =
+    &["client_number", "first_name", "last_name", "birth_date", "status", "location", "primary_staff"];
+
+#[actix_web::test]
+async fn a_workbook_validates_in_dependency_order_previews_once_and_imports_with_one_click() {
+    let (app, mut c) = app().await;
+    let bytes = workbook(&[
+        ("Clients", &[CLIENT_HEADER, &["CL-1", "Ann", "Lee", "1980-02-03", "active", "LOC-2", "E-1"]]),
+        ("Locations", &[&["code", "name", "kind"], &["LOC-1", "Main", "clinic"], &["LOC-2", "North", "office"]]),
+        (
+            "Staff",
+            &[
+                &["employee_id", "first_name", "last_name", "email", "role", "home_location"],
+                &["E-1", "Ava", "Nguyen", "ava@x.test", "nurse", "LOC-2"],
+                &["E-2", "Bo", "Ray", "bo@x.test", "nurse", "LOC-9"],
+            ],
+        ),
+    ]);
+    upload_workbook(&mut c, ("org.xlsx", &bytes)).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert_eq!(texts(&page, "#workbook-preview tbody td.cell-title"), ["Locations", "Staff", "Clients"], "step order");
+    assert_eq!(count(&page, "#workbook-preview form[action$='/validate']"), 1, "{page}");
+    c.submit(PAGE, &format!("{PAGE}/validate"), &[]).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert!(page.contains("Validating Locations, then Staff, then Clients"), "{page}");
+    app.drain().await;
+    // every sheet validated; the references to rows of other sheets resolved before any import
+    let page = c.get(PAGE).await.body;
+    let rows = texts(&page, "#workbook-preview tbody tr");
+    assert!(rows[0].contains("Ready") && rows[0].ends_with("2 0 2 0"), "{rows:?}");
+    assert!(rows[1].contains("Ready") && rows[1].ends_with("1 1 1 0"), "E-2 names no location: {rows:?}");
+    assert!(rows[2].contains("Ready") && rows[2].ends_with("1 0 1 0"), "CL-1 names LOC-2 and E-1: {rows:?}");
+    let staff = step_import_id(&page, "staff");
+    let issues = c.get(&format!("/settings/imports/{staff}")).await.body;
+    assert!(issues.contains("home_location: no locations record has the key &#34;LOC-9&#34;"), "{issues}");
+    assert_eq!(count(&page, "#workbook-preview form[action$='/import']"), 1, "{page}");
+    c.submit(PAGE, &format!("{PAGE}/import"), &[]).await.see_other();
+    app.drain().await;
+    let page = c.get(PAGE).await.body;
+    assert_eq!(state_of(&page, "locations"), "Completed", "{page}");
+    assert_eq!(state_of(&page, "staff"), "Needs attention");
+    assert_eq!(state_of(&page, "clients"), "Completed");
+    assert!(text(&page, "#onboarding-steps").contains("4 records imported so far"), "{page}");
+    assert_eq!(count(&page, "#workbook-preview form"), 0, "nothing left to do");
+    let audit = c.get("/settings/audit?kind=imports").await.body;
+    assert!(audit.contains("ada@acme.test (Import all)"), "each import started in the person's name: {audit}");
+}
+
+#[actix_web::test]
+async fn a_sheet_that_fails_stops_the_sheets_that_refer_to_it_and_only_those() {
+    let (app, mut c) = app().await;
+    let bytes = workbook(&[
+        ("Locations", &[&["code", "name", "kind"], &["LOC-1", "Main", "clinic"]]),
+        (
+            "Staff",
+            &[
+                &["employee_id", "first_name", "last_name", "email", "role", "home_location"],
+                &["E-1", "Ava", "Nguyen", "ava@x.test", "nurse", "LOC-1"],
+            ],
+        ),
+        ("Clients", &[CLIENT_HEADER, &["CL-1", "Ann", "Lee", "1980-02-03", "active", "LOC-1", "E-1"]]),
+        ("Forms", &[&["form_code", "title", "category"], &["F-1", "Intake", "intake"]]),
+    ]);
+    upload_workbook(&mut c, ("org.xlsx", &bytes)).await.see_other();
+    c.submit(PAGE, &format!("{PAGE}/validate"), &[]).await.see_other();
+    app.drain().await;
+    // the staff import fails before it is imported (discarded here, as a failure would)
+    let page = c.get(PAGE).await.body;
+    let staff = step_import_id(&page, "staff");
+    let token = c.get(&format!("/settings/imports/{staff}")).await.csrf();
+    c.post_form(&format!("/settings/imports/{staff}/discard"), &[("csrf_token", token.as_str())]).await.see_other();
+    // clients, which refer to staff, stop saying why; the rest go on with one click
+    let page = c.get(PAGE).await.body;
+    assert_eq!(state_of(&page, "clients"), "Needs attention", "{page}");
+    assert!(
+        text(&page, "#step-clients").contains("Not imported: Staff, which it refers to, did not import (import #"),
+        "{page}"
+    );
+    c.submit(PAGE, &format!("{PAGE}/import"), &[]).await.see_other();
+    let page = c.get(PAGE).await.body;
+    assert!(page.contains("Importing Locations, then Forms, in that order."), "{page}");
+    app.drain().await;
+    let page = c.get(PAGE).await.body;
+    assert_eq!(state_of(&page, "locations"), "Completed");
+    assert_eq!(state_of(&page, "forms"), "Completed");
+    assert_eq!(state_of(&page, "staff"), "Needs attention");
+    assert_eq!(state_of(&page, "clients"), "Needs attention");
+}

@@ -1020,5 +1020,26 @@ async fn onboarding_takes_one_workbook_for_every_step() {
         .unwrap();
     wait_text(&c, "#map-title", |t| t == "Column mapping").await;
     assert_eq!(text(&c, "#sample-code").await, "LOC-1", "the sheet's own values");
+
+    // validate every sheet, preview them together, import them with one click
+    c.goto(&format!("{base}/settings/imports/onboarding")).await.unwrap();
+    c.find(Locator::Css("#workbook-preview form[action$='/validate'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main .alert", |t| t.contains("Validating Locations, then Forms")).await;
+    watch_htmx(&c).await;
+    wait_text_within(&c, "#workbook-preview", 60, |t| t.contains("Import all")).await;
+    let preview = text(&c, "#workbook-preview tbody").await;
+    assert!(preview.contains("Ready"), "{preview}");
+    shot(&c, "onboarding-workbook-preview").await;
+    c.find(Locator::Css("#workbook-preview form[action$='/import'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "main .alert", |t| t.contains("Importing Locations, then Forms")).await;
+    watch_htmx(&c).await;
+    wait_text_within(&c, "#step-forms .step-head .badge", 60, |t| t == "Completed").await;
+    assert_eq!(text(&c, "#step-locations .step-head .badge").await, "Completed");
+    assert!(same_page(&c).await, "the steps completed without a reload");
+    // and roll it all back
+    c.find(Locator::Css("a[data-open='onboarding-rollback']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#onboarding-rollback button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_text_within(&c, "#step-locations .step-head .badge", 60, |t| t == "Not started").await;
+    wait_text_within(&c, "#step-forms .step-head .badge", 60, |t| t == "Not started").await;
     c.close().await.unwrap();
 }

@@ -92,6 +92,14 @@ pub async fn enqueue(db: &Db, org: OrgId, import_id: i64, kind: &str) -> anyhow:
     Ok(())
 }
 
+/// The onboarding's workbook steps after this import's job ended (see
+/// [`crate::jobs::onboarding::go_on`]); a problem there is logged, the page goes on later.
+async fn onboarding_goes_on(h: &Handlers, ctx: &JobContext, org: OrgId) {
+    if let Err(e) = crate::jobs::onboarding::go_on(&ctx.db, &h.schemas, org).await {
+        tracing::warn!(error = ?e, "moving the onboarding's workbook steps on failed");
+    }
+}
+
 /// What the queue records when a step of an import in `from` stopped with `err`: a passing
 /// error retries (the import stays where it is), a lasting one fails the import.
 async fn conclude(ctx: &JobContext, import_id: i64, from: Stage, err: StepError) -> Outcome {

@@ -33,7 +33,11 @@ pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
         Ok(Progress::Finished) => store::finish_import(&ctx.db, p.import_id, Stage::Completed, "").await,
         Ok(Progress::Paused) => return Outcome::Done,
         Ok(Progress::Stopped) => return Outcome::Stopped,
-        Err(e) => return conclude(ctx, p.import_id, Stage::Importing, e).await,
+        Err(e) => {
+            let outcome = conclude(ctx, p.import_id, Stage::Importing, e).await;
+            super::onboarding_goes_on(h, ctx, run.imp.org).await;
+            return outcome;
+        }
     };
     match finished {
         Ok(true) => {
@@ -48,10 +52,15 @@ pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
                 _ => String::new(),
             };
             system_event(&ctx.db, run.imp.org, "import_completed", p.import_id, &detail).await;
+            super::onboarding_goes_on(h, ctx, run.imp.org).await;
             Outcome::Done
         }
         Ok(false) => Outcome::Done,
-        Err(e) => conclude(ctx, p.import_id, Stage::Importing, e.into()).await,
+        Err(e) => {
+            let outcome = conclude(ctx, p.import_id, Stage::Importing, e.into()).await;
+            super::onboarding_goes_on(h, ctx, run.imp.org).await;
+            outcome
+        }
     }
 }
 

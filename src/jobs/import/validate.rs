@@ -41,10 +41,12 @@ pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
         Ok(true) if run.imp.api.auto_start => start_by_itself(&run).await,
         other => other,
     };
-    match validated {
+    let outcome = match validated {
         Ok(_) => Outcome::Done,
         Err(e) => conclude(ctx, p.import_id, Stage::Validating, e).await,
-    }
+    };
+    super::onboarding_goes_on(h, ctx, run.imp.org).await;
+    outcome
 }
 
 /// An import created through the API without `review` starts once validated, in the name
@@ -164,7 +166,9 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Op
     let v = run
         .phase(Phase::Validation, async {
             let problems = if run.schema.fields.iter().any(|f| f.unique || f.kind().is_relationship()) {
-                staging::mark_reference_problems(db, org, id, entity).await?
+                // another sheet of the same onboarding workbook, validated: its rows count too
+                let siblings = crate::store::onboarding::workbook_siblings(db, org, id).await?;
+                staging::mark_reference_problems(db, org, id, entity, &siblings).await?
             } else {
                 0
             };

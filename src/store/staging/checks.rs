@@ -183,10 +183,28 @@ pub async fn mark_parse_errors(db: &Db, id: i64) -> anyhow::Result<i64> {
 
 /// Validation: references to records that do not exist, and unique values used by another
 /// stored record or by an earlier row of the file; one issue per row naming every problem.
-pub async fn mark_reference_problems(db: &Db, org: OrgId, id: i64, entity: &str) -> anyhow::Result<i64> {
+/// A reference may also name a valid row of a `sibling` import (another sheet of the same
+/// onboarding workbook, validated and waiting to be imported before this one).
+pub async fn mark_reference_problems(
+    db: &Db,
+    org: OrgId,
+    id: i64,
+    entity: &str,
+    siblings: &[i64],
+) -> anyhow::Result<i64> {
     let agg = match db {
         Db::Sqlite(_) => "group_concat(p.msg, '; ')",
         Db::Postgres(_) => "string_agg(p.msg, '; ')",
+    };
+    // ids are integers: written into the statement as they are
+    let in_siblings = match siblings {
+        [] => String::new(),
+        ids => format!(
+            "AND NOT EXISTS (SELECT 1 FROM import_rows s2 JOIN imports i2 ON i2.id = s2.import_id
+                             WHERE s2.import_id IN ({}) AND i2.resource = v.target AND s2.state = 'pending'
+                               AND s2.record_key = v.value)",
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        ),
     };
     let sql = format!(
         "SELECT p.row_number AS row_number, 'row ' || CAST(p.row_number AS TEXT) || ', ' || {agg} AS message
@@ -196,6 +214,7 @@ pub async fn mark_reference_problems(db: &Db, org: OrgId, id: i64, entity: &str)
            JOIN import_rows s ON s.import_id = v.import_id AND s.row_number = v.row_number
            WHERE v.import_id = $1 AND v.kind = 'ref' AND s.state = 'pending'
              AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $2 AND r.entity = v.target AND r.record_key = v.value)
+             {in_siblings}
            UNION ALL
            SELECT v.row_number, v.field || ': \"' || v.value || '\" is already used by ' || r.record_key AS msg
            FROM import_row_values v

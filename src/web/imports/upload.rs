@@ -183,7 +183,7 @@ pub async fn upload(
     tracing::Span::current().record("import_id", import_id);
     // uploaded from the onboarding: the import is its entity type's step now
     if received.field("onboarding") == Some("1") {
-        crate::store::onboarding::attach(&state.db, id.org_id, &c.schema.name, import_id, &id.email).await?;
+        crate::store::onboarding::attach(&state.db, id.org_id, &c.schema.name, import_id, "", &id.email).await?;
     }
     let detail =
         format!("{}, {}, {}", file.original, crate::config::format_size(file.size.max(0) as u64), c.schema.label);
