@@ -135,6 +135,21 @@ async fn the_onboarding_needs_the_upload_permission() {
     let token = vic.get("/").await.csrf();
     let r = vic.post_form(&format!("{PAGE}/locations/skip"), &[("csrf_token", token.as_str())]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // another org's onboarding is its own: its steps, its imports
+    let mut ada = app.signed_in("ada@acme.test").await;
+    let id = id_in(
+        &ada.upload("locations", ("l.csv", b"code,name,kind\nLOC-1,Main,clinic\n"), &[("onboarding", "1")])
+            .await
+            .see_other(),
+    );
+    ada.submit(PAGE, &format!("{PAGE}/staff/skip"), &[]).await.see_other();
+    app.user("globex", "gus@globex.test", "owner").await;
+    let mut gus = app.signed_in("gus@globex.test").await;
+    let theirs = gus.get(PAGE).await.body;
+    assert_eq!(texts(&theirs, "ol.steps .step-head .badge"), ["Not started"; 5], "{theirs}");
+    assert_eq!(gus.get(&format!("/settings/imports/{id}")).await.status, StatusCode::NOT_FOUND);
+    gus.submit(PAGE, &format!("{PAGE}/locations/skip"), &[]).await.see_other();
+    assert_eq!(state_of(&ada.get(PAGE).await.body, "locations"), "In progress", "untouched by the other org");
 }
 
 /// Uploads `file` from the onboarding for `entity` and imports it; the import's id.
@@ -408,4 +423,92 @@ async fn a_sheet_that_fails_stops_the_sheets_that_refer_to_it_and_only_those() {
     assert_eq!(state_of(&page, "forms"), "Completed");
     assert_eq!(state_of(&page, "staff"), "Needs attention");
     assert_eq!(state_of(&page, "clients"), "Needs attention");
+}
+
+/// The five example files (`examples/`), in step order: (entity, bytes, rows).
+fn examples() -> Vec<(&'static str, Vec<u8>, i64)> {
+    ["locations", "staff", "clients", "policies", "forms"]
+        .into_iter()
+        .map(|e| {
+            let bytes = std::fs::read(format!("examples/{e}.csv")).unwrap();
+            let rows = csv::Reader::from_reader(bytes.as_slice()).records().count() as i64;
+            (e, bytes, rows)
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn the_five_example_files_step_by_step() {
+    let (app, mut c) = app().await;
+    let mut total = 0;
+    for (entity, bytes, rows) in examples() {
+        let page = c.get(PAGE).await.body;
+        assert_eq!(count(&page, &format!("#step-{entity} form.step-upload")), 1, "{entity} may go: {page}");
+        import_step(&app, &mut c, entity, &bytes).await;
+        total += rows;
+        let page = c.get(PAGE).await.body;
+        assert_eq!(state_of(&page, entity), "Completed", "{entity}: {page}");
+        assert!(text(&page, &format!("#step-{entity}")).contains(&format!("{rows} records created")), "{page}");
+    }
+    let page = c.get(PAGE).await.body;
+    assert!(text(&page, "#onboarding-steps").contains(&format!("5 of 5 steps done · {total} records imported so far")));
+}
+
+#[actix_web::test]
+async fn the_same_examples_as_one_workbook_and_as_a_zip_resolve_across_sheets() {
+    use std::io::Write;
+    let all = examples();
+    let total: i64 = all.iter().map(|e| e.2).sum();
+    // the workbook: a sheet per file, named by label, in an order references do not follow
+    let mut cells: Vec<(String, Vec<Vec<String>>)> = vec![];
+    for (entity, bytes, _) in all.iter().rev() {
+        let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes.as_slice());
+        let rows = rdr.records().map(|r| r.unwrap().iter().map(str::to_string).collect()).collect();
+        let label = entity[..1].to_uppercase() + &entity[1..];
+        cells.push((label, rows));
+    }
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    for (sheet, rows) in &cells {
+        let ws = wb.add_worksheet().set_name(sheet).unwrap();
+        for (r, row) in rows.iter().enumerate() {
+            for (col, v) in row.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+                ws.write_string(r as u32, col as u16, v).unwrap();
+            }
+        }
+    }
+    let xlsx = wb.save_to_buffer().unwrap();
+    let mut zip = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut zip);
+        for (entity, bytes, _) in &all {
+            w.start_file(format!("org/{entity}.csv"), zip::write::SimpleFileOptions::default()).unwrap();
+            w.write_all(bytes).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let zip = zip.into_inner();
+    for (name, bytes) in [("org.xlsx", xlsx), ("org.zip", zip)] {
+        let (app, mut c) = app().await;
+        upload_workbook(&mut c, (name, &bytes)).await.see_other();
+        let page = c.get(PAGE).await.body;
+        assert!(
+            page.contains(&format!("{name}: 5 imports created (Locations, Staff, Clients, Policies, Forms)")),
+            "{page}"
+        );
+        c.submit(PAGE, &format!("{PAGE}/validate"), &[]).await.see_other();
+        app.drain().await;
+        let page = c.get(PAGE).await.body;
+        let preview = texts(&page, "#workbook-preview tbody tr");
+        for ((entity, _, rows), line) in all.iter().zip(&preview) {
+            assert!(
+                line.ends_with(&format!("{rows} 0 {rows} 0")),
+                "{name} {entity}: every row valid, to create: {preview:?}"
+            );
+        }
+        c.submit(PAGE, &format!("{PAGE}/import"), &[]).await.see_other();
+        app.drain().await;
+        let page = c.get(PAGE).await.body;
+        assert_eq!(texts(&page, "ol.steps .step-head .badge"), ["Completed"; 5], "{name}: {page}");
+        assert!(text(&page, "#onboarding-steps").contains(&format!("{total} records imported so far")), "{name}");
+    }
 }
