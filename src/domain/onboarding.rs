@@ -107,7 +107,9 @@ impl StepState {
                     StepState::NeedsAttention { left_out: i.not_imported_rows(), failed: false }
                 }
                 Stage::Completed => StepState::Completed,
-                Stage::Failed | Stage::Expired => StepState::NeedsAttention { left_out: 0, failed: true },
+                Stage::Failed | Stage::Expired | Stage::TimedOut => {
+                    StepState::NeedsAttention { left_out: 0, failed: true }
+                }
                 // undone: as if it never ran
                 Stage::RolledBack => StepState::NotStarted,
                 _ => StepState::InProgress,

@@ -247,7 +247,7 @@ fn pick_sheet(sheets: &[String], wanted: Option<&str>) -> Result<String, FilePro
 
 /// Runs `f`, which reads a workbook through the XLSX library, turning a panic inside it (a
 /// damaged workbook the library did not expect) into a refusal rather than a lost thread.
-fn guarded<T>(f: impl FnOnce() -> Result<T, FileProblem>) -> Result<T, FileProblem> {
+pub fn guarded<T>(f: impl FnOnce() -> Result<T, FileProblem>) -> Result<T, FileProblem> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .unwrap_or_else(|_| Err(FileProblem::Xlsx("the workbook is damaged and cannot be read".into())))
 }

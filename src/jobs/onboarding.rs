@@ -43,8 +43,9 @@ pub async fn roll_back_next(db: &Db, schemas: &Schemas, org: OrgId) -> anyhow::R
         let label = format!("{} (onboarding rollback)", asked.rollback_requested_by_label);
         if journal::request(db, org, imp.id, by, &label, asked.rollback_overwrite).await? {
             import_jobs::enqueue(db, org, imp.id, import_jobs::ROLLBACK).await?;
-            return Ok(Next::Running(imp.id));
         }
+        // asked now, or by another caller a moment ago: either way this step runs
+        return Ok(Next::Running(imp.id));
     }
     if store::rollback_done(db, org).await? {
         let event = crate::store::audit::AuditEvent {
@@ -86,9 +87,12 @@ pub async fn go_on(db: &Db, schemas: &Schemas, org: OrgId) -> anyhow::Result<()>
             .filter(|d| rows.iter().any(|r| r.entity == **d && r.workbook == row.workbook && !r.skipped))
             .filter_map(|d| stages.iter().find(|(e, _)| e == d).and_then(|(_, i)| i.as_ref()))
             .collect();
-        let failed = deps.iter().find(|d| matches!(d.stage, Stage::Failed | Stage::Expired | Stage::RolledBack));
-        let waiting_stage = matches!(imp.stage, Stage::Validating | Stage::Ready | Stage::Mapping);
-        if let (Some(dep), true) = (failed, waiting_stage && (row.validate_queued || row.import_queued)) {
+        let failed = deps
+            .iter()
+            .find(|d| matches!(d.stage, Stage::Failed | Stage::Expired | Stage::RolledBack | Stage::TimedOut));
+        // validating, or validated, against rows that will not come: it cannot go on
+        let waiting = matches!(imp.stage, Stage::Validating | Stage::Ready);
+        if let (Some(dep), true) = (failed, waiting) {
             let label = schemas.get(&dep.entity).map(|s| s.label.clone()).unwrap_or_else(|| dep.entity.clone());
             let why = format!("Not imported: {label}, which it refers to, did not import (import #{}).", dep.id);
             if imports::transition(db, imp.id, imp.stage, Stage::Failed, &why).await? {
@@ -128,4 +132,34 @@ pub async fn go_on(db: &Db, schemas: &Schemas, org: OrgId) -> anyhow::Result<()>
         stages.push((step.entity.clone(), now));
     }
     Ok(())
+}
+
+/// Why a workbook step's import may not start yet: the steps of its workbook it refers to
+/// (validated against their rows) are not imported. None for any other import.
+pub async fn import_blocked(db: &Db, schemas: &Schemas, org: OrgId, import_id: i64) -> anyhow::Result<Option<String>> {
+    let rows = store::steps(db, org).await?;
+    let Some(me) = rows.iter().find(|r| r.import_id == Some(import_id) && !r.workbook.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(step) = steps(schemas.all()).into_iter().find(|s| s.entity == me.entity) else { return Ok(None) };
+    let mut waiting = vec![];
+    for dep in &step.depends_on {
+        let Some(row) = rows.iter().find(|r| r.entity == *dep && r.workbook == me.workbook && !r.skipped) else {
+            continue;
+        };
+        let done = match row.import_id {
+            Some(id) => imports::get(db, org, id).await?.is_some_and(|i| i.stage == Stage::Completed),
+            None => true,
+        };
+        if !done {
+            waiting.push(schemas.get(dep).map(|s| s.label.clone()).unwrap_or_else(|| dep.clone()));
+        }
+    }
+    Ok((!waiting.is_empty()).then(|| {
+        format!(
+            "Import {} first: this sheet of the workbook refers to {} rows, which are not imported yet.",
+            waiting.join(" and "),
+            if waiting.len() == 1 { "its" } else { "their" }
+        )
+    }))
 }

@@ -193,11 +193,13 @@ pub async fn workbook_siblings(db: &Db, org: OrgId, id: i64) -> anyhow::Result<V
         "SELECT o.import_id FROM onboarding_steps o
          JOIN onboarding_steps me ON me.org_id = o.org_id AND me.import_id = $2 AND me.workbook <> ''
          JOIN imports i ON i.id = o.import_id
-         WHERE o.org_id = $1 AND o.workbook = me.workbook AND o.import_id <> $2 AND NOT o.skipped AND i.stage = $3",
+         WHERE o.org_id = $1 AND o.workbook = me.workbook AND o.import_id <> $2 AND NOT o.skipped
+           AND i.org_id = $1 AND i.stage IN ($3, $4)",
     )
     .bind(org.get())
     .bind(id)
     .bind(crate::domain::imports::Stage::Ready.as_str())
+    .bind(crate::domain::imports::Stage::Importing.as_str())
     .fetch_all(p)
     .await)
     .context("finding the workbook's other imports")

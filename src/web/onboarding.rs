@@ -152,7 +152,19 @@ impl OnboardingView {
         let steps = self.workbook_steps();
         let stage = |s: &&StepView| s.import.as_ref().map(|i| i.stage);
         steps.iter().any(|s| stage(s) == Some(Stage::Ready) && !s.import_queued)
-            && steps.iter().all(|s| matches!(stage(s), Some(Stage::Ready | Stage::Completed | Stage::Failed)))
+            && steps.iter().all(|s| {
+                matches!(
+                    stage(s),
+                    Some(
+                        Stage::Ready
+                            | Stage::Completed
+                            | Stage::Failed
+                            | Stage::Expired
+                            | Stage::RolledBack
+                            | Stage::TimedOut
+                    )
+                )
+            })
     }
 
     /// The steps not done yet, by label.
@@ -204,8 +216,11 @@ fn step_import(imp: &Import, changed: (Vec<String>, i64)) -> StepImport {
 }
 
 pub(crate) async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> Result<OnboardingView, AppError> {
-    // the workbook's steps go on from here too, should a worker have died between two
-    crate::jobs::onboarding::go_on(&state.db, &state.schemas, id.org_id).await?;
+    // the workbook's steps go on from here too, should a worker have died between two; a
+    // problem there is logged, the page still shows where things stand
+    if let Err(e) = crate::jobs::onboarding::go_on(&state.db, &state.schemas, id.org_id).await {
+        tracing::warn!(error = ?e, "moving the onboarding's workbook steps on failed");
+    }
     let rows: HashMap<String, store::StepRow> =
         store::steps(&state.db, id.org_id).await?.into_iter().map(|r| (r.entity.clone(), r)).collect();
     let mut views: Vec<StepView> = vec![];
@@ -227,10 +242,11 @@ pub(crate) async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> 
         if let Some(i) = imp.as_ref().filter(|i| i.stage != Stage::RolledBack) {
             records += i.created_rows + i.updated_rows;
         }
+        // only earlier steps hold one up: in a reference cycle the later step waits for nothing
         let waits_for = step
             .depends_on
             .iter()
-            .filter(|d| !views.iter().any(|v| v.entity == **d && v.state.lets_dependents_go()))
+            .filter(|d| views.iter().any(|v| v.entity == **d && !v.state.lets_dependents_go()))
             .map(|d| state.schemas.get(d).map(|s| s.label.clone()).unwrap_or_else(|| d.clone()))
             .collect();
         views.push(StepView {
@@ -260,7 +276,9 @@ pub(crate) async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> 
     // the onboarding's rollback goes on from here too, should a worker have died between steps
     let rolling_back = match store::rollback_asked(&state.db, id.org_id).await? {
         Some(asked) => {
-            crate::jobs::onboarding::roll_back_next(&state.db, &state.schemas, id.org_id).await?;
+            if let Err(e) = crate::jobs::onboarding::roll_back_next(&state.db, &state.schemas, id.org_id).await {
+                tracing::warn!(error = ?e, "starting the onboarding's next rollback failed");
+            }
             store::rollback_asked(&state.db, id.org_id).await?.map(|_| {
                 format!(
                     "Asked by {} at {}.",
@@ -327,13 +345,20 @@ pub async fn skip(
         _ => return Err(AppError::NotFound),
     };
     let back = "/settings/imports/onboarding";
-    if skip {
-        let current = view(&req, &id, &state).await?;
-        if current.steps.iter().any(|s| s.entity == entity && s.state == StepState::InProgress) {
-            let text = format!("{} is being imported, so it was not skipped.", schema.label);
-            session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
-            return Ok(see_other(back));
-        }
+    let refuse = |text: String| -> Result<HttpResponse, AppError> {
+        session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
+        Ok(see_other(back))
+    };
+    let current = view(&req, &id, &state).await?;
+    if current.rolling_back.is_some() {
+        return refuse("The onboarding is being rolled back: its steps change once it is.".into());
+    }
+    let now = current.steps.iter().find(|s| s.entity == entity).map(|s| s.state.clone());
+    if skip && now == Some(StepState::InProgress) {
+        return refuse(format!("{} is being imported, so it was not skipped.", schema.label));
+    }
+    if skip && now.as_ref().is_some_and(|s| s.is_done()) {
+        return refuse(format!("{} is imported already, so there is nothing to skip.", schema.label));
     }
     store::set_skipped(&state.db, id.org_id, &entity, skip, &id.email).await?;
     let action = if skip { "onboarding_step_skipped" } else { "onboarding_step_resumed" };
@@ -424,6 +449,12 @@ pub async fn rollback(
             "Nothing of the onboarding can be rolled back: no step's import is completed and undoable."
         };
         session.set_flash(&Flash { kind: "info".into(), text: text.into(), secret: None })?;
+        return Ok(see_other(back));
+    }
+    // a step importing now would finish against records the rollback removes
+    if let Some(busy) = v.steps.iter().find(|s| s.import.as_ref().is_some_and(|i| i.stage == Stage::Importing)) {
+        let text = format!("{} is on its way: roll the onboarding back once it is imported or discarded.", busy.label);
+        session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
         return Ok(see_other(back));
     }
     let steps: Vec<String> = v.to_roll_back().iter().map(|s| s.label.clone()).collect();

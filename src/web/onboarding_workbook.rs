@@ -42,15 +42,21 @@ impl Part {
 }
 
 /// The parts of a workbook or a zip of CSV files; why not, in words.
-fn parts(path: &Path) -> Result<Vec<Part>, String> {
+fn parts(path: &Path, limits: &crate::files::Limits) -> Result<Vec<Part>, String> {
     let not_one = "Upload an XLSX workbook with a sheet per entity type, or a zip of CSV files named after them.";
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|_| not_one.to_string())?;
     if zip.by_name("xl/workbook.xml").is_ok() {
         use calamine::Reader;
-        let wb: calamine::Xlsx<_> = calamine::open_workbook(path)
-            .map_err(|e: calamine::XlsxError| format!("The workbook cannot be read: {e}"))?;
-        return Ok(wb.sheet_names().iter().map(|s| Part::Sheet(s.clone())).collect());
+        // measured before anything is inflated, and a damaged workbook is a refusal, not a panic
+        crate::files::limits::check_workbook(path, limits).map_err(|e| e.to_string())?;
+        let names = crate::files::reader::guarded(|| {
+            let wb: calamine::Xlsx<_> = calamine::open_workbook(path)
+                .map_err(|e: calamine::XlsxError| crate::files::FileProblem::Xlsx(e.to_string()))?;
+            Ok(wb.sheet_names().to_vec())
+        })
+        .map_err(|e| e.to_string())?;
+        return Ok(names.into_iter().map(Part::Sheet).collect());
     }
     let mut csvs = vec![];
     for index in 0..zip.len() {
@@ -136,8 +142,12 @@ pub async fn upload(
     let Some(upload) = received.file.clone() else {
         return flash(&session, "error", "Choose a workbook (XLSX) or a zip of CSV files to upload.".into());
     };
-    let path = upload.path.clone();
-    let listed = web::block(move || parts(&path)).await.map_err(anyhow::Error::from)?;
+    if crate::store::onboarding::rollback_asked(&state.db, id.org_id).await?.is_some() {
+        received.discard();
+        return flash(&session, "info", "The onboarding is being rolled back: upload the workbook once it is.".into());
+    }
+    let (path, limits) = (upload.path.clone(), state.settings.file_limits);
+    let listed = web::block(move || parts(&path, &limits)).await.map_err(anyhow::Error::from)?;
     let all = match listed {
         Ok(p) => p,
         Err(why) => {
@@ -182,8 +192,8 @@ pub async fn upload(
         };
         match create_import(&state, &id, &schema, &file, sheet.clone(), &how).await? {
             Ok(import_id) => {
-                let store = crate::store::onboarding::attach;
-                store(&state.db, id.org_id, &schema.name, import_id, &workbook, &id.email).await?;
+                crate::store::onboarding::attach(&state.db, id.org_id, &schema.name, import_id, &workbook, &id.email)
+                    .await?;
                 let from = match &sheet {
                     Some(s) => format!("{}, sheet {s}", file.original),
                     None => format!("{} in {}", file.original, upload.original),

@@ -261,7 +261,10 @@ async fn one_workbook_makes_every_matched_sheet_its_steps_import_and_lists_the_o
     assert!(page.contains("Matching no entity type, so ignored: Notes."), "{page}");
     assert_eq!(state_of(&page, "locations"), "In progress");
     assert_eq!(state_of(&page, "staff"), "In progress");
-    assert!(text(&page, "#step-staff").contains("Validate it after Locations"), "{page}");
+    assert!(
+        text(&page, "#step-staff").contains("From the same workbook as Locations: Validate all checks it after them"),
+        "{page}"
+    );
     assert_eq!(state_of(&page, "clients"), "Not started");
     // in step order, the staff sheet's references resolve against the locations sheet's records
     let locations = step_import_id(&page, "locations");
@@ -372,6 +375,14 @@ async fn a_workbook_validates_in_dependency_order_previews_once_and_imports_with
     let issues = c.get(&format!("/settings/imports/{staff}")).await.body;
     assert!(issues.contains("home_location: no locations record has the key &#34;LOC-9&#34;"), "{issues}");
     assert_eq!(count(&page, "#workbook-preview form[action$='/import']"), 1, "{page}");
+    // a sheet started on its own page waits for the sheets whose rows it refers to
+    let clients = step_import_id(&page, "clients");
+    start_import(&app, &mut c, clients, &[]).await.see_other();
+    let detail = c.get(&format!("/settings/imports/{clients}")).await.body;
+    assert!(
+        detail.contains("Import Locations and Staff first: this sheet of the workbook refers to their rows"),
+        "{detail}"
+    );
     c.submit(PAGE, &format!("{PAGE}/import"), &[]).await.see_other();
     app.drain().await;
     let page = c.get(PAGE).await.body;

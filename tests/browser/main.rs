@@ -740,6 +740,11 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
     let waiting = h.upload("locations", (long, b"Location Code,Title,Kind\nLOC-1,Main,clinic\n"), &[]).await;
     let mapping = helpers::id_in(&waiting.see_other());
     let queued = h.upload_mapped("locations", ("queued.csv", csv.as_bytes()), &[]).await;
+    // the onboarding with a step on its way and one skipped
+    let forms = b"form_code,title,category\nF-1,Intake,intake\n";
+    h.upload("forms", ("forms.csv", forms), &[("onboarding", "1")]).await.see_other();
+    let onboarding = "/settings/imports/onboarding";
+    h.submit(onboarding, &format!("{onboarding}/policies/skip"), &[]).await.see_other();
     let ada = app.user_id("ada@acme.test").await;
     let vic = app.user_id("vic@acme.test").await;
     let key = app.scalar("SELECT COALESCE(MAX(id), 0) FROM api_keys", &[]).await;

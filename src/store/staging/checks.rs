@@ -201,7 +201,8 @@ pub async fn mark_reference_problems(
         [] => String::new(),
         ids => format!(
             "AND NOT EXISTS (SELECT 1 FROM import_rows s2 JOIN imports i2 ON i2.id = s2.import_id
-                             WHERE s2.import_id IN ({}) AND i2.resource = v.target AND s2.state = 'pending'
+                             WHERE s2.import_id IN ({}) AND i2.org_id = $2 AND i2.resource = v.target
+                               AND s2.state = 'pending'
                                AND s2.record_key = v.value)",
             ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
         ),

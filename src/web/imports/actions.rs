@@ -97,11 +97,17 @@ pub async fn start(
     req: HttpRequest,
     id: Identity,
     state: web::Data<AppState>,
+    session: AppSession,
     path: web::Path<i64>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, path.into_inner()).await?;
+    // a sheet of an onboarding workbook starts after the sheets whose rows it refers to
+    if let Some(why) = crate::jobs::onboarding::import_blocked(&state.db, &state.schemas, id.org_id, imp.id).await? {
+        info(&session, why)?;
+        return Ok(see_other(page_of(&imp)));
+    }
     let confirmed = form(&body).remove("confirm_delete");
     if imp.needs_removal_confirmation(confirmed.as_deref()) {
         return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, None, true).await;

@@ -182,7 +182,9 @@ pub async fn upload(
     };
     tracing::Span::current().record("import_id", import_id);
     // uploaded from the onboarding: the import is its entity type's step now
-    if received.field("onboarding") == Some("1") {
+    if received.field("onboarding") == Some("1")
+        && crate::store::onboarding::rollback_asked(&state.db, id.org_id).await?.is_none()
+    {
         crate::store::onboarding::attach(&state.db, id.org_id, &c.schema.name, import_id, "", &id.email).await?;
     }
     let detail =
