@@ -468,3 +468,30 @@ pub async fn rollback(
     session.set_flash(&Flash { kind: "success".into(), text, secret: None })?;
     Ok(see_other(back))
 }
+
+/// Why the onboarding's step for `entity` takes no file now (earlier steps hold it, an
+/// import of it is on its way, it was skipped, the onboarding is being rolled back); None
+/// when it takes one, as the page offers.
+pub async fn refuses_a_file(
+    req: &HttpRequest,
+    id: &Identity,
+    state: &AppState,
+    entity: &str,
+) -> Result<Option<String>, AppError> {
+    let v = view(req, id, state).await?;
+    if v.rolling_back.is_some() {
+        return Ok(Some("The onboarding is being rolled back: upload the file once it is.".into()));
+    }
+    let Some(step) = v.steps.iter().find(|s| s.entity == entity) else { return Ok(None) };
+    Ok(match &step.state {
+        _ if !step.waits_for.is_empty() => {
+            let it = if step.waits_for.len() == 1 { "it" } else { "them" };
+            Some(format!("Import {} first, or skip {it}: {} refer to {it} by key.", step.waits_for_words(), step.label))
+        }
+        StepState::InProgress => {
+            Some(format!("An import of {} is on its way: finish or discard it first.", step.label))
+        }
+        StepState::Skipped => Some(format!("{} is skipped: take it up again first.", step.label)),
+        _ => None,
+    })
+}

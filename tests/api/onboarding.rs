@@ -28,6 +28,11 @@ async fn steps_follow_the_references_and_each_shows_its_import() {
     assert_eq!(count(&page.body, "#step-locations form.step-upload"), 1);
     assert_eq!(attrs(&page.body, "#step-locations a[download]", "href"), ["/locations/template.csv"]);
     assert!(text(&page.body, "#onboarding-steps").contains("0 of 5 steps done · 0 records imported so far"));
+    // the server holds a step as the page does
+    let held = c.upload("staff", ("s.csv", b"employee_id\nE-1\n"), &[("onboarding", "1")]).await;
+    assert_eq!(held.status, StatusCode::CONFLICT);
+    assert!(held.body.contains("Import Locations first, or skip it: Staff refer to it by key."), "{}", held.body);
+    assert!(c.get("/settings/imports").await.body.contains("No imports yet"), "nothing was created");
 
     // a file refused: the form to try again stays the step's
     let bad = c.upload("locations", ("x.csv", b"\x89PNG\x00\x00"), &[("onboarding", "1")]).await;

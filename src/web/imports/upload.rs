@@ -165,6 +165,13 @@ pub async fn upload(
         let msg = "Choose a CSV or XLSX file to upload.".to_string();
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, Some(received), msg).await;
     };
+    // a step of the onboarding takes a file when the page offers it one, not otherwise
+    if received.field("onboarding") == Some("1")
+        && let Some(why) = crate::web::onboarding::refuses_a_file(&req, &id, &state, &c.schema.name).await?
+    {
+        received.discard();
+        return refuse(StatusCode::CONFLICT, Some(received), why).await;
+    }
     let sheet = received.field("sheet").map(str::to_string);
     let how = How {
         name: received.field("name").unwrap_or(""),
@@ -182,9 +189,7 @@ pub async fn upload(
     };
     tracing::Span::current().record("import_id", import_id);
     // uploaded from the onboarding: the import is its entity type's step now
-    if received.field("onboarding") == Some("1")
-        && crate::store::onboarding::rollback_asked(&state.db, id.org_id).await?.is_none()
-    {
+    if received.field("onboarding") == Some("1") {
         crate::store::onboarding::attach(&state.db, id.org_id, &c.schema.name, import_id, "", &id.email).await?;
     }
     let detail =
