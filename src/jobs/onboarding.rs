@@ -48,15 +48,8 @@ pub async fn roll_back_next(db: &Db, schemas: &Schemas, org: OrgId) -> anyhow::R
         return Ok(Next::Running(imp.id));
     }
     if store::rollback_done(db, org).await? {
-        let event = crate::store::audit::AuditEvent {
-            actor: None,
-            actor_label: "background job",
-            action: "onboarding_rolled_back",
-            target: "onboarding",
-            detail: &format!("asked by {}", asked.rollback_requested_by_label),
-            address: "",
-        };
-        crate::store::audit::record(db, Some(org), &event).await?;
+        let detail = format!("asked by {}", asked.rollback_requested_by_label);
+        event(db, org, "background job", "onboarding_rolled_back", "onboarding", &detail).await?;
     }
     Ok(Next::Done)
 }
@@ -96,15 +89,7 @@ pub async fn go_on(db: &Db, schemas: &Schemas, org: OrgId) -> anyhow::Result<()>
             let label = schemas.get(&dep.entity).map(|s| s.label.clone()).unwrap_or_else(|| dep.entity.clone());
             let why = format!("Not imported: {label}, which it refers to, did not import (import #{}).", dep.id);
             if imports::transition(db, imp.id, imp.stage, Stage::Failed, &why).await? {
-                let event = crate::store::audit::AuditEvent {
-                    actor: None,
-                    actor_label: "background job",
-                    action: "import_failed",
-                    target: &format!("import {}", imp.id),
-                    detail: &why,
-                    address: "",
-                };
-                crate::store::audit::record(db, Some(org), &event).await?;
+                event(db, org, "background job", "import_failed", &format!("import {}", imp.id), &why).await?;
             }
         } else if imp.stage == Stage::Validating
             && deps.iter().all(|d| matches!(d.stage, Stage::Ready | Stage::Importing | Stage::Completed))
@@ -118,15 +103,8 @@ pub async fn go_on(db: &Db, schemas: &Schemas, org: OrgId) -> anyhow::Result<()>
             && imports::start_import(db, org, imp.id, Actor::User(UserId::new(by))).await?
         {
             import_jobs::enqueue(db, org, imp.id, import_jobs::PROCESS).await?;
-            let event = crate::store::audit::AuditEvent {
-                actor: None,
-                actor_label: &format!("{} (Import all)", row.updated_by_label),
-                action: "import_started",
-                target: &format!("import {}", imp.id),
-                detail: "",
-                address: "",
-            };
-            crate::store::audit::record(db, Some(org), &event).await?;
+            let who = format!("{} (Import all)", row.updated_by_label);
+            event(db, org, &who, "import_started", &format!("import {}", imp.id), "").await?;
         }
         let now = imports::get(db, org, imp.id).await?;
         stages.push((step.entity.clone(), now));
@@ -162,4 +140,10 @@ pub async fn import_blocked(db: &Db, schemas: &Schemas, org: OrgId, import_id: i
             if waiting.len() == 1 { "its" } else { "their" }
         )
     }))
+}
+
+/// An audit event the chains record on the org's behalf.
+async fn event(db: &Db, org: OrgId, who: &str, action: &str, target: &str, detail: &str) -> anyhow::Result<()> {
+    let event = crate::store::audit::AuditEvent { actor: None, actor_label: who, action, target, detail, address: "" };
+    crate::store::audit::record(db, Some(org), &event).await
 }

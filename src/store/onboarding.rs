@@ -80,10 +80,11 @@ pub async fn set_skipped(db: &Db, org: OrgId, entity: &str, skipped: bool, by: &
     Ok(())
 }
 
-/// The steps' import ids of the org, to tell an import that belongs to the workflow.
-pub async fn step_of_import(db: &Db, org: OrgId, import_id: i64) -> anyhow::Result<Option<String>> {
-    on_pool!(db, p => sqlx::query_scalar::<_, String>(
-        "SELECT entity FROM onboarding_steps WHERE org_id = $1 AND import_id = $2",
+/// The step import `import_id` is, if it is one: (entity type, workbook it came from, ''
+/// for a file of its own).
+pub async fn step_of_import(db: &Db, org: OrgId, import_id: i64) -> anyhow::Result<Option<(String, String)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (String, String)>(
+        "SELECT entity, workbook FROM onboarding_steps WHERE org_id = $1 AND import_id = $2",
     )
     .bind(org.get())
     .bind(import_id)
@@ -243,16 +244,4 @@ pub async fn queue(db: &Db, org: OrgId, entity: &str, what: &str, by: i64, by_la
     .map(|r| r.rows_affected()))
     .context("queueing an onboarding step")?;
     Ok(())
-}
-
-/// The entity type of the workbook step import `id` is, if it is one.
-pub async fn workbook_step_of_import(db: &Db, org: OrgId, import_id: i64) -> anyhow::Result<Option<String>> {
-    on_pool!(db, p => sqlx::query_scalar::<_, String>(
-        "SELECT entity FROM onboarding_steps WHERE org_id = $1 AND import_id = $2 AND workbook <> ''",
-    )
-    .bind(org.get())
-    .bind(import_id)
-    .fetch_optional(p)
-    .await)
-    .context("finding an import's workbook step")
 }

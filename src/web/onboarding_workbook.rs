@@ -128,7 +128,7 @@ pub async fn upload(
     payload: Multipart,
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
-    let dir = state.settings.db.data_dir.join("files").join("imports").join(id.org_id.get().to_string());
+    let dir = super::imports::upload::files_dir(&state, id.org_id);
     let limit = state.settings.upload_limit;
     let received = match uploads::receive(payload, &dir, limit).await {
         Ok(r) => r,

@@ -73,14 +73,14 @@ pub async fn save_mapping(
             imp.stage.label().to_lowercase()
         )));
     }
-    match crate::store::onboarding::workbook_step_of_import(&state.db, id.org_id, imp.id).await? {
+    match crate::store::onboarding::step_of_import(&state.db, id.org_id, imp.id).await? {
         // a sheet of an onboarding workbook validates after the sheets it refers to
-        Some(entity) => {
+        Some((entity, workbook)) if !workbook.is_empty() => {
             let by = id.user_id.get();
             crate::store::onboarding::queue(&state.db, id.org_id, &entity, "validate", by, &id.email).await?;
             crate::jobs::onboarding::go_on(&state.db, &state.schemas, id.org_id).await?;
         }
-        None => import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::VALIDATE).await?,
+        _ => import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::VALIDATE).await?,
     }
     // in words: "Location code ← code; Name ← name" (field label ← column of the file)
     let detail: Vec<String> = schema

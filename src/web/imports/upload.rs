@@ -105,7 +105,7 @@ pub async fn entity_importer(
     Ok(render(StatusCode::OK, &upload_page(&req, &id, &state, Some(schema), None, None).await?))
 }
 
-fn files_dir(state: &AppState, org: OrgId) -> PathBuf {
+pub(crate) fn files_dir(state: &AppState, org: OrgId) -> PathBuf {
     state.settings.db.data_dir.join("files").join("imports").join(org.get().to_string())
 }
 
