@@ -403,8 +403,17 @@ pub fn visit_rows(path: &Path, info: &FileInfo, f: &mut RowVisitor<'_>) -> Resul
                         if row == 1 {
                             continue;
                         }
-                        cells.clear();
-                        cells.extend(rec.iter().map(str::to_string));
+                        // the cells' buffers are kept from row to row: no allocation per cell
+                        cells.truncate(rec.len());
+                        for (i, c) in rec.iter().enumerate() {
+                            match cells.get_mut(i) {
+                                Some(cell) => {
+                                    cell.clear();
+                                    cell.push_str(c);
+                                }
+                                None => cells.push(c.to_string()),
+                            }
+                        }
                         if cells.iter().all(|c| c.trim().is_empty()) {
                             continue;
                         }

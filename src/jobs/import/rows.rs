@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use md5::{Digest, Md5};
@@ -20,8 +21,6 @@ use crate::store::Db;
 use crate::store::imports::{self as store, phases::PhaseEnd};
 use crate::store::staging::{ChunkRow, StagedIssue, StagedRow, StagedValue};
 
-pub(super) type Row = (u64, Vec<String>);
-
 /// What the file-reading thread sends: a batch, or why reading stopped.
 type Sent<T> = Result<T, String>;
 
@@ -34,13 +33,24 @@ pub(super) struct Batches<T> {
 impl<T: Send + 'static> Batches<T> {
     /// `f(row number, cells, last)` returns a batch to send when it has one; `last` asks it
     /// to hand over what it holds.
-    fn open<F>(path: PathBuf, info: FileInfo, mut f: F) -> Batches<T>
+    fn open<F>(path: PathBuf, info: FileInfo, f: F) -> Batches<T>
+    where
+        F: FnMut(u64, &[String], bool) -> Option<T> + Send + 'static,
+    {
+        Batches::open_until(path, info, u64::MAX, f)
+    }
+
+    /// As [`Batches::open`], reading no further than row `last`.
+    fn open_until<F>(path: PathBuf, info: FileInfo, last: u64, mut f: F) -> Batches<T>
     where
         F: FnMut(u64, &[String], bool) -> Option<T> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::mpsc::channel::<Sent<T>>(2);
         tokio::task::spawn_blocking(move || {
             let res = visit_rows(&path, &info, &mut |n, cells| {
+                if n > last {
+                    return Ok(false);
+                }
                 // a closed channel means the reader was dropped: stop reading
                 Ok(match f(n, cells, false) {
                     Some(b) => tx.blocking_send(Ok(b)).is_ok(),
@@ -58,13 +68,89 @@ impl<T: Send + 'static> Batches<T> {
         Batches { rx }
     }
 
+    /// As [`Batches::open`] with the work spread over threads: the reading thread only
+    /// gathers rows, and `workers` threads each turn whole batches of them into a `T` (each
+    /// with its own `f`, made by `make`). Batches arrive in no set order.
+    fn open_spread<F>(path: PathBuf, info: FileInfo, workers: usize, make: impl Fn() -> F) -> Batches<T>
+    where
+        F: FnMut(&RawRows) -> T + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Sent<T>>(2 * workers);
+        let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<RawRows>(workers);
+        let raw_rx = Arc::new(std::sync::Mutex::new(raw_rx));
+        for _ in 0..workers {
+            let (mut f, tx, raw_rx) = (make(), tx.clone(), raw_rx.clone());
+            tokio::task::spawn_blocking(move || {
+                loop {
+                    // the lock is held only while waiting for the next batch
+                    let Ok(raw) = raw_rx.lock().map_err(drop).and_then(|r| r.recv().map_err(drop)) else { return };
+                    // a closed channel means the reader was dropped: stop
+                    if tx.blocking_send(Ok(f(&raw))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut raw = RawRows::default();
+            let res = visit_rows(&path, &info, &mut |n, cells| {
+                raw.push(n, cells);
+                // every worker gone means the reader was dropped: stop
+                Ok(raw.rows.len() < BATCH || raw_tx.send(std::mem::take(&mut raw)).is_ok())
+            });
+            match res {
+                Ok(()) if !raw.rows.is_empty() => drop(raw_tx.send(raw)),
+                Ok(()) => {}
+                Err(e) => drop(tx.blocking_send(Err(e.to_string()))),
+            }
+        });
+        Batches { rx }
+    }
+
     /// The next batch; a file that stopped reading is a lasting problem.
     pub(super) async fn next(&mut self) -> Option<Step<T>> {
         self.rx.recv().await.map(|b| b.map_err(StepError::Fail))
     }
 }
 
+/// A batch of the file's rows as read, their cells in one buffer (one allocation per
+/// batch, not one per cell).
+#[derive(Default)]
+pub(super) struct RawRows {
+    text: String,
+    /// Each cell's end in `text` (it starts where the one before it ends).
+    ends: Vec<usize>,
+    /// Each row's number and the index of its first cell in `ends`.
+    rows: Vec<(u64, usize)>,
+}
+
+impl RawRows {
+    fn push(&mut self, n: u64, cells: &[String]) {
+        self.rows.push((n, self.ends.len()));
+        for c in cells {
+            self.text.push_str(c);
+            self.ends.push(self.text.len());
+        }
+    }
+
+    /// Calls `f` with each row's number and cells, in file order.
+    fn each(&self, mut f: impl FnMut(u64, &[&str])) {
+        let mut cells: Vec<&str> = vec![];
+        for (i, &(n, first)) in self.rows.iter().enumerate() {
+            let end = self.rows.get(i + 1).map_or(self.ends.len(), |r| r.1);
+            cells.clear();
+            let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+            for &e in &self.ends[first..end] {
+                cells.push(&self.text[start..e]);
+                start = e;
+            }
+            f(n, &cells);
+        }
+    }
+}
+
 /// Where each mapped field's value sits in a row.
+#[derive(Clone)]
 pub(super) struct Columns {
     by_field: HashMap<String, usize>,
 }
@@ -83,12 +169,12 @@ impl Columns {
         Ok(Columns { by_field })
     }
 
-    fn cell<'a>(&self, cells: &'a [String], field: &str) -> Option<&'a str> {
-        self.by_field.get(field).map(|i| cells.get(*i).map(String::as_str).unwrap_or(""))
+    fn cell<'a, S: AsRef<str>>(&self, cells: &'a [S], field: &str) -> Option<&'a str> {
+        self.by_field.get(field).map(|i| cells.get(*i).map(AsRef::as_ref).unwrap_or(""))
     }
 }
 
-pub(super) fn cells_json(cells: &[String]) -> String {
+pub(super) fn cells_json<S: serde::Serialize>(cells: &[S]) -> String {
     serde_json::to_string(cells).unwrap_or_else(|_| "[]".into())
 }
 
@@ -167,15 +253,48 @@ pub(super) struct StagedBatch {
     pub issues: Vec<StagedIssue>,
 }
 
+/// A set of row numbers, a bit per row up to the largest (a 10,000,000-row file takes
+/// 1.2 MB, however many rows are in it).
+#[derive(Default)]
+pub(super) struct RowSet {
+    bits: Vec<u64>,
+    last: u64,
+}
+
+impl RowSet {
+    pub fn insert(&mut self, n: i64) {
+        let n = n.max(0) as u64;
+        let word = (n / 64) as usize;
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        self.bits[word] |= 1 << (n % 64);
+        self.last = self.last.max(n);
+    }
+
+    pub fn contains(&self, n: u64) -> bool {
+        self.bits.get((n / 64) as usize).is_some_and(|w| w & (1 << (n % 64)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bits.iter().all(|w| *w == 0)
+    }
+}
+
+/// Rows per batch of cells sent for issues.
+const CELLS_BATCH: usize = 2000;
+
 impl Run<'_> {
-    /// The file's rows as read, in batches.
-    pub fn batches(&self) -> Batches<Vec<Row>> {
-        let mut buf: Vec<Row> = Vec::with_capacity(BATCH);
-        Batches::open(self.path.clone(), self.info.clone(), move |n, cells, last| {
-            if !last {
-                buf.push((n, cells.to_vec()));
+    /// The cells (as a JSON array) of the file's rows in `wanted`, in batches; the file is
+    /// read up to the last of them only, and no other row is copied.
+    pub fn cells_of(&self, wanted: RowSet) -> Batches<Vec<(i64, String)>> {
+        let mut buf: Vec<(i64, String)> = Vec::with_capacity(CELLS_BATCH);
+        let last = wanted.last;
+        Batches::open_until(self.path.clone(), self.info.clone(), last, move |n, cells, end| {
+            if !end && wanted.contains(n) {
+                buf.push((n as i64, cells_json(cells)));
             }
-            if buf.len() >= BATCH || (last && !buf.is_empty()) { Some(std::mem::take(&mut buf)) } else { None }
+            if buf.len() >= CELLS_BATCH || (end && !buf.is_empty()) { Some(std::mem::take(&mut buf)) } else { None }
         })
     }
 }
@@ -196,81 +315,98 @@ pub(super) fn stages_data(db: &Db, schema: &EntitySchema) -> bool {
         || schema.fields.iter().any(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images))
 }
 
-/// Reads the file on a blocking thread and stages every row: the width check
-/// (prevalidation), the digest of its mapped cells (for preparsing), its key (for
-/// transforming) and its parsed record or problems (for parsing and validation).
+/// Reads the file and stages every row: the width check (prevalidation), the digest of its
+/// mapped cells (for preparsing), its key (for transforming) and its parsed record or
+/// problems (for parsing and validation). One thread reads; the checking, on every row's
+/// every cell, is spread over a thread per core, a batch each.
 pub(super) fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch> {
-    let schema = run.schema.clone();
-    let delete = run.action() == Action::Delete;
-    let keeps_data = stages_data(run.db, &schema);
-    let mut sampled = 0usize;
-    let width = run.info.headers.len();
-    let mut batch = StagedBatch { rows: vec![], values: vec![], issues: vec![] };
-    Batches::open(run.path.clone(), run.info.clone(), move |n, cells, last| {
+    let stager = Stager {
+        schema: run.schema.clone(),
+        cols,
+        delete: run.action() == Action::Delete,
+        keeps_data: stages_data(run.db, &run.schema),
+        width: run.info.headers.len(),
+        sampled: Arc::new(AtomicUsize::new(0)),
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    Batches::open_spread(run.path.clone(), run.info.clone(), workers, move || {
+        let stager = stager.clone();
+        move |raw: &RawRows| {
+            let mut batch = StagedBatch { rows: Vec::with_capacity(raw.rows.len()), values: vec![], issues: vec![] };
+            raw.each(|n, cells| stager.stage(n, cells, &mut batch));
+            batch
+        }
+    })
+}
+
+/// What staging a row needs to know (shared by the threads that stage).
+#[derive(Clone)]
+struct Stager {
+    schema: Arc<EntitySchema>,
+    cols: Columns,
+    delete: bool,
+    keeps_data: bool,
+    width: usize,
+    /// Rows staged with their record so far, for the import page's sample.
+    sampled: Arc<AtomicUsize>,
+}
+
+impl Stager {
+    fn stage(&self, n: u64, cells: &[&str], batch: &mut StagedBatch) {
+        let (schema, cols, width) = (&self.schema, &self.cols, self.width);
         let row_number = n as i64;
-        if last {
-            // the end of the file: hand over the rest
-        } else if cells.iter().skip(width).any(|c| !c.trim().is_empty()) {
+        if cells.iter().skip(width).any(|c| !c.trim().is_empty()) {
             let message = format!("row {n} has {} values but the header has {width} columns", cells.len());
             batch.issues.push(StagedIssue { row_number, message, cells: cells_json(cells) });
             batch.rows.push(StagedRow { row_number, state: "malformed", ..Default::default() });
-        } else {
-            let mut h = Md5::new();
-            for f in &schema.fields {
-                h.update(cols.cell(cells, f.name()).unwrap_or("").trim().as_bytes());
-                h.update([0x1f]);
-            }
-            let mut row = StagedRow { row_number, state: "pending", digest: h.finalize().into(), ..Default::default() };
-            if delete {
-                // a delete names records by key; nothing else is read
-                row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
-                if row.record_key.is_empty() {
-                    row.problem = Some(format!("{}: is required but empty", schema.key));
-                }
-            } else {
-                let record = keeps_data || sampled < SAMPLE_ROWS;
-                match schema.prepare_with(|f| cols.cell(cells, f), record) {
-                    Ok(r) => {
-                        for (field, value) in r.uniques {
-                            batch.values.push(StagedValue {
-                                row_number,
-                                kind: "unique",
-                                field,
-                                target: String::new(),
-                                value,
-                            });
-                        }
-                        for (field, target, value) in r.refs {
-                            batch.values.push(StagedValue { row_number, kind: "ref", field, target, value });
-                        }
-                        for (field, value, image) in r.files {
-                            let target = if image { "images" } else { "files" }.to_string();
-                            batch.values.push(StagedValue { row_number, kind: "file", field, target, value });
-                        }
-                        row.record_key = r.key;
-                        row.row_hash = Some(r.row_hash);
-                        // the record itself is read again from the file by the chunk that
-                        // writes it; staged only where fetching files changes it, and for
-                        // the import page's sample
-                        if record {
-                            sampled += 1;
-                            row.data = Some(r.data);
-                            row.search_text = Some(r.search_text);
-                        }
-                    }
-                    Err(errors) => {
-                        row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
-                        row.problem = Some(errors.join("; "));
-                    }
-                }
+            return;
+        }
+        let mut h = Md5::new();
+        for f in &schema.fields {
+            h.update(cols.cell(cells, f.name()).unwrap_or("").trim().as_bytes());
+            h.update([0x1f]);
+        }
+        let mut row = StagedRow { row_number, state: "pending", digest: h.finalize().into(), ..Default::default() };
+        if self.delete {
+            // a delete names records by key; nothing else is read
+            row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
+            if row.record_key.is_empty() {
+                row.problem = Some(format!("{}: is required but empty", schema.key));
             }
             batch.rows.push(row);
+            return;
         }
-        if batch.rows.len() >= BATCH || last {
-            return Some(std::mem::replace(&mut batch, StagedBatch { rows: vec![], values: vec![], issues: vec![] }));
+        let record = self.keeps_data || self.sampled.load(Ordering::Relaxed) < SAMPLE_ROWS;
+        match schema.prepare_with(|f| cols.cell(cells, f), record) {
+            Ok(r) => {
+                for (field, value) in r.uniques {
+                    batch.values.push(StagedValue { row_number, kind: "unique", field, target: String::new(), value });
+                }
+                for (field, target, value) in r.refs {
+                    batch.values.push(StagedValue { row_number, kind: "ref", field, target, value });
+                }
+                for (field, value, image) in r.files {
+                    let target = if image { "images" } else { "files" }.to_string();
+                    batch.values.push(StagedValue { row_number, kind: "file", field, target, value });
+                }
+                row.record_key = r.key;
+                row.row_hash = Some(r.row_hash);
+                // the record itself is read again from the file by the chunk that writes it;
+                // staged only where fetching files changes it, and for the import page's
+                // sample
+                if record {
+                    self.sampled.fetch_add(1, Ordering::Relaxed);
+                    row.data = Some(r.data);
+                    row.search_text = Some(r.search_text);
+                }
+            }
+            Err(errors) => {
+                row.record_key = cols.cell(cells, &schema.key).unwrap_or("").trim().to_string();
+                row.problem = Some(errors.join("; "));
+            }
         }
-        None
-    })
+        batch.rows.push(row);
+    }
 }
 
 /// The records of the file's rows after `after`, read and parsed again on a blocking thread

@@ -3,10 +3,9 @@
 //! with seed 003's file step), and the cells of the rows left out filled in. Safe to run
 //! again from the start: the first thing it does is forget what an earlier attempt staged.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::rows::{Columns, Run, cells_json, stage_batches};
+use super::rows::{Columns, RowSet, Run, stage_batches};
 use super::{Handlers, Payload, conclude};
 use crate::domain::entities::FieldKind;
 use crate::domain::imports::{Action, Phase, Stage, Validated};
@@ -295,35 +294,24 @@ async fn count_left_out(db: &Db, id: i64) -> Step<i64> {
     Ok(store::phases::count_issues(db, id).await?)
 }
 
-/// Issues recorded by the set-based phases carry no cells; one ordered pass over the file
-/// fills them in, a page of row numbers at a time.
+/// Issues recorded by the set-based phases carry no cells; their rows are gathered
+/// (a bit each), then one pass over the file, up to the last of them, fills them in.
 pub(super) async fn fill_issue_cells(run: &Run<'_>) -> Step<()> {
     let (db, id) = (run.db, run.imp.id);
-    let mut wanted: VecDeque<i64> = staging::rows_without_cells(db, id, 0, 2000).await?.into();
+    let mut wanted = RowSet::default();
+    let mut after = 0;
+    loop {
+        let page = staging::rows_without_cells(db, id, after, 20_000).await?;
+        let Some(last) = page.last().copied() else { break };
+        page.into_iter().for_each(|n| wanted.insert(n));
+        after = last;
+    }
     if wanted.is_empty() {
         return Ok(());
     }
-    let mut found: Vec<(i64, String)> = vec![];
-    let mut rows = run.batches();
-    while let Some(batch) = rows.next().await {
-        for (n, cells) in batch? {
-            let n = n as i64;
-            while wanted.front().is_some_and(|w| *w < n) {
-                wanted.pop_front();
-            }
-            if wanted.front() == Some(&n) {
-                wanted.pop_front();
-                found.push((n, cells_json(&cells)));
-            }
-            if wanted.is_empty() {
-                staging::set_cells(db, id, &found).await?;
-                found.clear();
-                wanted = staging::rows_without_cells(db, id, n, 2000).await?.into();
-                if wanted.is_empty() {
-                    return Ok(());
-                }
-            }
-        }
+    let mut cells = run.cells_of(wanted);
+    while let Some(batch) = cells.next().await {
+        staging::set_cells(db, id, &batch?).await?;
     }
-    Ok(staging::set_cells(db, id, &found).await?)
+    Ok(())
 }
