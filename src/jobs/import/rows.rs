@@ -462,3 +462,42 @@ impl ChunkRows {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_set_holds_exactly_the_rows_put_in_it() {
+        let mut set = RowSet::default();
+        assert!(set.is_empty());
+        for n in [2, 63, 64, 65, 1_000_001] {
+            set.insert(n);
+        }
+        assert!(!set.is_empty());
+        assert_eq!(set.last, 1_000_001);
+        for n in [2, 63, 64, 65, 1_000_001] {
+            assert!(set.contains(n), "{n} was put in");
+        }
+        for n in [0, 1, 3, 62, 66, 1_000_000, 1_000_002, 50_000_000] {
+            assert!(!set.contains(n), "{n} was not put in");
+        }
+    }
+
+    #[test]
+    fn raw_rows_give_back_every_row_with_its_own_cells() {
+        let mut raw = RawRows::default();
+        let rows: Vec<(u64, Vec<String>)> = vec![
+            (2, vec!["a".into(), "".into(), "ç€".into()]),
+            (3, vec![]),
+            (5, vec!["".into()]),
+            (6, vec!["x,y".into(), "long value".into(), "".into(), "extra".into()]),
+        ];
+        for (n, cells) in &rows {
+            raw.push(*n, cells);
+        }
+        let mut back: Vec<(u64, Vec<String>)> = vec![];
+        raw.each(|n, cells| back.push((n, cells.iter().map(|c| c.to_string()).collect())));
+        assert_eq!(back, rows);
+    }
+}
