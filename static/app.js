@@ -126,9 +126,37 @@
     if (items.length < 2) return items.join("");
     return items.slice(0, -1).join(", ") + " and " + items[items.length - 1];
   }
+  // A column picked for a date, datetime or decimal field: its format is proposed again from
+  // that column's values (or asked, when they allow two readings), and an enum field's list
+  // of unknown values, made for another column, steps aside until the next validation.
+  function formatFollows(select, option) {
+    var field = select.id.replace(/^map-/, "");
+    var fmt = document.getElementById("fmt-" + field);
+    if (fmt && option) {
+      var kind = fmt.getAttribute("data-format-kind");
+      var proposed = option.value ? option.getAttribute("data-" + kind) || "" : "";
+      var ask = fmt.querySelector("option[data-ask]");
+      var asking = proposed === "?";
+      ask.hidden = ask.disabled = !asking;
+      fmt.value = asking ? "" : proposed || (kind === "decimal" ? "" : "YYYY-MM-DD");
+      var hint = document.getElementById("fmt-hint-" + field);
+      hint.textContent = option.value ? option.getAttribute("data-" + kind + "-hint") || "" : "";
+      hint.classList.toggle("hint-ask", asking);
+    }
+    var list = document.querySelector("[data-values-for='" + field + "']");
+    if (list) {
+      var madeFor = list.querySelector("input[name^='vcol.']").value;
+      var stale = select.value !== madeFor;
+      list.querySelector("table").hidden = stale;
+      list.querySelector(".value-map-title").hidden = stale;
+      list.querySelector("[data-values-stale]").hidden = !stale;
+    }
+  }
   function mappingChanged(select) {
+    if (select.name.indexOf("map.") !== 0) return;
     var form = select.form;
     var option = select.options[select.selectedIndex];
+    formatFollows(select, option);
     var sample = document.getElementById("sample-" + select.id.replace(/^map-/, ""));
     if (sample) {
       var values = (option && option.value && option.getAttribute("data-sample")) || "";

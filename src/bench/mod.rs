@@ -20,7 +20,7 @@ use anyhow::Context;
 
 use crate::domain::entities::Schemas;
 use crate::domain::ids::{OrgId, UserId};
-use crate::domain::imports::mapping::{Target, auto_map};
+use crate::domain::imports::mapping::auto_map_schema;
 use crate::domain::imports::{Action, DuplicateHandling, Import, Stage};
 use crate::jobs::{Worker, WorkerConfig};
 use crate::store::{self, Db};
@@ -217,9 +217,7 @@ impl Bench {
         let (db, org) = (&self.db, self.org);
         let info =
             crate::files::sniff(file, None, &crate::files::Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let targets: Vec<Target> =
-            self.schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
-        let mapping = auto_map(&targets, &info.headers);
+        let mapping = auto_map_schema(&self.schema, &info.headers);
         let path = file.to_string_lossy().into_owned();
         let id = store::imports::create(
             db,
@@ -242,8 +240,17 @@ impl Bench {
         )
         .await?;
         self.current.store(id, std::sync::atomic::Ordering::Relaxed);
-        store::imports::set_headers(db, id, &info.headers, &mapping, None, &[]).await?;
-        store::imports::confirm_mapping(db, org, id, &mapping, self.user.into()).await?;
+        let none = Default::default();
+        let columns = store::imports::FileColumns {
+            headers: &info.headers,
+            mapping: &mapping,
+            proposed: &none,
+            sheet: None,
+            samples: &[],
+            profile: &Default::default(),
+        };
+        store::imports::set_headers(db, id, &columns).await?;
+        store::imports::confirm_mapping(db, org, id, &mapping, &none, self.user.into()).await?;
         crate::jobs::import::enqueue(db, org, id, crate::jobs::import::VALIDATE).await?;
         let validate_s = self.drain().await?;
         let v = imported(db, org, id).await?;

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::reader::{FileInfo, visit_rows};
+use crate::domain::imports::detect::{ColumnProfile, FileProfile, PROFILE_ROWS};
 
 /// Rows read for samples: enough to meet values in sparse columns, few enough to be instant.
 pub const SAMPLE_ROWS: usize = 20;
@@ -29,6 +30,26 @@ pub fn column_samples(path: &Path, info: &FileInfo) -> Vec<Vec<String>> {
         Ok(rows < SAMPLE_ROWS && samples.iter().any(|k| k.len() < PER_COLUMN))
     });
     samples
+}
+
+/// The distinct values of each column, with their rows, over the first [`PROFILE_ROWS`]
+/// rows: what the mapping step reads formats and unknown enum values off. Best effort, as
+/// the samples are.
+pub fn file_profile(path: &Path, info: &FileInfo) -> FileProfile {
+    let mut profile =
+        FileProfile { rows: 0, complete: true, columns: vec![ColumnProfile::default(); info.headers.len()] };
+    let _ = visit_rows(path, info, &mut |_, cells| {
+        if profile.rows == PROFILE_ROWS {
+            profile.complete = false;
+            return Ok(false);
+        }
+        for (column, cell) in profile.columns.iter_mut().zip(cells) {
+            column.add(cell);
+        }
+        profile.rows += 1;
+        Ok(true)
+    });
+    profile
 }
 
 /// One line of at most `MAX_CHARS` characters.
@@ -72,6 +93,27 @@ mod tests {
         // a quote left open: the rows before it are the sample
         let s = samples_of("a,b\n1,2\n3,\"open\n");
         assert_eq!(s[0][0], "1");
+    }
+
+    #[test]
+    fn a_profile_counts_each_columns_values_and_says_whether_it_read_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, "d,s\n2012/01/01,on\n2012/01/02,on\n,off\n").unwrap();
+        let info = sniff(&path, None, &Limits::default()).unwrap();
+        let p = file_profile(&path, &info);
+        assert_eq!((p.rows, p.complete), (3, true));
+        assert_eq!(p.columns[1].values, vec![("on".to_string(), 2), ("off".to_string(), 1)]);
+        assert_eq!(p.columns[0].values.len(), 2, "blanks are not values");
+        let mut text = String::from("a\n");
+        for i in 0..=PROFILE_ROWS {
+            text.push_str(&format!("{}\n", i % 3));
+        }
+        std::fs::write(&path, text).unwrap();
+        let info = sniff(&path, None, &Limits::default()).unwrap();
+        let p = file_profile(&path, &info);
+        assert_eq!((p.rows, p.complete), (PROFILE_ROWS, false));
+        assert_eq!(p.columns[0].values.iter().map(|(_, n)| n).sum::<u64>(), PROFILE_ROWS);
     }
 
     #[test]

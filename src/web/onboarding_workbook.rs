@@ -267,7 +267,15 @@ pub async fn validate_all(
         return flash(&session, "error", text);
     }
     for (entity, _, imp) in &waiting {
-        if crate::store::imports::confirm_mapping(&state.db, id.org_id, imp.id, &imp.mapping, id.user_id.into()).await?
+        if crate::store::imports::confirm_mapping(
+            &state.db,
+            id.org_id,
+            imp.id,
+            &imp.mapping,
+            &imp.options,
+            id.user_id.into(),
+        )
+        .await?
         {
             crate::store::onboarding::queue(&state.db, id.org_id, entity, "validate", id.user_id.get(), &id.email)
                 .await?;

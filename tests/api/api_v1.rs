@@ -10,7 +10,7 @@ const LOCATIONS: &str =
     "code,name,kind,capacity\nLOC-1,Main Clinic,clinic,40\nLOC-2,North,clinic,ten\nLOC-3,Depot,office,5\n";
 
 /// Creates a key on the settings page as `c`'s user; the secret the page shows once.
-async fn create_key(c: &mut Client, name: &str, permissions: &[&str], expiry: &str) -> String {
+pub(crate) async fn create_key(c: &mut Client, name: &str, permissions: &[&str], expiry: &str) -> String {
     let mut fields = vec![("name", name), ("expires_in_days", expiry)];
     fields.extend(permissions.iter().map(|p| ("permissions", *p)));
     let r = c.submit("/settings/api-keys", "/settings/api-keys", &fields).await;
@@ -371,7 +371,13 @@ async fn the_openapi_document_and_its_reference_page_are_served() {
 }
 
 /// POSTs JSON with the key (and more headers); the response and its JSON.
-async fn post_json(c: &mut Client, path: &str, key: &str, body: &str, headers: &[(&str, &str)]) -> (Resp, Value) {
+pub(crate) async fn post_json(
+    c: &mut Client,
+    path: &str,
+    key: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (Resp, Value) {
     let auth = format!("Bearer {key}");
     let mut all = vec![("authorization", auth.as_str()), ("content-type", "application/json")];
     all.extend_from_slice(headers);
@@ -381,7 +387,7 @@ async fn post_json(c: &mut Client, path: &str, key: &str, body: &str, headers: &
 }
 
 /// PUTs a file to an upload URL (no key: the URL is signed).
-async fn put_file(c: &mut Client, url: &str, content_type: &str, body: &[u8]) -> (Resp, Value) {
+pub(crate) async fn put_file(c: &mut Client, url: &str, content_type: &str, body: &[u8]) -> (Resp, Value) {
     let r = c.send("PUT", url, &[("content-type", content_type)], body.to_vec()).await;
     let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
     (r, v)

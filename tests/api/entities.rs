@@ -182,7 +182,8 @@ fn the_examples_are_valid_and_their_references_resolve_in_dependency_order() {
         let path = std::path::Path::new("examples").join(format!("{}.csv", schema.name));
         let info = stevedore::files::sniff(&path, None, &Default::default())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
+        let targets: Vec<Target> =
+            schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label, synonyms: &f.synonyms }).collect();
         let mapping = auto_map(&targets, &info.headers);
         assert_eq!(mapping.len(), schema.fields.len(), "{}: every column maps by name", schema.name);
         let column: BTreeMap<&str, usize> = mapping

@@ -240,6 +240,15 @@ impl TestApp {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The one text a query with `binds` answers, on either backend.
+    pub async fn text(&self, sql: &'static str, binds: &[i64]) -> String {
+        match &self.db {
+            Db::Sqlite(p) => binds.iter().fold(sqlx::query_scalar(sql), |q, b| q.bind(*b)).fetch_one(p).await,
+            Db::Postgres(p) => binds.iter().fold(sqlx::query_scalar(sql), |q, b| q.bind(*b)).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     pub async fn role_of(&self, org: &str, email: &str) -> Option<String> {
         let org = stevedore::domain::ids::OrgId::new(self.org_id(org).await);
         let user = stevedore::domain::ids::UserId::new(self.user_id(email).await);
@@ -453,21 +462,30 @@ impl Client {
         self.post_multipart(&format!("/settings/imports/upload?csrf_token={token}"), &all, Some(file)).await
     }
 
-    /// Confirms the column mapping import `id`'s page proposes (the selected option of every
-    /// field's select, none for a field the page leaves unmapped); the response.
+    /// Confirms the column mapping import `id`'s page proposes, as a browser submits its form
+    /// untouched; the response.
     pub async fn confirm_mapping(&mut self, id: i64) -> Resp {
+        self.submit_mapping(id, &[]).await
+    }
+
+    /// Submits import `id`'s mapping form as the page proposes it, with the selects named in
+    /// `changes` set to the values given (`map.kind`, `fmt.opened_on`, `vto.kind.0`); the
+    /// response.
+    pub async fn submit_mapping(&mut self, id: i64, changes: &[(&str, &str)]) -> Resp {
         let page = self.get(&format!("/settings/imports/{id}")).await;
-        let doc = Html::parse_document(&page.body);
-        let chosen = selector("option[selected]");
-        let mut form: Vec<(String, String)> = doc
-            .select(&selector("select[id^=\"map-\"]"))
-            .map(|s| {
-                let name = s.attr("name").expect("a mapping select has a name").to_string();
-                let value = s.select(&chosen).next().and_then(|o| o.attr("value")).unwrap_or_default();
-                (name, value.to_string())
+        let form = mapping_form(&page.body);
+        assert!(form.iter().any(|(k, _)| k.starts_with("map.")), "import {id} shows no mapping: {}", page.body);
+        let mut form: Vec<(String, String)> = form
+            .into_iter()
+            .map(|(k, v)| match changes.iter().find(|(c, _)| *c == k) {
+                Some((_, changed)) => (k, changed.to_string()),
+                None => (k, v),
             })
             .collect();
-        assert!(!form.is_empty(), "import {id} shows no mapping: {}", page.body);
+        for (k, _) in changes {
+            assert!(form.iter().any(|(f, _)| f == k), "the mapping form has no {k}");
+        }
+        form.retain(|(k, _)| k != "csrf_token");
         form.push(("csrf_token".into(), page.csrf()));
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.post_form(&format!("/settings/imports/{id}/mapping"), &form).await
@@ -486,6 +504,29 @@ impl Client {
     pub async fn import_action(&mut self, id: i64, action: &str, fields: &[(&str, &str)]) -> Resp {
         self.submit(&format!("/settings/imports/{id}"), &format!("/settings/imports/{id}/{action}"), fields).await
     }
+}
+
+/// What the page's mapping form sends untouched: each select's selected option (the first
+/// enabled one when none is marked) and each hidden input, in page order.
+pub fn mapping_form(html: &str) -> Vec<(String, String)> {
+    let doc = Html::parse_document(html);
+    let form = doc.select(&selector("form[data-mapping-form]")).next().expect("a mapping form");
+    let mut out = vec![];
+    for el in form.select(&selector("select, input[type=hidden]")) {
+        let Some(name) = el.attr("name") else { continue };
+        let value = if el.value().name() == "select" {
+            let options: Vec<ElementRef> = el.select(&selector("option")).collect();
+            let chosen = options
+                .iter()
+                .find(|o| o.attr("selected").is_some())
+                .or_else(|| options.iter().find(|o| o.attr("disabled").is_none()));
+            chosen.and_then(|o| o.attr("value")).unwrap_or_default().to_string()
+        } else {
+            el.attr("value").unwrap_or_default().to_string()
+        };
+        out.push((name.to_string(), value));
+    }
+    out
 }
 
 /// The id at the end of a location such as `/settings/imports/12`.

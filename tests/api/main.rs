@@ -15,6 +15,7 @@ mod entities;
 mod exports;
 mod fetch;
 mod files;
+mod formats;
 mod imports;
 mod jobs;
 mod marketplace;

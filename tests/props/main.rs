@@ -152,7 +152,7 @@ proptest! {
         use stevedore::domain::imports::mapping::{Target, auto_map};
         let schemas = stevedore::content::load_schemas(None).unwrap();
         let schema = schemas.get("locations").unwrap();
-        let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
+        let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label, synonyms: &f.synonyms }).collect();
         let headers: Vec<String> = headers;
         let map = auto_map(&targets, &headers);
         let mut used = std::collections::HashSet::new();

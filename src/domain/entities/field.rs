@@ -1,9 +1,13 @@
 //! Field types and the per-cell rules: a CSV cell either becomes a normalized JSON value
 //! or a message in plain words naming the field, the value and what was expected.
 
+use std::collections::HashMap;
+
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::Value;
+
+use super::formats::{CellFormat, ISO};
 
 /// The importer's field types (seed 003).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,6 +103,10 @@ pub struct FieldRule {
     pub pattern: Option<regex_lite::Regex>,
     pub pattern_hint: Option<String>,
     pub values: Vec<String>,
+    /// How the column writes its values, when not the canonical way (chosen at mapping).
+    pub format: Option<CellFormat>,
+    /// For enums: a value of the file (lower-cased) → the allowed value it stands for.
+    pub value_map: HashMap<String, String>,
 }
 
 fn quote(raw: &str) -> String {
@@ -141,36 +149,6 @@ pub fn parse_date(s: &str) -> Option<time::Date> {
     time::Date::parse(s, &fmt).ok()
 }
 
-/// Accepts `YYYY-MM-DDTHH:MM[:SS[.fff]]` with an optional `Z` or `±HH:MM`, or a space for `T`.
-fn parse_datetime(s: &str) -> Option<String> {
-    let s = s.replacen(' ', "T", 1);
-    let (date, rest) = s.split_once('T')?;
-    parse_date(date)?;
-    let (clock, zone) = match rest.find(['Z', '+', '-']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let parts: Vec<&str> = clock.split(':').collect();
-    let (h, m, sec) = match parts.as_slice() {
-        [h, m] => (*h, *m, "00"),
-        [h, m, s] => (*h, *m, *s),
-        _ => return None,
-    };
-    let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
-    let two = |v: &str, max: u32| v.len() == 2 && v.parse::<u32>().is_ok_and(|n| n <= max);
-    if !two(h, 23) || !two(m, 59) || !two(whole, 59) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let zone_ok = zone.is_empty()
-        || zone == "Z"
-        || (zone.len() == 6 && two(&zone[1..3], 23) && &zone[3..4] == ":" && two(&zone[4..6], 59));
-    if !zone_ok {
-        return None;
-    }
-    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
-    Some(format!("{date}T{h}:{m}:{whole}{frac}{zone}"))
-}
-
 fn parse_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "yes" | "y" | "1" => Some(true),
@@ -179,8 +157,15 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// The allowed value `v` is (in any case), or the one the import's value mapping gives it.
 fn canonical_value<'a>(rule: &'a FieldRule, v: &str) -> Option<&'a String> {
-    rule.values.iter().find(|a| a.eq_ignore_ascii_case(v))
+    let allowed = |v: &str| rule.values.iter().find(|a| a.eq_ignore_ascii_case(v));
+    allowed(v).or_else(|| {
+        if rule.value_map.is_empty() {
+            return None;
+        }
+        rule.value_map.get(&v.to_lowercase()).and_then(|to| allowed(to))
+    })
 }
 
 fn allowed_list(rule: &FieldRule) -> String {
@@ -241,21 +226,33 @@ pub fn parse_cell(rule: &FieldRule, raw: &str) -> Result<Value, String> {
             Ok(Value::from(n))
         }
         FieldKind::Decimal => {
-            if !is_decimal(v) {
-                return Err(format!("{name}: {} is not a number (expected e.g. 19.99)", quote(raw)));
+            let (v, example) = match rule.format {
+                Some(CellFormat::Decimal(style)) => (style.canonical(v).unwrap_or_default(), style.example()),
+                _ => (v.to_string(), "19.99"),
+            };
+            if !is_decimal(&v) {
+                return Err(format!("{name}: {} is not a number (expected e.g. {example})", quote(raw)));
             }
             let n: f64 = v.parse().map_err(|_| format!("{name}: {} is not a number", quote(raw)))?;
             check_range(rule, n, raw)?;
-            Ok(Value::String(v.to_string()))
+            Ok(Value::String(v))
         }
         FieldKind::Date => {
-            let d =
-                parse_date(v).ok_or_else(|| format!("{name}: {} is not a date (expected YYYY-MM-DD)", quote(raw)))?;
+            let (d, expected) = match rule.format {
+                Some(CellFormat::Date(f)) => (f.date(v), f.pattern_words()),
+                _ => (parse_date(v), "YYYY-MM-DD".into()),
+            };
+            let d = d.ok_or_else(|| format!("{name}: {} is not a date (expected {expected})", quote(raw)))?;
             Ok(Value::String(d.to_string()))
         }
-        FieldKind::Datetime => parse_datetime(v)
-            .map(Value::String)
-            .ok_or_else(|| format!("{name}: {} is not a date and time (expected YYYY-MM-DDTHH:MM:SS)", quote(raw))),
+        FieldKind::Datetime => {
+            let (d, expected) = match rule.format {
+                Some(CellFormat::Date(f)) => (f.datetime(v), format!("{} HH:MM:SS", f.pattern_words())),
+                _ => (ISO.datetime(v), "YYYY-MM-DDTHH:MM:SS".into()),
+            };
+            d.map(Value::String)
+                .ok_or_else(|| format!("{name}: {} is not a date and time (expected {expected})", quote(raw)))
+        }
         FieldKind::Boolean => {
             parse_bool(v).map(Value::Bool).ok_or_else(|| format!("{name}: {} is not true or false", quote(raw)))
         }
@@ -343,6 +340,8 @@ mod tests {
             pattern: None,
             pattern_hint: None,
             values: vec![],
+            format: None,
+            value_map: HashMap::new(),
         }
     }
 

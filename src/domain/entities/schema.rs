@@ -57,6 +57,9 @@ struct FieldFile {
     target: Option<String>,
     #[serde(default)]
     help: Option<String>,
+    /// Other names a file's column may give the field (`E-mail`, `DOB`), for auto-matching.
+    #[serde(default)]
+    synonyms: Vec<String>,
 }
 
 /// A problem in a schema file: which file, which line (when known), what.
@@ -86,6 +89,8 @@ pub struct Field {
     pub unique: bool,
     pub target: Option<String>,
     pub help: String,
+    /// Other names a column may have for this field.
+    pub synonyms: Vec<String>,
 }
 
 impl Field {
@@ -146,6 +151,19 @@ pub struct EntitySchema {
 impl EntitySchema {
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name() == name)
+    }
+
+    /// This schema with an import's column formats and value mappings applied to its
+    /// fields' rules (a field the options do not name keeps its rules).
+    pub fn with_options(&self, options: &crate::domain::imports::ColumnOptions) -> EntitySchema {
+        let mut out = self.clone();
+        for f in &mut out.fields {
+            if let Some(o) = options.get(f.name()) {
+                f.rule.format = o.format;
+                f.rule.value_map = o.values.iter().map(|(from, to)| (from.trim().to_lowercase(), to.clone())).collect();
+            }
+        }
+        out
     }
 
     /// The template's header row: exactly the field names, in order.
@@ -239,11 +257,14 @@ impl EntitySchema {
                     pattern,
                     pattern_hint: f.pattern_hint,
                     values: f.values,
+                    format: None,
+                    value_map: Default::default(),
                 },
                 label,
                 unique: f.unique,
                 target: f.target,
                 help: f.help.unwrap_or_default(),
+                synonyms: f.synonyms,
             });
         }
         let key_line = line_of(text, "key");

@@ -1,6 +1,6 @@
 //! Matching a file's headers to schema fields: exact names first, then names equal once
-//! case, spaces, hyphens and underscores are ignored (or equal to the field's label),
-//! then close spellings. Each header maps to at most one field.
+//! case, spaces, hyphens and underscores are ignored (or equal to the field's label or one
+//! of its synonyms), then close spellings. Each header maps to at most one field.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -36,10 +36,27 @@ fn close(a: &str, b: &str) -> bool {
     allowed > 0 && la.abs_diff(lb) <= allowed && edit_distance(a, b) <= allowed
 }
 
-/// A field to match: its name and label.
+/// A field to match: its name, label and synonyms.
 pub struct Target<'a> {
     pub name: &'a str,
     pub label: &'a str,
+    pub synonyms: &'a [String],
+}
+
+/// [`auto_map`] for a schema's fields.
+pub fn auto_map_schema(schema: &crate::domain::entities::EntitySchema, headers: &[String]) -> BTreeMap<String, String> {
+    let targets: Vec<Target> =
+        schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label, synonyms: &f.synonyms }).collect();
+    auto_map(&targets, headers)
+}
+
+/// What identifies a set of headers whatever their order and spelling (`E-Mail` and
+/// `email` alike): the org's last confirmed mapping for it is proposed again.
+pub fn headers_key(headers: &[String]) -> String {
+    use md5::{Digest, Md5};
+    let mut names: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
+    names.sort();
+    hex::encode(Md5::digest(names.join("\u{1f}").as_bytes()))
 }
 
 /// Proposes a mapping `field name → header` (seed 004's `column_mapping` shape).
@@ -47,7 +64,10 @@ pub fn auto_map(fields: &[Target<'_>], headers: &[String]) -> BTreeMap<String, S
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     let mut used = vec![false; headers.len()];
     let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
-    let wanted: Vec<(String, String)> = fields.iter().map(|f| (normalize(f.name), normalize(f.label))).collect();
+    let wanted: Vec<(String, String, Vec<String>)> = fields
+        .iter()
+        .map(|f| (normalize(f.name), normalize(f.label), f.synonyms.iter().map(|s| normalize(s)).collect()))
+        .collect();
     // the columns of each exact and each normalized spelling, in file order: the first two
     // passes look a field up instead of reading every header
     let mut by_exact: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -60,13 +80,17 @@ pub fn auto_map(fields: &[Target<'_>], headers: &[String]) -> BTreeMap<String, S
         lists.iter().flatten().flat_map(|l| l.iter()).copied().filter(|&i| !used[i]).min()
     };
     for pass in 0..3 {
-        for (f, (name, label)) in fields.iter().zip(&wanted) {
+        for (f, (name, label, synonyms)) in fields.iter().zip(&wanted) {
             if map.contains_key(f.name) {
                 continue;
             }
             let found = match pass {
                 0 => first_unused(&[by_exact.get(f.name)], &used),
-                1 => first_unused(&[by_normalized.get(name.as_str()), by_normalized.get(label.as_str())], &used),
+                1 => first_unused(&[by_normalized.get(name.as_str()), by_normalized.get(label.as_str())], &used)
+                    .or_else(|| {
+                        let lists: Vec<_> = synonyms.iter().map(|s| by_normalized.get(s.as_str())).collect();
+                        first_unused(&lists, &used)
+                    }),
                 // close spellings: a scan, but only of headers of about the right length
                 _ => (0..headers.len())
                     .find(|&i| !used[i] && (close(&normalized[i], name) || close(&normalized[i], label))),
@@ -93,7 +117,7 @@ mod tests {
     use super::*;
 
     fn t<'a>(name: &'a str, label: &'a str) -> Target<'a> {
-        Target { name, label }
+        Target { name, label, synonyms: &[] }
     }
 
     fn h(v: &[&str]) -> Vec<String> {
@@ -124,6 +148,27 @@ mod tests {
         assert_eq!(m.get("name").map(String::as_str), Some("name"), "exact beats loose");
         let m = auto_map(&[t("name", "Name"), t("names", "Names")], &h(&["name"]));
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn synonyms_match_after_names_and_labels() {
+        let zip = ["Zip".to_string(), "Postcode".to_string()];
+        let dob = ["DOB".to_string()];
+        let fields = [
+            Target { name: "postal_code", label: "Postal code", synonyms: &zip },
+            Target { name: "birth_date", label: "Birth date", synonyms: &dob },
+        ];
+        let m = auto_map(&fields, &h(&["POST-CODE", "D.O.B."]));
+        assert_eq!(m.get("postal_code").map(String::as_str), Some("POST-CODE"));
+        assert_eq!(m.get("birth_date").map(String::as_str), Some("D.O.B."));
+        let m = auto_map(&fields, &h(&["zip", "postal_code"]));
+        assert_eq!(m.get("postal_code").map(String::as_str), Some("postal_code"), "the name beats a synonym");
+    }
+
+    #[test]
+    fn the_same_headers_in_another_order_or_spelling_give_the_same_key() {
+        assert_eq!(headers_key(&h(&["E-Mail", "Name"])), headers_key(&h(&["name", "email"])));
+        assert_ne!(headers_key(&h(&["email", "name"])), headers_key(&h(&["email", "name", "phone"])));
     }
 
     #[test]

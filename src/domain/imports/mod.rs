@@ -2,13 +2,17 @@
 //! statuses, the seven phases, actions and duplicate handling, and matching file headers
 //! to schema fields. See `docs/imports.md`.
 
+pub mod detect;
 pub mod history;
 pub mod mapping;
 pub mod mapping_form;
 pub mod model;
+pub mod options;
 pub mod status;
 
+pub use detect::{FileProfile, Guess};
 pub use mapping::{auto_map, missing_required};
 pub use mapping_form::{MappingProblem, MappingWarning};
 pub use model::{ApiOrigin, ColumnMapping, Import, ImportFile, Rollback, RollbackRefusal, Validated};
+pub use options::{ColumnOption, ColumnOptions, check_options};
 pub use status::{Action, ApiStatus, DuplicateHandling, Phase, PhaseStatus, Stage};

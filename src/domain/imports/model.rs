@@ -110,6 +110,8 @@ pub struct Import {
     /// The file's header row.
     pub headers: Vec<String>,
     pub mapping: ColumnMapping,
+    /// Column formats and enum value mappings chosen with the mapping.
+    pub options: super::ColumnOptions,
     pub chunk_size: i64,
     pub validated: Validated,
     /// The last staged row number a committed chunk covered.
@@ -379,6 +381,7 @@ type = "text"
             },
             headers: vec!["code".into(), "name".into(), "note".into()],
             mapping: ColumnMapping::new(),
+            options: Default::default(),
             chunk_size: 50,
             validated: Validated::default(),
             next_row: 0,

@@ -202,6 +202,8 @@ impl<'a> Run<'a> {
             .get(&imp.entity)
             .cloned()
             .ok_or_else(|| StepError::Fail(format!("the entity type \"{}\" no longer exists", imp.entity)))?;
+        // the column formats and value mappings chosen with the mapping are the rules' too
+        let schema = if imp.options.is_empty() { schema } else { Arc::new(schema.with_options(&imp.options)) };
         let path = PathBuf::from(&imp.file.path);
         let (p2, sheet) = (path.clone(), imp.file.sheet.clone());
         let limits = h.limits;

@@ -44,11 +44,20 @@ pub async fn attach_and_validate(
     Ok(n > 0)
 }
 
-/// Keeps the mapping an API client gave when it created the import, until its file comes.
-pub async fn set_requested_mapping(db: &Db, id: i64, mapping: &ColumnMapping) -> anyhow::Result<()> {
-    on_writer!(db, p => sqlx::query("UPDATE imports SET column_mapping = $2 WHERE id = $1 AND file_path = ''")
+/// Keeps the mapping (and column options) an API client gave when it created the import,
+/// until its file comes.
+pub async fn set_requested_mapping(
+    db: &Db,
+    id: i64,
+    mapping: &ColumnMapping,
+    options: &crate::domain::imports::ColumnOptions,
+) -> anyhow::Result<()> {
+    on_writer!(db, p => sqlx::query(
+        "UPDATE imports SET column_mapping = $2, column_options = $3 WHERE id = $1 AND file_path = ''",
+    )
         .bind(id)
         .bind(serde_json::to_string(mapping)?)
+        .bind(serde_json::to_string(options)?)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))

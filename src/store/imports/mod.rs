@@ -8,7 +8,10 @@ mod mapping;
 pub mod phases;
 
 pub use api::{attach_and_validate, cancel, set_requested_mapping};
-pub use mapping::{column_samples, confirm_mapping, set_headers};
+pub use mapping::{
+    FileColumns, Remembered, column_profile, column_samples, confirm_mapping, remember_mapping, remembered_mapping,
+    set_headers,
+};
 
 use anyhow::Context;
 
@@ -39,6 +42,7 @@ struct ImportRecord {
     sheet: Option<String>,
     headers: String,
     column_mapping: String,
+    column_options: String,
     chunk_size: i64,
     total_rows: i64,
     valid_rows: i64,
@@ -89,6 +93,11 @@ impl ImportRecord {
         } else {
             serde_json::from_str(&self.column_mapping).map_err(|e| bad("column mapping", e.to_string()))?
         };
+        let options = if self.column_options.is_empty() {
+            Default::default()
+        } else {
+            serde_json::from_str(&self.column_options).map_err(|e| bad("column options", e.to_string()))?
+        };
         Ok(Import {
             id,
             org: OrgId::new(self.org_id),
@@ -109,6 +118,7 @@ impl ImportRecord {
             },
             headers,
             mapping,
+            options,
             chunk_size: self.chunk_size,
             validated: Validated {
                 total_rows: self.total_rows,
@@ -157,7 +167,7 @@ fn decode_all(rows: Vec<ImportRecord>) -> anyhow::Result<Vec<Import>> {
 }
 
 const COLUMNS: &str = "id, org_id, resource, name, action, duplicate_handling, stage, paused, reason,
-    file_name, file_path, file_size, checksum, sheet, headers, column_mapping, chunk_size, total_rows, valid_rows,
+    file_name, file_path, file_size, checksum, sheet, headers, column_mapping, column_options, chunk_size, total_rows, valid_rows,
     invalid_rows, duplicate_rows, to_create, to_update, unchanged_rows, processed_rows, created_rows, updated_rows,
     failed_rows, next_row, created_by, created_by_label, updated_by, created_at, updated_at, to_delete, deleted_rows,
     rollback_requested_at, rollback_requested_by_label, rollback_overwrite, rollback_cursor, rolled_back_rows,

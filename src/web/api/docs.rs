@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-use super::{ErrorBody, ErrorDetail, control, imports, resources, upload, write};
+use super::{ErrorBody, ErrorDetail, control, imports, mapping, resources, upload, write};
 use crate::auth::Identity;
 use crate::domain::entities::Schemas;
 use crate::error::AppError;
@@ -60,6 +60,9 @@ impl utoipa::Modify for BearerKey {
         imports::ImportList,
         imports::PhaseObject,
         imports::StatsObject,
+        mapping::ColumnOptionObject,
+        mapping::MappingEntry,
+        mapping::ColumnChoice,
         resources::ResourceObject,
         resources::ResourceList,
         resources::FieldObject,
@@ -77,6 +80,31 @@ impl utoipa::Modify for BearerKey {
 )]
 pub struct ApiDoc;
 
+/// What `column_mapping` takes for field `f`: its column's header, or an object with the
+/// header and, where the field's type has them, a format and (enums) a value mapping.
+fn mapping_entry_schema(f: &crate::domain::entities::Field) -> Value {
+    use crate::domain::entities::FieldKind;
+    let mut choice = serde_json::Map::new();
+    choice.insert("column".into(), json!({"type": "string"}));
+    // excel_serial is offered for spreadsheets only at the mapping step; a client may name it
+    let formats: Vec<String> =
+        crate::domain::imports::detect::formats_for(f.kind(), true).into_iter().map(|c| c.pattern()).collect();
+    if !formats.is_empty() {
+        choice.insert("format".into(), json!({"anyOf": [{"type": "null"}, {"type": "string", "enum": formats}]}));
+    }
+    if matches!(f.kind(), FieldKind::Enum | FieldKind::EnumMultiple) {
+        let allowed = &f.rule.values;
+        choice.insert(
+            "values".into(),
+            json!({"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"type": "string", "enum": allowed}}]}),
+        );
+    }
+    json!({"anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["column"], "properties": choice, "additionalProperties": false}
+    ]})
+}
+
 /// The document for this app's resources: what utoipa generates from the code, with what
 /// only the loaded entity types know (which resources there are, which fields each maps)
 /// and the links from a created import to what can be done with it.
@@ -90,12 +118,13 @@ pub fn document(schemas: &Schemas) -> Value {
             .all()
             .iter()
             .map(|s| {
-                let fields: Vec<&str> = s.fields.iter().map(|f| f.name()).collect();
+                let fields: serde_json::Map<String, Value> =
+                    s.fields.iter().map(|f| (f.name().to_string(), mapping_entry_schema(f))).collect();
                 json!({"properties": {
                     "resource": {"const": s.name},
                     "column_mapping": {"anyOf": [
                         {"type": "null"},
-                        {"type": "object", "propertyNames": {"enum": fields}, "additionalProperties": {"type": "string"}}
+                        {"type": "object", "properties": fields, "additionalProperties": false}
                     ]}
                 }})
             })

@@ -100,6 +100,9 @@ pub struct ImportObject {
     pub created_by: Option<String>,
     /// Resource field name → the file's column header.
     pub column_mapping: BTreeMap<String, String>,
+    /// Resource field → how its column's values are read: `format` and, for enums, `values`
+    /// (only fields with such options).
+    pub column_options: BTreeMap<String, super::mapping::ColumnOptionObject>,
     pub phases: Vec<PhaseObject>,
     pub stats: StatsObject,
     /// Epoch seconds.
@@ -245,6 +248,7 @@ pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiE
         name: (!imp.name.is_empty()).then(|| imp.name.clone()),
         created_by: actor(imp.created_by, imp.api.created_by_key),
         column_mapping: imp.mapping.clone(),
+        column_options: super::mapping::options_object(&imp.options),
         phases: phase_objects(imp, &stored),
         stats: StatsObject {
             rows: v.total_rows,

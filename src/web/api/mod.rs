@@ -10,6 +10,7 @@
 pub mod control;
 pub mod docs;
 pub mod imports;
+pub mod mapping;
 pub mod resources;
 pub mod upload;
 pub mod write;

@@ -37,6 +37,11 @@ pub struct FieldObject {
     pub target: Option<String>,
     /// The expected format, in words.
     pub format: String,
+    /// The formats `column_mapping` may name for this field's column (dates: `DD/MM/YYYY`
+    /// and the like, `excel_serial`; decimals: `decimal_point`, `decimal_comma`).
+    pub column_formats: Vec<String>,
+    /// Other column names matched to this field when no column_mapping is given.
+    pub synonyms: Vec<String>,
     pub help: String,
 }
 
@@ -83,6 +88,11 @@ fn field_object(schema: &EntitySchema, f: &Field) -> FieldObject {
         pattern: r.pattern.as_ref().map(|p| p.as_str().to_string()),
         target: f.target.clone(),
         format: f.kind().format_hint().to_string(),
+        column_formats: crate::domain::imports::detect::formats_for(f.kind(), true)
+            .into_iter()
+            .map(|c| c.pattern())
+            .collect(),
+        synonyms: f.synonyms.clone(),
         help: f.help.clone(),
     }
 }

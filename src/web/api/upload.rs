@@ -15,8 +15,8 @@ use tokio::io::AsyncWriteExt;
 use super::ApiError;
 use super::imports::{ImportObject, object, upload_signed_path};
 use crate::domain::exports::{link_query, verify};
-use crate::domain::imports::mapping::Target;
-use crate::domain::imports::{Import, ImportFile, Stage, auto_map, missing_required};
+use crate::domain::imports::mapping::auto_map_schema;
+use crate::domain::imports::{Import, ImportFile, Stage, missing_required};
 use crate::jobs::import as import_jobs;
 use crate::state::AppState;
 use crate::store::imports::phases;
@@ -223,8 +223,7 @@ pub async fn upload(
     let schema = state.schemas.get(&imp.entity).cloned().ok_or_else(|| ApiError::not_found("resource"))?;
     // the mapping asked for at creation, else every field matched to a column by name
     let mapping = if imp.mapping.is_empty() {
-        let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
-        auto_map(&targets, &info.headers)
+        auto_map_schema(&schema, &info.headers)
     } else {
         if let Some((field, column)) = imp.mapping.iter().find(|(_, c)| !info.headers.contains(c)) {
             let _ = tokio::fs::remove_file(&stored).await;

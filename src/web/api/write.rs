@@ -40,8 +40,11 @@ pub struct CreateImport {
     pub duplicate_handling: Option<String>,
     #[schema(max_length = 200)]
     pub name: Option<String>,
-    /// Resource field → the file's column header. Left out: matched by name.
-    pub column_mapping: Option<BTreeMap<String, String>>,
+    /// Resource field → the file's column header, or an object with the header (`column`),
+    /// the `format` its values are written in (dates: `DD/MM/YYYY` and the like or
+    /// `excel_serial`; decimals: `decimal_comma`, `decimal_point`) and, for enums, `values`
+    /// mapping the file's values to allowed ones. Left out: matched by name.
+    pub column_mapping: Option<BTreeMap<String, super::mapping::MappingEntry>>,
     /// true: wait as `queued` after validation until POST /api/v1/imports/{id}/start.
     pub review: Option<bool>,
     /// Rows per processing chunk, 1 to 10000 (default 50).
@@ -249,13 +252,7 @@ pub async fn create(
             other => parse_chunk_size(other.map(|n| (n as i64).to_string()).as_deref())
                 .map_err(|m| ApiError::invalid("chunk_size", m))?,
         };
-        let mapping = c.column_mapping.unwrap_or_default();
-        if let Some(field) = mapping.keys().find(|f| schema.field(f).is_none()) {
-            return Err(ApiError::invalid(
-                "column_mapping",
-                format!("\"{field}\" is not a field of {}; see /api/v1/resources/{}.", schema.name, schema.name),
-            ));
-        }
+        let (mapping, options) = super::mapping::split_mapping(&schema, c.column_mapping.unwrap_or_default())?;
         let name = c.name.unwrap_or_default();
         if name.chars().count() > 200 {
             return Err(ApiError::invalid("name", "A name can be at most 200 characters."));
@@ -283,7 +280,7 @@ pub async fn create(
         .await?;
         tracing::Span::current().record("import_id", id);
         if !mapping.is_empty() {
-            store::set_requested_mapping(&state.db, id, &mapping).await?;
+            store::set_requested_mapping(&state.db, id, &mapping, &options).await?;
         }
         caller
             .audit(

@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::detail::{detail_view, page};
+use super::mapping_view::Draft;
 use super::{load, page_of, schema_of, target_of};
 use crate::auth::Identity;
 use crate::auth::session::{AppSession, Flash};
@@ -37,7 +38,7 @@ async fn sheet_again(
     state: &AppState,
     imp: Import,
     status: StatusCode,
-    mapping: Option<(crate::domain::imports::ColumnMapping, String)>,
+    mapping: Option<Draft>,
     confirm_open: bool,
 ) -> Result<HttpResponse, AppError> {
     let mut v = detail_view(req, id, state, imp, None, mapping).await?;
@@ -58,16 +59,27 @@ pub async fn save_mapping(
     let schema = schema_of(&state, &imp.entity)?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|_| AppError::BadRequest("The mapping form could not be read.".into()))?;
-    let mapping = match imp.mapping_from_form(&schema, pairs) {
+    let profile = store::column_profile(&state.db, imp.id).await?;
+    let mapping = match imp.mapping_from_form(&schema, pairs.clone()) {
         Ok(m) => m,
         Err(MappingProblem::UnknownColumn(c)) => {
             return Err(AppError::Validation(format!("\"{c}\" is not a column of the file.")));
         }
-        Err(MappingProblem::Invalid(msg, m)) => {
-            return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, Some((m, msg)), false).await;
+        Err(MappingProblem::Invalid(error, mapping)) => {
+            // the options as submitted are shown back too, whatever their own problems
+            let options = imp.options_from_form(&schema, &mapping, &profile, &pairs).unwrap_or_else(|(_, o)| o);
+            let draft = Some(Draft { mapping, options, error });
+            return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, draft, false).await;
         }
     };
-    if !store::confirm_mapping(&state.db, id.org_id, imp.id, &mapping, id.user_id.into()).await? {
+    let options = match imp.options_from_form(&schema, &mapping, &profile, &pairs) {
+        Ok(o) => o,
+        Err((error, options)) => {
+            let draft = Some(Draft { mapping, options, error });
+            return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, draft, false).await;
+        }
+    };
+    if !store::confirm_mapping(&state.db, id.org_id, imp.id, &mapping, &options, id.user_id.into()).await? {
         return Err(AppError::Conflict(format!(
             "This import is {} now, so its mapping can no longer change.",
             imp.stage.label().to_lowercase()
@@ -82,14 +94,28 @@ pub async fn save_mapping(
         }
         _ => import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::VALIDATE).await?,
     }
-    // in words: "Location code ← code; Name ← name" (field label ← column of the file)
+    let key = crate::domain::imports::mapping::headers_key(&imp.headers);
+    store::remember_mapping(&state.db, id.org_id, &imp.entity, &key, &mapping, &options, imp.id).await?;
+    // in words: "Location code ← code; Birth date ← DOB (DD/MM/YYYY)" (field label ← column)
     let detail: Vec<String> = schema
         .fields
         .iter()
-        .filter_map(|f| mapping.get(f.name()).map(|column| format!("{} ← {column}", f.label)))
+        .filter_map(|f| {
+            mapping
+                .get(f.name())
+                .map(|column| format!("{} ← {column}{}", f.label, options_words(options.get(f.name()))))
+        })
         .collect();
     audit(&state, &req, &id, "import_mapping_confirmed", &target_of(&imp), &detail.join("; ")).await?;
     Ok(see_other(page_of(&imp)))
+}
+
+/// " (DD/MM/YYYY; Actve → active)": a field's options as the activity shows them.
+fn options_words(o: Option<&crate::domain::imports::ColumnOption>) -> String {
+    let Some(o) = o else { return String::new() };
+    let mut parts: Vec<String> = o.format.iter().map(|f| f.label()).collect();
+    parts.extend(o.values.iter().map(|(from, to)| format!("{from} → {to}")));
+    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) }
 }
 
 #[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]

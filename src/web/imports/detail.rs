@@ -8,11 +8,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::mapping_view::{ColumnGuesses, Draft, FormatChoice, ValueList, column_guesses, format_choice, value_list};
 use super::{PER_PAGE, label_of, load, page_of, target_of};
 use crate::auth::Identity;
 use crate::auth::session::AppSession;
 use crate::domain::entities::{EntitySchema, display_value};
-use crate::domain::imports::{Action, ColumnMapping, Import, MappingWarning, Phase, PhaseStatus, Stage};
+use crate::domain::imports::{Action, Import, MappingWarning, Phase, PhaseStatus, Stage};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -41,6 +42,10 @@ pub struct MappingLine {
     pub header: String,
     /// A few values of the chosen column ("A1 · A2 · A3"), empty when none is chosen.
     pub sample: String,
+    /// For date, datetime and decimal fields: the column's format.
+    pub format: Option<FormatChoice>,
+    /// For enum fields: the column's values that are not allowed values.
+    pub values: Option<ValueList>,
 }
 
 /// A column of the file as the mapping form offers it.
@@ -48,6 +53,8 @@ pub struct HeaderOption {
     pub header: String,
     /// A few of its values from the first rows, or a note that they were empty.
     pub sample: String,
+    /// What its values look like as a date, datetime or decimal column.
+    pub guesses: ColumnGuesses,
 }
 
 pub struct IssueView {
@@ -120,6 +127,9 @@ pub struct DetailView {
     pub retention_days: i64,
     /// The import is a step of the onboarding workflow.
     pub onboarding: bool,
+    /// The mapping was proposed as the org last confirmed it for the same headers: which
+    /// import, and when.
+    pub remembered: Option<String>,
 }
 
 impl DetailView {
@@ -248,15 +258,19 @@ pub(super) async fn detail_view(
     state: &AppState,
     imp: Import,
     page: Option<i64>,
-    mapping_override: Option<(ColumnMapping, String)>,
+    draft: Option<Draft>,
 ) -> Result<DetailView, AppError> {
     let schema = state.schemas.get(&imp.entity).cloned();
-    let (shown, mapping_error) = match mapping_override {
-        Some((m, e)) => (m, Some(e)),
-        None => (imp.mapping.clone(), None),
+    let (shown, shown_options, mapping_error) = match draft {
+        Some(d) => (d.mapping, d.options, Some(d.error)),
+        None => (imp.mapping.clone(), imp.options.clone(), None),
     };
-    let header_options: Vec<HeaderOption> = if matches!(imp.stage, Stage::Mapping | Stage::Ready) {
+    let at_mapping = matches!(imp.stage, Stage::Mapping | Stage::Ready);
+    let profile =
+        if at_mapping { crate::store::imports::column_profile(&state.db, imp.id).await? } else { Default::default() };
+    let header_options: Vec<HeaderOption> = if at_mapping {
         let samples = crate::store::imports::column_samples(&state.db, imp.id).await?;
+        let mut guesses = column_guesses(&imp, &profile).into_iter();
         imp.headers
             .iter()
             .enumerate()
@@ -267,6 +281,7 @@ pub(super) async fn detail_view(
                     Some(_) => "(empty in the first rows)".into(),
                     None => String::new(),
                 },
+                guesses: guesses.next().unwrap_or_default(),
             })
             .collect()
     } else {
@@ -286,10 +301,28 @@ pub(super) async fn detail_view(
                     .find(|o| o.header == header)
                     .map(|o| o.sample.clone())
                     .unwrap_or_default(),
+                format: at_mapping.then(|| format_choice(&imp, f, &header, &shown_options, &profile)).flatten(),
+                values: at_mapping.then(|| value_list(&imp, f, &header, &shown_options, &profile)).flatten(),
                 header,
             }
         })
         .collect();
+    let remembered = match imp.stage {
+        Stage::Mapping if mapping_error.is_none() => {
+            let key = crate::domain::imports::mapping::headers_key(&imp.headers);
+            crate::store::imports::remembered_mapping(&state.db, id.org_id, &imp.entity, &key)
+                .await?
+                .filter(|r| r.import_id != imp.id && r.updated_at <= imp.created_at)
+                .map(|r| {
+                    format!(
+                        "Columns and formats are proposed as they were confirmed for import {} on {}, a file with the same columns.",
+                        r.import_id,
+                        format_time(r.updated_at)
+                    )
+                })
+        }
+        _ => None,
+    };
     let mapping_warnings = match (&schema, imp.stage) {
         // a submitted mapping's problem is already said by its error
         (Some(s), Stage::Mapping) if mapping_error.is_none() => imp.mapping_warnings(s, &shown),
@@ -356,6 +389,7 @@ pub(super) async fn detail_view(
         file_size: crate::config::format_size(imp.file.size.max(0) as u64),
         same_file,
         events,
+        remembered,
         onboarding: crate::store::onboarding::step_of_import(&state.db, id.org_id, imp.id).await?.is_some(),
         imp,
     })

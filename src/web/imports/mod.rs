@@ -8,6 +8,7 @@ pub mod actions;
 pub mod detail;
 pub mod downloads;
 pub mod history;
+pub mod mapping_view;
 pub mod upload;
 
 use std::sync::Arc;

@@ -15,7 +15,8 @@ use super::schema_of;
 use crate::auth::Identity;
 use crate::domain::entities::EntitySchema;
 use crate::domain::ids::OrgId;
-use crate::domain::imports::mapping::{Target, auto_map};
+use crate::domain::imports::mapping::{auto_map_schema, headers_key};
+use crate::domain::imports::options::{fit_remembered, proposed_options};
 use crate::domain::imports::{Action, DuplicateHandling, model::parse_chunk_size};
 use crate::domain::permissions::Permission;
 use crate::error::AppError;
@@ -220,16 +221,18 @@ pub(crate) async fn create_import(
 ) -> Result<Result<i64, crate::files::FileProblem>, AppError> {
     let p2 = file.path.clone();
     let limits = state.settings.file_limits;
-    // the header, and a few values of each column for the mapping step
+    // the header, a few values of each column and a profile of the first rows for the
+    // mapping step
     let sniffed = web::block(move || {
         crate::files::sniff(&p2, sheet.as_deref(), &limits).map(|info| {
             let samples = crate::files::samples::column_samples(&p2, &info);
-            (info, samples)
+            let profile = crate::files::samples::file_profile(&p2, &info);
+            (info, samples, profile)
         })
     })
     .await
     .map_err(anyhow::Error::from)?;
-    let (info, samples) = match sniffed {
+    let (info, samples, profile) = match sniffed {
         Ok(i) => i,
         Err(problem) => return Ok(Err(problem)),
     };
@@ -254,12 +257,30 @@ pub(crate) async fn create_import(
         },
     )
     .await?;
-    let targets: Vec<Target> = schema.fields.iter().map(|f| Target { name: f.name(), label: &f.label }).collect();
-    let mapping = auto_map(&targets, &info.headers);
     let sheet_name = match &info.format {
         crate::files::Format::Xlsx { sheet } => Some(sheet.as_str()),
         _ => None,
     };
-    store::set_headers(&state.db, import_id, &info.headers, &mapping, sheet_name, &samples).await?;
+    // the mapping the org last confirmed for these headers, else one matched by name with
+    // the formats the columns' values seem to follow
+    let key = headers_key(&info.headers);
+    let (mapping, proposed) = match store::remembered_mapping(&state.db, id.org_id, &schema.name, &key).await? {
+        Some(r) => fit_remembered(schema, &info.headers, &r.mapping, &r.options),
+        None => {
+            let mapping = auto_map_schema(schema, &info.headers);
+            let xlsx = matches!(info.format, crate::files::Format::Xlsx { .. });
+            let proposed = proposed_options(schema, &info.headers, &mapping, &profile, xlsx);
+            (mapping, proposed)
+        }
+    };
+    let columns = store::FileColumns {
+        headers: &info.headers,
+        mapping: &mapping,
+        proposed: &proposed,
+        sheet: sheet_name,
+        samples: &samples,
+        profile: &profile,
+    };
+    store::set_headers(&state.db, import_id, &columns).await?;
     Ok(Ok(import_id))
 }
