@@ -184,14 +184,16 @@
     root.querySelectorAll("[data-hide-with-js]").forEach(function (el) { el.hidden = true; });
     // Tables become stacked cards on phones (CSS): each cell carries its column's name.
     root.querySelectorAll("table.table").forEach(function (t) {
-      var heads = Array.prototype.map.call(t.querySelectorAll("thead th"), function (th) {
+      // its own rows only: a table inside a cell (the mapping step's value list) stays a table
+      var heads = Array.prototype.map.call(t.querySelectorAll(":scope > thead > tr > th"), function (th) {
         return th.textContent.trim();
       });
       if (!heads.length) return;
       if (t.hasAttribute("data-stacked")) return;
-      t.querySelectorAll("tbody tr").forEach(function (tr) {
+      t.querySelectorAll(":scope > tbody > tr").forEach(function (tr) {
         Array.prototype.forEach.call(tr.children, function (cell, i) {
-          if (heads[i]) cell.setAttribute("data-label", heads[i]);
+          // a cell across the row has no one column's name
+          if (heads[i] && !cell.hasAttribute("colspan")) cell.setAttribute("data-label", heads[i]);
           if (!cell.textContent.trim() && !cell.querySelector("img, svg, input, button, a")) cell.setAttribute("data-empty", "");
           // the cell's content in one box, so the label and the value are the card row's two columns
           var value = document.createElement("div");
