@@ -1,5 +1,6 @@
-//! A few values of each column, read from the first rows of a file, for the mapping step:
-//! a person sees what a column holds before choosing it for a field.
+//! The first rows of a file, read once at upload for the mapping step: a few values of each
+//! column (a person sees what a column holds before choosing it for a field) and a profile
+//! of each column's values (what formats and enum value mappings are proposed from).
 
 use std::path::Path;
 
@@ -13,29 +14,12 @@ pub const PER_COLUMN: usize = 3;
 /// Characters of a value shown; a longer one is cut with an ellipsis.
 const MAX_CHARS: usize = 40;
 
-/// Up to `PER_COLUMN` distinct non-blank values of each column (in the header's order),
-/// from the first `SAMPLE_ROWS` data rows. Best effort: a row that cannot be read ends the
-/// sample (validation names it), it does not refuse the file.
-pub fn column_samples(path: &Path, info: &FileInfo) -> Vec<Vec<String>> {
+/// Up to `PER_COLUMN` distinct non-blank values of each column (in the header's order) from
+/// the first `SAMPLE_ROWS` data rows, and the distinct values of each column with their rows
+/// over the first [`PROFILE_ROWS`], in one read of the file. Best effort: a row
+/// that cannot be read ends both (validation names it), it does not refuse the file.
+pub fn first_rows(path: &Path, info: &FileInfo) -> (Vec<Vec<String>>, FileProfile) {
     let mut samples: Vec<Vec<String>> = vec![vec![]; info.headers.len()];
-    let mut rows = 0;
-    let _ = visit_rows(path, info, &mut |_, cells| {
-        for (kept, cell) in samples.iter_mut().zip(cells) {
-            let value = shorten(cell.trim());
-            if kept.len() < PER_COLUMN && !value.is_empty() && !kept.contains(&value) {
-                kept.push(value);
-            }
-        }
-        rows += 1;
-        Ok(rows < SAMPLE_ROWS && samples.iter().any(|k| k.len() < PER_COLUMN))
-    });
-    samples
-}
-
-/// The distinct values of each column, with their rows, over the first [`PROFILE_ROWS`]
-/// rows: what the mapping step reads formats and unknown enum values off. Best effort, as
-/// the samples are.
-pub fn file_profile(path: &Path, info: &FileInfo) -> FileProfile {
     let mut profile =
         FileProfile { rows: 0, complete: true, columns: vec![ColumnProfile::default(); info.headers.len()] };
     let _ = visit_rows(path, info, &mut |_, cells| {
@@ -43,13 +27,21 @@ pub fn file_profile(path: &Path, info: &FileInfo) -> FileProfile {
             profile.complete = false;
             return Ok(false);
         }
+        if profile.rows < SAMPLE_ROWS as u64 {
+            for (kept, cell) in samples.iter_mut().zip(cells) {
+                let value = shorten(cell.trim());
+                if kept.len() < PER_COLUMN && !value.is_empty() && !kept.contains(&value) {
+                    kept.push(value);
+                }
+            }
+        }
         for (column, cell) in profile.columns.iter_mut().zip(cells) {
             column.add(cell);
         }
         profile.rows += 1;
         Ok(true)
     });
-    profile
+    (samples, profile)
 }
 
 /// One line of at most `MAX_CHARS` characters.
@@ -75,7 +67,7 @@ mod tests {
         let path = dir.path().join("f.csv");
         std::fs::write(&path, text).unwrap();
         let info = sniff(&path, None, &Limits::default()).unwrap();
-        column_samples(&path, &info)
+        first_rows(&path, &info).0
     }
 
     #[test]
@@ -101,7 +93,7 @@ mod tests {
         let path = dir.path().join("f.csv");
         std::fs::write(&path, "d,s\n2012/01/01,on\n2012/01/02,on\n,off\n").unwrap();
         let info = sniff(&path, None, &Limits::default()).unwrap();
-        let p = file_profile(&path, &info);
+        let p = first_rows(&path, &info).1;
         assert_eq!((p.rows, p.complete), (3, true));
         assert_eq!(p.columns[1].values, vec![("on".to_string(), 2), ("off".to_string(), 1)]);
         assert_eq!(p.columns[0].values.len(), 2, "blanks are not values");
@@ -111,18 +103,18 @@ mod tests {
         }
         std::fs::write(&path, text).unwrap();
         let info = sniff(&path, None, &Limits::default()).unwrap();
-        let p = file_profile(&path, &info);
+        let p = first_rows(&path, &info).1;
         assert_eq!((p.rows, p.complete), (PROFILE_ROWS, false));
         assert_eq!(p.columns[0].values.iter().map(|(_, n)| n).sum::<u64>(), PROFILE_ROWS);
     }
 
     #[test]
-    fn reading_stops_after_the_sample_rows() {
+    fn samples_come_from_the_first_rows_only() {
         let mut text = String::from("a\n");
         for i in 0..SAMPLE_ROWS {
             text.push_str(&format!("{}\n", i % 2));
         }
         text.push_str("late\n");
-        assert_eq!(samples_of(&text), vec![vec!["0", "1"]], "the row after the sample is not read");
+        assert_eq!(samples_of(&text), vec![vec!["0", "1"]], "the row after the sample rows is not sampled");
     }
 }

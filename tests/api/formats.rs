@@ -186,3 +186,39 @@ async fn the_api_takes_formats_and_value_mappings_in_column_mapping() {
     let stored = app.text("SELECT data FROM records WHERE record_key = 'LOC-1'", &[]).await;
     assert!(stored.contains("\"opened_on\":\"2012-01-31\"") && stored.contains("\"kind\":\"clinic\""), "{stored}");
 }
+
+#[actix_web::test]
+async fn excel_serial_dates_in_a_spreadsheet_are_proposed_and_read() {
+    use rust_xlsxwriter::Workbook;
+    let (app, mut c) = app().await;
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (col, h) in ["code", "name", "kind", "opened_on"].iter().enumerate() {
+        ws.write_string(0, col as u16, *h).unwrap();
+    }
+    // dates kept as plain numbers, as a sheet without a date format keeps them
+    for (row, (code, serial)) in [("LOC-1", 40909.0), ("LOC-2", 45292.0)].iter().enumerate() {
+        let r = row as u32 + 1;
+        ws.write_string(r, 0, *code).unwrap();
+        ws.write_string(r, 1, "Site").unwrap();
+        ws.write_string(r, 2, "clinic").unwrap();
+        ws.write_number(r, 3, *serial).unwrap();
+    }
+    let bytes = wb.save_to_buffer().unwrap();
+    let id = id_in(&c.upload("locations", ("sites.xlsx", &bytes), &[]).await.see_other());
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(attrs(&page.body, "#fmt-opened_on option[selected]", "value"), vec!["excel_serial"]);
+    assert_eq!(text(&page.body, "#fmt-hint-opened_on"), "Dates in this column look like 40909 (Excel serial number).");
+    c.confirm_mapping(id).await.see_other();
+    app.drain().await;
+    start_import(&app, &mut c, id, &[]).await.see_other();
+    let stored = app.text("SELECT data FROM records WHERE record_key = 'LOC-2'", &[]).await;
+    assert!(stored.contains("\"opened_on\":\"2024-01-01\""), "{stored}");
+
+    // the same numbers in a CSV are not taken for dates
+    let csv = "code,name,kind,opened_on\nLOC-3,Site,clinic,40909\n";
+    let id = id_in(&c.upload("locations", ("sites.csv", csv.as_bytes()), &[]).await.see_other());
+    let page = c.get(&format!("/settings/imports/{id}")).await;
+    assert_eq!(count(&page.body, "#fmt-opened_on option[value=excel_serial]"), 0);
+    assert!(text(&page.body, "#fmt-hint-opened_on").starts_with("No format offered here reads values like \"40909\""));
+}

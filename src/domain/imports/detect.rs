@@ -25,11 +25,20 @@ pub struct FileProfile {
 }
 
 /// A column's distinct non-blank values (trimmed, first seen first) and the rows of each.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ColumnProfile {
     pub values: Vec<(String, u64)>,
     /// More distinct values than [`PROFILE_VALUES`] were met; only the first are kept.
     pub capped: bool,
+    /// Where each value sits in `values`, while counting.
+    #[serde(skip)]
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl PartialEq for ColumnProfile {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values && self.capped == other.capped
+    }
 }
 
 impl ColumnProfile {
@@ -39,9 +48,13 @@ impl ColumnProfile {
         if v.is_empty() {
             return;
         }
-        if let Some(seen) = self.values.iter_mut().find(|(s, _)| s == v) {
-            seen.1 += 1;
+        if self.index.len() != self.values.len() {
+            self.index = self.values.iter().enumerate().map(|(i, (s, _))| (s.clone(), i)).collect();
+        }
+        if let Some(&i) = self.index.get(v) {
+            self.values[i].1 += 1;
         } else if self.values.len() < PROFILE_VALUES {
+            self.index.insert(v.to_string(), self.values.len());
             self.values.push((v.to_string(), 1));
         } else {
             self.capped = true;

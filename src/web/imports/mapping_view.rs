@@ -3,7 +3,7 @@
 //! enum fields the column's values that are not allowed values, each with a select of the
 //! allowed ones.
 
-use crate::domain::entities::{EntitySchema, Field, FieldKind};
+use crate::domain::entities::{CellFormat, DateFormat, EntitySchema, Field, FieldKind};
 use crate::domain::imports::detect::{self, FileProfile, Guess, PROFILE_ROWS};
 use crate::domain::imports::{ColumnMapping, ColumnOptions, Import};
 use crate::web::Grouped;
@@ -104,8 +104,15 @@ pub fn format_choice(
 ) -> Option<FormatChoice> {
     let kind = kind_name(f.kind())?;
     let xlsx = imp.file.is_xlsx();
+    // a datetime's format is its date's, the time read after it
+    let label = |c: CellFormat| match (f.kind(), c) {
+        (FieldKind::Datetime, CellFormat::Date(d)) if d != DateFormat::ExcelSerial => {
+            format!("{} hh:mm[:ss]", c.label())
+        }
+        _ => c.label(),
+    };
     let mut choices: Vec<(String, String)> =
-        detect::formats_for(f.kind(), xlsx).into_iter().map(|c| (c.pattern(), c.label())).collect();
+        detect::formats_for(f.kind(), xlsx).into_iter().map(|c| (c.pattern(), label(c))).collect();
     if f.kind() == FieldKind::Decimal {
         choices.insert(0, (String::new(), "1234.5 (as written)".into()));
     }

@@ -225,8 +225,7 @@ pub(crate) async fn create_import(
     // mapping step
     let sniffed = web::block(move || {
         crate::files::sniff(&p2, sheet.as_deref(), &limits).map(|info| {
-            let samples = crate::files::samples::column_samples(&p2, &info);
-            let profile = crate::files::samples::file_profile(&p2, &info);
+            let (samples, profile) = crate::files::samples::first_rows(&p2, &info);
             (info, samples, profile)
         })
     })
