@@ -179,6 +179,84 @@
     form.parentElement.querySelectorAll("[data-nothing-matched]").forEach(function (el) { el.hidden = anyChosen; });
   }
 
+  // The grid of rows left out: a row is saved when one of its cells changes (or on Enter),
+  // and comes back checked again; arrows move between cells, Escape puts a cell back.
+  function saveRow(form, then) {
+    var body = new URLSearchParams(new FormData(form));
+    fetch(form.action, { method: "POST", body: body, headers: { "HX-Request": "true" }, credentials: "same-origin" })
+      .then(function (res) {
+        if (!res.ok) throw new Error(res.status);
+        var edited = res.headers.get("X-Edited-Rows");
+        return res.text().then(function (html) { return { html: html, edited: edited }; });
+      })
+      .then(function (r) {
+        var row = document.getElementById("grid-row-" + form.id.replace(/^grid-form-/, ""));
+        var holder = document.createElement("tbody");
+        holder.innerHTML = r.html.trim();
+        var fresh = holder.firstElementChild;
+        if (row && fresh) row.replaceWith(fresh);
+        if (r.edited !== null) editedRows(parseInt(r.edited, 10));
+        if (then) then(fresh);
+      })
+      .catch(function () { form.submit(); });
+  }
+  function editedRows(n) {
+    var note = document.querySelector("[data-edited-note]");
+    if (note) {
+      note.hidden = n === 0;
+      note.querySelector("[data-edited-count]").textContent = n + (n === 1 ? " row" : " rows");
+    }
+    var button = document.querySelector("[data-revalidate] button");
+    if (button && n > 0) { button.classList.add("button-primary"); button.classList.remove("button-outline"); }
+  }
+  function gridCell(input, rowStep, colStep) {
+    var td = input.closest("td"), tr = td.parentElement;
+    var col = Array.prototype.indexOf.call(tr.children, td);
+    var rows = Array.prototype.slice.call(tr.parentElement.children);
+    var r = rows.indexOf(tr) + rowStep;
+    if (r < 0 || r >= rows.length) return null;
+    var cells = rows[r].children;
+    for (var c = col + colStep; c >= 0 && c < cells.length; c += colStep || 1) {
+      var next = cells[c].querySelector("input");
+      if (next) return next;
+      if (!colStep) break;
+    }
+    return null;
+  }
+  document.addEventListener("submit", function (e) {
+    if (!e.target.matches("form[data-grid-form]")) return;
+    e.preventDefault();
+    saveRow(e.target);
+  });
+  document.addEventListener("change", function (e) {
+    if (e.target.matches("[data-edit-grid] input[form]")) saveRow(e.target.form);
+  });
+  document.addEventListener("keydown", function (e) {
+    var input = e.target;
+    if (!input.matches || !input.matches("[data-edit-grid] input[form]")) return;
+    var atStart = input.selectionStart === 0 && input.selectionEnd === 0;
+    var atEnd = input.selectionStart === input.value.length;
+    var to = null;
+    if (e.key === "ArrowDown") to = gridCell(input, 1, 0);
+    else if (e.key === "ArrowUp") to = gridCell(input, -1, 0);
+    else if (e.key === "ArrowLeft" && atStart) to = gridCell(input, 0, -1);
+    else if (e.key === "ArrowRight" && atEnd) to = gridCell(input, 0, 1);
+    else if (e.key === "Escape") { input.value = input.defaultValue; return; }
+    else if (e.key === "Enter") {
+      e.preventDefault();
+      var name = input.name, below = gridCell(input, 1, 0);
+      var belowRow = below && below.closest("tr").id;
+      var focusBelow = function () {
+        var target = belowRow && document.getElementById(belowRow);
+        var cell = target && target.querySelector("input[name='" + name + "']");
+        if (cell) cell.focus();
+      };
+      if (input.value !== input.defaultValue) saveRow(input.form, focusBelow); else focusBelow();
+      return;
+    }
+    if (to) { e.preventDefault(); to.focus(); to.select(); }
+  });
+
   // Run on the page, and on whatever htmx swaps in later.
   function enhance(root) {
     root.querySelectorAll("[data-hide-with-js]").forEach(function (el) { el.hidden = true; });
@@ -186,7 +264,7 @@
     root.querySelectorAll("table.table").forEach(function (t) {
       // its own rows only: a table inside a cell (the mapping step's value list) stays a table
       var heads = Array.prototype.map.call(t.querySelectorAll(":scope > thead > tr > th"), function (th) {
-        return th.textContent.trim();
+        return (th.getAttribute("data-label") || th.textContent).trim();
       });
       if (!heads.length) return;
       if (t.hasAttribute("data-stacked")) return;

@@ -26,6 +26,8 @@ pub fn action_label(action: &str) -> String {
         "role_changed" => "Changed a role",
         "import_uploaded" => "Uploaded a file",
         "import_mapping_confirmed" => "Confirmed the column mapping",
+        "import_row_edited" => "Fixed a row left out",
+        "import_revalidated" => "Validated again",
         "import_started" => "Started the import",
         "import_paused" => "Paused the import",
         "import_resumed" => "Resumed the import",

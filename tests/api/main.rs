@@ -16,6 +16,7 @@ mod exports;
 mod fetch;
 mod files;
 mod formats;
+mod grid;
 mod imports;
 mod jobs;
 mod marketplace;

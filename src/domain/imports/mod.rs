@@ -3,6 +3,7 @@
 //! to schema fields. See `docs/imports.md`.
 
 pub mod detect;
+pub mod edits;
 pub mod history;
 pub mod mapping;
 pub mod mapping_form;
@@ -11,6 +12,7 @@ pub mod options;
 pub mod status;
 
 pub use detect::{FileProfile, Guess};
+pub use edits::{Overlay, problems_by_field};
 pub use mapping::{auto_map, missing_required};
 pub use mapping_form::{MappingProblem, MappingWarning};
 pub use model::{ApiOrigin, ColumnMapping, Import, ImportFile, Rollback, RollbackRefusal, Validated};

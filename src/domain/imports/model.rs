@@ -334,6 +334,16 @@ pub fn parse_chunk_size(raw: Option<&str>) -> Result<i64, String> {
 }
 
 #[cfg(test)]
+impl Import {
+    /// A validated merge import of a file with `headers`, for tests.
+    pub(crate) fn for_tests(headers: &[&str]) -> Import {
+        let mut imp = tests::import(Stage::Ready, Action::Merge);
+        imp.headers = headers.iter().map(|h| h.to_string()).collect();
+        imp
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::entities::Schemas;
@@ -361,7 +371,7 @@ type = "text"
         (*s.get("things").unwrap().clone()).clone()
     }
 
-    fn import(stage: Stage, action: Action) -> Import {
+    pub(super) fn import(stage: Stage, action: Action) -> Import {
         Import {
             id: 7,
             org: OrgId::new(1),

@@ -14,8 +14,8 @@ use md5::{Digest, Md5};
 
 use super::Payload;
 use crate::domain::entities::{EntitySchema, FieldKind};
-use crate::domain::imports::{Action, Import, Phase, PhaseStatus, Stage};
-use crate::files::{FileInfo, sniff, visit_rows};
+use crate::domain::imports::{Action, Import, Overlay, Phase, PhaseStatus, Stage};
+use crate::files::{FileInfo, RowVisitor, sniff, visit_rows};
 use crate::jobs::{Step, StepError};
 use crate::store::Db;
 use crate::store::imports::{self as store, phases::PhaseEnd};
@@ -23,6 +23,28 @@ use crate::store::staging::{ChunkRow, StagedIssue, StagedRow, StagedValue};
 
 /// What the file-reading thread sends: a batch, or why reading stopped.
 type Sent<T> = Result<T, String>;
+
+/// Where rows come from: the import's file, each row read through the cells fixed on the
+/// import's page (the file itself is never changed).
+#[derive(Clone)]
+pub(super) struct Source {
+    path: PathBuf,
+    info: FileInfo,
+    edits: Arc<Overlay>,
+}
+
+impl Source {
+    /// Reads the file's rows, with their edits, into `f` until it returns false.
+    fn visit(&self, f: &mut RowVisitor<'_>) -> Result<(), crate::files::FileProblem> {
+        if self.edits.is_empty() {
+            return visit_rows(&self.path, &self.info, f);
+        }
+        visit_rows(&self.path, &self.info, &mut |n, cells| match self.edits.apply(n, cells) {
+            Some(edited) => f(n, &edited),
+            None => f(n, cells),
+        })
+    }
+}
 
 /// The file's rows, read and turned into batches on a blocking thread; memory stays at a
 /// few batches.
@@ -33,21 +55,21 @@ pub(super) struct Batches<T> {
 impl<T: Send + 'static> Batches<T> {
     /// `f(row number, cells, last)` returns a batch to send when it has one; `last` asks it
     /// to hand over what it holds.
-    fn open<F>(path: PathBuf, info: FileInfo, f: F) -> Batches<T>
+    fn open<F>(src: Source, f: F) -> Batches<T>
     where
         F: FnMut(u64, &[String], bool) -> Option<T> + Send + 'static,
     {
-        Batches::open_until(path, info, u64::MAX, f)
+        Batches::open_until(src, u64::MAX, f)
     }
 
     /// As [`Batches::open`], reading no further than row `last`.
-    fn open_until<F>(path: PathBuf, info: FileInfo, last: u64, mut f: F) -> Batches<T>
+    fn open_until<F>(src: Source, last: u64, mut f: F) -> Batches<T>
     where
         F: FnMut(u64, &[String], bool) -> Option<T> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::mpsc::channel::<Sent<T>>(2);
         tokio::task::spawn_blocking(move || {
-            let res = visit_rows(&path, &info, &mut |n, cells| {
+            let res = src.visit(&mut |n, cells| {
                 if n > last {
                     return Ok(false);
                 }
@@ -71,7 +93,7 @@ impl<T: Send + 'static> Batches<T> {
     /// As [`Batches::open`] with the work spread over threads: the reading thread only
     /// gathers rows, and `workers` threads each turn whole batches of them into a `T` (each
     /// with its own `f`, made by `make`). Batches arrive in no set order.
-    fn open_spread<F>(path: PathBuf, info: FileInfo, workers: usize, make: impl Fn() -> F) -> Batches<T>
+    fn open_spread<F>(src: Source, workers: usize, make: impl Fn() -> F) -> Batches<T>
     where
         F: FnMut(&RawRows) -> T + Send + 'static,
     {
@@ -93,7 +115,7 @@ impl<T: Send + 'static> Batches<T> {
         }
         tokio::task::spawn_blocking(move || {
             let mut raw = RawRows::default();
-            let res = visit_rows(&path, &info, &mut |n, cells| {
+            let res = src.visit(&mut |n, cells| {
                 raw.push(n, cells);
                 // every worker gone means the reader was dropped: stop
                 Ok(raw.rows.len() < BATCH || raw_tx.send(std::mem::take(&mut raw)).is_ok())
@@ -185,6 +207,8 @@ pub(super) struct Run<'a> {
     pub schema: Arc<EntitySchema>,
     info: FileInfo,
     path: PathBuf,
+    /// The cells fixed on the import's page, applied to every row read.
+    edits: Arc<Overlay>,
 }
 
 impl<'a> Run<'a> {
@@ -211,7 +235,13 @@ impl<'a> Run<'a> {
             .await
             .map_err(|e| StepError::Retry(e.into()))?
             .map_err(|e| StepError::Fail(e.to_string()))?;
-        Ok(Some(Run { db, imp, schema, info, path }))
+        let edits = Arc::new(edits_of(db, &imp).await?);
+        Ok(Some(Run { db, imp, schema, info, path, edits }))
+    }
+
+    /// The file's rows, through the cells fixed on the import's page.
+    pub(super) fn source(&self) -> Source {
+        Source { path: self.path.clone(), info: self.info.clone(), edits: self.edits.clone() }
     }
 
     /// Runs one phase's `work`, recording its start, and its end with the rows in, rows
@@ -283,6 +313,17 @@ impl RowSet {
     }
 }
 
+/// The import's cell edits as an overlay of the file's cells (an edit of a column the
+/// file no longer has is ignored).
+async fn edits_of(db: &Db, imp: &Import) -> Step<Overlay> {
+    let edits = store::edits::edited_cells(db, imp.id).await?;
+    Ok(Overlay::new(
+        edits
+            .into_iter()
+            .filter_map(|(row, column, value)| imp.headers.iter().position(|h| *h == column).map(|i| (row, i, value))),
+    ))
+}
+
 /// Rows per batch of cells sent for issues.
 const CELLS_BATCH: usize = 2000;
 
@@ -292,7 +333,7 @@ impl Run<'_> {
     pub fn cells_of(&self, wanted: RowSet) -> Batches<Vec<(i64, String)>> {
         let mut buf: Vec<(i64, String)> = Vec::with_capacity(CELLS_BATCH);
         let last = wanted.last;
-        Batches::open_until(self.path.clone(), self.info.clone(), last, move |n, cells, end| {
+        Batches::open_until(self.source(), last, move |n, cells, end| {
             if !end && wanted.contains(n) {
                 buf.push((n as i64, cells_json(cells)));
             }
@@ -331,7 +372,7 @@ pub(super) fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch
         sampled: Arc::new(AtomicUsize::new(0)),
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-    Batches::open_spread(run.path.clone(), run.info.clone(), workers, move || {
+    Batches::open_spread(run.source(), workers, move || {
         let stager = stager.clone();
         move |raw: &RawRows| {
             let mut batch = StagedBatch { rows: Vec::with_capacity(raw.rows.len()), values: vec![], issues: vec![] };
@@ -420,7 +461,7 @@ pub(super) fn record_batches(run: &Run<'_>, after: i64) -> Step<Batches<Vec<Chun
     let cols = Columns::new(&run.imp)?;
     let width = run.info.headers.len();
     let mut buf: Vec<ChunkRow> = Vec::with_capacity(BATCH);
-    Ok(Batches::open(run.path.clone(), run.info.clone(), move |n, cells, last| {
+    Ok(Batches::open(run.source(), move |n, cells, last| {
         let row_number = n as i64;
         let wanted = !last && row_number > after && !cells.iter().skip(width).any(|c| !c.trim().is_empty());
         if let Some(r) = wanted.then(|| schema.prepare(|f| cols.cell(cells, f)).ok()).flatten() {

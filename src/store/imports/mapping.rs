@@ -80,7 +80,9 @@ pub async fn confirm_mapping(
     by: Actor,
 ) -> anyhow::Result<bool> {
     let sql = format!(
-        "UPDATE imports SET column_mapping = $3, column_options = $8, stage = $6, reason = '', updated_by = $4, updated_by_key = $7,
+        "UPDATE imports SET column_mapping = $3, column_options = $8, stage = $6,
+                edits_validated = (SELECT COALESCE(MAX(e.id), 0) FROM import_edits e WHERE e.import_id = $2),
+                reason = '', updated_by = $4, updated_by_key = $7,
                 updated_at = $5,
                 total_rows = 0, valid_rows = 0, invalid_rows = 0, duplicate_rows = 0, to_create = 0, to_update = 0,
                 unchanged_rows = 0

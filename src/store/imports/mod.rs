@@ -4,6 +4,7 @@
 //! and the chunk transactions in [`super::staging`].
 
 mod api;
+pub mod edits;
 mod mapping;
 pub mod phases;
 

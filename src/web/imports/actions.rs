@@ -79,20 +79,11 @@ pub async fn save_mapping(
             return sheet_again(&req, &id, &state, imp, StatusCode::UNPROCESSABLE_ENTITY, draft, false).await;
         }
     };
-    if !store::confirm_mapping(&state.db, id.org_id, imp.id, &mapping, &options, id.user_id.into()).await? {
+    if !validate_again(&id, &state, &imp, &mapping, &options).await? {
         return Err(AppError::Conflict(format!(
             "This import is {} now, so its mapping can no longer change.",
             imp.stage.label().to_lowercase()
         )));
-    }
-    match crate::store::onboarding::step_of_import(&state.db, id.org_id, imp.id).await? {
-        // a sheet of an onboarding workbook validates after the sheets it refers to
-        Some((entity, workbook)) if !workbook.is_empty() => {
-            let by = id.user_id.get();
-            crate::store::onboarding::queue(&state.db, id.org_id, &entity, "validate", by, &id.email).await?;
-            crate::jobs::onboarding::go_on(&state.db, &state.schemas, id.org_id).await?;
-        }
-        _ => import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::VALIDATE).await?,
     }
     let key = crate::domain::imports::mapping::headers_key(&imp.headers);
     store::remember_mapping(&state.db, id.org_id, &imp.entity, &key, &mapping, &options, imp.id).await?;
@@ -108,6 +99,30 @@ pub async fn save_mapping(
         .collect();
     audit(&state, &req, &id, "import_mapping_confirmed", &target_of(&imp), &detail.join("; ")).await?;
     Ok(see_other(page_of(&imp)))
+}
+
+/// Confirms `mapping` and `options` and queues the validation (for a sheet of an
+/// onboarding workbook, after the sheets it refers to); false when the import moved on.
+pub(super) async fn validate_again(
+    id: &Identity,
+    state: &AppState,
+    imp: &Import,
+    mapping: &crate::domain::imports::ColumnMapping,
+    options: &crate::domain::imports::ColumnOptions,
+) -> Result<bool, AppError> {
+    if !store::confirm_mapping(&state.db, id.org_id, imp.id, mapping, options, id.user_id.into()).await? {
+        return Ok(false);
+    }
+    match crate::store::onboarding::step_of_import(&state.db, id.org_id, imp.id).await? {
+        // a sheet of an onboarding workbook validates after the sheets it refers to
+        Some((entity, workbook)) if !workbook.is_empty() => {
+            let by = id.user_id.get();
+            crate::store::onboarding::queue(&state.db, id.org_id, &entity, "validate", by, &id.email).await?;
+            crate::jobs::onboarding::go_on(&state.db, &state.schemas, id.org_id).await?;
+        }
+        _ => import_jobs::enqueue(&state.db, id.org_id, imp.id, import_jobs::VALIDATE).await?,
+    }
+    Ok(true)
 }
 
 /// " (DD/MM/YYYY; Actve → active)": a field's options as the activity shows them.

@@ -130,6 +130,10 @@ pub struct DetailView {
     /// The mapping was proposed as the org last confirmed it for the same headers: which
     /// import, and when.
     pub remembered: Option<String>,
+    /// Rows left out with errors, to fix in the grid while the import is ready.
+    pub fixable_rows: i64,
+    /// Rows edited in the grid since the last validation.
+    pub edited_rows: i64,
 }
 
 impl DetailView {
@@ -390,6 +394,14 @@ pub(super) async fn detail_view(
         same_file,
         events,
         remembered,
+        fixable_rows: match imp.stage {
+            Stage::Ready => crate::store::imports::edits::count_rows_left_out(&state.db, imp.id, None).await?,
+            _ => 0,
+        },
+        edited_rows: match imp.stage {
+            Stage::Ready => crate::store::imports::edits::rows_edited_since_validation(&state.db, imp.id).await?,
+            _ => 0,
+        },
         onboarding: crate::store::onboarding::step_of_import(&state.db, id.org_id, imp.id).await?.is_some(),
         imp,
     })

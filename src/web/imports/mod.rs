@@ -1,12 +1,14 @@
 //! Imports, one file a page or concern: [`history`] (`/settings/imports`, Import History),
 //! [`upload`] (`/settings/imports/upload` and `/{entity}/importer`), [`detail`]
 //! (`/settings/imports/{id}`: mapping, validation preview, progress, phases, rows left out,
-//! rollback), [`actions`] (the POSTs: mapping, start, pause, resume, roll back) and
-//! [`downloads`] (the original file and the rows left out).
+//! rollback), [`actions`] (the POSTs: mapping, start, pause, resume, roll back),
+//! [`grid`] (`/settings/imports/{id}/rows`: fixing the rows left out) and [`downloads`]
+//! (the original file and the rows left out).
 
 pub mod actions;
 pub mod detail;
 pub mod downloads;
+pub mod grid;
 pub mod history;
 pub mod mapping_view;
 pub mod upload;

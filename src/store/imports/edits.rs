@@ -1,0 +1,177 @@
+//! Rows left out, fixed on the import's page: the rows the grid pages through (with their
+//! cells as they stand), every edit of a cell (`import_edits`), and the edits validation
+//! reads through.
+
+use anyhow::Context;
+
+use super::phases::Issue;
+use crate::domain::ids::UserId;
+use crate::on_pool;
+use crate::store::Db;
+
+/// A cell's edit to store.
+pub struct NewEdit<'a> {
+    pub row_number: i64,
+    pub column: &'a str,
+    pub field: &'a str,
+    pub old_value: &'a str,
+    pub new_value: &'a str,
+}
+
+/// `%, kind:%` and `%; kind:%`: a row's message naming `field` (LIKE wildcards escaped).
+fn naming(field: &str) -> (String, String) {
+    let f = field.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    (format!("%, {f}:%"), format!("%; {f}:%"))
+}
+
+/// The filter on a row's issues: errors only (a duplicate is fixed by its first copy),
+/// naming `field` when given (`$2`, `$3`).
+fn filter(field: Option<&str>) -> &'static str {
+    match field {
+        Some(_) => "kind = 'error' AND (message LIKE $2 ESCAPE '\\' OR message LIKE $3 ESCAPE '\\')",
+        None => "kind = 'error' AND $2 = $3",
+    }
+}
+
+/// How many rows the grid has (rows left out with an error, naming `field` when given).
+pub async fn count_rows_left_out(db: &Db, id: i64, field: Option<&str>) -> anyhow::Result<i64> {
+    let (a, b) = field.map(naming).unwrap_or_default();
+    let sql =
+        format!("SELECT COUNT(DISTINCT row_number) FROM import_issues WHERE import_id = $1 AND {}", filter(field));
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(id).bind(a).bind(b).fetch_one(p).await)
+        .context("counting rows left out")
+}
+
+/// A page of the grid: the rows' error issues, by row (a row may have more than one), their
+/// cells as they stand (with the edits made since).
+pub async fn rows_left_out(
+    db: &Db,
+    id: i64,
+    field: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> anyhow::Result<Vec<Issue>> {
+    let (a, b) = field.map(naming).unwrap_or_default();
+    let sql = format!(
+        "SELECT i.row_number, i.kind, i.message, COALESCE(c.cells, i.cells) AS cells
+         FROM import_issues i
+         LEFT JOIN import_issue_cells c ON c.import_id = i.import_id AND c.row_number = i.row_number
+         WHERE i.import_id = $1 AND i.kind = 'error' AND i.row_number IN (
+             SELECT DISTINCT row_number FROM import_issues WHERE import_id = $1 AND {}
+             ORDER BY row_number LIMIT $4 OFFSET $5)
+         ORDER BY i.row_number, i.id",
+        filter(field)
+    );
+    on_pool!(db, p => sqlx::query_as::<_, Issue>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(a)
+        .bind(b)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await)
+    .context("loading rows left out")
+}
+
+/// One row left out with an error (its issues), if it is one.
+pub async fn row_left_out(db: &Db, id: i64, row: i64) -> anyhow::Result<Vec<Issue>> {
+    on_pool!(db, p => sqlx::query_as::<_, Issue>(
+        "SELECT i.row_number, i.kind, i.message, COALESCE(c.cells, i.cells) AS cells
+         FROM import_issues i
+         LEFT JOIN import_issue_cells c ON c.import_id = i.import_id AND c.row_number = i.row_number
+         WHERE i.import_id = $1 AND i.row_number = $2 AND i.kind = 'error' ORDER BY i.id",
+    )
+    .bind(id)
+    .bind(row)
+    .fetch_all(p)
+    .await)
+    .context("loading a row left out")
+}
+
+/// Keeps `edits` (made by `by`) and the row's cells as they now stand, in one transaction:
+/// the grid and the error download show the fixed values at once.
+pub async fn add_edits(
+    db: &Db,
+    id: i64,
+    edits: &[NewEdit<'_>],
+    cells: &[(i64, String)],
+    by: UserId,
+    by_label: &str,
+) -> anyhow::Result<()> {
+    let now = crate::now();
+    on_pool!(db, p => {
+        let mut tx = crate::begin_write!(db, p).context("starting to keep edits")?;
+        for e in edits {
+            sqlx::query(
+                "INSERT INTO import_edits (import_id, row_number, column_name, field, old_value, new_value, user_id,
+                                           by_label, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(id)
+            .bind(e.row_number)
+            .bind(e.column)
+            .bind(e.field)
+            .bind(e.old_value)
+            .bind(e.new_value)
+            .bind(by.get())
+            .bind(by_label)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("keeping an edit")?;
+        }
+        for (row, json) in cells {
+            sqlx::query("UPDATE import_issues SET cells = $3 WHERE import_id = $1 AND row_number = $2")
+                .bind(id)
+                .bind(row)
+                .bind(json)
+                .execute(&mut *tx)
+                .await
+                .context("keeping a row's cells")?;
+            sqlx::query("DELETE FROM import_issue_cells WHERE import_id = $1 AND row_number = $2")
+                .bind(id)
+                .bind(row)
+                .execute(&mut *tx)
+                .await
+                .context("keeping a row's cells")?;
+        }
+        tx.commit().await.context("keeping edits")
+    })
+}
+
+/// Every edit of the import's cells, oldest first: `(row, column header, value)`.
+pub async fn edited_cells(db: &Db, id: i64) -> anyhow::Result<Vec<(i64, String, String)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (i64, String, String)>(
+        "SELECT row_number, column_name, new_value FROM import_edits WHERE import_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(p)
+    .await)
+    .context("loading edits")
+}
+
+/// Rows edited since the import was last validated (their fixes count once validated).
+pub async fn rows_edited_since_validation(db: &Db, id: i64) -> anyhow::Result<i64> {
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(DISTINCT e.row_number) FROM import_edits e JOIN imports i ON i.id = e.import_id
+         WHERE e.import_id = $1 AND e.id > i.edits_validated",
+    )
+    .bind(id)
+    .fetch_one(p)
+    .await)
+    .context("counting edited rows")
+}
+
+/// Which rows from `from` to `to` were edited since the import was last validated.
+pub async fn rows_edited_in(db: &Db, id: i64, from: i64, to: i64) -> anyhow::Result<Vec<i64>> {
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT DISTINCT e.row_number FROM import_edits e JOIN imports i ON i.id = e.import_id
+         WHERE e.import_id = $1 AND e.id > i.edits_validated AND e.row_number BETWEEN $2 AND $3",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(p)
+    .await)
+    .context("finding edited rows")
+}
