@@ -17,3 +17,5 @@ CREATE TABLE import_edits (
 CREATE INDEX import_edits_row ON import_edits (import_id, row_number);
 -- The last edit the latest validation read (0: none): edits after it wait for the next one.
 ALTER TABLE imports ADD COLUMN edits_validated INTEGER NOT NULL DEFAULT 0;
+-- The grid pages through an import's rows left out with errors, by row.
+CREATE INDEX import_issues_kind_row ON import_issues (import_id, kind, row_number);

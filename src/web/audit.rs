@@ -27,6 +27,7 @@ pub fn action_label(action: &str) -> String {
         "import_uploaded" => "Uploaded a file",
         "import_mapping_confirmed" => "Confirmed the column mapping",
         "import_row_edited" => "Fixed a row left out",
+        "import_rows_replaced" => "Replaced a value in rows left out",
         "import_revalidated" => "Validated again",
         "import_started" => "Started the import",
         "import_paused" => "Paused the import",

@@ -131,3 +131,41 @@ async fn the_grid_pages_through_many_rows_left_out() {
     let rows = attrs(&last.body, "tr[data-row]", "data-row");
     assert_eq!((rows.len(), rows.first().map(String::as_str)), (20, Some("102")));
 }
+
+#[actix_web::test]
+async fn a_value_is_replaced_in_every_row_left_out_at_once() {
+    let (app, mut c) = app().await;
+    let mut csv = String::from("code,name,kind\n");
+    for i in 0..1500 {
+        let kind = if i % 3 == 0 { "office" } else { "spaceship" };
+        csv.push_str(&format!("LOC-{i},Site {i},{kind}\n"));
+    }
+    csv.push_str("LOC-X,,clinic\n");
+    let id = validated(&app, &mut c, "locations", ("many.csv", csv.as_bytes()), &[]).await;
+    assert_eq!(app.scalar("SELECT invalid_rows FROM imports WHERE id = $1", &[id]).await, 1001);
+    let grid = format!("/settings/imports/{id}/rows");
+    let replace = format!("/settings/imports/{id}/rows/replace");
+
+    let r = c.submit(&grid, &replace, &[("column", "2"), ("from", "rocket"), ("to", "clinic")]).await;
+    assert_eq!(r.see_other(), grid);
+    let page = unquoted(&c.get(&grid).await.body);
+    assert!(page.contains("No row left out has \"rocket\" in Kind; nothing was changed."), "{page}");
+
+    let r = c.submit(&grid, &replace, &[("column", "2"), ("from", " spaceship "), ("to", "clinic")]).await;
+    assert_eq!(r.see_other(), grid);
+    let page = unquoted(&c.get(&grid).await.body);
+    assert!(page.contains("Replaced \"spaceship\" with \"clinic\" in Kind of 1,000 rows."), "{page}");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM import_edits WHERE import_id = $1", &[id]).await, 1000);
+    // an empty cell filled in the same way
+    c.submit(&grid, &replace, &[("column", "1"), ("from", ""), ("to", "Lake")]).await.see_other();
+    // a column that is not one of the fields is refused
+    let r = c.submit(&grid, &replace, &[("column", "7"), ("from", "a"), ("to", "b")]).await;
+    assert_eq!(r.status, 422);
+
+    c.submit(&grid, &format!("/settings/imports/{id}/revalidate"), &[]).await.see_other();
+    app.drain().await;
+    assert_eq!(app.scalar("SELECT invalid_rows FROM imports WHERE id = $1", &[id]).await, 0);
+    assert_eq!(app.scalar("SELECT valid_rows FROM imports WHERE id = $1", &[id]).await, 1501);
+    let sheet = unquoted(&c.get(&format!("/settings/imports/{id}")).await.body);
+    assert!(sheet.contains("kind: \"spaceship\" → \"clinic\" in 1,000 rows"), "{sheet}");
+}

@@ -8,6 +8,7 @@ use super::phases::Issue;
 use crate::domain::ids::UserId;
 use crate::on_pool;
 use crate::store::Db;
+use crate::store::staging::from_json;
 
 /// A cell's edit to store.
 pub struct NewEdit<'a> {
@@ -88,8 +89,9 @@ pub async fn row_left_out(db: &Db, id: i64, row: i64) -> anyhow::Result<Vec<Issu
     .context("loading a row left out")
 }
 
-/// Keeps `edits` (made by `by`) and the row's cells as they now stand, in one transaction:
-/// the grid and the error download show the fixed values at once.
+/// Keeps `edits` (made by `by`) and the rows' cells as they now stand, in one transaction
+/// of three statements however many rows (each batch one bound JSON value): the grid and
+/// the error download show the fixed values at once.
 pub async fn add_edits(
     db: &Db,
     id: i64,
@@ -98,42 +100,42 @@ pub async fn add_edits(
     by: UserId,
     by_label: &str,
 ) -> anyhow::Result<()> {
+    let rows: Vec<(i64, &str, &str, &str, &str)> =
+        edits.iter().map(|e| (e.row_number, e.column, e.field, e.old_value, e.new_value)).collect();
+    let (edits_json, cells_json) = (serde_json::to_string(&rows)?, serde_json::to_string(cells)?);
+    let insert = format!(
+        "INSERT INTO import_edits (import_id, row_number, column_name, field, old_value, new_value, user_id, by_label,
+                                   created_at)
+         SELECT $1, c0, c1, c2, c3, c4, $3, $4, $5 FROM ({}) AS x",
+        from_json(db, &["BIGINT", "TEXT", "TEXT", "TEXT", "TEXT"])
+    );
+    let rows_cells = from_json(db, &["BIGINT", "TEXT"]);
+    let update = format!(
+        "UPDATE import_issues SET cells = x.c1 FROM ({rows_cells}) AS x
+         WHERE import_issues.import_id = $1 AND import_issues.row_number = x.c0"
+    );
+    let forget = format!(
+        "DELETE FROM import_issue_cells WHERE import_id = $1 AND row_number IN (SELECT c0 FROM ({rows_cells}) AS x)"
+    );
     let now = crate::now();
     on_pool!(db, p => {
         let mut tx = crate::begin_write!(db, p).context("starting to keep edits")?;
-        for e in edits {
-            sqlx::query(
-                "INSERT INTO import_edits (import_id, row_number, column_name, field, old_value, new_value, user_id,
-                                           by_label, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
+        sqlx::query(sqlx::AssertSqlSafe(insert))
             .bind(id)
-            .bind(e.row_number)
-            .bind(e.column)
-            .bind(e.field)
-            .bind(e.old_value)
-            .bind(e.new_value)
+            .bind(&edits_json)
             .bind(by.get())
             .bind(by_label)
             .bind(now)
             .execute(&mut *tx)
             .await
-            .context("keeping an edit")?;
-        }
-        for (row, json) in cells {
-            sqlx::query("UPDATE import_issues SET cells = $3 WHERE import_id = $1 AND row_number = $2")
+            .context("keeping edits")?;
+        for sql in [update, forget] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id)
-                .bind(row)
-                .bind(json)
+                .bind(&cells_json)
                 .execute(&mut *tx)
                 .await
-                .context("keeping a row's cells")?;
-            sqlx::query("DELETE FROM import_issue_cells WHERE import_id = $1 AND row_number = $2")
-                .bind(id)
-                .bind(row)
-                .execute(&mut *tx)
-                .await
-                .context("keeping a row's cells")?;
+                .context("keeping rows' cells")?;
         }
         tx.commit().await.context("keeping edits")
     })
@@ -174,4 +176,21 @@ pub async fn rows_edited_in(db: &Db, id: i64, from: i64, to: i64) -> anyhow::Res
     .fetch_all(p)
     .await)
     .context("finding edited rows")
+}
+
+/// Up to `limit` rows left out with an error after row `after`, with their cells as they
+/// stand: a bulk fix reads them a batch at a time.
+pub async fn cells_left_out(db: &Db, id: i64, after: i64, limit: i64) -> anyhow::Result<Vec<(i64, String)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(
+        "SELECT DISTINCT i.row_number, COALESCE(c.cells, i.cells) FROM import_issues i
+         LEFT JOIN import_issue_cells c ON c.import_id = i.import_id AND c.row_number = i.row_number
+         WHERE i.import_id = $1 AND i.kind = 'error' AND i.row_number > $2
+         ORDER BY i.row_number LIMIT $3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(p)
+    .await)
+    .context("reading rows left out")
 }

@@ -309,8 +309,10 @@ pub async fn save_row(
         let detail = format!("row {row}: {}", words.join("; "));
         audit(&state, &req, &id, "import_row_edited", &target_of(&imp), &detail).await?;
     }
+    // the filter the grid was at, if it names one of the import's fields
+    let field = q.field.as_deref().filter(|f| imp.mapping.contains_key(*f));
     if !is_htmx(&req) {
-        let back = match q.field.as_deref() {
+        let back = match field {
             Some(f) => format!("{}/rows?field={f}&page={}", page_of(&imp), q.page.unwrap_or(1)),
             None => format!("{}/rows?page={}", page_of(&imp), q.page.unwrap_or(1)),
         };
@@ -328,7 +330,7 @@ pub async fn save_row(
         columns: cols,
         rows: vec![],
         pagination: Pagination::new(q.page, GRID_ROWS, 0, ""),
-        field: q.field.clone().unwrap_or_default(),
+        field: field.unwrap_or_default().to_string(),
         total: 0,
         edited: edits::rows_edited_since_validation(&state.db, imp.id).await?,
         editable: true,
@@ -365,4 +367,94 @@ pub async fn revalidate(
     let detail = format!("with {} edited since", edited.count("row", "rows"));
     audit(&state, &req, &id, "import_revalidated", &target_of(&imp), &detail).await?;
     Ok(see_other(page_of(&imp)))
+}
+
+/// What "Replace" takes.
+#[derive(Deserialize)]
+pub struct ReplaceForm {
+    /// The file's column, by index.
+    pub column: usize,
+    pub from: String,
+    pub to: String,
+}
+
+/// Rows a bulk fix reads and writes at a time.
+const REPLACE_BATCH: i64 = 1000;
+
+/// Replaces `from` with `to` in one column of every row left out with an error whose cell
+/// holds it (spaces around aside), an edit each; back to the grid, saying how many.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn replace(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    path: web::Path<i64>,
+    form: web::Form<ReplaceForm>,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, path.into_inner()).await?;
+    let schema = schema_of(&state, &imp.entity)?;
+    if imp.stage != Stage::Ready {
+        return Err(AppError::Conflict(format!(
+            "This import is {}; rows left out can be fixed while it waits to be imported.",
+            imp.stage.label().to_lowercase()
+        )));
+    }
+    let cols = columns(&imp, &schema);
+    let col = cols
+        .iter()
+        .find(|c| c.index == form.column)
+        .ok_or_else(|| AppError::Validation(format!("Column {} is not one of the import's fields.", form.column)))?;
+    let (from, to) = (form.from.trim(), form.to.trim());
+    if from == to {
+        return Err(AppError::Validation("Replace a value with another one.".into()));
+    }
+    let (mut after, mut replaced) = (0_i64, 0_i64);
+    loop {
+        let batch = edits::cells_left_out(&state.db, imp.id, after, REPLACE_BATCH).await?;
+        let Some(last) = batch.last().map(|(row, _)| *row) else { break };
+        let mut rows: Vec<(i64, Vec<String>, String)> = vec![];
+        for (row, json) in batch {
+            let mut cells: Vec<String> = serde_json::from_str(&json).unwrap_or_default();
+            if cells.len() <= col.index {
+                cells.resize(col.index + 1, String::new());
+            }
+            if cells[col.index].trim() == from {
+                let old = std::mem::replace(&mut cells[col.index], to.to_string());
+                rows.push((row, cells, old));
+            }
+        }
+        if !rows.is_empty() {
+            let new_edits: Vec<NewEdit> = rows
+                .iter()
+                .map(|(row, _, old)| NewEdit {
+                    row_number: *row,
+                    column: &col.header,
+                    field: &col.field,
+                    old_value: old,
+                    new_value: to,
+                })
+                .collect();
+            let cells: Vec<(i64, String)> =
+                rows.iter().map(|(row, c, _)| (*row, serde_json::to_string(c).unwrap_or_default())).collect();
+            edits::add_edits(&state.db, imp.id, &new_edits, &cells, id.user_id, &id.email).await?;
+            replaced += rows.len() as i64;
+        }
+        after = last;
+    }
+    let text = if replaced == 0 {
+        format!("No row left out has \"{from}\" in {}; nothing was changed.", col.label)
+    } else {
+        let detail = format!("{}: \"{from}\" → \"{to}\" in {}", col.field, replaced.count("row", "rows"));
+        audit(&state, &req, &id, "import_rows_replaced", &target_of(&imp), &detail).await?;
+        format!(
+            "Replaced \"{from}\" with \"{to}\" in {} of {}. Validate again to add the rows this fixes.",
+            col.label,
+            replaced.count("row", "rows")
+        )
+    };
+    let kind = if replaced == 0 { "info" } else { "success" };
+    session.set_flash(&crate::auth::session::Flash { kind: kind.into(), text, secret: None })?;
+    Ok(see_other(format!("{}/rows", page_of(&imp))))
 }
