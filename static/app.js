@@ -217,7 +217,7 @@
     if (r < 0 || r >= rows.length) return null;
     var cells = rows[r].children;
     for (var c = col + colStep; c >= 0 && c < cells.length; c += colStep || 1) {
-      var next = cells[c].querySelector("input");
+      var next = cells[c].querySelector("input[form^='grid-form-']");
       if (next) return next;
       if (!colStep) break;
     }
@@ -229,11 +229,11 @@
     saveRow(e.target);
   });
   document.addEventListener("change", function (e) {
-    if (e.target.matches("[data-edit-grid] input[form]")) saveRow(e.target.form);
+    if (e.target.matches("[data-edit-grid] input[form^='grid-form-']")) saveRow(e.target.form);
   });
   document.addEventListener("keydown", function (e) {
     var input = e.target;
-    if (!input.matches || !input.matches("[data-edit-grid] input[form]")) return;
+    if (!input.matches || !input.matches("[data-edit-grid] input[form^='grid-form-']")) return;
     var atStart = input.selectionStart === 0 && input.selectionEnd === 0;
     var atEnd = input.selectionStart === input.value.length;
     var to = null;

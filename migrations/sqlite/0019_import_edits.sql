@@ -19,3 +19,12 @@ CREATE INDEX import_edits_row ON import_edits (import_id, row_number);
 ALTER TABLE imports ADD COLUMN edits_validated INTEGER NOT NULL DEFAULT 0;
 -- The grid pages through an import's rows left out with errors, by row.
 CREATE INDEX import_issues_kind_row ON import_issues (import_id, kind, row_number);
+-- Rows left out that a person chose not to fix: they stay left out and leave the grid.
+CREATE TABLE import_skips (
+    import_id INTEGER NOT NULL REFERENCES imports (id) ON DELETE CASCADE,
+    row_number INTEGER NOT NULL,
+    user_id INTEGER REFERENCES users (id) ON DELETE SET NULL,
+    by_label TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (import_id, row_number)
+);

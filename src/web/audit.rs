@@ -29,6 +29,8 @@ pub fn action_label(action: &str) -> String {
         "import_row_edited" => "Fixed a row left out",
         "import_rows_replaced" => "Replaced a value in rows left out",
         "import_revalidated" => "Validated again",
+        "import_rows_skipped" => "Skipped rows left out",
+        "import_rows_unskipped" => "Put skipped rows back",
         "import_started" => "Started the import",
         "import_paused" => "Paused the import",
         "import_resumed" => "Resumed the import",

@@ -57,6 +57,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/imports/{id}/mapping", web::post().to(imports::actions::save_mapping))
         .route("/settings/imports/{id}/rows", web::get().to(imports::grid::grid))
         .route("/settings/imports/{id}/rows/replace", web::post().to(imports::grid::replace))
+        .route("/settings/imports/{id}/rows/skip", web::post().to(imports::grid::skip))
+        .route("/settings/imports/{id}/rows/unskip", web::post().to(imports::grid::unskip))
         .route("/settings/imports/{id}/rows/{row}", web::post().to(imports::grid::save_row))
         .route("/settings/imports/{id}/revalidate", web::post().to(imports::grid::revalidate))
         .route("/settings/imports/{id}/start", web::post().to(imports::actions::start))

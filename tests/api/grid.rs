@@ -169,3 +169,28 @@ async fn a_value_is_replaced_in_every_row_left_out_at_once() {
     let sheet = unquoted(&c.get(&format!("/settings/imports/{id}")).await.body);
     assert!(sheet.contains("kind: \"spaceship\" → \"clinic\" in 1,000 rows"), "{sheet}");
 }
+
+#[actix_web::test]
+async fn ticked_rows_are_skipped_out_of_the_grid_and_can_be_put_back() {
+    let (app, mut c) = app().await;
+    let id = validated(&app, &mut c, "locations", ("sites.csv", FILE.as_bytes()), &[]).await;
+    let grid = format!("/settings/imports/{id}/rows");
+    let r = c.submit(&grid, &format!("{grid}/skip"), &[("row", "3"), ("row", "5"), ("row", "2")]).await;
+    assert_eq!(r.see_other(), grid);
+    let page = c.get(&grid).await;
+    assert!(
+        page.body.contains("Skipped 2 rows: they stay left out of the import and leave this list."),
+        "row 2 was not left out"
+    );
+    assert_eq!(attrs(&page.body, "tr[data-row]", "data-row"), vec!["4"]);
+    assert!(text(&page.body, ".toolbar-count").contains("2 rows skipped"));
+    // validating again keeps them skipped, and left out
+    c.submit(&grid, &format!("/settings/imports/{id}/revalidate"), &[]).await.see_other();
+    app.drain().await;
+    assert_eq!(attrs(&c.get(&grid).await.body, "tr[data-row]", "data-row"), vec!["4"]);
+    assert_eq!(app.scalar("SELECT invalid_rows FROM imports WHERE id = $1", &[id]).await, 3);
+    c.submit(&grid, &format!("{grid}/unskip"), &[]).await.see_other();
+    assert_eq!(attrs(&c.get(&grid).await.body, "tr[data-row]", "data-row"), vec!["3", "4", "5"]);
+    let sheet = c.get(&format!("/settings/imports/{id}")).await.body;
+    assert!(sheet.contains("Skipped rows left out") && sheet.contains("rows 3, 5, 2"), "{sheet}");
+}

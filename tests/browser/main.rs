@@ -667,7 +667,9 @@ async fn import_a_bundle_see_it_in_the_history_and_roll_it_back() {
 }
 
 /// What overflows the viewport on the current page: the page's own width past the window,
-/// and any open dialog or menu panel reaching outside it; empty when everything fits.
+/// and any open dialog or menu panel reaching outside it; empty when everything fits. (The
+/// grid of rows left out, `.grid-wrap`, scrolls sideways by design: a row has a cell per
+/// field, its first column stays put.)
 async fn overflow(c: &Client) -> String {
     let script = "const w = window.innerWidth, out = [];\
         const sw = document.documentElement.scrollWidth;\
@@ -762,6 +764,8 @@ async fn every_page_fits_a_phone_and_a_laptop_with_its_dialogs_and_menus() {
         format!("/settings/imports/{done}?rollback=1"),
         format!("/settings/imports/{ready}"),
         format!("/settings/imports/{ready}?discard=1"),
+        format!("/settings/imports/{ready}/rows"),
+        format!("/settings/imports/{done}/rows"),
         format!("/settings/imports/{mapping}"),
         format!("/settings/imports/{queued}"),
         "/settings/exports".into(),

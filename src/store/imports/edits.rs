@@ -6,9 +6,9 @@ use anyhow::Context;
 
 use super::phases::Issue;
 use crate::domain::ids::UserId;
-use crate::on_pool;
 use crate::store::Db;
 use crate::store::staging::from_json;
+use crate::{on_pool, on_writer};
 
 /// A cell's edit to store.
 pub struct NewEdit<'a> {
@@ -25,12 +25,18 @@ fn naming(field: &str) -> (String, String) {
     (format!("%, {f}:%"), format!("%; {f}:%"))
 }
 
-/// The filter on a row's issues: errors only (a duplicate is fixed by its first copy),
-/// naming `field` when given (`$2`, `$3`).
+/// The filter on a row's issues: errors only (a duplicate is fixed by its first copy), not
+/// skipped, naming `field` when given (`$2`, `$3`).
 fn filter(field: Option<&str>) -> &'static str {
     match field {
-        Some(_) => "kind = 'error' AND (message LIKE $2 ESCAPE '\\' OR message LIKE $3 ESCAPE '\\')",
-        None => "kind = 'error' AND $2 = $3",
+        Some(_) => {
+            "kind = 'error' AND (message LIKE $2 ESCAPE '\\' OR message LIKE $3 ESCAPE '\\') AND row_number NOT IN
+             (SELECT s.row_number FROM import_skips s WHERE s.import_id = $1)"
+        }
+        None => {
+            "kind = 'error' AND $2 = $3 AND row_number NOT IN
+             (SELECT s.row_number FROM import_skips s WHERE s.import_id = $1)"
+        }
     }
 }
 
@@ -193,4 +199,46 @@ pub async fn cells_left_out(db: &Db, id: i64, after: i64, limit: i64) -> anyhow:
     .fetch_all(p)
     .await)
     .context("reading rows left out")
+}
+
+/// Skips these rows (those left out with an error, not skipped yet): they stay left out and
+/// leave the grid. How many were skipped.
+pub async fn skip_rows(db: &Db, id: i64, rows: &[i64], by: UserId, by_label: &str) -> anyhow::Result<i64> {
+    let sql = format!(
+        "INSERT INTO import_skips (import_id, row_number, user_id, by_label, created_at)
+         SELECT DISTINCT $1, i.row_number, $3, $4, $5 FROM import_issues i
+         WHERE i.import_id = $1 AND i.kind = 'error' AND i.row_number IN (SELECT c0 FROM ({}) AS x)
+         ON CONFLICT (import_id, row_number) DO NOTHING",
+        from_json(db, &["BIGINT"])
+    );
+    let json = serde_json::to_string(&rows.iter().map(|r| [*r]).collect::<Vec<_>>())?;
+    on_writer!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(json)
+        .bind(by.get())
+        .bind(by_label)
+        .bind(crate::now())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected() as i64))
+    .context("skipping rows")
+}
+
+/// Puts every skipped row of the import back in the grid; how many.
+pub async fn unskip_rows(db: &Db, id: i64) -> anyhow::Result<i64> {
+    on_writer!(db, p => sqlx::query("DELETE FROM import_skips WHERE import_id = $1")
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected() as i64))
+    .context("putting skipped rows back")
+}
+
+/// How many rows of the import were skipped.
+pub async fn count_skipped(db: &Db, id: i64) -> anyhow::Result<i64> {
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM import_skips WHERE import_id = $1")
+        .bind(id)
+        .fetch_one(p)
+        .await)
+    .context("counting skipped rows")
 }

@@ -84,6 +84,8 @@ pub struct GridView {
     pub edited: i64,
     /// Edits are taken: the import is validated and not started.
     pub editable: bool,
+    /// Rows skipped (left out on purpose, out of the grid).
+    pub skipped: i64,
 }
 
 #[derive(Template)]
@@ -227,6 +229,7 @@ async fn grid_view(
         total,
         edited: edits::rows_edited_since_validation(&state.db, imp.id).await?,
         editable: imp.stage == Stage::Ready,
+        skipped: edits::count_skipped(&state.db, imp.id).await?,
         imp,
     })
 }
@@ -334,6 +337,7 @@ pub async fn save_row(
         total: 0,
         edited: edits::rows_edited_since_validation(&state.db, imp.id).await?,
         editable: true,
+        skipped: 0,
         imp,
     };
     let edited = v.edited;
@@ -456,5 +460,59 @@ pub async fn replace(
     };
     let kind = if replaced == 0 { "info" } else { "success" };
     session.set_flash(&crate::auth::session::Flash { kind: kind.into(), text, secret: None })?;
+    Ok(see_other(format!("{}/rows", page_of(&imp))))
+}
+
+/// Skips the rows ticked in the grid (`row`, repeated): they stay left out, on purpose, and
+/// leave the grid; back to it, saying how many.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn skip(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    path: web::Path<i64>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, path.into_inner()).await?;
+    if imp.stage != Stage::Ready {
+        return Err(AppError::Conflict(format!(
+            "This import is {}; rows left out can be skipped while it waits to be imported.",
+            imp.stage.label().to_lowercase()
+        )));
+    }
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| AppError::BadRequest("The rows to skip could not be read.".into()))?;
+    let rows: Vec<i64> = form.iter().filter(|(k, _)| k == "row").filter_map(|(_, v)| v.parse().ok()).collect();
+    let text = if rows.is_empty() {
+        "Tick the rows to skip first.".to_string()
+    } else {
+        let n = edits::skip_rows(&state.db, imp.id, &rows, id.user_id, &id.email).await?;
+        let listed: Vec<String> = rows.iter().take(20).map(i64::to_string).collect();
+        let more = if rows.len() > 20 { format!(" and {} more", rows.len() - 20) } else { String::new() };
+        let detail = format!("rows {}{more}", listed.join(", "));
+        audit(&state, &req, &id, "import_rows_skipped", &target_of(&imp), &detail).await?;
+        format!("Skipped {}: they stay left out of the import and leave this list.", n.count("row", "rows"))
+    };
+    session.set_flash(&crate::auth::session::Flash { kind: "info".into(), text, secret: None })?;
+    Ok(see_other(format!("{}/rows", page_of(&imp))))
+}
+
+/// Puts the skipped rows back in the grid.
+#[tracing::instrument(skip_all, fields(org_id = id.org_id.get(), user_id = id.user_id.get(), import_id = *path))]
+pub async fn unskip(
+    req: HttpRequest,
+    id: Identity,
+    state: web::Data<AppState>,
+    session: AppSession,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    id.require(Permission::ImportUpload)?;
+    let imp = load(&state, &id, path.into_inner()).await?;
+    let n = edits::unskip_rows(&state.db, imp.id).await?;
+    audit(&state, &req, &id, "import_rows_unskipped", &target_of(&imp), &n.count("row", "rows")).await?;
+    let text = format!("{} back in the list.", n.count("skipped row is", "skipped rows are"));
+    session.set_flash(&crate::auth::session::Flash { kind: "info".into(), text, secret: None })?;
     Ok(see_other(format!("{}/rows", page_of(&imp))))
 }
