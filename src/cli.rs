@@ -142,6 +142,16 @@ enum BenchCommand {
         #[arg(long)]
         database: Option<String>,
     },
+    /// The grid of rows left out with N of them, over HTTP: its pages, saving a row (checked
+    /// again at once) and a replace in every row; p50/p99 each; the last line is one JSON
+    /// object.
+    Grid {
+        #[arg(long, default_value = "100000")]
+        rows: usize,
+        /// Requests per view.
+        #[arg(long, default_value = "100")]
+        requests: usize,
+    },
     /// Import N generated contacts, then export them as CSV, XLSX or JSON through the export
     /// job, printing rows/s and peak memory; the last line is one JSON object.
     Export {
@@ -262,6 +272,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             let settings = bench_app_settings(cli.common, cli.serve)?;
             crate::bench::api::run(rows, clients, settings).await
+        }
+        Command::Bench { command: BenchCommand::Grid { rows, requests } } => {
+            anyhow::ensure!(rows > 0 && requests > 0, "--rows and --requests must be at least 1");
+            let settings = bench_app_settings(cli.common, cli.serve)?;
+            crate::bench::grid::run(rows, requests, settings).await
         }
         Command::Bench { command: BenchCommand::Export { rows, format, database } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");

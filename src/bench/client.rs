@@ -60,6 +60,26 @@ impl Browser {
         Ok(status)
     }
 
+    /// POSTs a form as the page's script does (`HX-Request`), with the CSRF token of the last
+    /// page read: the status.
+    pub(super) async fn post_htmx(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<u16> {
+        let token = self.token.clone();
+        let mut all = fields.to_vec();
+        all.push(("csrf_token", &token));
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("hx-request", "true")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&all)?)
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        let _ = res.bytes().await?;
+        Ok(status)
+    }
+
     /// The sign-in page, then the form sent: each request's status.
     pub(super) async fn sign_in(&mut self, email: &str, password: &str) -> anyhow::Result<(u16, u16)> {
         self.cookie.clear();

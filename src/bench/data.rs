@@ -73,6 +73,8 @@ pub(super) fn peak_rss_mib() -> f64 {
 }
 
 /// Writes `rows` contacts: about 2% repeat an earlier row, 1% have a bad date or country.
+/// With `variant` 4 (the grid benchmark's file), every row has a bad country and none
+/// repeats.
 /// With `variant` 2 (the merge file), row `i` is contact `i` with another city when `i` is
 /// even, and the new contact `offset + i` when odd.
 pub(super) fn generate(path: &PathBuf, rows: usize, offset: usize, variant: usize) -> anyhow::Result<()> {
@@ -88,14 +90,14 @@ pub(super) fn generate(path: &PathBuf, rows: usize, offset: usize, variant: usiz
             // every even row: an earlier contact who moved; every odd row: a new contact
             2 if i % 2 == 0 => (i, 1),
             2 => (offset + i, 0),
-            3 => (i, 0),
+            3 | 4 => (i, 0),
             // every 50th row repeats the one before it (a duplicate in the file)
             _ if i % 50 == 49 => (i - 1, 0),
             _ => (i, 0),
         };
         // variant 3 (the export benchmark's records) has no bad rows
-        let bad_date = variant != 3 && n % 100 == 7;
-        let bad_country = variant != 3 && n % 100 == 13;
+        let bad_date = variant != 3 && variant != 4 && n % 100 == 7;
+        let bad_country = variant == 4 || variant != 3 && n % 100 == 13;
         writeln!(
             w,
             "C{n:08},{},{},user{n}@example.com,+1 555 {:04},{},{},{},{},{},{}.{:02},{}",

@@ -7,6 +7,7 @@ pub mod api;
 mod client;
 mod data;
 pub mod floor;
+pub mod grid;
 pub mod history;
 mod load;
 
@@ -212,8 +213,8 @@ impl Bench {
         Ok(t.elapsed().as_secs_f64())
     }
 
-    /// Validates and imports `file` with `action`: (import, validate seconds, import seconds).
-    async fn import(&self, file: &std::path::Path, action: Action) -> anyhow::Result<(Import, f64, f64)> {
+    /// Validates `file` for `action`: the import, waiting at Ready, and the seconds it took.
+    async fn validate(&self, file: &std::path::Path, action: Action) -> anyhow::Result<(Import, f64)> {
         let (db, org) = (&self.db, self.org);
         let info =
             crate::files::sniff(file, None, &crate::files::Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -265,6 +266,13 @@ impl Bench {
             v.validated.duplicate_rows
         );
         print_phases(db, id).await?;
+        Ok((v, validate_s))
+    }
+
+    /// Validates and imports `file` with `action`: (import, validate seconds, import seconds).
+    async fn import(&self, file: &std::path::Path, action: Action) -> anyhow::Result<(Import, f64, f64)> {
+        let (v, validate_s) = self.validate(file, action).await?;
+        let (db, org, id) = (&self.db, self.org, v.id);
         store::imports::start_import(db, org, id, self.user.into()).await?;
         crate::jobs::import::enqueue(db, org, id, crate::jobs::import::PROCESS).await?;
         let import_s = self.drain().await?;
@@ -443,6 +451,7 @@ fn database_url(dir: &std::path::Path, database: Option<String>) -> String {
 /// The app, serving the benchmark's database and schema, with people using it.
 struct Serving {
     server: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    base: String,
     load: load::Load,
 }
 
@@ -465,7 +474,7 @@ async fn serve_with_load(
     let base = format!("http://127.0.0.1:{}", app.port());
     let server = actix_web::rt::spawn(app.run_until_stopped());
     let load = load::start(&b.db, b.org, &base, &b.schema.name, settings.clients, b.current.clone()).await?;
-    Ok(Serving { server, load })
+    Ok(Serving { server, base, load })
 }
 
 async fn run(

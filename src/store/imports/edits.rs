@@ -96,8 +96,8 @@ pub async fn row_left_out(db: &Db, id: i64, row: i64) -> anyhow::Result<Vec<Issu
 }
 
 /// Keeps `edits` (made by `by`) and the rows' cells as they now stand, in one transaction
-/// of three statements however many rows (each batch one bound JSON value): the grid and
-/// the error download show the fixed values at once.
+/// of two statements however many rows (each batch one bound JSON value, each row found by
+/// its key): the grid and the error download show the fixed values at once.
 pub async fn add_edits(
     db: &Db,
     id: i64,
@@ -115,13 +115,11 @@ pub async fn add_edits(
          SELECT $1, c0, c1, c2, c3, c4, $3, $4, $5 FROM ({}) AS x",
         from_json(db, &["BIGINT", "TEXT", "TEXT", "TEXT", "TEXT"])
     );
-    let rows_cells = from_json(db, &["BIGINT", "TEXT"]);
-    let update = format!(
-        "UPDATE import_issues SET cells = x.c1 FROM ({rows_cells}) AS x
-         WHERE import_issues.import_id = $1 AND import_issues.row_number = x.c0"
-    );
-    let forget = format!(
-        "DELETE FROM import_issue_cells WHERE import_id = $1 AND row_number IN (SELECT c0 FROM ({rows_cells}) AS x)"
+    // the row's cells as they now stand, over those the file had (read with COALESCE)
+    let keep_cells = format!(
+        "INSERT INTO import_issue_cells (import_id, row_number, cells) SELECT $1, c0, c1 FROM ({}) AS x WHERE TRUE
+         ON CONFLICT (import_id, row_number) DO UPDATE SET cells = excluded.cells",
+        from_json(db, &["BIGINT", "TEXT"])
     );
     let now = crate::now();
     on_pool!(db, p => {
@@ -135,14 +133,12 @@ pub async fn add_edits(
             .execute(&mut *tx)
             .await
             .context("keeping edits")?;
-        for sql in [update, forget] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .bind(&cells_json)
-                .execute(&mut *tx)
-                .await
-                .context("keeping rows' cells")?;
-        }
+        sqlx::query(sqlx::AssertSqlSafe(keep_cells))
+            .bind(id)
+            .bind(&cells_json)
+            .execute(&mut *tx)
+            .await
+            .context("keeping rows' cells")?;
         tx.commit().await.context("keeping edits")
     })
 }
