@@ -144,7 +144,8 @@ values = ["clinic", "office"]
     #[test]
     fn a_row_is_checked_again_by_its_rules_with_the_imports_formats() {
         let s = schema();
-        let mut imp = Import::for_tests(&["code", "Opened", "kind"]);
+        let mut imp = crate::domain::imports::model::tests::import(crate::domain::imports::Stage::Ready, Action::Merge);
+        imp.headers = vec!["code".into(), "Opened".into(), "kind".into()];
         imp.mapping = ColumnMapping::from([
             ("code".to_string(), "code".to_string()),
             ("opened".to_string(), "Opened".to_string()),

@@ -334,17 +334,7 @@ pub fn parse_chunk_size(raw: Option<&str>) -> Result<i64, String> {
 }
 
 #[cfg(test)]
-impl Import {
-    /// A validated merge import of a file with `headers`, for tests.
-    pub(crate) fn for_tests(headers: &[&str]) -> Import {
-        let mut imp = tests::import(Stage::Ready, Action::Merge);
-        imp.headers = headers.iter().map(|h| h.to_string()).collect();
-        imp
-    }
-}
-
-#[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::entities::Schemas;
     use crate::domain::imports::{MappingProblem, MappingWarning};
@@ -371,7 +361,7 @@ type = "text"
         (*s.get("things").unwrap().clone()).clone()
     }
 
-    pub(super) fn import(stage: Stage, action: Action) -> Import {
+    pub(crate) fn import(stage: Stage, action: Action) -> Import {
         Import {
             id: 7,
             org: OrgId::new(1),

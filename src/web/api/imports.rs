@@ -1,6 +1,5 @@
 //! `/api/v1/imports`: seed 004's import object, one import and the org's list, and the
-//! signed links (one hour) to an import's original file and the rows it left out, as CSV or
-//! JSON.
+//! signed links (one hour) to an import's original file and its rows left out (CSV, JSON).
 
 use std::collections::BTreeMap;
 
@@ -100,8 +99,7 @@ pub struct ImportObject {
     pub created_by: Option<String>,
     /// Resource field name → the file's column header.
     pub column_mapping: BTreeMap<String, String>,
-    /// Resource field → how its column's values are read: `format` and, for enums, `values`
-    /// (only fields with such options).
+    /// Resource field → `format` and (enums) `values` its column is read with, if any.
     pub column_options: BTreeMap<String, super::mapping::ColumnOptionObject>,
     pub phases: Vec<PhaseObject>,
     pub stats: StatsObject,
