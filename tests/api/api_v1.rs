@@ -599,6 +599,9 @@ async fn review_mode_waits_for_start_and_pause_resume_cancel_answer_the_model_or
         (r#"{"resource":"unicorns"}"#, "resource"),
         (r#"{"resource":"locations","action":"upsert"}"#, "action"),
         (r#"{"resource":"locations","upload_mode":"later"}"#, "upload_mode"),
+        // exactly as documented: neither empty nor padded
+        (r#"{"resource":"locations","duplicate_handling":""}"#, "duplicate_handling"),
+        (r#"{"resource":"locations","action":" merge"}"#, "action"),
         (r#"{"resource":"locations","column_mapping":{"colour":"c"}}"#, "column_mapping"),
         (r#"{"resource":"locations","chunk_size":0}"#, "chunk_size"),
     ] {

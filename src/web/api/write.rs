@@ -147,9 +147,13 @@ fn enum_param<T>(
     parse: impl Fn(&str) -> Option<T>,
     all: &str,
 ) -> Result<T, ApiError> {
+    // exactly one of the documented values: the web form's empty "default" is not one here
     match raw {
         None => Ok(default),
-        Some(v) => parse(v.trim()).ok_or_else(|| ApiError::invalid(name, format!("\"{v}\" is not one of {all}."))),
+        Some(v) => (!v.is_empty())
+            .then(|| parse(v))
+            .flatten()
+            .ok_or_else(|| ApiError::invalid(name, format!("\"{v}\" is not one of {all}."))),
     }
 }
 
