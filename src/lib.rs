@@ -21,6 +21,8 @@ pub mod error;
 pub mod files;
 /// Background jobs: the worker, the queue, one module per job kind.
 pub mod jobs;
+/// What `/metrics` reports: request, job, import and export figures.
+pub mod metrics;
 /// Building and running the HTTP server.
 pub mod startup;
 /// `AppState`: what every handler can reach.

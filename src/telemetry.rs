@@ -60,6 +60,8 @@ pub async fn log_requests(
                 res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
             }
             tracing::info!(status, latency_ms = format!("{latency_ms:.1}"), "request");
+            let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+            crate::metrics::observe_request(res.request().method().as_str(), &route, status, latency_ms / 1000.0);
             Ok(res)
         }
         Err(e) => {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 mod values;
 
@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// Requests one API key may make per minute (more are answered 429 Too Many Requests).
     #[arg(long, env = "STEVEDORE_API_RATE_LIMIT", default_value = "600", global = true)]
     pub api_rate_limit: String,
+
+    /// The bearer token `/metrics` asks for (at least 16 characters); unset: `/metrics` is off.
+    #[arg(long, env = "STEVEDORE_METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<String>,
 
     /// A directory of extra marketplace bundle files (*.toml), loaded after the shipped ones.
     #[arg(long, env = "STEVEDORE_MARKETPLACE_DIR", global = true)]
@@ -257,6 +261,8 @@ pub struct Settings {
     /// Requests one API key may make per minute.
     pub api_rate_limit: u32,
     pub s3: Option<S3Settings>,
+    /// The bearer token of `/metrics` (None: off).
+    pub metrics_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -377,6 +383,11 @@ impl Settings {
                 }
             },
             s3: S3Settings::from_args(s)?,
+            metrics_token: match s.metrics_token.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(t) if t.chars().count() >= 16 => Some(SecretString::from(t.to_string())),
+                Some(_) => return Err(bad("STEVEDORE_METRICS_TOKEN", "must be at least 16 characters")),
+            },
         })
     }
 

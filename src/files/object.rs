@@ -149,6 +149,22 @@ impl FileStore {
         }
     }
 
+    /// Whether files can be kept: the data directory takes (and gives up) a file, and the
+    /// bucket, when one is configured, answers (an object that is not there is an answer).
+    pub async fn check(&self, data_dir: &Path) -> anyhow::Result<()> {
+        let probe = data_dir.join(format!(".readyz-{}", std::process::id()));
+        tokio::fs::write(&probe, b"ok").await.with_context(|| format!("writing in {}", data_dir.display()))?;
+        let _ = tokio::fs::remove_file(&probe).await;
+        if let FileStore::S3(b) = self {
+            let location = object_path(&format!("{}.readyz", b.prefix))?;
+            match b.store.head(&location).await {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e).context("asking the bucket"),
+            }
+        }
+        Ok(())
+    }
+
     /// The bucket's own URL for one GET of the object, valid for `secs`.
     pub async fn presigned(&self, object_key: &str, secs: u64) -> anyhow::Result<String> {
         let (b, location) = self.locate(object_key)?;

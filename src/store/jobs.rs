@@ -163,3 +163,16 @@ pub async fn prune_finished(db: &Db, before: i64) -> anyhow::Result<u64> {
         .map(|r| r.rows_affected()))
     .context("pruning finished jobs")
 }
+
+/// Jobs by kind and state, for `/metrics`: queued, running and failed (or timed out), every
+/// kind that has any.
+pub async fn counts(db: &Db) -> anyhow::Result<Vec<(String, String, i64)>> {
+    on_pool!(db, p => sqlx::query_as::<_, (String, String, i64)>(
+        "SELECT kind, CASE WHEN status = 'timed_out' THEN 'failed' ELSE status END AS state, COUNT(*)
+         FROM jobs WHERE status IN ('queued', 'running', 'failed', 'timed_out')
+         GROUP BY kind, CASE WHEN status = 'timed_out' THEN 'failed' ELSE status END ORDER BY 1, 2",
+    )
+    .fetch_all(p)
+    .await)
+    .context("counting jobs")
+}

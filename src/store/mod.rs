@@ -226,6 +226,22 @@ impl Db {
         }
     }
 
+    /// Migrations applied to the database and migrations this build knows: the database is
+    /// current when every known one is applied.
+    pub async fn migrations(&self) -> anyhow::Result<(i64, i64)> {
+        let known = match self {
+            Db::Sqlite(_) => SQLITE_MIGRATIONS.iter().count(),
+            Db::Postgres(_) => POSTGRES_MIGRATIONS.iter().count(),
+        } as i64;
+        let applied = on_pool!(self, p => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(p)
+        .await)
+        .context("reading applied migrations")?;
+        Ok((applied, known))
+    }
+
     /// The backend's name, for logs and the health check.
     pub fn backend(&self) -> &'static str {
         match self {

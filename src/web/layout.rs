@@ -172,7 +172,7 @@ pub struct ErrorPage {
 }
 
 fn wants_json(req: &HttpRequest) -> bool {
-    req.path().starts_with("/api/") || req.path() == "/healthz"
+    req.path().starts_with("/api/") || matches!(req.path(), "/healthz" | "/readyz" | "/metrics")
 }
 
 /// Middleware: page errors become full pages in the frame (with the lock for 403, the

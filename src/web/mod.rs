@@ -34,6 +34,8 @@ pub fn is_htmx(req: &HttpRequest) -> bool {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     api::routes(cfg);
     cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics))
         .route("/static/{file}", web::get().to(assets::serve))
         .route("/login", web::get().to(login::form))
         .route("/login", web::post().to(login::submit))

@@ -84,6 +84,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         max_xlsx_inflated_mib: "2048".into(),
         max_xlsx_shared_strings_mib: "64".into(),
         api_rate_limit: "600".into(),
+        metrics_token: None,
         s3_bucket: None,
         s3_endpoint: None,
         s3_region: "us-east-1".into(),

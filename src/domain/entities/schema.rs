@@ -173,8 +173,21 @@ impl EntitySchema {
 }
 
 /// Names that are routes of their own and so cannot be entity names.
-pub const RESERVED: &[&str] =
-    &["login", "logout", "settings", "static", "api", "healthz", "account", "switch-org", "cl", "admin", "records"];
+pub const RESERVED: &[&str] = &[
+    "login",
+    "logout",
+    "settings",
+    "static",
+    "api",
+    "healthz",
+    "readyz",
+    "metrics",
+    "account",
+    "switch-org",
+    "cl",
+    "admin",
+    "records",
+];
 
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)

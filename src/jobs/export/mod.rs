@@ -135,7 +135,10 @@ impl ExportHandler {
             }
         };
         match store::complete(&ctx.db, req.id, rows, size, object.as_deref()).await {
-            Ok(_) => Outcome::Done,
+            Ok(_) => {
+                crate::metrics::add_export_bytes(size.max(0) as u64);
+                Outcome::Done
+            }
             Err(e) => Outcome::Retry(format!("{e:#}")),
         }
     }

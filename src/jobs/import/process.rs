@@ -126,6 +126,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
                 // their cells at the end, as the validation's issues do
                 failures |= r.failed > 0;
                 written += r.created + r.updated + r.rows;
+                crate::metrics::add_import_rows(r.rows.max(0) as u64);
                 if written >= analyze_at {
                     // records grew: keep PostgreSQL's plans on its indexes
                     crate::store::analyze(db, &["records"]).await?;
