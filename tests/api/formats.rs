@@ -150,12 +150,20 @@ async fn the_api_takes_formats_and_value_mappings_in_column_mapping() {
             "opened_on: \"YYYY/DD/MM\" is not a format",
         ),
         (
+            json!({"opened_on": {"column": "Opened", "format": "dd/mm/yyyy"}}),
+            "opened_on: \"dd/mm/yyyy\" is not a format",
+        ),
+        (
             json!({"kind": {"column": "kind", "values": {"Clinc": "hospital"}}}),
             "\"hospital\", which is not one of the allowed values",
         ),
         (
             json!({"name": {"column": "name", "format": "decimal_comma"}}),
             "name is a text field; the format decimal_comma is not for it",
+        ),
+        (
+            json!({"name": {"column": "name", "values": {}}}),
+            "name is not an enum field; only enum values can be mapped.",
         ),
     ];
     for (mapping, says) in refused {
@@ -169,7 +177,7 @@ async fn the_api_takes_formats_and_value_mappings_in_column_mapping() {
         "resource": "locations",
         "column_mapping": {
             "code": "code", "name": "name",
-            "kind": {"column": "kind", "values": {"Clinc": "clinic"}},
+            "kind": {"column": "kind", "format": null, "values": {"Clinc": "clinic"}},
             "opened_on": {"column": "Opened", "format": "DD.MM.YYYY"}
         }
     })

@@ -89,16 +89,20 @@ fn mapping_entry_schema(f: &crate::domain::entities::Field) -> Value {
     // excel_serial is offered for spreadsheets only at the mapping step; a client may name it
     let formats: Vec<String> =
         crate::domain::imports::detect::formats_for(f.kind(), true).into_iter().map(|c| c.pattern()).collect();
-    if !formats.is_empty() {
-        choice.insert("format".into(), json!({"anyOf": [{"type": "null"}, {"type": "string", "enum": formats}]}));
-    }
-    if matches!(f.kind(), FieldKind::Enum | FieldKind::EnumMultiple) {
+    // a key the field's type has no use for may be there, as null
+    let format = if formats.is_empty() {
+        json!({"type": "null"})
+    } else {
+        json!({"anyOf": [{"type": "null"}, {"type": "string", "enum": formats}]})
+    };
+    choice.insert("format".into(), format);
+    let values = if matches!(f.kind(), FieldKind::Enum | FieldKind::EnumMultiple) {
         let allowed = &f.rule.values;
-        choice.insert(
-            "values".into(),
-            json!({"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"type": "string", "enum": allowed}}]}),
-        );
-    }
+        json!({"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"type": "string", "enum": allowed}}]})
+    } else {
+        json!({"type": "null"})
+    };
+    choice.insert("values".into(), values);
     json!({"anyOf": [
         {"type": "string"},
         {"type": "object", "required": ["column"], "properties": choice, "additionalProperties": false}

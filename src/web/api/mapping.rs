@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use crate::domain::entities::CellFormat;
+use crate::domain::entities::{CellFormat, FieldKind};
 use crate::domain::imports::{ColumnMapping, ColumnOption, ColumnOptions, check_options};
 
 /// A field's column in `column_mapping`: its header, or the header with how its values are
@@ -52,14 +52,24 @@ pub fn split_mapping(
             MappingEntry::Detailed(c) => {
                 let mut o = ColumnOption::default();
                 if let Some(p) = c.format.as_deref() {
-                    o.format = Some(CellFormat::parse(p).ok_or_else(|| {
+                    o.format = Some(CellFormat::parse(p).filter(|f| f.pattern() == p).ok_or_else(|| {
                         ApiError::invalid(
                             "column_mapping",
                             format!("{field}: \"{p}\" is not a format; see /api/v1/resources/{}.", schema.name),
                         )
                     })?);
                 }
-                o.values = c.values.unwrap_or_default();
+                if let Some(values) = c.values {
+                    // even an empty mapping names values: only an enum has them
+                    let kind = schema.field(&field).map(|f| f.kind());
+                    if !matches!(kind, Some(FieldKind::Enum | FieldKind::EnumMultiple)) {
+                        return Err(ApiError::invalid(
+                            "column_mapping",
+                            format!("{field} is not an enum field; only enum values can be mapped."),
+                        ));
+                    }
+                    o.values = values;
+                }
                 if !o.is_empty() {
                     options.insert(field.clone(), o);
                 }
