@@ -43,38 +43,28 @@ impl Browser {
 
     /// POSTs a form with the CSRF token of the last page read: the status.
     pub(super) async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<u16> {
-        let token = self.token.clone();
-        let mut all = fields.to_vec();
-        all.push(("csrf_token", &token));
-        let res = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&all)?)
-            .send()
-            .await?;
-        self.keep_cookie(&res);
-        let status = res.status().as_u16();
-        let _ = res.bytes().await?;
-        Ok(status)
+        self.post(path, fields, false).await
     }
 
-    /// POSTs a form as the page's script does (`HX-Request`), with the CSRF token of the last
-    /// page read: the status.
+    /// [`post_form`](Self::post_form) as the page's script sends it (`HX-Request`).
     pub(super) async fn post_htmx(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<u16> {
+        self.post(path, fields, true).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)], htmx: bool) -> anyhow::Result<u16> {
         let token = self.token.clone();
         let mut all = fields.to_vec();
         all.push(("csrf_token", &token));
-        let res = self
+        let mut req = self
             .http
             .post(format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
-            .header("hx-request", "true")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&all)?)
-            .send()
-            .await?;
+            .header("content-type", "application/x-www-form-urlencoded");
+        if htmx {
+            req = req.header("hx-request", "true");
+        }
+        let res = req.body(serde_urlencoded::to_string(&all)?).send().await?;
+        self.keep_cookie(&res);
         let status = res.status().as_u16();
         let _ = res.bytes().await?;
         Ok(status)

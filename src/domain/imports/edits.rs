@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{Action, ColumnMapping, Import};
+use super::{Action, Import};
 use crate::domain::entities::EntitySchema;
 
 /// The edits of an import's cells, latest per cell, by row: applied to each row as the
@@ -70,7 +70,7 @@ impl Import {
     /// none. What only the whole file can tell (a key used twice, a reference to a record
     /// not stored, a unique value taken) is checked when the import is validated again.
     pub fn recheck(&self, schema: &EntitySchema, cells: &[String]) -> Result<(), Vec<String>> {
-        let columns = self.columns(&self.mapping);
+        let columns = self.columns();
         let cell = |f: &str| columns.get(f).map(|i| cells.get(*i).map(String::as_str).unwrap_or(""));
         if self.action == Action::Delete {
             // a delete names records by key; nothing else is read
@@ -90,15 +90,18 @@ impl Import {
     }
 
     /// The file's column index of each mapped field.
-    pub fn columns(&self, mapping: &ColumnMapping) -> HashMap<String, usize> {
-        mapping.iter().filter_map(|(f, h)| self.headers.iter().position(|x| x == h).map(|i| (f.clone(), i))).collect()
+    pub fn columns(&self) -> HashMap<String, usize> {
+        self.mapping
+            .iter()
+            .filter_map(|(f, h)| self.headers.iter().position(|x| x == h).map(|i| (f.clone(), i)))
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::imports::ColumnOption;
+    use crate::domain::imports::{ColumnMapping, ColumnOption};
 
     fn schema() -> EntitySchema {
         let toml = r#"

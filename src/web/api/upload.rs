@@ -16,7 +16,7 @@ use super::ApiError;
 use super::imports::{ImportObject, object, upload_signed_path};
 use crate::domain::exports::{link_query, verify};
 use crate::domain::imports::mapping::auto_map_schema;
-use crate::domain::imports::{Import, ImportFile, Stage, missing_required};
+use crate::domain::imports::{Import, ImportFile, Stage, missing_required, problems_by_field};
 use crate::jobs::import as import_jobs;
 use crate::state::AppState;
 use crate::store::imports::phases;
@@ -322,15 +322,8 @@ async fn problems(
         .into_iter()
         .map(|i| {
             let cells: Vec<String> = serde_json::from_str(&i.cells).unwrap_or_default();
-            // messages read "row 3, capacity: …" or "capacity: …"
-            let text = i
-                .message
-                .split_once(", ")
-                .filter(|(head, _)| head.starts_with("row "))
-                .map(|(_, t)| t)
-                .unwrap_or(&i.message);
-            let field =
-                text.split_once(':').map(|(f, _)| f.trim()).filter(|f| schema.field(f).is_some()).map(str::to_string);
+            // the field the message's first problem names ("row 3, capacity: …")
+            let field = problems_by_field(&i.message, schema).into_iter().next().and_then(|(f, _)| f);
             let value = field
                 .as_ref()
                 .and_then(|f| imp.mapping.get(f))

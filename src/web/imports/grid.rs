@@ -111,7 +111,7 @@ pub struct GridQuery {
 
 /// The grid's columns: the mapped fields in schema order.
 fn columns(imp: &Import, schema: &EntitySchema) -> Vec<GridColumn> {
-    let at = imp.columns(&imp.mapping);
+    let at = imp.columns();
     schema
         .fields
         .iter()
@@ -178,6 +178,24 @@ fn add_problems(r: &mut GridRow, cols: &[GridColumn], problems: Vec<(Option<Stri
             None => r.row_problems.push(text),
         }
     }
+}
+
+/// Rows left out are fixed (and skipped) while the import waits to be imported; a
+/// conflict otherwise.
+fn waiting(imp: &Import) -> Result<(), AppError> {
+    if imp.stage == Stage::Ready {
+        return Ok(());
+    }
+    Err(AppError::Conflict(format!(
+        "This import is {}; rows left out can be fixed while it waits to be imported.",
+        imp.stage.label().to_lowercase()
+    )))
+}
+
+/// Back to the grid with `text` said once.
+fn back_to_grid(session: &AppSession, imp: &Import, kind: &str, text: String) -> Result<HttpResponse, AppError> {
+    session.set_flash(&crate::auth::session::Flash { kind: kind.into(), text, secret: None })?;
+    Ok(see_other(format!("{}/rows", page_of(imp))))
 }
 
 /// A row's problems as its rules find its cells now (the message, and whether it is clean).
@@ -266,12 +284,7 @@ pub async fn save_row(
     let (import_id, row) = path.into_inner();
     let imp = load(&state, &id, import_id).await?;
     let schema = schema_of(&state, &imp.entity)?;
-    if imp.stage != Stage::Ready {
-        return Err(AppError::Conflict(format!(
-            "This import is {}; rows left out can be fixed while it waits to be imported.",
-            imp.stage.label().to_lowercase()
-        )));
-    }
+    waiting(&imp)?;
     let issues = edits::row_left_out(&state.db, imp.id, row).await?;
     let Some(first) = issues.first() else {
         return Err(AppError::NotFound);
@@ -399,12 +412,7 @@ pub async fn replace(
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, path.into_inner()).await?;
     let schema = schema_of(&state, &imp.entity)?;
-    if imp.stage != Stage::Ready {
-        return Err(AppError::Conflict(format!(
-            "This import is {}; rows left out can be fixed while it waits to be imported.",
-            imp.stage.label().to_lowercase()
-        )));
-    }
+    waiting(&imp)?;
     let cols = columns(&imp, &schema);
     let col = cols
         .iter()
@@ -458,9 +466,7 @@ pub async fn replace(
             replaced.count("row", "rows")
         )
     };
-    let kind = if replaced == 0 { "info" } else { "success" };
-    session.set_flash(&crate::auth::session::Flash { kind: kind.into(), text, secret: None })?;
-    Ok(see_other(format!("{}/rows", page_of(&imp))))
+    back_to_grid(&session, &imp, if replaced == 0 { "info" } else { "success" }, text)
 }
 
 /// Skips the rows ticked in the grid (`row`, repeated): they stay left out, on purpose, and
@@ -476,12 +482,7 @@ pub async fn skip(
 ) -> Result<HttpResponse, AppError> {
     id.require(Permission::ImportUpload)?;
     let imp = load(&state, &id, path.into_inner()).await?;
-    if imp.stage != Stage::Ready {
-        return Err(AppError::Conflict(format!(
-            "This import is {}; rows left out can be skipped while it waits to be imported.",
-            imp.stage.label().to_lowercase()
-        )));
-    }
+    waiting(&imp)?;
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|_| AppError::BadRequest("The rows to skip could not be read.".into()))?;
     let rows: Vec<i64> = form.iter().filter(|(k, _)| k == "row").filter_map(|(_, v)| v.parse().ok()).collect();
@@ -495,8 +496,7 @@ pub async fn skip(
         audit(&state, &req, &id, "import_rows_skipped", &target_of(&imp), &detail).await?;
         format!("Skipped {}: they stay left out of the import and leave this list.", n.count("row", "rows"))
     };
-    session.set_flash(&crate::auth::session::Flash { kind: "info".into(), text, secret: None })?;
-    Ok(see_other(format!("{}/rows", page_of(&imp))))
+    back_to_grid(&session, &imp, "info", text)
 }
 
 /// Puts the skipped rows back in the grid.
@@ -513,6 +513,5 @@ pub async fn unskip(
     let n = edits::unskip_rows(&state.db, imp.id).await?;
     audit(&state, &req, &id, "import_rows_unskipped", &target_of(&imp), &n.count("row", "rows")).await?;
     let text = format!("{} back in the list.", n.count("skipped row is", "skipped rows are"));
-    session.set_flash(&crate::auth::session::Flash { kind: "info".into(), text, secret: None })?;
-    Ok(see_other(format!("{}/rows", page_of(&imp))))
+    back_to_grid(&session, &imp, "info", text)
 }

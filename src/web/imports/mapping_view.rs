@@ -3,7 +3,7 @@
 //! enum fields the column's values that are not allowed values, each with a select of the
 //! allowed ones.
 
-use crate::domain::entities::{CellFormat, DateFormat, EntitySchema, Field, FieldKind};
+use crate::domain::entities::{CellFormat, DateFormat, Field, FieldKind};
 use crate::domain::imports::detect::{self, FileProfile, Guess, PROFILE_ROWS};
 use crate::domain::imports::{ColumnMapping, ColumnOptions, Import};
 use crate::web::Grouped;
@@ -166,14 +166,4 @@ pub fn value_list(
         counted,
         capped: column.capped,
     })
-}
-
-/// The options shown: a draft's, else the import's.
-pub fn shown_options<'a>(imp: &'a Import, draft: Option<&'a ColumnOptions>) -> &'a ColumnOptions {
-    draft.unwrap_or(&imp.options)
-}
-
-/// Whether the schema has a field whose choices need the profile.
-pub fn needs_profile(schema: &EntitySchema) -> bool {
-    schema.fields.iter().any(|f| kind_name(f.kind()).is_some() || f.kind() == FieldKind::Enum)
 }
