@@ -130,6 +130,18 @@ enum BenchCommand {
         #[arg(long, default_value = "50")]
         clients: usize,
     },
+    /// How long a queued job waits for a worker of another process (PostgreSQL, with
+    /// LISTEN/NOTIFY): p50/p90/p99 of N pings; the last line is one JSON object.
+    Pickup {
+        #[arg(long, default_value = "200")]
+        jobs: usize,
+        /// `stevedore worker` processes to start.
+        #[arg(long, default_value = "2")]
+        workers: usize,
+        /// The PostgreSQL database (a schema of its own is made and dropped).
+        #[arg(long)]
+        database: String,
+    },
     /// Import History's latency over HTTP with N imports in the org: the list, each filter and
     /// a deep page, p50/p99 each; the last line is one JSON object.
     History {
@@ -233,7 +245,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let catalog = crate::content::load_catalog(&schemas, cli.serve.marketplace_dir.as_deref());
             let config = WorkerConfig {
                 catalog: std::sync::Arc::new(catalog),
-                files: crate::files::object::FileStore::from_settings(s3.as_ref())?,
+                files: crate::files::object::FileStore::from_settings(&db_settings.data_dir, s3.as_ref())?,
                 concurrency: n.max(1),
                 lease_secs: lease,
                 import_ttl_secs: ttl,
@@ -272,6 +284,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             let settings = bench_app_settings(cli.common, cli.serve)?;
             crate::bench::api::run(rows, clients, settings).await
+        }
+        Command::Bench { command: BenchCommand::Pickup { jobs, workers, database } } => {
+            crate::bench::pickup::run(&database, jobs, workers).await
         }
         Command::Bench { command: BenchCommand::Grid { rows, requests } } => {
             anyhow::ensure!(rows > 0 && requests > 0, "--rows and --requests must be at least 1");

@@ -88,6 +88,15 @@ impl App {
         password::dummy_hash().await?;
         let key_bytes = settings.load_or_create_session_key()?;
         let key = Key::try_from(key_bytes.expose_secret()).context("session key")?;
+        // every instance on the database must sign with the same key
+        let mine = crate::domain::secret::fingerprint(key_bytes.expose_secret());
+        let recorded = store::instances::recorded_fingerprint(&db, &mine, settings.replace_session_key).await?;
+        if let Some(why) = crate::domain::secret::mismatch(&mine, &recorded) {
+            anyhow::bail!(why);
+        }
+        if settings.replace_session_key {
+            tracing::warn!(fingerprint = %mine, "this instance's session key now is every instance's");
+        }
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {} (STEVEDORE_BIND)", settings.bind))?;
         let port = listener.local_addr().context("reading the bound port")?.port();
@@ -102,8 +111,8 @@ impl App {
         let fetch_private_networks = settings.fetch_private_networks;
         let file_limits = settings.file_limits;
         let link_key = crate::domain::exports::link_key(key_bytes.expose_secret());
-        let files = FileStore::from_settings(settings.s3.as_ref())?;
-        tracing::info!(store = %files.describe(), "export files");
+        let files = FileStore::from_settings(&settings.db.data_dir, settings.s3.as_ref())?;
+        tracing::info!(store = %files.describe(), "files");
         let api_doc = crate::web::api::docs::document(&schemas);
         let state = web::Data::new(AppState {
             db: db.clone(),

@@ -14,7 +14,7 @@ pub struct AppState {
     pub schemas: Schemas,
     /// Signs download links (derived from the session key, so every instance agrees).
     pub link_key: [u8; 32],
-    /// Where finished export files are kept.
+    /// Where every file is kept: uploads, fetched files, exports.
     pub files: FileStore,
     /// The marketplace's content bundles.
     pub catalog: std::sync::Arc<Catalog>,

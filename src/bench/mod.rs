@@ -10,6 +10,7 @@ pub mod floor;
 pub mod grid;
 pub mod history;
 mod load;
+pub mod pickup;
 
 use data::{CONTACTS, generate, peak_rss_mib};
 

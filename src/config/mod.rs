@@ -117,6 +117,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STEVEDORE_FETCH_PRIVATE_NETWORKS", default_value = "false", global = true)]
     pub fetch_private_networks: String,
 
+    /// Record this instance's session key as the one every instance on the database signs
+    /// with, replacing the one recorded (to change the key: every session ends). Without it
+    /// an instance whose key is not the recorded one refuses to start.
+    #[arg(long, env = "STEVEDORE_REPLACE_SESSION_KEY", default_value = "false", global = true)]
+    pub replace_session_key: String,
+
     /// Requests one API key may make per minute (more are answered 429 Too Many Requests).
     #[arg(long, env = "STEVEDORE_API_RATE_LIMIT", default_value = "600", global = true)]
     pub api_rate_limit: String,
@@ -257,6 +263,8 @@ pub struct Settings {
     pub import_retention_secs: i64,
     pub export_retention_secs: i64,
     pub fetch_private_networks: bool,
+    /// Whether this instance's key replaces the one the database records.
+    pub replace_session_key: bool,
     pub file_limits: crate::files::Limits,
     /// Requests one API key may make per minute.
     pub api_rate_limit: u32,
@@ -372,6 +380,8 @@ impl Settings {
                 .map_err(|why| bad("STEVEDORE_EXPORT_RETENTION_DAYS", why))?,
             fetch_private_networks: parse_bool(&s.fetch_private_networks)
                 .map_err(|why| bad("STEVEDORE_FETCH_PRIVATE_NETWORKS", why))?,
+            replace_session_key: parse_bool(&s.replace_session_key)
+                .map_err(|why| bad("STEVEDORE_REPLACE_SESSION_KEY", why))?,
             file_limits: file_limits(s)?,
             api_rate_limit: match s.api_rate_limit.trim().parse::<u32>() {
                 Ok(n) if (1..=1_000_000).contains(&n) => n,

@@ -13,5 +13,6 @@ pub mod onboarding;
 pub mod permissions;
 pub mod rate_limit;
 pub mod redirects;
+pub mod secret;
 pub mod throttle;
 pub mod words;

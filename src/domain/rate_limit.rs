@@ -32,6 +32,17 @@ pub fn take(w: Option<Window>, now: i64, limit: u32, window: i64) -> (Window, De
     (w, Decision { allowed: true, remaining: limit - w.used, reset_secs })
 }
 
+/// What a request is told when a shared counter says its window began at `started` and
+/// holds `requests` requests, this one included (past the limit it is refused).
+pub fn counted(started: i64, requests: i64, now: i64, limit: u32, window: i64) -> Decision {
+    let reset_secs = (started + window - now).clamp(1, window.max(1));
+    let used = requests.max(0);
+    if used > i64::from(limit) {
+        return Decision { allowed: false, remaining: 0, reset_secs };
+    }
+    Decision { allowed: true, remaining: (i64::from(limit) - used) as u32, reset_secs }
+}
+
 /// The IETF `RateLimit-Policy` header's value.
 pub fn policy_header(limit: u32, window: i64) -> String {
     format!("\"default\";q={limit};w={window}")
@@ -45,6 +56,15 @@ pub fn state_header(d: &Decision) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_count_allows_the_limit_then_refuses_until_the_window_ends() {
+        assert_eq!(counted(1000, 1, 1000, 3, 60), Decision { allowed: true, remaining: 2, reset_secs: 60 });
+        assert_eq!(counted(1000, 3, 1030, 3, 60), Decision { allowed: true, remaining: 0, reset_secs: 30 });
+        assert_eq!(counted(1000, 4, 1059, 3, 60), Decision { allowed: false, remaining: 0, reset_secs: 1 });
+        // another instance's clock a little ahead never says more than a window
+        assert_eq!(counted(1100, 2, 1000, 3, 60).reset_secs, 60);
+    }
 
     #[test]
     fn a_key_gets_its_limit_per_window_then_waits_for_the_next() {

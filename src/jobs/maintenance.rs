@@ -20,8 +20,24 @@ pub struct Prune {
     pub import_retention_secs: i64,
     /// How long a completed export's file is kept.
     pub export_retention_secs: i64,
-    /// Where export files are kept.
+    /// Where files are kept.
     pub files: crate::files::object::FileStore,
+}
+
+/// `ping`: does nothing. `stevedore bench pickup` queues these to time how long a job waits
+/// for a worker.
+pub struct Ping;
+
+pub const PING: &str = "ping";
+
+impl JobHandler for Ping {
+    fn kind(&self) -> &'static str {
+        PING
+    }
+
+    fn run<'a>(&'a self, _: &'a JobContext) -> LocalBoxFuture<'a, Outcome> {
+        Box::pin(async { Outcome::Done })
+    }
 }
 
 /// Imports whose staged rows one run purges at most (the next run takes the rest).
@@ -62,10 +78,8 @@ impl JobHandler for Prune {
                         break;
                     }
                     store::journal::purge(&ctx.db, *id).await?;
-                    if let Err(e) = tokio::fs::remove_file(file).await
-                        && e.kind() != std::io::ErrorKind::NotFound
-                    {
-                        tracing::warn!(error = %e, import_id = id, "removing an original file failed");
+                    if !file.is_empty() {
+                        self.files.remove_file(file).await;
                     }
                 }
                 for (file, object) in store::exports::expire(&ctx.db, now - self.export_retention_secs).await? {

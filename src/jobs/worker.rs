@@ -73,7 +73,7 @@ pub struct WorkerConfig {
     pub fetch_private_networks: bool,
     /// What an import's file may hold.
     pub file_limits: crate::files::Limits,
-    /// Where finished export files are kept.
+    /// Where every file is kept.
     pub files: crate::files::object::FileStore,
     /// The marketplace bundles imports apply.
     pub catalog: Arc<crate::domain::marketplace::Catalog>,
@@ -91,7 +91,7 @@ impl Default for WorkerConfig {
             export_retention_secs: 7 * 86_400,
             fetch_private_networks: false,
             file_limits: crate::files::Limits::default(),
-            files: crate::files::object::FileStore::Local,
+            files: crate::files::object::FileStore::local(&std::env::temp_dir().join("stevedore")),
             catalog: Arc::default(),
         }
     }
@@ -164,14 +164,15 @@ impl Worker {
         let catalog = config.catalog.clone();
         let mut w = Worker::new(db, config)?;
         w.register(super::marketplace::MarketplaceHandler { catalog });
+        w.register(super::maintenance::Ping);
         w.register(super::maintenance::Prune {
             import_ttl_secs,
             import_retention_secs,
             export_retention_secs,
             files: files.clone(),
         });
-        w.register(super::export::ExportHandler { schemas: schemas.clone(), files });
-        let imports = Arc::new(super::import::Handlers { schemas, fetcher, limits: file_limits });
+        w.register(super::export::ExportHandler { schemas: schemas.clone(), files: files.clone() });
+        let imports = Arc::new(super::import::Handlers { schemas, fetcher, limits: file_limits, files });
         w.register(super::import::ValidateHandler(imports.clone()));
         w.register(super::import::ProcessHandler(imports.clone()));
         w.register(super::import::RollbackHandler(imports));
@@ -293,13 +294,24 @@ impl Worker {
 
     /// Claims and runs jobs until `stop` turns true, `concurrency` at a time.
     pub async fn run(self, stop: watch::Receiver<bool>) {
+        // scratch copies a killed process left behind
+        self.config.files.sweep_scratch().await;
         let me = Rc::new(self);
+        // on PostgreSQL, a job queued on any instance wakes this one's idle loops
+        let _listening = match &me.db {
+            Db::Postgres(pool) => Some(Listening::start(pool)),
+            Db::Sqlite(_) => None,
+        };
         let loops: Vec<_> = (0..me.config.concurrency.max(1))
             .map(|_| {
                 let me = me.clone();
                 let mut stop = stop.clone();
                 actix_web::rt::spawn(async move {
                     while !*stop.borrow() {
+                        // armed before looking, so a job queued meanwhile is not missed
+                        let woken = store::jobs::WAKE.notified();
+                        tokio::pin!(woken);
+                        woken.as_mut().enable();
                         match me.run_one(&stop).await {
                             Ok(true) => continue,
                             Ok(false) => {}
@@ -307,6 +319,7 @@ impl Worker {
                         }
                         tokio::select! {
                             _ = tokio::time::sleep(me.config.poll) => {}
+                            _ = woken => {}
                             changed = stop.changed() => {
                                 // a dropped sender means nobody can ask any more: stop too
                                 if changed.is_err() {
@@ -321,5 +334,60 @@ impl Worker {
         for l in loops {
             let _ = l.await;
         }
+    }
+}
+
+/// Wake-ups from `NOTIFY stevedore_jobs` (sent by the jobs table's insert trigger), heard on
+/// a thread of their own with a connection of their own, so they end cleanly whenever the
+/// worker goes (dropping this stops the thread).
+struct Listening {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Listening {
+    fn start(pool: &sqlx::PgPool) -> Listening {
+        let options = (*pool.connect_options()).clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new().name("job-wake-ups".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::warn!(error = %e, "job wake-ups: no runtime; workers poll"),
+            };
+            rt.block_on(async move {
+                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+                tokio::select! {
+                    _ = listen(&pool) => {}
+                    _ = rx => {}
+                }
+                pool.close().await;
+            });
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "job wake-ups: no thread; workers poll");
+        }
+        Listening { _stop: tx }
+    }
+}
+
+/// Turns notifications into wake-ups of this process's idle loops; reconnects when the
+/// connection drops (a notification missed meanwhile waits for the next poll).
+async fn listen(pool: &sqlx::PgPool) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(mut l) => match l.listen("stevedore_jobs").await {
+                Ok(()) => loop {
+                    match l.recv().await {
+                        Ok(_) => store::jobs::WAKE.notify_waiters(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "job wake-ups: the listening connection failed");
+                            break;
+                        }
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "job wake-ups: LISTEN failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "job wake-ups: cannot connect"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -23,8 +23,21 @@ pub struct NewJob<'a> {
     pub dedupe_key: Option<&'a str>,
 }
 
-/// Adds a job; returns its id, or None when its dedupe key is already taken.
+/// Wakes this process's idle workers: a job was queued here, or (on PostgreSQL, through
+/// `LISTEN stevedore_jobs`) on any instance.
+pub static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Adds a job; returns its id, or None when its dedupe key is already taken. Idle workers
+/// of this process wake at once (on PostgreSQL the insert's trigger wakes every instance's).
 pub async fn enqueue(db: &Db, job: &NewJob<'_>, now: i64) -> anyhow::Result<Option<i64>> {
+    let id = insert(db, job, now).await?;
+    if id.is_some() {
+        WAKE.notify_waiters();
+    }
+    Ok(id)
+}
+
+async fn insert(db: &Db, job: &NewJob<'_>, now: i64) -> anyhow::Result<Option<i64>> {
     on_writer!(db, p => sqlx::query_scalar::<_, i64>(
         "INSERT INTO jobs (org_id, kind, payload, status, max_attempts, budget_secs, run_after, dedupe_key, created_at, updated_at)
          VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $8)

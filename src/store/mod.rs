@@ -16,6 +16,7 @@ pub mod audit;
 pub mod exports;
 pub mod fetched_files;
 pub mod imports;
+pub mod instances;
 pub mod jobs;
 pub mod journal;
 pub mod login_attempts;

@@ -310,7 +310,8 @@ async fn past_the_retention_the_journal_and_original_go_and_rollback_says_why() 
     assert_eq!(app.scalar(journal, &[id]).await, 1);
     let file_path: String = {
         let org = stevedore::domain::ids::OrgId::new(app.org_id("acme").await);
-        stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap().file.path
+        let key = stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap().file.path;
+        app.files.path_of(&key).to_string_lossy().into_owned()
     };
     assert!(std::path::Path::new(&file_path).exists());
     // within the retention nothing goes

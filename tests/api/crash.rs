@@ -57,6 +57,19 @@ async fn wait_up(c: &mut Client) {
     }
 }
 
+/// Uploads `rows` locations (`LOC-000000,Site number 0,…`) in chunks of 100 with the
+/// proposed mapping, as acme's signed-in owner; the import, the database at `url` and acme.
+pub(crate) async fn upload_sites(c: &mut Client, url: &str, rows: usize) -> (i64, Db, OrgId) {
+    let mut csv = String::from("code,name,kind,city,capacity\n");
+    for i in 0..rows {
+        csv.push_str(&format!("LOC-{i:06},Site number {i},clinic,Portland,{}\n", i % 500));
+    }
+    let id = c.upload_mapped("locations", ("big.csv", csv.as_bytes()), &[("chunk_size", "100")]).await;
+    let db = Db::connect(url, 2).await.unwrap();
+    let org = OrgId::new(stevedore::store::accounts::org_by_slug(&db, "acme").await.unwrap().unwrap().id);
+    (id, db, org)
+}
+
 #[actix_web::test]
 async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,14 +95,7 @@ async fn an_import_and_its_rollback_killed_mid_way_finish_after_restart_exactly_
     wait_up(&mut c).await;
     assert_eq!(c.login("ada@acme.test", PASSWORD).await.status, StatusCode::SEE_OTHER);
 
-    let mut csv = String::from("code,name,kind,city,capacity\n");
-    for i in 0..ROWS {
-        csv.push_str(&format!("LOC-{i:06},Site number {i},clinic,Portland,{}\n", i % 500));
-    }
-    let id = c.upload_mapped("locations", ("big.csv", csv.as_bytes()), &[("chunk_size", "100")]).await;
-
-    let db = Db::connect(&url, 2).await.unwrap();
-    let org = OrgId::new(stevedore::store::accounts::org_by_slug(&db, "acme").await.unwrap().unwrap().id);
+    let (id, db, org) = upload_sites(&mut c, &url, ROWS).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     let (slow, fast) = (Duration::from_millis(200), Duration::from_millis(20));
     let ready = wait_for_import(&db, org, id, deadline, slow, |r| r.stage == Stage::Ready).await;

@@ -31,7 +31,7 @@ pub struct TestApp {
     pub fetch_private: bool,
     /// The app's file limits, which the jobs `drain` runs read files with.
     pub file_limits: stevedore::files::Limits,
-    /// Where export files go (as the app was set up).
+    /// Where files go (as the app was set up).
     pub files: stevedore::files::object::FileStore,
     /// Extra marketplace bundles (as the app was set up).
     pub marketplace_dir: Option<std::path::PathBuf>,
@@ -78,6 +78,7 @@ pub fn settings(dir: &std::path::Path, database_url: &str, tweak: impl FnOnce(&m
         import_retention_days: "90".into(),
         export_retention_days: "7".into(),
         fetch_private_networks: "false".into(),
+        replace_session_key: "false".into(),
         max_columns: "1024".into(),
         max_rows: "2000000".into(),
         max_cell_kib: "32".into(),
@@ -109,7 +110,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let settings = settings(dir.path(), &url, tweak);
     let fetch_private = settings.fetch_private_networks;
     let file_limits = settings.file_limits;
-    let files = stevedore::files::object::FileStore::from_settings(settings.s3.as_ref()).unwrap();
+    let files =
+        stevedore::files::object::FileStore::from_settings(&settings.db.data_dir, settings.s3.as_ref()).unwrap();
     let marketplace_dir = settings.marketplace_dir.clone();
     let app = App::build(settings).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -633,7 +633,7 @@ async fn on_sqlite_each_chunk_reads_its_records_again_from_the_file_and_leaves_o
         Db::Postgres(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
     };
     // the stored file changes after validation: row 100 (LOC-099) no longer reads as validated
-    std::fs::write(&path, csv.replace("Place 099,", "Place XYZ,")).unwrap();
+    std::fs::write(app.files.path_of(&path), csv.replace("Place 099,", "Place XYZ,")).unwrap();
     start_import(&app, &mut c, id, &[]).await.see_other();
 
     let page = c.get(&format!("/settings/imports/{id}")).await;

@@ -8,6 +8,7 @@ mod actions;
 mod api_v1;
 mod auth;
 mod cli;
+mod cluster;
 mod contention;
 mod crash;
 mod detail_sheet;

@@ -12,11 +12,11 @@ use awc::http::StatusCode;
 
 use crate::helpers::{Client, TestApp, app_with, first_id, texts};
 
-const BUCKET: &str = "stevedore-exports";
+pub(crate) const BUCKET: &str = "stevedore-exports";
 
 /// A moto S3 server, stopped when dropped.
-struct S3Server {
-    endpoint: String,
+pub(crate) struct S3Server {
+    pub(crate) endpoint: String,
     child: Child,
 }
 
@@ -29,7 +29,7 @@ impl Drop for S3Server {
 
 impl S3Server {
     /// Starts moto on a free port with an empty bucket; None when moto is not installed.
-    async fn start() -> Option<S3Server> {
+    pub(crate) async fn start() -> Option<S3Server> {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         let installed = Command::new(&python)
             .args(["-c", "import moto.server"])
@@ -67,7 +67,7 @@ impl S3Server {
     }
 
     /// The keys in the bucket (moto lists without credentials).
-    async fn keys(&self) -> Vec<String> {
+    pub(crate) async fn keys(&self) -> Vec<String> {
         let mut r = awc::Client::default().get(format!("{}/{BUCKET}?list-type=2", self.endpoint)).send().await.unwrap();
         let xml = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
         xml.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(String::from).collect()
@@ -220,4 +220,47 @@ async fn exports_move_to_the_bucket_and_download_through_its_presigned_url() {
     app.maintain().await;
     assert_eq!(texts(&c.get("/settings/exports").await.body, "#exports .badge"), ["Expired"]);
     assert!(s3.keys().await.is_empty(), "the expired export's object is deleted");
+}
+
+#[actix_web::test]
+async fn imports_keep_their_files_in_the_bucket_and_jobs_read_them_from_there() {
+    let Some(s3) = S3Server::start().await else { return };
+    let (app, mut c) = app(&s3).await;
+    let csv = "code,name,kind\nLOC-1,North Clinic,clinic\nLOC-2,South Office,office\n";
+    let id = c.upload_mapped("locations", ("sites.csv", csv.as_bytes()), &[]).await;
+    let org = app.org_id("acme").await;
+    let keys = s3.keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = keys[0].clone();
+    assert!(key.starts_with(&format!("ci/imports/{org}/")) && key.ends_with(".csv"), "{key}");
+    let local = app._data_dir.path().join("files").join(key.trim_start_matches("ci/"));
+    assert!(
+        !local.exists(),
+        "the receiving request gave up its copy once the bucket had the file: {}",
+        local.display()
+    );
+
+    // validation and the import read the file from the bucket
+    app.drain().await;
+    crate::helpers::start_import(&app, &mut c, id, &[]).await.see_other();
+    let records = c.get("/locations").await.body;
+    assert!(records.contains("LOC-1") && records.contains("South Office"), "{records}");
+    let scratch = app._data_dir.path().join("files").join(".scratch");
+    let left = std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the jobs' scratch copies are gone");
+
+    // the original downloads from the bucket's presigned URL, as it was uploaded
+    let r = c.get(&format!("/settings/imports/{id}/original")).await;
+    let url = r.see_other();
+    assert!(url.starts_with(&format!("{}/{BUCKET}/{key}?", s3.endpoint)) && url.contains("X-Amz-Signature="), "{url}");
+    let mut file = awc::Client::default().get(&url).send().await.unwrap();
+    assert_eq!(file.status(), StatusCode::OK);
+    let disposition = file.headers().get("content-disposition").unwrap().to_str().unwrap().to_string();
+    assert!(disposition.contains("sites.csv"), "{disposition}");
+    assert_eq!(String::from_utf8(file.body().await.unwrap().to_vec()).unwrap(), csv);
+
+    // past the retention period the object goes with the journal
+    app.exec("UPDATE imports SET created_at = created_at - 91 * 86400 WHERE id = $1", &[id]).await;
+    app.maintain().await;
+    assert!(s3.keys().await.is_empty(), "the original's object is deleted");
 }

@@ -38,11 +38,16 @@ impl ImportFile {
 
     /// The content type the original is downloaded with.
     pub fn content_type(&self) -> &'static str {
-        if self.is_xlsx() {
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        } else {
-            "text/csv; charset=utf-8"
-        }
+        content_type_of(&self.name)
+    }
+}
+
+/// The content type a file of this name is downloaded with: a workbook's, else CSV's.
+pub fn content_type_of(name: &str) -> &'static str {
+    if name.to_ascii_lowercase().ends_with(".xlsx") {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    } else {
+        "text/csv; charset=utf-8"
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Handlers {
     pub fetcher: Fetcher,
     /// What an import's file may hold (checked again when a job reads it).
     pub limits: crate::files::Limits,
+    /// Where the files are kept.
+    pub files: crate::files::object::FileStore,
 }
 
 /// Registered as `import.validate`.

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -15,6 +14,7 @@ use md5::{Digest, Md5};
 use super::Payload;
 use crate::domain::entities::{EntitySchema, FieldKind};
 use crate::domain::imports::{Action, Import, Overlay, Phase, PhaseStatus, Stage};
+use crate::files::object::LocalCopy;
 use crate::files::{FileInfo, RowVisitor, sniff, visit_rows};
 use crate::jobs::{Step, StepError};
 use crate::store::Db;
@@ -28,7 +28,7 @@ type Sent<T> = Result<T, String>;
 /// import's page (the file itself is never changed).
 #[derive(Clone)]
 pub(super) struct Source {
-    path: PathBuf,
+    file: Arc<LocalCopy>,
     info: FileInfo,
     edits: Arc<Overlay>,
 }
@@ -37,9 +37,9 @@ impl Source {
     /// Reads the file's rows, with their edits, into `f` until it returns false.
     fn visit(&self, f: &mut RowVisitor<'_>) -> Result<(), crate::files::FileProblem> {
         if self.edits.is_empty() {
-            return visit_rows(&self.path, &self.info, f);
+            return visit_rows(&self.file.path, &self.info, f);
         }
-        visit_rows(&self.path, &self.info, &mut |n, cells| match self.edits.apply(n, cells) {
+        visit_rows(&self.file.path, &self.info, &mut |n, cells| match self.edits.apply(n, cells) {
             Some(edited) => f(n, &edited),
             None => f(n, cells),
         })
@@ -206,7 +206,8 @@ pub(super) struct Run<'a> {
     pub imp: Import,
     pub schema: Arc<EntitySchema>,
     info: FileInfo,
-    path: PathBuf,
+    /// The file, on this instance's disk while the run lasts.
+    file: Arc<LocalCopy>,
     /// The cells fixed on the import's page, applied to every row read.
     edits: Arc<Overlay>,
 }
@@ -228,20 +229,22 @@ impl<'a> Run<'a> {
             .ok_or_else(|| StepError::Fail(format!("the entity type \"{}\" no longer exists", imp.entity)))?;
         // the column formats and value mappings chosen with the mapping are the rules' too
         let schema = if imp.options.is_empty() { schema } else { Arc::new(schema.with_options(&imp.options)) };
-        let path = PathBuf::from(&imp.file.path);
-        let (p2, sheet) = (path.clone(), imp.file.sheet.clone());
+        // from the bucket when another instance received it; a bucket that does not answer
+        // is tried again later
+        let file = h.files.open(&imp.file.path).await.map_err(StepError::Retry)?;
+        let (p2, sheet) = (file.path.clone(), imp.file.sheet.clone());
         let limits = h.limits;
         let info = tokio::task::spawn_blocking(move || sniff(&p2, sheet.as_deref(), &limits))
             .await
             .map_err(|e| StepError::Retry(e.into()))?
             .map_err(|e| StepError::Fail(e.to_string()))?;
         let edits = Arc::new(edits_of(db, &imp).await?);
-        Ok(Some(Run { db, imp, schema, info, path, edits }))
+        Ok(Some(Run { db, imp, schema, info, file, edits }))
     }
 
     /// The file's rows, through the cells fixed on the import's page.
     pub(super) fn source(&self) -> Source {
-        Source { path: self.path.clone(), info: self.info.clone(), edits: self.edits.clone() }
+        Source { file: self.file.clone(), info: self.info.clone(), edits: self.edits.clone() }
     }
 
     /// Runs one phase's `work`, recording its start, and its end with the rows in, rows

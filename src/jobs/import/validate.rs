@@ -11,7 +11,6 @@ use crate::domain::entities::FieldKind;
 use crate::domain::imports::{Action, Phase, Stage, Validated};
 use crate::domain::jobs::Outcome;
 use crate::domain::words::Grouped;
-use crate::files::fetch::Fetcher;
 use crate::jobs::{JobContext, Step, StepError};
 use crate::store::Db;
 use crate::store::imports as store;
@@ -31,7 +30,7 @@ pub(super) async fn run(h: &Handlers, ctx: &JobContext) -> Outcome {
         Ok(None) => return Outcome::Done,
         Err(e) => return conclude(ctx, p.import_id, Stage::Validating, e).await,
     };
-    let validated = match validate(&run, ctx, &h.fetcher).await {
+    let validated = match validate(&run, ctx, h).await {
         Ok(Some(v)) => store::finish_validation(&ctx.db, p.import_id, &v).await.map_err(StepError::from),
         Ok(None) => return Outcome::Stopped,
         Err(e) => Err(e),
@@ -67,7 +66,7 @@ async fn start_by_itself(run: &Run<'_>) -> Step<bool> {
 
 /// The five validation phases; None when asked to stop.
 #[tracing::instrument(skip_all, fields(org_id = run.imp.org.get(), import_id = run.imp.id))]
-async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Option<Validated>> {
+async fn validate(run: &Run<'_>, ctx: &JobContext, h: &Handlers) -> Step<Option<Validated>> {
     let db = run.db;
     let id = run.imp.id;
     let org = run.imp.org;
@@ -174,7 +173,7 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<Op
             let unchanged = staging::mark_unchanged(db, org, id, entity).await?;
             let files_failed =
                 if run.schema.fields.iter().any(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
-                    fetch_files(run, ctx, fetcher).await?
+                    fetch_files(run, ctx, h).await?
                 } else {
                     0
                 };
@@ -223,9 +222,9 @@ const FILE_ROWS: i64 = 100;
 /// fetched into storage (once per org and URL) and its value replaced by the stored file's
 /// details; a row with a file that cannot be fetched is left out with the reason. Returns
 /// how many rows were left out.
-async fn fetch_files(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step<i64> {
+async fn fetch_files(run: &Run<'_>, ctx: &JobContext, h: &Handlers) -> Step<i64> {
     let (db, id, org) = (run.db, run.imp.id, run.imp.org);
-    let dir = std::path::Path::new(&run.imp.file.path).parent().map(|d| d.join("fetched")).unwrap_or_default();
+    let dir = h.files.dir(&format!("fetched/{}", org.get()));
     let images: std::collections::HashSet<&str> =
         run.schema.fields.iter().filter(|f| f.kind() == FieldKind::Images).map(|f| f.name()).collect();
     let (mut after, mut left_out) = (0i64, 0i64);
@@ -253,8 +252,14 @@ async fn fetch_files(run: &Run<'_>, ctx: &JobContext, fetcher: &Fetcher) -> Step
                             Err(format!("it is not an image (PNG, JPEG, GIF or WebP) but {}", known.content_type))
                         }
                         Some(known) => Ok(known),
-                        None => match fetcher.fetch(&url, &dir, image).await {
-                            Ok(got) => {
+                        None => match h.fetcher.fetch(&url, &dir, image).await {
+                            Ok(mut got) => {
+                                // kept where every instance finds it, named by its key
+                                let key = h.files.key_of(&got.path);
+                                let disposition = crate::files::attachment(&got.name);
+                                h.files.keep(&key, &got.content_type, &disposition).await.map_err(StepError::Retry)?;
+                                h.files.release(&key).await;
+                                got.path = key.into();
                                 fetched_files::add_fetched_file(db, org, &url, &got).await?;
                                 Ok(got)
                             }

@@ -519,7 +519,9 @@ pub async fn signed_file(
                     "The uploaded file was deleted after the retention period.",
                 ));
             }
-            Ok(res.streaming(converted(&state, &imp, file == LinkedFile::UploadJson)))
+            // from the bucket when another instance received it
+            let copy = state.files.open(&imp.file.path).await?;
+            Ok(res.streaming(converted(&state, &imp, copy, file == LinkedFile::UploadJson)))
         }
     }
 }
@@ -538,10 +540,11 @@ const CONVERT_ROWS: usize = 2000;
 fn converted(
     state: &AppState,
     imp: &Import,
+    copy: std::sync::Arc<crate::files::object::LocalCopy>,
     json: bool,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + use<> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let path = std::path::PathBuf::from(&imp.file.path);
+    let path = copy.path.clone();
     let sheet = imp.file.sheet.clone();
     let limits = state.settings.file_limits;
     tokio::task::spawn_blocking(move || {
@@ -595,6 +598,8 @@ fn converted(
             Err(e) => Err(std::io::Error::other(e.to_string())),
         };
         send(last);
+        // the scratch copy, if it is one, goes once the file is read
+        drop(copy);
     });
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }

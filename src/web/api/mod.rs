@@ -304,8 +304,10 @@ impl FromRequest for Caller {
     }
 }
 
-/// Each key's current rate-limit window, in this process (several instances each count
-/// their own requests: the limit is per instance).
+/// Each key's current rate-limit window. On PostgreSQL, where several instances may serve
+/// one database, the window is a row every instance counts in (one upsert a request); on
+/// SQLite, which one instance serves, it is kept in this process, so API requests never
+/// wait for the database's one writer.
 #[derive(Default)]
 pub struct RateLimits {
     windows: Mutex<HashMap<i64, Window>>,
@@ -315,7 +317,15 @@ pub struct RateLimits {
 pub const RATE_WINDOW_SECS: i64 = 60;
 
 impl RateLimits {
-    fn take(&self, key_id: i64, now: i64, limit: u32) -> Decision {
+    async fn take(&self, db: &store::Db, key_id: i64, now: i64, limit: u32) -> anyhow::Result<Decision> {
+        if let store::Db::Postgres(_) = db {
+            let (started, requests) = store::instances::count_request(db, key_id, now, RATE_WINDOW_SECS).await?;
+            return Ok(rate_limit::counted(started, requests, now, limit, RATE_WINDOW_SECS));
+        }
+        Ok(self.take_here(key_id, now, limit))
+    }
+
+    fn take_here(&self, key_id: i64, now: i64, limit: u32) -> Decision {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if windows.len() > 100_000 {
             // keys that went quiet: their windows are over anyway
@@ -340,7 +350,7 @@ async fn caller(state: &AppState, req: &HttpRequest) -> Result<(Caller, Decision
     span.record("org_id", row.org_id);
     span.record("api_key_id", row.id);
     let limit = state.settings.api_rate_limit;
-    let decision = state.rate_limits.take(row.id, now, limit);
+    let decision = state.rate_limits.take(&state.db, row.id, now, limit).await?;
     if !decision.allowed {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -161,7 +161,7 @@ pub async fn upload(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let dir = state.settings.db.data_dir.join("files").join("imports").join(org.get().to_string());
+    let dir = state.files.dir(&format!("imports/{}", org.get()));
     tokio::fs::create_dir_all(&dir).await.map_err(anyhow::Error::from)?;
     let stem = format!("api-{id}-{}", crate::random_token(8)?);
     let received = dir.join(format!("{stem}.{}", format.extension()));
@@ -248,13 +248,19 @@ pub async fn upload(
         _ => None,
     };
     let file_size = tokio::fs::metadata(&stored).await.map(|m| m.len() as i64).unwrap_or(size as i64);
-    let file =
-        ImportFile { name: stored_name, path: stored.to_string_lossy().into_owned(), size: file_size, checksum, sheet };
+    let key = state.files.key_of(&stored);
+    let file = ImportFile { name: stored_name, path: key.clone(), size: file_size, checksum, sheet };
+    // kept where every instance reads it before any job can ask for it
+    if let Err(e) = state.files.keep(&key, file.content_type(), &crate::files::attachment(&file.name)).await {
+        state.files.remove_file(&key).await;
+        return Err(e.context("keeping the uploaded file").into());
+    }
     if !store::attach_and_validate(&state.db, org, id, &file, &info.headers, &mapping).await? {
-        let _ = tokio::fs::remove_file(&stored).await;
+        state.files.remove_file(&key).await;
         let now = store::get(&state.db, org, id).await?.unwrap_or(imp);
         return Err(used(&now));
     }
+    state.files.release(&key).await;
     let detail = format!("{}, {}, {}", file.name, crate::config::format_size(size), schema.label);
     let event = crate::store::audit::AuditEvent {
         actor: None,

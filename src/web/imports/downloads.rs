@@ -42,7 +42,12 @@ pub async fn original(
         session.set_flash(&Flash { kind: "info".into(), text, secret: None })?;
         return Ok(see_other(page_of(&imp)));
     }
-    let file = tokio::fs::File::open(&imp.file.path).await.map_err(|_| AppError::NotFound)?;
+    // from the bucket's own presigned URL when there is one, else streamed from this disk
+    if let Some(url) = state.files.presigned_file(&imp.file.path, 300).await? {
+        audit(&state, &req, &id, "import_file_downloaded", &target_of(&imp), "original").await?;
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, url)).finish());
+    }
+    let file = tokio::fs::File::open(state.files.path_of(&imp.file.path)).await.map_err(|_| AppError::NotFound)?;
     audit(&state, &req, &id, "import_file_downloaded", &target_of(&imp), "original").await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, imp.file.content_type()))

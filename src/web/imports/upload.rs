@@ -107,7 +107,7 @@ pub async fn entity_importer(
 }
 
 pub(crate) fn files_dir(state: &AppState, org: OrgId) -> PathBuf {
-    state.settings.db.data_dir.join("files").join("imports").join(org.get().to_string())
+    state.files.dir(&format!("imports/{}", org.get()))
 }
 
 /// What the upload's fields ask for, checked.
@@ -235,7 +235,13 @@ pub(crate) async fn create_import(
         Ok(i) => i,
         Err(problem) => return Ok(Err(problem)),
     };
-    let path_text = file.path.to_string_lossy().into_owned();
+    // kept where every instance reads it before the import names it
+    let file_key = state.files.key_of(&file.path);
+    let content_type = crate::domain::imports::model::content_type_of(&file.original);
+    if let Err(e) = state.files.keep(&file_key, content_type, &crate::files::attachment(&file.original)).await {
+        state.files.remove_file(&file_key).await;
+        return Err(e.context("keeping the uploaded file").into());
+    }
     let import_id = store::create(
         &state.db,
         id.org_id,
@@ -245,7 +251,7 @@ pub(crate) async fn create_import(
             action: how.action,
             duplicate_handling: how.handling,
             file_name: &file.original,
-            file_path: &path_text,
+            file_path: &file_key,
             file_size: file.size,
             checksum: &file.checksum,
             chunk_size: how.chunk_size,
@@ -281,5 +287,6 @@ pub(crate) async fn create_import(
         profile: &profile,
     };
     store::set_headers(&state.db, import_id, &columns).await?;
+    state.files.release(&file_key).await;
     Ok(Ok(import_id))
 }
