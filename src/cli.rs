@@ -137,7 +137,7 @@ enum BenchCommand {
         jobs: usize,
         /// `stevedore worker` processes to start.
         #[arg(long, default_value = "2")]
-        workers: usize,
+        processes: usize,
         /// The PostgreSQL database (a schema of its own is made and dropped).
         #[arg(long)]
         database: String,
@@ -285,8 +285,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let settings = bench_app_settings(cli.common, cli.serve)?;
             crate::bench::api::run(rows, clients, settings).await
         }
-        Command::Bench { command: BenchCommand::Pickup { jobs, workers, database } } => {
-            crate::bench::pickup::run(&database, jobs, workers).await
+        Command::Bench { command: BenchCommand::Pickup { jobs, processes, database } } => {
+            crate::bench::pickup::run(&database, jobs, processes).await
         }
         Command::Bench { command: BenchCommand::Grid { rows, requests } } => {
             anyhow::ensure!(rows > 0 && requests > 0, "--rows and --requests must be at least 1");

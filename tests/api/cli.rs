@@ -238,3 +238,23 @@ async fn bench_history_measures_every_view_over_http() {
     // 400 imports are 16 pages: following Next stops at the last one
     assert!(out.contains("page=16)"), "the deep page is the last one: {out}");
 }
+
+#[actix_web::test]
+async fn bench_pickup_times_jobs_taken_by_worker_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    if !url.starts_with("postgres") {
+        let (code, _, err) = stevedore(dir.path(), &url, &["bench", "pickup", "--database", &url], "");
+        assert_eq!(code, 1);
+        assert!(err.contains("give a PostgreSQL --database"), "{err}");
+        return;
+    }
+    let args = ["bench", "pickup", "--jobs", "5", "--processes", "1", "--database", &url];
+    let (code, out, err) = stevedore(dir.path(), &url, &args, "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let j = figures(&out);
+    assert_eq!((j["jobs"].as_u64(), j["workers"].as_u64()), (Some(5), Some(1)), "{j}");
+    let (p50, p99) = (j["p50_ms"].as_f64().unwrap(), j["p99_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p99 >= p50, "{j}");
+    assert!(out.contains("job pick-up, 5 pings, 1 worker process(es)"), "{out}");
+}
