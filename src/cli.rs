@@ -130,6 +130,28 @@ enum BenchCommand {
         #[arg(long, default_value = "50")]
         clients: usize,
     },
+    /// The deployment of docs/deploy.md on this machine (PostgreSQL): N instances and M
+    /// worker processes; an import of the generated file through the API end to end, then
+    /// people reading the lists on every instance; the last line is one JSON object.
+    Cluster {
+        #[arg(long, default_value = "1000000")]
+        rows: usize,
+        /// `stevedore serve --workers 0` processes.
+        #[arg(long, default_value = "3")]
+        instances: usize,
+        /// `stevedore worker` processes (two jobs each).
+        #[arg(long, default_value = "2")]
+        processes: usize,
+        /// People reading Import History, the API's imports list and Data Exports.
+        #[arg(long, default_value = "50")]
+        clients: usize,
+        /// For how long they read.
+        #[arg(long, default_value = "30")]
+        secs: u64,
+        /// The PostgreSQL database (a schema of its own is made and dropped).
+        #[arg(long)]
+        database: String,
+    },
     /// How long a queued job waits for a worker of another process (PostgreSQL, with
     /// LISTEN/NOTIFY): p50/p90/p99 of N pings; the last line is one JSON object.
     Pickup {
@@ -284,6 +306,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             let settings = bench_app_settings(cli.common, cli.serve)?;
             crate::bench::api::run(rows, clients, settings).await
+        }
+        Command::Bench { command: BenchCommand::Cluster { rows, instances, processes, clients, secs, database } } => {
+            let shape = crate::bench::cluster::Shape { rows, instances, processes, clients, secs };
+            crate::bench::cluster::run(&database, shape).await
         }
         Command::Bench { command: BenchCommand::Pickup { jobs, processes, database } } => {
             crate::bench::pickup::run(&database, jobs, processes).await

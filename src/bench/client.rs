@@ -41,6 +41,14 @@ impl Browser {
         Ok((status, body))
     }
 
+    /// GETs `path` of the JSON API with `key` (no cookie): the status.
+    pub(super) async fn get_api(&self, path: &str, key: &str) -> anyhow::Result<u16> {
+        let res = self.http.get(format!("{}{path}", self.base)).bearer_auth(key).send().await?;
+        let status = res.status().as_u16();
+        let _ = res.bytes().await?;
+        Ok(status)
+    }
+
     /// POSTs a form with the CSRF token of the last page read: the status.
     pub(super) async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<u16> {
         self.post(path, fields, false).await

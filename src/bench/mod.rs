@@ -5,6 +5,7 @@
 
 pub mod api;
 mod client;
+pub mod cluster;
 mod data;
 pub mod floor;
 pub mod grid;
@@ -112,14 +113,24 @@ pub async fn import(
     };
     // a schema of its own in the PostgreSQL database, dropped after: an earlier run's
     // records would slow this one's down
+    in_schema(&url, |isolated| async move {
+        in_temp_dir(|dir| async move { run(&dir, rows, chunk, Some(isolated), runs, &input, load).await }).await
+    })
+    .await
+}
+
+/// Runs `f` with the URL of a new schema of the PostgreSQL database at `url`, dropped after.
+async fn in_schema<F, Fut>(url: &str, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let schema = format!("bench_{}", crate::random_token(6)?);
-    let admin = Db::connect(&url, 1).await?;
+    let admin = Db::connect(url, 1).await?;
     crate::on_pool!(&admin, p => sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(p).await.map(|_| ()))
         .context("creating the benchmark's schema")?;
     let sep = if url.contains('?') { '&' } else { '?' };
-    let isolated = format!("{url}{sep}options%5Bsearch_path%5D={schema}");
-    let result =
-        in_temp_dir(|dir| async move { run(&dir, rows, chunk, Some(isolated), runs, &input, load).await }).await;
+    let result = f(format!("{url}{sep}options%5Bsearch_path%5D={schema}")).await;
     let dropped = crate::on_pool!(&admin, p => sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(p).await.map(|_| ()));
     admin.close().await;
     result?;

@@ -5,25 +5,13 @@
 //! interval a worker would otherwise wait up to. The figures include the queuing statement
 //! and the watch's own round trip, so they are an upper bound.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use super::client::percentile;
 use crate::store::Db;
-
-/// Worker processes, killed when dropped.
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 async fn status(db: &Db, id: i64) -> anyhow::Result<String> {
     crate::on_pool!(db, p => sqlx::query_scalar::<_, String>("SELECT status FROM jobs WHERE id = $1")
@@ -48,18 +36,7 @@ async fn one(db: &Db, limit: Duration) -> anyhow::Result<Duration> {
 
 pub async fn run(url: &str, jobs: usize, workers: usize) -> anyhow::Result<()> {
     anyhow::ensure!(url.starts_with("postgres"), "bench pickup measures LISTEN/NOTIFY: give a PostgreSQL --database");
-    let schema = format!("bench_{}", crate::random_token(6)?);
-    let admin = Db::connect(url, 1).await?;
-    crate::on_pool!(&admin, p => sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(p).await.map(|_| ()))
-        .context("creating the benchmark's schema")?;
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let isolated = format!("{url}{sep}options%5Bsearch_path%5D={schema}");
-    let result = measure(&isolated, jobs, workers).await;
-    let dropped = crate::on_pool!(&admin, p => sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(p).await.map(|_| ()));
-    admin.close().await;
-    result?;
-    dropped.context("dropping the benchmark's schema")?;
-    Ok(())
+    super::in_schema(url, |isolated| async move { measure(&isolated, jobs, workers).await }).await
 }
 
 async fn measure(url: &str, jobs: usize, workers: usize) -> anyhow::Result<()> {
@@ -67,7 +44,7 @@ async fn measure(url: &str, jobs: usize, workers: usize) -> anyhow::Result<()> {
     db.migrate().await?;
     let exe = std::env::current_exe().context("finding the stevedore binary")?;
     let dir = std::env::temp_dir().join(format!("stevedore-pickup-{}", crate::random_token(4)?));
-    let mut children = Workers(vec![]);
+    let mut children = super::cluster::Children(vec![]);
     for n in 0..workers.max(1) {
         let data = dir.join(format!("w{n}"));
         std::fs::create_dir_all(&data)?;

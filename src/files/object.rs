@@ -168,13 +168,17 @@ impl FileStore {
     /// The file of `key`, readable on this instance's disk: the local file when there is
     /// one, else a scratch copy streamed from the bucket, removed when the last clone of
     /// the returned value goes.
-    pub async fn open(&self, key: &str) -> anyhow::Result<Arc<LocalCopy>> {
+    pub async fn open(&self, key: &str) -> Result<Arc<LocalCopy>, OpenError> {
         let path = self.path_of(key);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(Arc::new(LocalCopy { path, scratch: false }));
         }
         let Some(b) = self.bucket.as_ref().filter(|_| !Path::new(key).is_absolute()) else {
-            anyhow::bail!("the file {} is not in storage", path.display());
+            return Err(OpenError::Missing(format!(
+                "the file is not in this process's data directory ({}); processes that do not share one \
+                 need a bucket (STEVEDORE_S3_BUCKET)",
+                path.display()
+            )));
         };
         let dir = self.root.join(SCRATCH);
         tokio::fs::create_dir_all(&dir).await.with_context(|| format!("creating {}", dir.display()))?;
@@ -255,6 +259,17 @@ impl FileStore {
     }
 }
 
+/// Why a kept file cannot be read here.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// It is nowhere this process can read it: trying again will not find it either.
+    #[error("{0}")]
+    Missing(String),
+    /// The bucket or the disk failed this time.
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
 /// Where scratch copies of the bucket's files go, below the store's directory.
 const SCRATCH: &str = ".scratch";
 
@@ -327,10 +342,16 @@ impl Bucket {
 
     /// Streams the object `object_key` into a new local file `to` (removed again when the
     /// download fails).
-    async fn download(&self, object_key: &str, to: &Path) -> anyhow::Result<()> {
+    async fn download(&self, object_key: &str, to: &Path) -> Result<(), OpenError> {
         let location = object_path(object_key)?;
+        let got = match self.store.get(&location).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(OpenError::Missing(format!("the file is not in the bucket (object {object_key})")));
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("reading the object {object_key}")).into()),
+        };
         let result = async {
-            let got = self.store.get(&location).await.with_context(|| format!("reading the object {object_key}"))?;
             let mut stream = got.into_stream();
             let mut out = tokio::fs::File::create(to).await.with_context(|| format!("creating {}", to.display()))?;
             while let Some(chunk) = stream.next().await {
@@ -344,7 +365,7 @@ impl Bucket {
         if result.is_err() {
             remove_local(to).await;
         }
-        result
+        Ok(result?)
     }
 }
 

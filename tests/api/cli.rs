@@ -258,3 +258,44 @@ async fn bench_pickup_times_jobs_taken_by_worker_processes() {
     assert!(p50 > 0.0 && p99 >= p50, "{j}");
     assert!(out.contains("job pick-up, 5 pings, 1 worker process(es)"), "{out}");
 }
+
+#[actix_web::test]
+async fn bench_cluster_imports_through_instances_and_reads_their_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    if !url.starts_with("postgres") {
+        let (code, _, err) = stevedore(dir.path(), &url, &["bench", "cluster", "--database", &url], "");
+        assert_eq!(code, 1);
+        assert!(err.contains("give a PostgreSQL --database"), "{err}");
+        return;
+    }
+    let args = [
+        "bench",
+        "cluster",
+        "--rows",
+        "300",
+        "--instances",
+        "2",
+        "--processes",
+        "1",
+        "--clients",
+        "3",
+        "--secs",
+        "1",
+        "--database",
+        &url,
+    ];
+    let (code, out, err) = stevedore(dir.path(), &url, &args, "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let j = figures(&out);
+    assert_eq!(
+        (j["rows"].as_u64(), j["instances"].as_u64(), j["worker_processes"].as_u64()),
+        (Some(300), Some(2), Some(1))
+    );
+    assert_eq!(j["server_errors"], 0, "{j}");
+    for page in ["import_history", "api_imports", "exports"] {
+        let n = j[page]["requests"].as_u64().unwrap_or(0);
+        assert!(n > 0 && j[page]["p99_ms"].as_f64().unwrap() >= j[page]["p50_ms"].as_f64().unwrap(), "{page}: {j}");
+    }
+    assert!(out.contains("import of 300 rows over the API") && out.contains("\"completed\""), "{out}");
+}

@@ -87,3 +87,19 @@ async fn a_database_error_on_the_last_attempt_fails_the_import_with_a_reason() {
     assert!(page.body.contains("The import failed"));
     app.exec("ALTER TABLE record_unique_values_away RENAME TO record_unique_values", &[]).await;
 }
+
+#[actix_web::test]
+async fn a_file_missing_from_storage_fails_the_import_at_once_saying_where_it_looked() {
+    let (app, mut c) = app().await;
+    let id = c.upload_mapped("staff", ("staff.csv", STAFF.as_bytes()), &[]).await;
+    let org = OrgId::new(app.org_id("acme").await);
+    let key = stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap().file.path;
+    std::fs::remove_file(app.files.path_of(&key)).unwrap();
+    app.drain().await;
+    let imp = stevedore::store::imports::get(&app.db, org, id).await.unwrap().unwrap();
+    assert_eq!(imp.stage, Stage::Failed, "{}", imp.reason);
+    assert!(imp.reason.contains("not in this process's data directory"), "{}", imp.reason);
+    assert!(imp.reason.contains("STEVEDORE_S3_BUCKET"), "{}", imp.reason);
+    let (status, attempts, _) = job_state(&app.db).await;
+    assert_eq!((status.as_str(), attempts), ("succeeded", 1), "no retries: another attempt would not find it either");
+}

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use super::Payload;
 use crate::domain::entities::{EntitySchema, FieldKind};
 use crate::domain::imports::{Action, Import, Overlay, Phase, PhaseStatus, Stage};
-use crate::files::object::LocalCopy;
+use crate::files::object::{LocalCopy, OpenError};
 use crate::files::{FileInfo, RowVisitor, sniff, visit_rows};
 use crate::jobs::{Step, StepError};
 use crate::store::Db;
@@ -231,7 +231,10 @@ impl<'a> Run<'a> {
         let schema = if imp.options.is_empty() { schema } else { Arc::new(schema.with_options(&imp.options)) };
         // from the bucket when another instance received it; a bucket that does not answer
         // is tried again later
-        let file = h.files.open(&imp.file.path).await.map_err(StepError::Retry)?;
+        let file = h.files.open(&imp.file.path).await.map_err(|e| match e {
+            OpenError::Missing(why) => StepError::Fail(why),
+            OpenError::Unavailable(e) => StepError::Retry(e),
+        })?;
         let (p2, sheet) = (file.path.clone(), imp.file.sheet.clone());
         let limits = h.limits;
         let info = tokio::task::spawn_blocking(move || sniff(&p2, sheet.as_deref(), &limits))

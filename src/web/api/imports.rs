@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::{StatusCode, header};
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
@@ -13,7 +12,7 @@ use crate::domain::exports::{LINK_SECS, link_query, sign, verify};
 use crate::domain::imports::history::Cursor;
 use crate::domain::imports::{ApiStatus, Import, Phase, PhaseStatus, Stage};
 use crate::domain::permissions::Permission;
-use crate::files::{FileProblem, attachment, sniff, visit_rows};
+use crate::files::attachment;
 use crate::state::AppState;
 use crate::store::imports::phases::{self, PhaseRow};
 use crate::store::imports::{self as store, ListFilter};
@@ -226,10 +225,15 @@ fn phase_objects(imp: &Import, stored: &[PhaseRow]) -> Vec<PhaseObject> {
 pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiError> {
     let stored = phases::phases(&state.db, imp.id).await?;
     let has_errors = phases::has_issues(&state.db, imp.id).await?;
+    Ok(object_with(state, imp, &stored, has_errors))
+}
+
+/// The import as the API shows it, with its phases and whether it left rows out.
+fn object_with(state: &AppState, imp: &Import, stored: &[phases::PhaseRow], has_errors: bool) -> ImportObject {
     let now = crate::now();
     let upload = has_upload_file(imp);
     let v = &imp.validated;
-    Ok(ImportObject {
+    ImportObject {
         object: "import",
         id: imp.id.to_string(),
         organization_id: imp.org.get().to_string(),
@@ -247,7 +251,7 @@ pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiE
         created_by: actor(imp.created_by, imp.api.created_by_key),
         column_mapping: imp.mapping.clone(),
         column_options: super::mapping::options_object(&imp.options),
-        phases: phase_objects(imp, &stored),
+        phases: phase_objects(imp, stored),
         stats: StatsObject {
             rows: v.total_rows,
             valid: v.valid_rows,
@@ -274,7 +278,7 @@ pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiE
         _upload_json_url: upload.then(|| link(state, imp, LinkedFile::UploadJson, now)),
         _errors_csv_url: has_errors.then(|| link(state, imp, LinkedFile::ErrorsCsv, now)),
         _errors_json_url: has_errors.then(|| link(state, imp, LinkedFile::ErrorsJson, now)),
-    })
+    }
 }
 
 /// Reads an import id from the path: a positive whole number, else 404 (as an unknown id).
@@ -460,10 +464,14 @@ pub async fn list(req: HttpRequest, caller: Caller, state: web::Data<AppState>) 
         newer_than,
     };
     let (imports, has_more) = store::list(&state.db, caller.org, &filter, cursor, q.limit).await?;
-    let mut data = Vec::with_capacity(imports.len());
-    for imp in &imports {
-        data.push(object(&state, imp).await?);
-    }
+    // the page's phases and issues in two statements, not two an import
+    let ids: Vec<i64> = imports.iter().map(|i| i.id).collect();
+    let (mut stored, with_issues) =
+        (phases::phases_of(&state.db, &ids).await?, phases::with_issues(&state.db, &ids).await?);
+    let data = imports
+        .iter()
+        .map(|imp| object_with(&state, imp, &stored.remove(&imp.id).unwrap_or_default(), with_issues.contains(&imp.id)))
+        .collect();
     Ok(HttpResponse::Ok().json(ImportList { object: "list", data, has_more }))
 }
 
@@ -520,86 +528,8 @@ pub async fn signed_file(
                 ));
             }
             // from the bucket when another instance received it
-            let copy = state.files.open(&imp.file.path).await?;
-            Ok(res.streaming(converted(&state, &imp, copy, file == LinkedFile::UploadJson)))
+            let copy = state.files.open(&imp.file.path).await.map_err(anyhow::Error::from)?;
+            Ok(res.streaming(super::converted::converted(&state, &imp, copy, file == LinkedFile::UploadJson)))
         }
     }
-}
-
-/// What the CSV writer holds so far, leaving it empty.
-fn take_csv(w: &mut csv::Writer<Vec<u8>>) -> Result<Vec<u8>, std::io::Error> {
-    let full = std::mem::replace(w, csv::Writer::from_writer(Vec::new()));
-    full.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
-}
-
-/// Rows per piece of a converted file.
-const CONVERT_ROWS: usize = 2000;
-
-/// The uploaded file read on a blocking thread and written out as CSV (the header row, then
-/// the rows as read) or as a JSON array of objects keyed by header, a piece at a time.
-fn converted(
-    state: &AppState,
-    imp: &Import,
-    copy: std::sync::Arc<crate::files::object::LocalCopy>,
-    json: bool,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + use<> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let path = copy.path.clone();
-    let sheet = imp.file.sheet.clone();
-    let limits = state.settings.file_limits;
-    tokio::task::spawn_blocking(move || {
-        let send = |b: Result<Vec<u8>, std::io::Error>| tx.blocking_send(b.map(Bytes::from)).is_ok();
-        let info = match sniff(&path, sheet.as_deref(), &limits) {
-            Ok(i) => i,
-            Err(e) => {
-                send(Err(std::io::Error::other(e.to_string())));
-                return;
-            }
-        };
-        let headers = info.headers.clone();
-        // one piece of output: the CSV writer's buffer, or the JSON text so far
-        let mut csv_out = csv::Writer::from_writer(Vec::new());
-        let mut json_out: Vec<u8> = vec![b'['];
-        if !json && csv_out.write_record(&headers).is_err() {
-            return;
-        }
-        let mut rows = 0usize;
-        let res = visit_rows(&path, &info, &mut |_, cells| {
-            if json {
-                if rows > 0 {
-                    json_out.push(b',');
-                }
-                let obj: serde_json::Map<String, serde_json::Value> = headers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, h)| (h.clone(), serde_json::Value::String(cells.get(i).cloned().unwrap_or_default())))
-                    .collect();
-                serde_json::to_writer(&mut json_out, &obj).map_err(|e| FileProblem::Io(e.to_string()))?;
-            } else {
-                csv_out.write_record(cells).map_err(|e| FileProblem::Io(e.to_string()))?;
-            }
-            rows += 1;
-            if rows.is_multiple_of(CONVERT_ROWS) {
-                let piece = if json {
-                    std::mem::take(&mut json_out)
-                } else {
-                    take_csv(&mut csv_out).map_err(|e| FileProblem::Io(e.to_string()))?
-                };
-                return Ok(send(Ok(piece)));
-            }
-            Ok(true)
-        });
-        let last = match res {
-            Ok(()) if json => {
-                json_out.push(b']');
-                Ok(json_out)
-            }
-            Ok(()) => take_csv(&mut csv_out),
-            Err(e) => Err(std::io::Error::other(e.to_string())),
-        };
-        send(last);
-        // the scratch copy, if it is one, goes once the file is read
-        drop(copy);
-    });
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }

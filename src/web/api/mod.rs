@@ -8,6 +8,7 @@
 //! is one shape, `{"error": {"type", "code", "message", "param"}}` ([`ApiError`]).
 
 pub mod control;
+mod converted;
 pub mod docs;
 pub mod imports;
 pub mod mapping;
