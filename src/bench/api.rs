@@ -59,6 +59,53 @@ fn start_readers(
     })
 }
 
+/// Creates an import of `resource` (chunks of 5,000) over the API: its id and upload URL.
+pub(super) async fn create(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    resource: &str,
+) -> anyhow::Result<(String, String)> {
+    let create = serde_json::json!({"resource": resource, "chunk_size": 5000}).to_string();
+    let created = http
+        .post(format!("{base}/api/v1/imports"))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(create)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let created: serde_json::Value = serde_json::from_slice(&created)?;
+    let id = created["id"].as_str().unwrap_or_default().to_string();
+    Ok((id, created["_upload_url"].as_str().unwrap_or_default().to_string()))
+}
+
+/// PUTs `file` to the import (`id`, upload URL) and polls it until it ends: the import as
+/// it ended and the seconds from `started` to the end of the upload.
+pub(super) async fn upload_and_wait(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    (id, upload): (&str, &str),
+    file: &std::path::Path,
+    started: Instant,
+) -> anyhow::Result<(serde_json::Value, f64)> {
+    let body = tokio::fs::read(file).await?;
+    let put = http.put(format!("{base}{upload}")).header("content-type", "text/csv").body(body).send().await?;
+    anyhow::ensure!(put.status().is_success(), "the upload answered {}", put.status());
+    let uploaded_s = started.elapsed().as_secs_f64();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let got = http.get(format!("{base}/api/v1/imports/{id}")).bearer_auth(key).send().await?.bytes().await?;
+        let v: serde_json::Value = serde_json::from_slice(&got)?;
+        if matches!(v["status"].as_str(), Some("completed" | "failed" | "timed_out")) {
+            return Ok((v, uploaded_s));
+        }
+    }
+}
+
 /// p50 and p99 of the samples of one kind.
 fn quantiles(samples: &[Sample], list: bool) -> (usize, f64, f64) {
     let mut ms: Vec<f64> = samples.iter().filter(|s| s.1 == list).map(|s| s.0).collect();
@@ -108,35 +155,10 @@ pub async fn run(rows: usize, clients: usize, mut app: crate::config::Settings) 
         let resource = super::standalone_schema(&input)?.name.clone();
 
         let started = Instant::now();
-        let create = serde_json::json!({"resource": resource, "chunk_size": 5000}).to_string();
-        let created = http
-            .post(format!("{base}/api/v1/imports"))
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .body(create)
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
-        let created: serde_json::Value = serde_json::from_slice(&created)?;
-        let id = created["id"].as_str().unwrap_or_default().to_string();
-        let upload = created["_upload_url"].as_str().unwrap_or_default().to_string();
-        let body = tokio::fs::read(&file).await?;
+        let (id, upload) = create(&http, &base, &key, &resource).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let readers = start_readers(base.clone(), key.clone(), id.clone(), clients, stop.clone());
-        let put = http.put(format!("{base}{upload}")).header("content-type", "text/csv").body(body).send().await?;
-        anyhow::ensure!(put.status().is_success(), "the upload answered {}", put.status());
-        let uploaded_s = started.elapsed().as_secs_f64();
-        let done = loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let got = http.get(format!("{base}/api/v1/imports/{id}")).bearer_auth(&key).send().await?.bytes().await?;
-            let v: serde_json::Value = serde_json::from_slice(&got)?;
-            match v["status"].as_str() {
-                Some("completed") | Some("failed") | Some("timed_out") => break v,
-                _ => {}
-            }
-        };
+        let (done, uploaded_s) = upload_and_wait(&http, &base, &key, (&id, &upload), &file, started).await?;
         let api_s = started.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         let samples = readers.join().unwrap_or_default();

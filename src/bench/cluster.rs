@@ -173,32 +173,8 @@ async fn measure(dir: &std::path::Path, url: &str, shape: Shape) -> anyhow::Resu
     let base = &bases[0];
     let resource = super::standalone_schema(&input)?.name.clone();
     let started = Instant::now();
-    let create = serde_json::json!({"resource": resource, "chunk_size": 5000}).to_string();
-    let created = http
-        .post(format!("{base}/api/v1/imports"))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .body(create)
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
-    let created: serde_json::Value = serde_json::from_slice(&created)?;
-    let id = created["id"].as_str().unwrap_or_default().to_string();
-    let upload = created["_upload_url"].as_str().unwrap_or_default().to_string();
-    let body = tokio::fs::read(&file).await?;
-    let put = http.put(format!("{base}{upload}")).header("content-type", "text/csv").body(body).send().await?;
-    anyhow::ensure!(put.status().is_success(), "the upload answered {}", put.status());
-    let uploaded_s = started.elapsed().as_secs_f64();
-    let done = loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let got = http.get(format!("{base}/api/v1/imports/{id}")).bearer_auth(&key).send().await?.bytes().await?;
-        let v: serde_json::Value = serde_json::from_slice(&got)?;
-        if matches!(v["status"].as_str(), Some("completed" | "failed" | "timed_out")) {
-            break v;
-        }
-    };
+    let (id, upload) = super::api::create(&http, base, &key, &resource).await?;
+    let (done, uploaded_s) = super::api::upload_and_wait(&http, base, &key, (&id, &upload), &file, started).await?;
     let import_s = started.elapsed().as_secs_f64();
     let rate = shape.rows as f64 / import_s;
     let worker_rss = workers.iter().map(|p| peak_rss_of(*p)).fold(0.0, f64::max);

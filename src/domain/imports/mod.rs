@@ -18,3 +18,13 @@ pub use mapping_form::{MappingProblem, MappingWarning};
 pub use model::{ApiOrigin, ColumnMapping, Import, ImportFile, Rollback, RollbackRefusal, Validated};
 pub use options::{ColumnOption, ColumnOptions, check_options};
 pub use status::{Action, ApiStatus, DuplicateHandling, Phase, PhaseStatus, Stage};
+
+/// The content type an uploaded file of this name is downloaded with: a workbook's, else
+/// CSV's.
+pub fn content_type_of(name: &str) -> &'static str {
+    if name.to_ascii_lowercase().ends_with(".xlsx") {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    } else {
+        "text/csv; charset=utf-8"
+    }
+}

@@ -38,16 +38,7 @@ impl ImportFile {
 
     /// The content type the original is downloaded with.
     pub fn content_type(&self) -> &'static str {
-        content_type_of(&self.name)
-    }
-}
-
-/// The content type a file of this name is downloaded with: a workbook's, else CSV's.
-pub fn content_type_of(name: &str) -> &'static str {
-    if name.to_ascii_lowercase().ends_with(".xlsx") {
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    } else {
-        "text/csv; charset=utf-8"
+        super::content_type_of(&self.name)
     }
 }
 

@@ -237,7 +237,7 @@ pub(crate) async fn create_import(
     };
     // kept where every instance reads it before the import names it
     let file_key = state.files.key_of(&file.path);
-    let content_type = crate::domain::imports::model::content_type_of(&file.original);
+    let content_type = crate::domain::imports::content_type_of(&file.original);
     if let Err(e) = state.files.keep(&file_key, content_type, &crate::files::attachment(&file.original)).await {
         state.files.remove_file(&file_key).await;
         return Err(e.context("keeping the uploaded file").into());
