@@ -200,10 +200,14 @@ impl FileStore {
     }
 
     /// The bucket's presigned URL for one GET of a kept file, valid for `secs`; None when
-    /// files stay local (the app streams them).
+    /// the file is on this disk (kept before a bucket was configured, or no bucket is): the
+    /// app streams it then.
     pub async fn presigned_file(&self, key: &str, secs: u64) -> anyhow::Result<Option<String>> {
         match &self.bucket {
-            Some(b) if !Path::new(key).is_absolute() => {
+            Some(b)
+                if !Path::new(key).is_absolute()
+                    && !tokio::fs::try_exists(self.path_of(key)).await.unwrap_or(false) =>
+            {
                 Ok(Some(self.presigned(&format!("{}{key}", b.prefix), secs).await?))
             }
             _ => Ok(None),

@@ -259,8 +259,15 @@ async fn imports_keep_their_files_in_the_bucket_and_jobs_read_them_from_there() 
     assert!(disposition.contains("sites.csv"), "{disposition}");
     assert_eq!(String::from_utf8(file.body().await.unwrap().to_vec()).unwrap(), csv);
 
-    // past the retention period the object goes with the journal
+    // a file kept on this disk before the bucket was configured streams from here
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, csv).unwrap();
+    let r = c.get(&format!("/settings/imports/{id}/original")).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, csv));
+
+    // past the retention period the object goes with the journal (and the local file)
     app.exec("UPDATE imports SET created_at = created_at - 91 * 86400 WHERE id = $1", &[id]).await;
     app.maintain().await;
     assert!(s3.keys().await.is_empty(), "the original's object is deleted");
+    assert!(!local.exists(), "and the local file");
 }
