@@ -242,7 +242,7 @@ pub(crate) async fn create_import(
         state.files.remove_file(&file_key).await;
         return Err(e.context("keeping the uploaded file").into());
     }
-    let import_id = store::create(
+    let created = store::create(
         &state.db,
         id.org_id,
         &NewImport {
@@ -261,7 +261,15 @@ pub(crate) async fn create_import(
             created_by_label: &id.email,
         },
     )
-    .await?;
+    .await;
+    let import_id = match created {
+        Ok(import_id) => import_id,
+        Err(e) => {
+            // nothing names the kept file: it goes
+            state.files.remove_file(&file_key).await;
+            return Err(e.into());
+        }
+    };
     let sheet_name = match &info.format {
         crate::files::Format::Xlsx { sheet } => Some(sheet.as_str()),
         _ => None,
