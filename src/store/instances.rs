@@ -34,32 +34,22 @@ const COUNT_REQUEST: &str = "INSERT INTO api_rate_windows (api_key_id, started, 
 
 /// Counts one request of an API key in its window of `window` seconds (a window that is
 /// over starts again at `now`); returns the window's start and its requests, this one
-/// included. One statement, so instances counting at once never lose a request. On
-/// PostgreSQL its commit does not wait for the disk (`synchronous_commit` off): a busy
-/// key's requests queue on its row only as long as the update itself, and a crash can
-/// forget the last few counts, never more.
-pub async fn count_request(db: &Db, api_key_id: i64, now: i64, window: i64) -> anyhow::Result<(i64, i64)> {
+/// included. One statement, so instances counting at once never lose a request. Its commit
+/// does not wait for the disk (`synchronous_commit` off): a busy key's requests queue on its
+/// row only as long as the update itself, and a crash can forget the last few counts, never
+/// more. PostgreSQL only: on SQLite the one instance counts in memory.
+pub async fn count_request(pool: &sqlx::PgPool, api_key_id: i64, now: i64, window: i64) -> anyhow::Result<(i64, i64)> {
     let counted = async {
-        match db {
-            Db::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
-                let got = sqlx::query_as::<_, (i64, i64)>(COUNT_REQUEST)
-                    .bind(api_key_id)
-                    .bind(now)
-                    .bind(window)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(got)
-            }
-            Db::Sqlite(_) => on_writer!(db, p => sqlx::query_as::<_, (i64, i64)>(COUNT_REQUEST)
-                .bind(api_key_id)
-                .bind(now)
-                .bind(window)
-                .fetch_one(p)
-                .await),
-        }
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
+        let got = sqlx::query_as::<_, (i64, i64)>(COUNT_REQUEST)
+            .bind(api_key_id)
+            .bind(now)
+            .bind(window)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(got)
     };
     counted.await.context("counting an API request")
 }

@@ -319,8 +319,8 @@ pub const RATE_WINDOW_SECS: i64 = 60;
 
 impl RateLimits {
     async fn take(&self, db: &store::Db, key_id: i64, now: i64, limit: u32) -> anyhow::Result<Decision> {
-        if let store::Db::Postgres(_) = db {
-            let (started, requests) = store::instances::count_request(db, key_id, now, RATE_WINDOW_SECS).await?;
+        if let store::Db::Postgres(pool) = db {
+            let (started, requests) = store::instances::count_request(pool, key_id, now, RATE_WINDOW_SECS).await?;
             return Ok(rate_limit::counted(started, requests, now, limit, RATE_WINDOW_SECS));
         }
         Ok(self.take_here(key_id, now, limit))
