@@ -9,7 +9,7 @@ use crate::config::{CommonArgs, DbSettings, ServeArgs, Settings};
 use crate::domain::account::{Email, OrgSlug, check_new_password};
 use crate::domain::entities::Schemas;
 use crate::domain::permissions::Role;
-use crate::jobs::{Worker, WorkerConfig};
+use crate::jobs::WorkerConfig;
 use crate::startup::{App, open_database};
 use crate::store::{self, Db};
 
@@ -129,6 +129,9 @@ enum BenchCommand {
         /// Clients reading the import and the list meanwhile.
         #[arg(long, default_value = "50")]
         clients: usize,
+        /// Seconds the clients read for, from the import's creation (while it runs).
+        #[arg(long, default_value = "20")]
+        secs: u64,
     },
     /// The deployment of docs/deploy.md on this machine (PostgreSQL): N instances and M
     /// worker processes; an import of the generated file through the API end to end, then
@@ -302,10 +305,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(imports > 0 && requests > 0, "--imports and --requests must be at least 1");
             bench_history(cli.common, cli.serve, imports, requests, database).await
         }
-        Command::Bench { command: BenchCommand::Api { rows, clients } } => {
+        Command::Bench { command: BenchCommand::Api { rows, clients, secs } } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             let settings = bench_app_settings(cli.common, cli.serve)?;
-            crate::bench::api::run(rows, clients, settings).await
+            crate::bench::api::run(rows, clients, secs, settings).await
         }
         Command::Bench { command: BenchCommand::Cluster { rows, instances, processes, clients, secs, database } } => {
             let shape = crate::bench::cluster::Shape { rows, instances, processes, clients, secs };
@@ -417,22 +420,40 @@ pub async fn set_disabled(db: &Db, email: &str, disabled: bool) -> anyhow::Resul
 
 async fn run_worker(db_settings: &DbSettings, schemas: Schemas, config: WorkerConfig) -> anyhow::Result<()> {
     let db = open_database(db_settings).await?;
-    let concurrency = config.concurrency;
-    let worker = Worker::with_all_handlers(db.clone(), std::sync::Arc::new(schemas), config)?;
-    tracing::info!(owner = worker.owner(), concurrency, "worker started");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let running = actix_web::rt::spawn(worker.run(stop_rx.clone()));
+    let url = db_settings.database_url.clone();
+    let running = actix_web::rt::spawn(crate::jobs::background::worker(
+        url,
+        std::sync::Arc::new(schemas),
+        config,
+        stop_rx.clone(),
+    ));
     let schedule = actix_web::rt::spawn(crate::startup::schedule_maintenance(db.clone(), stop_rx));
-    crate::startup::shutdown_signal().await;
-    tracing::info!("stopping: jobs finish their current step, then go back to the queue");
+    tokio::pin!(running);
+    let ended = tokio::select! {
+        _ = crate::startup::shutdown_signal() => None,
+        ended = &mut running => Some(ended),
+    };
+    let result = match ended {
+        // the worker ended by itself: it could not start
+        Some(ended) => ended.map_err(|e| anyhow::anyhow!("the job worker panicked: {e}")).and_then(|r| r),
+        None => {
+            tracing::info!("stopping: jobs finish their current step, then go back to the queue");
+            let _ = stop_tx.send(true);
+            let bound = crate::jobs::worker::STOP_GRACE + std::time::Duration::from_secs(10);
+            match tokio::time::timeout(bound, running).await {
+                Err(_) => {
+                    tracing::warn!("jobs still running at exit; their leases let another worker resume them");
+                    Ok(())
+                }
+                Ok(ended) => ended.map_err(|e| anyhow::anyhow!("the job worker panicked: {e}")).and_then(|r| r),
+            }
+        }
+    };
     let _ = stop_tx.send(true);
-    let bound = crate::jobs::worker::STOP_GRACE + std::time::Duration::from_secs(10);
-    if tokio::time::timeout(bound, running).await.is_err() {
-        tracing::warn!("jobs still running at exit; their leases let another worker resume them");
-    }
     let _ = schedule.await;
     db.close().await;
-    Ok(())
+    result
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -20,7 +20,7 @@ use crate::domain::entities::Schemas;
 use crate::domain::marketplace::Catalog;
 use crate::domain::permissions::Role;
 use crate::files::object::FileStore;
-use crate::jobs::{Worker, WorkerConfig, maintenance};
+use crate::jobs::{WorkerConfig, background, maintenance};
 use crate::state::AppState;
 use crate::store::{self, Db};
 use crate::web::layout;
@@ -37,6 +37,8 @@ pub struct App {
     port: u16,
     server: Server,
     db: Db,
+    /// The job worker opens connections of its own (on its own thread).
+    database_url: String,
     workers: usize,
     lease_secs: i64,
     import_ttl_secs: i64,
@@ -112,6 +114,7 @@ impl App {
         let file_limits = settings.file_limits;
         let link_key = crate::domain::exports::link_key(key_bytes.expose_secret());
         let files = FileStore::from_settings(&settings.db.data_dir, settings.s3.as_ref())?;
+        let database_url = settings.db.database_url.clone();
         tracing::info!(store = %files.describe(), "files");
         let api_doc = crate::web::api::docs::document(&schemas);
         let state = web::Data::new(AppState {
@@ -123,6 +126,7 @@ impl App {
             catalog: catalog.clone(),
             rate_limits: Default::default(),
             api_doc,
+            record_counts: Default::default(),
         });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())
@@ -167,6 +171,7 @@ impl App {
             port,
             server,
             db,
+            database_url,
             demo_login,
             workers,
             lease_secs,
@@ -204,13 +209,12 @@ impl App {
                     catalog: self.catalog.clone(),
                     ..WorkerConfig::default()
                 };
-                match Worker::with_all_handlers(self.db.clone(), self.schemas.clone(), config) {
-                    Ok(w) => Some(actix_web::rt::spawn(w.run(stop_rx.clone()))),
-                    Err(e) => {
-                        tracing::error!(error = ?e, "cannot start the job worker");
-                        None
+                let ran = background::worker(self.database_url.clone(), self.schemas.clone(), config, stop_rx.clone());
+                Some(actix_web::rt::spawn(async move {
+                    if let Err(e) = ran.await {
+                        tracing::error!(error = ?e, "the job worker stopped");
                     }
-                }
+                }))
             }
         };
         let schedule = actix_web::rt::spawn(schedule_maintenance(self.db.clone(), stop_rx));

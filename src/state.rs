@@ -22,4 +22,6 @@ pub struct AppState {
     pub rate_limits: crate::web::api::RateLimits,
     /// The API's OpenAPI document, for the loaded resources.
     pub api_doc: serde_json::Value,
+    /// Counts of entities with many records, remembered for a moment.
+    pub record_counts: crate::store::records::CountMemo,
 }

@@ -78,7 +78,7 @@ pub(super) async fn start(
         rt.block_on(async move {
             let people = emails.into_iter().enumerate().map(|(i, email)| {
                 let (base, entity, import, stop) = (base.clone(), entity.clone(), import.clone(), flag.clone());
-                tokio::spawn(async move { person(i, &base, &email, &entity, &import, &stop).await })
+                tokio::spawn(async move { person((i, clients), &base, &email, &entity, &import, &stop).await })
             });
             let mut all = vec![];
             for p in futures_util::future::join_all(people).await {
@@ -135,11 +135,21 @@ impl Load {
 }
 
 /// One person: sign in, read pages, sign out, until `stop`.
-async fn person(i: usize, base: &str, email: &str, entity: &str, import: &AtomicI64, stop: &AtomicBool) -> Vec<Sample> {
+async fn person(
+    (i, of): (usize, usize),
+    base: &str,
+    email: &str,
+    entity: &str,
+    import: &AtomicI64,
+    stop: &AtomicBool,
+) -> Vec<Sample> {
     let mut out = vec![];
     let Ok(mut b) = Browser::new(base) else { return out };
-    // people do not all start at the same instant
-    tokio::time::sleep(THINK * (i as u32 % 10) / 10).await;
+    // people do not all start at the same instant: their first sign-ins are spread over about
+    // one round of sign-in, pages and sign-out (twenty people signing in within the same
+    // tenth of a second measured the hashing queue, not the app under an import)
+    let spread = THINK * (PAGES_PER_SESSION as u32 + 4);
+    tokio::time::sleep(spread.mul_f64(i as f64 / of.max(1) as f64)).await;
     let mut n = i;
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();

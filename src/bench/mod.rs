@@ -204,7 +204,9 @@ struct Bench {
     org: OrgId,
     user: UserId,
     schema: Arc<crate::domain::entities::EntitySchema>,
-    worker: Worker,
+    /// The worker runs on a background thread of its own, as in the app, connected here.
+    url: String,
+    schemas: Arc<Schemas>,
     stop: tokio::sync::watch::Receiver<bool>,
     /// Kept so the worker never reads a dropped sender as "stop".
     _stop_tx: tokio::sync::watch::Sender<bool>,
@@ -218,10 +220,27 @@ fn secs(s: f64) -> f64 {
 }
 
 impl Bench {
-    /// Runs every queued job; the seconds it took.
+    /// Runs every queued job, the way the app's worker does (on a thread of its own at
+    /// background priority, with connections of its own); the seconds it took.
     async fn drain(&self) -> anyhow::Result<f64> {
+        let (url, schemas, stop) = (self.url.clone(), self.schemas.clone(), self.stop.clone());
         let t = Instant::now();
-        while self.worker.run_one(&self.stop).await? {}
+        let sqlite = crate::jobs::background::sqlite_connections(&url, 4).await?;
+        crate::jobs::background::run("bench-jobs", move || async move {
+            let db = match sqlite {
+                Some(db) => db,
+                None => Db::connect(&url, 4).await?,
+            };
+            let worker = Worker::with_all_handlers(db.clone(), schemas, WorkerConfig::default())?;
+            let ran = async {
+                while worker.run_one(&stop).await? {}
+                anyhow::Ok(())
+            }
+            .await;
+            db.close().await;
+            ran
+        })
+        .await??;
         Ok(t.elapsed().as_secs_f64())
     }
 
@@ -442,17 +461,16 @@ fn sqlite_cli_export(
 /// A database (fresh SQLite in `dir` unless `database`), the benchmark org, user and worker.
 async fn setup(dir: &std::path::Path, chunk: i64, database: Option<String>, input: &Input) -> anyhow::Result<Bench> {
     let url = database_url(dir, database);
-    let db = Db::connect(&url, 4).await?;
+    let db = Db::connect(&url, 2).await?;
     db.migrate().await?;
-    let schemas = load_schemas(input)?;
+    let schemas = Arc::new(load_schemas(input)?);
     let schema = standalone_schema(input)?;
     let slug = format!("bench-{}", crate::random_token(3)?);
     let (org, _) = store::accounts::ensure_org(&db, &slug, "Benchmark").await?;
     let user = store::accounts::create_user(&db, &format!("{slug}@bench.test"), "Bench", "x", false).await?;
-    let worker = Worker::with_all_handlers(db.clone(), Arc::new(schemas), WorkerConfig::default())?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let current = Arc::new(std::sync::atomic::AtomicI64::new(0));
-    Ok(Bench { db, org, user: UserId::new(user.get()), schema, worker, stop, _stop_tx: stop_tx, chunk, current })
+    Ok(Bench { db, org, user: UserId::new(user.get()), schema, url, schemas, stop, _stop_tx: stop_tx, chunk, current })
 }
 
 /// The benchmark's database: `database`, or a fresh SQLite file in `dir`.

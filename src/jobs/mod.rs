@@ -3,6 +3,7 @@
 //! Workers run inside `serve` (`--workers`, default 2) and as `stevedore worker`; any
 //! number of them, on any number of instances, share one queue.
 
+pub mod background;
 pub mod export;
 pub mod import;
 pub mod maintenance;

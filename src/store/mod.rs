@@ -25,6 +25,9 @@ pub mod onboarding;
 pub mod records;
 pub mod sessions;
 pub mod staging;
+pub mod turn;
+
+pub use turn::{WriteTurn, write_turn};
 
 /// Runs `$body` with `$p` bound to the concrete pool, once per backend.
 #[macro_export]
@@ -95,44 +98,6 @@ impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<'_, DB> {
     }
 }
 
-/// This process's turn to write to a SQLite database: held while a statement or a
-/// transaction writes (see [`begin_write!`] and [`on_writer!`]), None on PostgreSQL.
-pub struct WriteTurn(#[allow(dead_code)] Option<tokio::sync::OwnedMutexGuard<()>>);
-
-/// How long a writer waits for its turn before going ahead without it (SQLite's own
-/// `busy_timeout` still applies then). Only a write made while the same task holds a turn
-/// can wait this long; none should.
-const TURN_WAIT: Duration = Duration::from_secs(10);
-
-/// Waits for this process's turn to write to `db`. SQLite has one writer per database and
-/// makes the others poll for the lock while they hold a pooled connection: under a long
-/// import, sign-ins and session writes polled for seconds and took every connection, so
-/// page reads queued behind them. Writers of this process instead wait here, first come
-/// first served, holding nothing; the import's own transactions are short and take their
-/// turn like everyone else. PostgreSQL locks rows, not the database: no turn there.
-pub async fn write_turn(db: &Db) -> WriteTurn {
-    let Db::Sqlite(p) = db else { return WriteTurn(None) };
-    let gate = sqlite_gate(p.connect_options().get_filename());
-    match tokio::time::timeout(TURN_WAIT, gate.lock_owned()).await {
-        Ok(guard) => WriteTurn(Some(guard)),
-        Err(_) => {
-            tracing::warn!("waited {TURN_WAIT:?} for a turn to write; going ahead without it");
-            WriteTurn(None)
-        }
-    }
-}
-
-/// The writers' queue of one SQLite database file (one per file, shared by every pool of
-/// this process on it).
-fn sqlite_gate(file: &std::path::Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-    type Gates =
-        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>;
-    static GATES: std::sync::OnceLock<Gates> = std::sync::OnceLock::new();
-    let gates = GATES.get_or_init(Default::default);
-    let mut map = gates.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    map.entry(file.to_path_buf()).or_default().clone()
-}
-
 /// In a write transaction `$tx` on `$db`: whether the job of `$fence` (an
 /// `Option<&Fence>`; None checks nothing) still runs under that lease. On PostgreSQL the
 /// job's row stays locked until the transaction ends, so no claim can take the job over
@@ -175,6 +140,17 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file is created when missing.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        Db::connect_with(url, max_connections, false).await
+    }
+
+    /// As [`Db::connect`], with every connection opened now (by the calling thread) and kept
+    /// open: a SQLite connection runs its statements on a thread of its own, started by the
+    /// thread that opens it, whose scheduling priority it inherits.
+    pub async fn connect_all_now(url: &str, connections: u32) -> anyhow::Result<Db> {
+        Db::connect_with(url, connections, true).await
+    }
+
+    async fn connect_with(url: &str, max_connections: u32, all_now: bool) -> anyhow::Result<Db> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
                 .with_context(|| format!("DATABASE_URL: cannot parse SQLite URL \"{url}\""))?
@@ -188,11 +164,11 @@ impl Db {
                 // are written to the database file in larger, fewer passes
                 .pragma("wal_autocheckpoint", "10000")
                 .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
-                .connect_with(opts)
-                .await
-                .with_context(|| format!("cannot open SQLite database {url}"))?;
+            let mut pool = SqlitePoolOptions::new().max_connections(max_connections);
+            if all_now {
+                pool = pool.min_connections(max_connections).idle_timeout(None).max_lifetime(None);
+            }
+            let pool = pool.connect_with(opts).await.with_context(|| format!("cannot open SQLite database {url}"))?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)
@@ -200,6 +176,7 @@ impl Db {
                 .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10));
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
+                .min_connections(if all_now { max_connections } else { 0 })
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await
@@ -320,7 +297,6 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
@@ -355,37 +331,5 @@ mod tests {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(p).await.unwrap();
         assert_eq!(n, 2);
         assert!(!is_busy(&anyhow::anyhow!("something else")));
-    }
-
-    #[tokio::test]
-    async fn writers_of_one_sqlite_file_take_turns_first_come_first_served() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("turns.db").display());
-        // two pools on one file, as the app and a benchmark's worker: one queue
-        let (a, b) = (Db::connect(&url, 2).await.unwrap(), Db::connect(&url, 2).await.unwrap());
-        let held = write_turn(&a).await;
-        assert!(held.0.is_some());
-        let order = Arc::new(Mutex::new(vec![]));
-        let mut waiting = vec![];
-        for (n, db) in [(1, b.clone()), (2, a.clone()), (3, b.clone())] {
-            let order = order.clone();
-            waiting.push(tokio::spawn(async move {
-                let _turn = write_turn(&db).await;
-                order.lock().unwrap().push(n);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(order.lock().unwrap().is_empty(), "nobody writes while the turn is held");
-        drop(held);
-        for w in waiting {
-            w.await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), [1, 2, 3]);
-        // another file has its own queue
-        let other = Db::connect(&format!("sqlite://{}", dir.path().join("other.db").display()), 1).await.unwrap();
-        let _a = write_turn(&a).await;
-        let o = tokio::time::timeout(Duration::from_secs(1), write_turn(&other)).await;
-        assert!(o.is_ok_and(|t| t.0.is_some()), "a writer of another database does not wait");
     }
 }

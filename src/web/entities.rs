@@ -67,7 +67,10 @@ pub async fn list(
     let schema = schema_of(&state, &path)?;
     let q = query.q.as_deref().map(str::trim).unwrap_or_default().to_string();
     let search = (!q.is_empty()).then_some(q.as_str());
-    let total = store::records::count(&state.db, id.org_id, &schema.name, search).await?;
+    let total = match search {
+        Some(_) => store::records::count(&state.db, id.org_id, &schema.name, search).await?,
+        None => state.record_counts.count(&state.db, id.org_id, &schema.name).await?,
+    };
     let base = if q.is_empty() {
         format!("/{}", schema.name)
     } else {

@@ -53,7 +53,7 @@ pub async fn overview(req: HttpRequest, id: Identity, state: web::Data<AppState>
         if !offer_onboarding {
             break;
         }
-        offer_onboarding = store::records::count(&state.db, id.org_id, &s.name, None).await? == 0;
+        offer_onboarding = !store::records::any(&state.db, id.org_id, &s.name).await?;
     }
     let page = OverviewPage {
         l: Layout::for_user(&req, &id, "Overview", "overview").await?,

@@ -93,9 +93,25 @@ pub async fn submit(
     if form.password.is_empty() {
         return again(StatusCode::UNPROCESSABLE_ENTITY, "Enter your password.".into());
     }
-    // The attempt is stored (as a failure) before anything else, so parallel guesses all
-    // see each other: each counts the failures stored before it, in order of arrival.
+    // An address or account already locked is refused before any hashing (a read, no write).
     let now = crate::now();
+    let so_far = store::login_attempts::failures_before(&state.db, i64::MAX, email.as_str(), &address, now).await?;
+    if let Decision::Locked { retry_in_minutes } = throttle::decide(so_far, now) {
+        tracing::warn!(%address, "sign-in throttled");
+        return again(StatusCode::TOO_MANY_REQUESTS, throttle::locked_message(retry_in_minutes));
+    }
+    // The password is checked next (the same work whether or not the email exists: against
+    // a dummy hash), so that the attempt's writes below follow each other without the hash's
+    // pause between them: each waits at most for one of an import's transactions, not two.
+    let user = store::accounts::user_by_email(&state.db, email.as_str()).await?;
+    let hash = match &user {
+        Some(u) => u.password_hash.clone(),
+        None => password::dummy_hash().await?,
+    };
+    let matches = password::verify(form.password.clone(), hash).await?;
+    // The attempt is stored (as a failure) before it is judged, so parallel guesses all see
+    // each other: each counts the failures stored before it, in order of arrival. A locked
+    // address or account is refused even with the right password.
     let attempt = store::login_attempts::record_pending(&state.db, email.as_str(), &address).await?;
     let before = store::login_attempts::failures_before(&state.db, attempt, email.as_str(), &address, now).await?;
     if let Decision::Locked { retry_in_minutes } = throttle::decide(before, now) {
@@ -103,14 +119,6 @@ pub async fn submit(
         tracing::warn!(%address, "sign-in throttled");
         return again(StatusCode::TOO_MANY_REQUESTS, throttle::locked_message(retry_in_minutes));
     }
-
-    // The same work whether or not the email exists: verify against a dummy hash.
-    let user = store::accounts::user_by_email(&state.db, email.as_str()).await?;
-    let hash = match &user {
-        Some(u) => u.password_hash.clone(),
-        None => password::dummy_hash().await?,
-    };
-    let matches = password::verify(form.password.clone(), hash).await?;
     let user = match user {
         Some(u) if matches && !u.disabled => u,
         _ => {

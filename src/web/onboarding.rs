@@ -235,7 +235,7 @@ pub(crate) async fn view(req: &HttpRequest, id: &Identity, state: &AppState) -> 
         let skipped = row.is_some_and(|r| r.skipped);
         let state_now = StepState::of(imp.as_ref(), skipped);
         let existing = if state_now == StepState::NotStarted {
-            crate::store::records::count(&state.db, id.org_id, &step.entity, None).await?
+            state.record_counts.count(&state.db, id.org_id, &step.entity).await?
         } else {
             0
         };
