@@ -42,7 +42,7 @@ pub async fn count(db: &Db, org: OrgId, entity: &str, q: Option<&str>) -> anyhow
 
 /// Whether the org has any record of `entity` (one index probe, whatever their number).
 pub async fn any(db: &Db, org: OrgId, entity: &str) -> anyhow::Result<bool> {
-    on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT 1 FROM records WHERE org_id = $1 AND entity = $2 LIMIT 1")
+    on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT id FROM records WHERE org_id = $1 AND entity = $2 LIMIT 1")
         .bind(org.get())
         .bind(entity)
         .fetch_optional(p)

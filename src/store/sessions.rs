@@ -58,7 +58,7 @@ pub async fn update(
 /// changes nothing waits for the one writer (behind an import's chunk, say), a read does not.
 pub async fn touch(db: &Db, id: &str, expires_at: i64, slack: i64) -> anyhow::Result<()> {
     let due =
-        on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT 1 FROM sessions WHERE id = $1 AND expires_at < $2 - $3")
+        on_pool!(db, p => sqlx::query_scalar::<_, String>("SELECT id FROM sessions WHERE id = $1 AND expires_at < $2 - $3")
         .bind(id)
         .bind(expires_at)
         .bind(slack)
