@@ -2,7 +2,7 @@
 //! at a lower scheduling priority (nice 10 on Linux), in an async runtime of its own with
 //! database connections of its own, so every thread it starts inherits the priority: the
 //! threads that read and check an import's file, an export's writer. (Not SQLite's connection
-//! threads: see [`sqlite_connections`].)
+//! threads: see [`sqlite_connection`].)
 //! When both cores are wanted, a request's thread gets about nine tenths of a core against an
 //! import's tenth (the scheduler's weights for nice 0 and 10); when nobody is asking, the
 //! import has them all.
@@ -95,20 +95,29 @@ where
     }
 }
 
-/// The connections of background work to `url`. SQLite's are opened here, by the calling
-/// thread, so the threads that run their statements keep its priority: a background writer
-/// holds the database's one write lock while its statements run, and people wait for it (with
-/// those threads lowered too, a busy processor gave the holder a tenth of a core and the
-/// people behind it waited three times as long). None for PostgreSQL: its statements run in
-/// the server, and its connections belong to the runtime that opens them, so the background
-/// thread opens its own.
-pub async fn sqlite_connections(url: &str, connections: u32) -> anyhow::Result<Option<Db>> {
-    if url.starts_with("sqlite:") { Db::connect_all_now(url, connections).await.map(Some) } else { Ok(None) }
+/// The SQLite connection of background work to `url`, or None for PostgreSQL.
+///
+/// One connection, whatever the number of jobs: SQLite has one writer anyway, and a
+/// connection's page cache survives only its own writes. In WAL mode a connection that starts
+/// a transaction after another connection committed throws its whole cache away, and a pool
+/// hands its connections out in turn, so with four of them every chunk of an import began with
+/// a cold cache and read its index pages again (`bench import --rows 1000000`: validation
+/// 13.6 s and import 20.8 s with four, 9.0 s and 14.5 s with one, peak RSS 211 → 137 MiB).
+///
+/// It is opened here, by the calling thread, so the thread that runs its statements keeps
+/// that thread's priority: a background writer holds the database's one write lock while its
+/// statements run, and people wait for it (with that thread lowered too, a busy processor gave
+/// the holder a tenth of a core and the people behind it waited three times as long).
+/// PostgreSQL's statements run in the server, and its connections belong to the runtime that
+/// opens them, so the background thread opens its own.
+pub async fn sqlite_connection(url: &str) -> anyhow::Result<Option<Db>> {
+    if url.starts_with("sqlite:") { Db::connect_all_now(url, 1).await.map(Some) } else { Ok(None) }
 }
 
 /// The job worker (every handler, `config.concurrency` jobs at a time) on a background thread
-/// named "stevedore-jobs", with database connections of its own to `database_url` (one per job
-/// plus two for lease renewals and progress), until `stop` turns true.
+/// named "stevedore-jobs", with database connections of its own to `database_url` (on
+/// PostgreSQL one per job plus two for lease renewals and progress; on SQLite one, see
+/// [`sqlite_connection`]), until `stop` turns true.
 pub async fn worker(
     database_url: String,
     schemas: Arc<Schemas>,
@@ -117,7 +126,7 @@ pub async fn worker(
 ) -> anyhow::Result<()> {
     let connections = u32::try_from(config.concurrency).unwrap_or(u32::MAX).saturating_add(2);
     let concurrency = config.concurrency;
-    let sqlite = sqlite_connections(&database_url, connections).await?;
+    let sqlite = sqlite_connection(&database_url).await?;
     run("stevedore-jobs", move || async move {
         let db = match sqlite {
             Some(db) => db,

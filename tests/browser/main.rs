@@ -153,6 +153,21 @@ async fn wait_download(dir: &std::path::Path, ext: &str) -> PathBuf {
     }
 }
 
+/// Resizes the window and waits until the page has been laid out at the new width (on a busy
+/// machine the resize reaches the page after the command has answered).
+async fn resize(c: &Client, w: u32, h: u32) {
+    c.set_window_size(w, h).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let inner = c.execute("return window.innerWidth", vec![]).await.unwrap().as_u64().unwrap_or(0);
+        if inner <= u64::from(w) && inner + 40 >= u64::from(w) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the window stayed {inner} px wide, asked for {w}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn eval_bool(c: &Client, script: &str) -> bool {
     c.execute(script, vec![]).await.unwrap().as_bool().unwrap_or(false)
 }
@@ -528,7 +543,7 @@ async fn request_an_export_watch_it_complete_without_reloading_and_download_it()
     let new_export_at = async |c: &Client| {
         let mut at = vec![];
         for (w, h) in [(390u32, 844u32), (1280, 860)] {
-            c.set_window_size(w, h).await.unwrap();
+            resize(c, w, h).await;
             let js = "const r = document.querySelector(\"a[data-open='new-export']\").getBoundingClientRect(); \
                       return Math.round(r.left) + ',' + Math.round(r.top)";
             at.push(c.execute(js, vec![]).await.unwrap().as_str().unwrap_or_default().to_string());
