@@ -225,7 +225,7 @@ impl Bench {
     async fn drain(&self) -> anyhow::Result<f64> {
         let (url, schemas, stop) = (self.url.clone(), self.schemas.clone(), self.stop.clone());
         let t = Instant::now();
-        let sqlite = crate::jobs::background::sqlite_connection(&url).await?;
+        let sqlite = crate::jobs::background::sqlite_connections(&url, 4).await?;
         crate::jobs::background::run("bench-jobs", move || async move {
             let db = match sqlite {
                 Some(db) => db,

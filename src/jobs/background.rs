@@ -1,11 +1,14 @@
-//! Background work yields the processor to people. The job worker runs on a thread of its own
-//! at a lower scheduling priority (nice 10 on Linux), in an async runtime of its own with
-//! database connections of its own, so every thread it starts inherits the priority: the
-//! threads that read and check an import's file, an export's writer. (Not SQLite's connection
-//! threads: see [`sqlite_connection`].)
-//! When both cores are wanted, a request's thread gets about nine tenths of a core against an
-//! import's tenth (the scheduler's weights for nice 0 and 10); when nobody is asking, the
-//! import has them all.
+//! Background work runs apart from requests. The job worker runs on a thread of its own, in an
+//! async runtime of its own with database connections of its own; its SQLite writes give way
+//! to people's (`store::turn`), and it can run at a lower scheduling priority
+//! (`STEVEDORE_JOB_NICE`, Linux nice steps), which every thread it starts inherits: the threads
+//! that read and check an import's file, an export's writer. (Not SQLite's connection threads:
+//! see [`sqlite_connections`].)
+//!
+//! The priority is off by default: measured here, nice 10 cost an export 2.7× its time on an
+//! idle machine (each page is handed between a lowered thread and a normal one, and the
+//! scheduler let the lowered one wait its turn behind the other on the same core) and bought
+//! people under an import nothing the turns had not already bought.
 
 use std::future::Future;
 
@@ -19,7 +22,7 @@ use crate::domain::entities::Schemas;
 use crate::store::Db;
 
 /// How much lower background threads run than the process by default (in nice steps).
-pub const NICE: i32 = 10;
+pub const NICE: i32 = 0;
 
 /// How much lower background threads run: `STEVEDORE_JOB_NICE` (0 to 19; 0 runs jobs at the
 /// requests' priority), else [`NICE`].
@@ -30,7 +33,7 @@ pub fn nice() -> i32 {
         Ok(v) => match parse_nice(&v) {
             Some(n) => n,
             None => {
-                tracing::warn!(value = %v, "STEVEDORE_JOB_NICE is not a number from 0 to 19; jobs run at nice 10");
+                tracing::warn!(value = %v, "STEVEDORE_JOB_NICE is not a number from 0 to 19; jobs run at the requests' priority");
                 NICE
             }
         },
@@ -41,13 +44,17 @@ fn parse_nice(v: &str) -> Option<i32> {
     v.trim().parse().ok().filter(|n| (0..=19).contains(n))
 }
 
-/// Lowers the calling thread's scheduling priority by [`nice()`]; threads it starts afterwards
-/// inherit it. A thread can lower its own priority without privileges, but not raise it
-/// again: call this only on threads made for background work. A no-op off Linux.
+/// Lowers the calling thread's scheduling priority by [`nice()`] (nothing by default); threads
+/// it starts afterwards inherit it. A thread can lower its own priority without privileges,
+/// but not raise it again: call this only on threads made for background work.
 pub fn lower_this_thread() {
+    lower_by(nice());
+}
+
+/// Lowers the calling thread's priority by `by` nice steps (19 at most); a no-op off Linux.
+fn lower_by(by: i32) {
     #[cfg(target_os = "linux")]
     {
-        let by = nice();
         if by == 0 {
             return;
         }
@@ -57,6 +64,8 @@ pub fn lower_this_thread() {
             tracing::warn!(error = %e, "background work could not lower its priority; it competes with requests");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
 }
 
 /// This thread's nice value (None where there is no such thing).
@@ -95,29 +104,29 @@ where
     }
 }
 
-/// The SQLite connection of background work to `url`, or None for PostgreSQL.
+/// The SQLite connections of background work to `url` (`connections` of them), or None for
+/// PostgreSQL.
 ///
-/// One connection, whatever the number of jobs: SQLite has one writer anyway, and a
-/// connection's page cache survives only its own writes. In WAL mode a connection that starts
-/// a transaction after another connection committed throws its whole cache away, and a pool
-/// hands its connections out in turn, so with four of them every chunk of an import began with
-/// a cold cache and read its index pages again (`bench import --rows 1000000`: validation
-/// 13.6 s and import 20.8 s with four, 9.0 s and 14.5 s with one, peak RSS 211 → 137 MiB).
-///
-/// It is opened here, by the calling thread, so the thread that runs its statements keeps
+/// They are opened here, by the calling thread, so the threads that run their statements keep
 /// that thread's priority: a background writer holds the database's one write lock while its
-/// statements run, and people wait for it (with that thread lowered too, a busy processor gave
-/// the holder a tenth of a core and the people behind it waited three times as long).
-/// PostgreSQL's statements run in the server, and its connections belong to the runtime that
-/// opens them, so the background thread opens its own.
-pub async fn sqlite_connection(url: &str) -> anyhow::Result<Option<Db>> {
-    if url.starts_with("sqlite:") { Db::connect_all_now(url, 1).await.map(Some) } else { Ok(None) }
+/// statements run, and people wait for it. PostgreSQL's statements run in the server, and its
+/// connections belong to the runtime that opens them, so the background thread opens its own.
+///
+/// Their page caches are 8 MiB each, not 32: in WAL mode a connection that starts a
+/// transaction after another one committed throws its cache away, and a pool hands its
+/// connections out in turn, so a large cache per connection mostly held pages about to be
+/// dropped (`bench import --rows 1000000`: peak RSS 194–245 MiB with 32 MiB each, 121–136 MiB
+/// with 8, the same speed within the machine's noise). A single connection would keep one warm
+/// cache, but some job code holds a connection while it waits for its turn to write and other
+/// code the other way round: with one connection two of them waited on each other until the
+/// turn's 10 s ran out. That order has to be made one first.
+pub async fn sqlite_connections(url: &str, connections: u32) -> anyhow::Result<Option<Db>> {
+    if url.starts_with("sqlite:") { Db::connect_all_now(url, connections).await.map(Some) } else { Ok(None) }
 }
 
 /// The job worker (every handler, `config.concurrency` jobs at a time) on a background thread
-/// named "stevedore-jobs", with database connections of its own to `database_url` (on
-/// PostgreSQL one per job plus two for lease renewals and progress; on SQLite one, see
-/// [`sqlite_connection`]), until `stop` turns true.
+/// named "stevedore-jobs", with database connections of its own to `database_url` (one per job
+/// plus two for lease renewals and progress), until `stop` turns true.
 pub async fn worker(
     database_url: String,
     schemas: Arc<Schemas>,
@@ -126,7 +135,7 @@ pub async fn worker(
 ) -> anyhow::Result<()> {
     let connections = u32::try_from(config.concurrency).unwrap_or(u32::MAX).saturating_add(2);
     let concurrency = config.concurrency;
-    let sqlite = sqlite_connection(&database_url).await?;
+    let sqlite = sqlite_connections(&database_url, connections).await?;
     run("stevedore-jobs", move || async move {
         let db = match sqlite {
             Some(db) => db,
@@ -145,22 +154,35 @@ pub async fn worker(
 mod tests {
     use super::*;
 
-    #[actix_web::test]
-    async fn background_threads_run_at_a_lower_priority_and_the_caller_keeps_its_own() {
+    #[test]
+    fn a_lowered_thread_passes_its_priority_on_and_the_caller_keeps_its_own() {
         let mine = this_thread_nice();
-        let (theirs, child) = run("bg-test", || async {
-            // a thread started from a background thread inherits its priority
+        let (theirs, child) = std::thread::spawn(|| {
+            lower_by(3);
+            // a thread started from a lowered thread inherits its priority
             let child = std::thread::spawn(this_thread_nice).join().ok().flatten();
             (this_thread_nice(), child)
         })
-        .await
+        .join()
         .unwrap();
         assert_eq!(this_thread_nice(), mine, "the calling thread is not lowered");
         if cfg!(target_os = "linux") {
             let base = mine.unwrap();
-            assert_eq!(theirs, Some((base + nice()).min(19)));
+            assert_eq!(theirs, Some((base + 3).min(19)));
             assert_eq!(child, theirs);
         }
+    }
+
+    #[actix_web::test]
+    async fn background_work_runs_on_a_thread_of_its_own_marked_as_background() {
+        let caller = std::thread::current().id();
+        let (thread, marked) =
+            run("bg-test", || async { (std::thread::current().id(), crate::store::turn::on_background_thread()) })
+                .await
+                .unwrap();
+        assert_ne!(thread, caller);
+        assert!(marked, "its writes give way to people's");
+        assert!(!crate::store::turn::on_background_thread(), "the caller is not marked");
     }
 
     #[test]

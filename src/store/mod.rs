@@ -159,7 +159,9 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("cache_size", "-32768")
+                // 32 MiB of page cache a connection; 8 MiB for background work's (see
+                // `jobs::background::sqlite_connections`)
+                .pragma("cache_size", if all_now { "-8192" } else { "-32768" })
                 // a checkpoint every 40 MB of WAL instead of every 4 MB: an import's chunks
                 // are written to the database file in larger, fewer passes
                 .pragma("wal_autocheckpoint", "10000")

@@ -46,7 +46,8 @@ pub fn mark_background_thread() {
     BACKGROUND.with(|b| b.set(true));
 }
 
-fn on_background_thread() -> bool {
+/// Whether the calling thread is background work (see [`mark_background_thread`]).
+pub fn on_background_thread() -> bool {
     BACKGROUND.with(Cell::get)
 }
 
