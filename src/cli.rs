@@ -430,23 +430,22 @@ async fn run_worker(db_settings: &DbSettings, schemas: Schemas, config: WorkerCo
     ));
     let schedule = actix_web::rt::spawn(crate::startup::schedule_maintenance(db.clone(), stop_rx));
     tokio::pin!(running);
-    let ended = tokio::select! {
-        _ = crate::startup::shutdown_signal() => None,
-        ended = &mut running => Some(ended),
+    let ended = |e: Result<anyhow::Result<()>, _>| {
+        e.map_err(|e| anyhow::anyhow!("the job worker panicked: {e}")).and_then(|r| r)
     };
-    let result = match ended {
+    let result = tokio::select! {
         // the worker ended by itself: it could not start
-        Some(ended) => ended.map_err(|e| anyhow::anyhow!("the job worker panicked: {e}")).and_then(|r| r),
-        None => {
+        e = &mut running => ended(e),
+        _ = crate::startup::shutdown_signal() => {
             tracing::info!("stopping: jobs finish their current step, then go back to the queue");
             let _ = stop_tx.send(true);
             let bound = crate::jobs::worker::STOP_GRACE + std::time::Duration::from_secs(10);
             match tokio::time::timeout(bound, running).await {
+                Ok(e) => ended(e),
                 Err(_) => {
                     tracing::warn!("jobs still running at exit; their leases let another worker resume them");
                     Ok(())
                 }
-                Ok(ended) => ended.map_err(|e| anyhow::anyhow!("the job worker panicked: {e}")).and_then(|r| r),
             }
         }
     };

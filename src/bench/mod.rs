@@ -7,11 +7,14 @@ pub mod api;
 mod client;
 pub mod cluster;
 mod data;
+mod export;
 pub mod floor;
 pub mod grid;
 pub mod history;
 mod load;
 pub mod pickup;
+
+pub use export::export;
 
 use data::{CONTACTS, generate, peak_rss_mib};
 
@@ -220,27 +223,17 @@ fn secs(s: f64) -> f64 {
 }
 
 impl Bench {
-    /// Runs every queued job, the way the app's worker does (on a thread of its own at
-    /// background priority, with connections of its own); the seconds it took.
+    /// Runs every queued job, the way the app's worker does (on a thread of its own, with
+    /// connections of its own); the seconds it took.
     async fn drain(&self) -> anyhow::Result<f64> {
         let (url, schemas, stop) = (self.url.clone(), self.schemas.clone(), self.stop.clone());
         let t = Instant::now();
-        let sqlite = crate::jobs::background::sqlite_connections(&url, 4).await?;
-        crate::jobs::background::run("bench-jobs", move || async move {
-            let db = match sqlite {
-                Some(db) => db,
-                None => Db::connect(&url, 4).await?,
-            };
-            let worker = Worker::with_all_handlers(db.clone(), schemas, WorkerConfig::default())?;
-            let ran = async {
-                while worker.run_one(&stop).await? {}
-                anyhow::Ok(())
-            }
-            .await;
-            db.close().await;
-            ran
+        crate::jobs::background::run_connected("bench-jobs", url, 4, move |db| async move {
+            let worker = Worker::with_all_handlers(db, schemas, WorkerConfig::default())?;
+            while worker.run_one(&stop).await? {}
+            Ok(())
         })
-        .await??;
+        .await?;
         Ok(t.elapsed().as_secs_f64())
     }
 
@@ -337,124 +330,6 @@ impl Bench {
             done.updated_rows
         );
         Ok(s)
-    }
-}
-
-/// `stevedore bench export`: imports `rows` generated contacts, then exports them in
-/// `format` through the same job the Data Exports page runs; prints rows/s and peak memory,
-/// and last one JSON object.
-pub async fn export(rows: usize, format: &str, database: Option<String>) -> anyhow::Result<()> {
-    let format = crate::domain::exports::Format::parse(format)
-        .ok_or_else(|| anyhow::anyhow!("--format must be csv, xlsx or json"))?;
-    let dir = std::env::temp_dir().join(format!("stevedore-bench-{}-{}", std::process::id(), crate::random_token(4)?));
-    std::fs::create_dir_all(&dir)?;
-    let result = async {
-        let b = setup(&dir, 5000, database, &Input::default()).await?;
-        let file = dir.join("contacts.csv");
-        generate(&file, rows, 0, 3)?;
-        println!("importing {rows} contacts to export");
-        let (imported, _, _) = b.import(&file, Action::Merge).await?;
-        let exports = dir.join("exports");
-        let id = store::exports::create(
-            &b.db,
-            b.org,
-            &store::exports::NewExport {
-                export_type: "entity_data",
-                format: format.as_str(),
-                entity_types: "[\"bench_contacts\"]",
-                date_from: None,
-                date_to: None,
-                file_dir: &exports.to_string_lossy(),
-                file_name: &format!("contacts.{}", format.extension()),
-                by: b.user,
-                by_label: "bench",
-            },
-        )
-        .await?;
-        crate::jobs::export::enqueue(&b.db, b.org, id).await?;
-        let seconds = b.drain().await?;
-        let done = store::exports::get(&b.db, b.org, id).await?.context("benchmark export vanished")?;
-        anyhow::ensure!(done.status == "completed", "export ended {}: {}", done.status, done.reason);
-        anyhow::ensure!(
-            done.row_count == imported.created_rows,
-            "exported {} of {}",
-            done.row_count,
-            imported.created_rows
-        );
-        let bytes = done.file_size.unwrap_or(0);
-        let peak = peak_rss_mib();
-        let rate = done.row_count as f64 / seconds;
-        println!(
-            "exported {} rows as {} in {seconds:.2} s ({rate:.0} rows/s), {:.1} MB, peak RSS {peak:.1} MiB",
-            done.row_count,
-            format.label(),
-            bytes as f64 / 1e6
-        );
-        let mut json = serde_json::json!({
-            "rows": done.row_count,
-            "format": format.as_str(),
-            "seconds": secs(seconds),
-            "rows_per_sec": (done.row_count as f64 / seconds).round(),
-            "file_bytes": bytes,
-            "peak_rss_mib": (peak * 10.0).round() / 10.0,
-            "database": b.db.backend(),
-        });
-        if matches!(b.db, Db::Sqlite(_)) {
-            let columns: Vec<&str> = b.schema.fields.iter().map(|f| f.name()).collect();
-            let out = dir.join("cli.csv");
-            match sqlite_cli_export(&dir.join("bench.db"), b.org, &b.schema.name, &columns, &out)? {
-                Some(cli_s) => {
-                    let cli_rate = done.row_count as f64 / cli_s;
-                    let ratio = (rate / cli_rate * 100.0).round() / 100.0;
-                    println!(
-                        "sqlite3 CLI, the same rows and columns to CSV: {cli_s:.2} s ({cli_rate:.0} rows/s); ratio {ratio:.2}"
-                    );
-                    json["cli_s"] = secs(cli_s).into();
-                    json["cli_rows_per_sec"] = cli_rate.round().into();
-                    json["cli_ratio"] = ratio.into();
-                }
-                None => println!("no sqlite3 command on the PATH: the ratio to its export is not measured"),
-            }
-        }
-        b.db.close().await;
-        println!("{json}");
-        anyhow::Ok(())
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-/// The reference for exports: the sqlite3 shell writing the same rows and columns (each
-/// read from the stored JSON) as CSV with a header, timed; None without a `sqlite3` command.
-fn sqlite_cli_export(
-    db_file: &std::path::Path,
-    org: OrgId,
-    entity: &str,
-    columns: &[&str],
-    out: &std::path::Path,
-) -> anyhow::Result<Option<f64>> {
-    // field and entity names are schema identifiers ([a-z0-9_]), never quotes
-    let cols: Vec<String> = columns.iter().map(|c| format!("json_extract(data, '$.{c}') AS \"{c}\"")).collect();
-    let sql = format!(
-        "SELECT {} FROM records WHERE org_id = {} AND entity = '{entity}' ORDER BY id;",
-        cols.join(", "),
-        org.get()
-    );
-    let t = Instant::now();
-    let run = std::process::Command::new("sqlite3")
-        .args(["-readonly", "-csv", "-header"])
-        .arg(db_file)
-        .arg(&sql)
-        .stdout(std::fs::File::create(out)?)
-        .status();
-    match run {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).context("running sqlite3"),
-        Ok(status) => {
-            anyhow::ensure!(status.success(), "sqlite3 failed ({status})");
-            Ok(Some(t.elapsed().as_secs_f64()))
-        }
     }
 }
 

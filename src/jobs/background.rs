@@ -69,7 +69,8 @@ fn lower_by(by: i32) {
 }
 
 /// This thread's nice value (None where there is no such thing).
-pub fn this_thread_nice() -> Option<i32> {
+#[cfg(test)]
+fn this_thread_nice() -> Option<i32> {
     #[cfg(target_os = "linux")]
     {
         rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok()
@@ -120,8 +121,29 @@ where
 /// cache, but some job code holds a connection while it waits for its turn to write and other
 /// code the other way round: with one connection two of them waited on each other until the
 /// turn's 10 s ran out. That order has to be made one first.
-pub async fn sqlite_connections(url: &str, connections: u32) -> anyhow::Result<Option<Db>> {
+async fn sqlite_connections(url: &str, connections: u32) -> anyhow::Result<Option<Db>> {
     if url.starts_with("sqlite:") { Db::connect_all_now(url, connections).await.map(Some) } else { Ok(None) }
+}
+
+/// Runs `work` as [`run`] does, with `connections` database connections of its own to `url`
+/// (see [`sqlite_connections`]), closed when it ends.
+pub async fn run_connected<F, Fut, T>(name: &str, url: String, connections: u32, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Db) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>> + 'static,
+    T: Send + 'static,
+{
+    let sqlite = sqlite_connections(&url, connections).await?;
+    run(name, move || async move {
+        let db = match sqlite {
+            Some(db) => db,
+            None => Db::connect(&url, connections).await?,
+        };
+        let out = work(db.clone()).await;
+        db.close().await;
+        out
+    })
+    .await?
 }
 
 /// The job worker (every handler, `config.concurrency` jobs at a time) on a background thread
@@ -135,19 +157,13 @@ pub async fn worker(
 ) -> anyhow::Result<()> {
     let connections = u32::try_from(config.concurrency).unwrap_or(u32::MAX).saturating_add(2);
     let concurrency = config.concurrency;
-    let sqlite = sqlite_connections(&database_url, connections).await?;
-    run("stevedore-jobs", move || async move {
-        let db = match sqlite {
-            Some(db) => db,
-            None => Db::connect(&database_url, connections).await?,
-        };
-        let worker = Worker::with_all_handlers(db.clone(), schemas, config)?;
+    run_connected("stevedore-jobs", database_url, connections, move |db| async move {
+        let worker = Worker::with_all_handlers(db, schemas, config)?;
         tracing::info!(owner = worker.owner(), concurrency, "job worker started");
         worker.run(stop).await;
-        db.close().await;
-        anyhow::Ok(())
+        Ok(())
     })
-    .await?
+    .await
 }
 
 #[cfg(test)]
