@@ -127,6 +127,7 @@ impl App {
             rate_limits: Default::default(),
             api_doc,
             record_counts: Default::default(),
+            api_keys: Default::default(),
         });
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(DbSessionStore::new(state.db.clone()), key.clone())

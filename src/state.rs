@@ -24,4 +24,6 @@ pub struct AppState {
     pub api_doc: serde_json::Value,
     /// Counts of entities with many records, remembered for a moment.
     pub record_counts: crate::store::records::CountMemo,
+    /// The API keys requests presented lately (SQLite only).
+    pub api_keys: crate::store::api_keys::KeyMemo,
 }

@@ -82,6 +82,86 @@ pub async fn by_hash(db: &Db, hash: &str) -> anyhow::Result<Option<ApiKeyRow>> {
         .context("finding API key")
 }
 
+/// The keys requests presented lately, by hash, remembered for [`KeyMemo::FOR`] on SQLite,
+/// so that an API request is not two statements (the key, then what it asks for) each a
+/// round trip to a connection's thread. One instance serves a SQLite database, and keys
+/// change only through it: revoking a key forgets every remembered key at once
+/// ([`KeyMemo::forget`]), so a revoked key is refused from the next request on, and an
+/// expired one too (expiry is checked on every request). A hash no key has is never
+/// remembered (a key created meanwhile works at once). On PostgreSQL, where another instance
+/// may revoke a key, every request reads it.
+pub struct KeyMemo {
+    ttl: std::time::Duration,
+    keys: std::sync::Mutex<std::collections::HashMap<String, (ApiKeyRow, std::time::Instant)>>,
+    /// Counts [`KeyMemo::forget`]s: a key read before one is not remembered after it.
+    forgotten: std::sync::atomic::AtomicU64,
+}
+
+impl Default for KeyMemo {
+    fn default() -> Self {
+        KeyMemo::new(KeyMemo::FOR)
+    }
+}
+
+impl KeyMemo {
+    /// How long a key is remembered.
+    pub const FOR: std::time::Duration = std::time::Duration::from_secs(10);
+    /// More keys than this in use at once: forget them all and start again.
+    const AT_MOST: usize = 10_000;
+
+    pub fn new(ttl: std::time::Duration) -> KeyMemo {
+        KeyMemo { ttl, keys: Default::default(), forgotten: Default::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (ApiKeyRow, std::time::Instant)>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key whose hash this is, as [`by_hash`] reads it.
+    pub async fn by_hash(&self, db: &Db, hash: &str) -> anyhow::Result<Option<ApiKeyRow>> {
+        if !matches!(db, Db::Sqlite(_)) {
+            return by_hash(db, hash).await;
+        }
+        if let Some((row, at)) = self.lock().get(hash)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Some(row.clone()));
+        }
+        let before = self.forgotten.load(std::sync::atomic::Ordering::SeqCst);
+        let row = by_hash(db, hash).await?;
+        let mut keys = self.lock();
+        match &row {
+            // read before a revocation that has since forgotten every key: not kept
+            Some(_) if self.forgotten.load(std::sync::atomic::Ordering::SeqCst) != before => {}
+            Some(r) => {
+                if keys.len() >= Self::AT_MOST {
+                    keys.clear();
+                }
+                keys.insert(hash.to_string(), (r.clone(), std::time::Instant::now()));
+            }
+            None => {
+                keys.remove(hash);
+            }
+        }
+        Ok(row)
+    }
+
+    /// After [`touch`]: the remembered key `id` was used at `now` from `address`.
+    pub fn used(&self, id: i64, now: i64, address: &str) {
+        for (row, _) in self.lock().values_mut().filter(|(r, _)| r.id == id) {
+            row.last_used_at = Some(now);
+            row.last_used_from = address.to_string();
+        }
+    }
+
+    /// After a key changed: nothing remembered is used again.
+    pub fn forget(&self) {
+        let mut keys = self.lock();
+        self.forgotten.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        keys.clear();
+    }
+}
+
 /// Revokes the key (if it belongs to the org and is not revoked yet); whether it did.
 pub async fn revoke(db: &Db, org: OrgId, id: i64, by_label: &str) -> anyhow::Result<bool> {
     let n = on_writer!(db, p => sqlx::query(
@@ -219,4 +299,51 @@ pub async fn finish_idempotent(db: &Db, key_id: i64, idem_key: &str, status: u16
     })
     .context("keeping the idempotent answer")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn remembered_keys_are_forgotten_when_one_is_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("k.db").display()), 2).await.unwrap();
+        db.migrate().await.unwrap();
+        let (org, _) = crate::store::accounts::ensure_org(&db, "acme", "Acme").await.unwrap();
+        let key = |hash: &'static str| NewApiKey {
+            name: "ci",
+            prefix: "sk_1234",
+            hash,
+            permissions: "pf.import.upload",
+            created_by: None,
+            created_by_label: "test",
+            expires_at: None,
+        };
+        let memo = KeyMemo::new(std::time::Duration::from_secs(60));
+        assert!(memo.by_hash(&db, "h1").await.unwrap().is_none(), "no such key yet");
+        let id = create(&db, org, &key("h1")).await.unwrap();
+        let row = memo.by_hash(&db, "h1").await.unwrap().expect("a key created meanwhile is found at once");
+        assert_eq!(row.id, id);
+
+        touch(&db, id, "10.0.0.1", 1_000).await.unwrap();
+        memo.used(id, 1_000, "10.0.0.1");
+        let row = memo.by_hash(&db, "h1").await.unwrap().unwrap();
+        assert_eq!((row.last_used_at, row.last_used_from.as_str()), (Some(1_000), "10.0.0.1"), "use noted");
+
+        // revoked behind the memo's back: still the remembered row …
+        assert!(revoke(&db, org, id, "owner").await.unwrap());
+        assert!(memo.by_hash(&db, "h1").await.unwrap().unwrap().revoked_at.is_none());
+        // … until the memo is told, as the revoking page does
+        memo.forget();
+        assert!(memo.by_hash(&db, "h1").await.unwrap().unwrap().revoked_at.is_some());
+
+        // short-lived: read again once old
+        let memo = KeyMemo::new(std::time::Duration::from_millis(50));
+        let other = create(&db, org, &key("h2")).await.unwrap();
+        assert!(memo.by_hash(&db, "h2").await.unwrap().unwrap().revoked_at.is_none());
+        assert!(revoke(&db, org, other, "owner").await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        assert!(memo.by_hash(&db, "h2").await.unwrap().unwrap().revoked_at.is_some());
+    }
 }

@@ -224,7 +224,9 @@ pub async fn revoke(
     id.require(Permission::MembersManage)?;
     let key_id = path.into_inner();
     let key = store::api_keys::get(&state.db, id.org_id, key_id).await?.ok_or(AppError::NotFound)?;
-    let text = if store::api_keys::revoke(&state.db, id.org_id, key_id, &id.email).await? {
+    let revoked = store::api_keys::revoke(&state.db, id.org_id, key_id, &id.email).await?;
+    state.api_keys.forget();
+    let text = if revoked {
         let detail = format!("{} ({}…)", key.name, key.prefix);
         super::audit(&state, &req, &id, "api_key_revoked", &format!("api key {key_id}"), &detail).await?;
         format!("The key \"{}\" was revoked; requests with it are refused from now on.", key.name)

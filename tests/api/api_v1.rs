@@ -127,12 +127,17 @@ async fn only_a_valid_bearer_key_opens_the_api() {
     let (r, v) = api(&mut anon, "/api/v1/imports", "sv_live_0000").await;
     assert_error(&r, &v, StatusCode::UNAUTHORIZED, "authentication_error", "api_key_invalid");
 
-    // expiry takes effect at once
+    // a key past its expiry is refused (the time is the key's own and never changes, so a
+    // key the app remembers expires on time too: here one whose time is moved into the past
+    // before its first use stands in for a month going by)
     let (r, _) = api(&mut anon, "/api/v1/imports", &secret).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    app.exec("UPDATE api_keys SET expires_at = $1", &[stevedore::now() - 1]).await;
-    let (r, v) = api(&mut anon, "/api/v1/imports", &secret).await;
+    let expiring = create_key(&mut c, "expiring", &["pf.import.upload"], "30").await;
+    app.exec("UPDATE api_keys SET expires_at = $1 WHERE name = 'expiring'", &[stevedore::now() - 1]).await;
+    let (r, v) = api(&mut anon, "/api/v1/imports", &expiring).await;
     assert_error(&r, &v, StatusCode::UNAUTHORIZED, "authentication_error", "api_key_expired");
+    let (r, _) = api(&mut anon, "/api/v1/imports", &secret).await;
+    assert_eq!(r.status, StatusCode::OK, "the other key still works: {}", r.body);
 
     // a key without the permission: 403 naming it
     let export_only = create_key(&mut c, "exports", &["pf.export_requests.view"], "never").await;

@@ -1,13 +1,97 @@
-//! The statements only imports driven through the JSON API need: the uploaded file attached
-//! (and validation started) in one step, the mapping asked for at creation, and cancelling.
+//! The statements only imports driven through the JSON API need: an import read with its
+//! phases and whether it left rows out in one statement, the uploaded file attached (and
+//! validation started) in one step, the mapping asked for at creation, and cancelling.
 
 use anyhow::Context;
 
-use super::get;
+use super::phases::PhaseRow;
+use super::{COLUMNS, ImportRecord, ListFilter, get, list_of};
 use crate::domain::ids::{Actor, OrgId};
-use crate::domain::imports::{ColumnMapping, ImportFile, Stage};
-use crate::on_writer;
+use crate::domain::imports::history::Cursor;
+use crate::domain::imports::{ColumnMapping, Import, ImportFile, Stage};
 use crate::store::Db;
+use crate::{on_pool, on_writer};
+
+/// An import with what the API shows beside it: its phases and whether it left rows out.
+#[derive(Debug)]
+pub struct Shown {
+    pub import: Import,
+    pub phases: Vec<PhaseRow>,
+    pub has_issues: bool,
+}
+
+/// An import's row with its phases (as JSON) and whether it has issues.
+#[derive(sqlx::FromRow)]
+struct ShownRecord {
+    #[sqlx(flatten)]
+    record: ImportRecord,
+    has_issues: bool,
+    phases: String,
+}
+
+impl ShownRecord {
+    fn decode(self) -> anyhow::Result<Shown> {
+        type Phase = (String, String, Option<i64>, Option<i64>, Option<i64>, i64, i64, String);
+        let import = self.record.decode()?;
+        let phases: Vec<Phase> =
+            serde_json::from_str(&self.phases).with_context(|| format!("import {}: reading its phases", import.id))?;
+        let phases = phases
+            .into_iter()
+            .map(|(phase, status, started_at, finished_at, duration_ms, rows_in, rows_out, detail)| PhaseRow {
+                phase,
+                status,
+                started_at,
+                finished_at,
+                duration_ms,
+                rows_in,
+                rows_out,
+                detail,
+            })
+            .collect();
+        Ok(Shown { import, phases, has_issues: self.has_issues })
+    }
+}
+
+/// The columns of [`ShownRecord`]: an API read is one statement, not three (on SQLite each
+/// statement is a round trip to the connection's thread, which was most of a read's cost
+/// while an import ran).
+fn shown_columns(db: &Db) -> String {
+    const PHASE: &str = "phase, status, started_at, finished_at, duration_ms, rows_in, rows_out, detail";
+    let phases = match db {
+        Db::Sqlite(_) => format!("SELECT json_group_array(json_array({PHASE}))"),
+        Db::Postgres(_) => format!("SELECT COALESCE(CAST(json_agg(json_build_array({PHASE})) AS TEXT), '[]')"),
+    };
+    format!(
+        "{COLUMNS},
+         EXISTS (SELECT 1 FROM import_issues s WHERE s.import_id = imports.id) AS has_issues,
+         ({phases} FROM import_phases ph WHERE ph.import_id = imports.id) AS phases"
+    )
+}
+
+/// The org's import `id` with its phases and whether it left rows out.
+pub async fn shown(db: &Db, org: OrgId, id: i64) -> anyhow::Result<Option<Shown>> {
+    let sql = format!("SELECT {} FROM imports WHERE org_id = $1 AND id = $2", shown_columns(db));
+    let row = on_pool!(db, p => sqlx::query_as::<_, ShownRecord>(sqlx::AssertSqlSafe(sql))
+        .bind(org.get())
+        .bind(id)
+        .fetch_optional(p)
+        .await)
+    .context("loading import")?;
+    row.map(ShownRecord::decode).transpose()
+}
+
+/// A page of imports as [`super::list`] reads it, each with its phases and whether it left
+/// rows out.
+pub async fn list_shown(
+    db: &Db,
+    org: OrgId,
+    f: &ListFilter<'_>,
+    cursor: Cursor,
+    limit: i64,
+) -> anyhow::Result<(Vec<Shown>, bool)> {
+    let (rows, more) = list_of::<ShownRecord>(db, (org, f, cursor, limit), &shown_columns(db)).await?;
+    Ok((rows.into_iter().map(ShownRecord::decode).collect::<anyhow::Result<_>>()?, more))
+}
 
 /// The file uploaded for an import the API created, its header and mapping, and the move to
 /// `validating`, in one statement: only while the import still waits for a file (a second

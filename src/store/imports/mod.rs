@@ -8,7 +8,7 @@ pub mod edits;
 mod mapping;
 pub mod phases;
 
-pub use api::{attach_and_validate, cancel, set_requested_mapping};
+pub use api::{Shown, attach_and_validate, cancel, list_shown, set_requested_mapping, shown};
 pub use mapping::{
     FileColumns, Remembered, column_profile, column_samples, confirm_mapping, remember_mapping, remembered_mapping,
     set_headers,
@@ -382,6 +382,21 @@ pub async fn list(
     cursor: Cursor,
     limit: i64,
 ) -> anyhow::Result<(Vec<Import>, bool)> {
+    let (rows, more) = list_of::<ImportRecord>(db, (org, f, cursor, limit), COLUMNS).await?;
+    Ok((decode_all(rows)?, more))
+}
+
+/// A page of the filter's imports as rows of `R`, read with `columns` (the ones of
+/// [`list`], and any the caller adds), and whether there are more.
+async fn list_of<R>(
+    db: &Db,
+    (org, f, cursor, limit): (OrgId, &ListFilter<'_>, Cursor, i64),
+    columns: &str,
+) -> anyhow::Result<(Vec<R>, bool)>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    R: Send + Unpin,
+{
     let (mut cond, binds) = f.conditions();
     cond.push_str(&f.created_range());
     let n = binds.len() + 1;
@@ -391,12 +406,12 @@ pub async fn list(
         Cursor::After(..) => (format!(" AND (created_at, id) > (${}, ${})", n + 1, n + 2), "ASC"),
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM imports WHERE org_id = $1{cond}{from}
+        "SELECT {columns} FROM imports WHERE org_id = $1{cond}{from}
          ORDER BY created_at {order}, id {order} LIMIT {}",
         limit + 1
     );
-    let rows = on_pool!(db, p => {
-        let mut q = sqlx::query_as::<_, ImportRecord>(sqlx::AssertSqlSafe(sql)).bind(org.get());
+    let mut rows = on_pool!(db, p => {
+        let mut q = sqlx::query_as::<_, R>(sqlx::AssertSqlSafe(sql)).bind(org.get());
         for b in &binds {
             q = q.bind(b);
         }
@@ -406,13 +421,12 @@ pub async fn list(
         q.fetch_all(p).await
     })
     .context("listing imports")?;
-    let mut imports = decode_all(rows)?;
-    let more = imports.len() as i64 > limit;
-    imports.truncate(limit.max(0) as usize);
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
     if cursor.reads_ascending() {
-        imports.reverse();
+        rows.reverse();
     }
-    Ok((imports, more))
+    Ok((rows, more))
 }
 
 /// Moves the import from `from` to `to` if it is still in `from`; false otherwise (another

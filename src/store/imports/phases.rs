@@ -93,51 +93,6 @@ pub async fn phases(db: &Db, id: i64) -> anyhow::Result<Vec<PhaseRow>> {
     .context("loading phases")
 }
 
-/// The phases of each of `ids` (one statement for a page of imports).
-pub async fn phases_of(db: &Db, ids: &[i64]) -> anyhow::Result<std::collections::HashMap<i64, Vec<PhaseRow>>> {
-    #[derive(sqlx::FromRow)]
-    struct Of {
-        import_id: i64,
-        #[sqlx(flatten)]
-        row: PhaseRow,
-    }
-    let mut out: std::collections::HashMap<i64, Vec<PhaseRow>> = Default::default();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let sql = format!(
-        "SELECT import_id, phase, status, started_at, finished_at, duration_ms, rows_in, rows_out, detail
-         FROM import_phases WHERE import_id IN ({})",
-        id_list(ids)
-    );
-    let rows = on_pool!(db, p => sqlx::query_as::<_, Of>(sqlx::AssertSqlSafe(sql)).fetch_all(p).await)
-        .context("loading phases")?;
-    for r in rows {
-        out.entry(r.import_id).or_default().push(r.row);
-    }
-    Ok(out)
-}
-
-/// Which of `ids` left rows out.
-pub async fn with_issues(db: &Db, ids: &[i64]) -> anyhow::Result<std::collections::HashSet<i64>> {
-    if ids.is_empty() {
-        return Ok(Default::default());
-    }
-    let sql = format!(
-        "SELECT i.id FROM imports i WHERE i.id IN ({})
-           AND EXISTS (SELECT 1 FROM import_issues s WHERE s.import_id = i.id)",
-        id_list(ids)
-    );
-    let found = on_pool!(db, p => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_all(p).await)
-        .context("looking for issues")?;
-    Ok(found.into_iter().collect())
-}
-
-/// Ids as SQL: numbers only, so nothing else can reach the statement.
-fn id_list(ids: &[i64]) -> String {
-    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
-}
-
 /// A row left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Issue {

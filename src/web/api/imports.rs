@@ -315,8 +315,8 @@ pub async fn get(
     caller.require(Permission::ImportUpload)?;
     query_params(&req, &[])?;
     let id = import_id(&path)?;
-    let imp = store::get(&state.db, caller.org, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
-    Ok(HttpResponse::Ok().json(object(&state, &imp).await?))
+    let shown = store::shown(&state.db, caller.org, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    Ok(HttpResponse::Ok().json(object_with(&state, &shown.import, &shown.phases, shown.has_issues)))
 }
 
 /// A page of imports.
@@ -463,15 +463,9 @@ pub async fn list(req: HttpRequest, caller: Caller, state: web::Data<AppState>) 
         pending_with_file,
         newer_than,
     };
-    let (imports, has_more) = store::list(&state.db, caller.org, &filter, cursor, q.limit).await?;
-    // the page's phases and issues in two statements, not two an import
-    let ids: Vec<i64> = imports.iter().map(|i| i.id).collect();
-    let (mut stored, with_issues) =
-        (phases::phases_of(&state.db, &ids).await?, phases::with_issues(&state.db, &ids).await?);
-    let data = imports
-        .iter()
-        .map(|imp| object_with(&state, imp, &stored.remove(&imp.id).unwrap_or_default(), with_issues.contains(&imp.id)))
-        .collect();
+    // the page with each import's phases and issues: one statement
+    let (imports, has_more) = store::list_shown(&state.db, caller.org, &filter, cursor, q.limit).await?;
+    let data = imports.iter().map(|s| object_with(&state, &s.import, &s.phases, s.has_issues)).collect();
     Ok(HttpResponse::Ok().json(ImportList { object: "list", data, has_more }))
 }
 

@@ -343,7 +343,9 @@ async fn caller(state: &AppState, req: &HttpRequest) -> Result<(Caller, Decision
     let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     let secret = api_keys::presented(authorization, req.query_string()).map_err(ApiError::unauthenticated)?;
     let now = crate::now();
-    let row = store::api_keys::by_hash(&state.db, &api_keys::hash(secret))
+    let row = state
+        .api_keys
+        .by_hash(&state.db, &api_keys::hash(secret))
         .await?
         .ok_or(ApiError::unauthenticated(KeyRefusal::Unknown))?;
     api_keys::check_active(row.revoked_at, row.expires_at, now).map_err(ApiError::unauthenticated)?;
@@ -370,9 +372,12 @@ async fn caller(state: &AppState, req: &HttpRequest) -> Result<(Caller, Decision
     }
     let address = super::client_address(req, state.settings.trust_proxy);
     let stale = row.last_used_at.is_none_or(|at| at <= now - store::api_keys::LAST_USED_EVERY_SECS);
-    if stale && let Err(e) = store::api_keys::touch(&state.db, row.id, &address, now).await {
-        // the request goes on: "last used" is a courtesy, not a record
-        tracing::warn!(error = ?e, api_key_id = row.id, "could not note the key's use");
+    if stale {
+        match store::api_keys::touch(&state.db, row.id, &address, now).await {
+            Ok(()) => state.api_keys.used(row.id, now, &address),
+            // the request goes on: "last used" is a courtesy, not a record
+            Err(e) => tracing::warn!(error = ?e, api_key_id = row.id, "could not note the key's use"),
+        }
     }
     let caller = Caller {
         key_id: row.id,
