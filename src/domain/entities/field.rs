@@ -100,7 +100,7 @@ pub struct FieldRule {
     pub max: Option<f64>,
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
-    pub pattern: Option<regex_lite::Regex>,
+    pub pattern: Option<regex::Regex>,
     pub pattern_hint: Option<String>,
     pub values: Vec<String>,
     /// How the column writes its values, when not the canonical way (chosen at mapping).
@@ -366,7 +366,7 @@ mod tests {
         let mut r = rule(FieldKind::Text);
         r.max_length = Some(5);
         r.min_length = Some(2);
-        r.pattern = regex_lite::Regex::new("^[A-Z]+$").ok();
+        r.pattern = regex::Regex::new("^[A-Z]+$").ok();
         r.pattern_hint = Some("capital letters".into());
         assert_eq!(ok(&r, " ABC "), Value::String("ABC".into()));
         assert_eq!(err(&r, "ABCDEFG"), "f: \"ABCDEFG\" is longer than 5 characters (7)");

@@ -248,7 +248,7 @@ impl EntitySchema {
                 return Err(err(at, format!("field \"{}\": min {a} is greater than max {b}", f.name)));
             }
             let pattern = match &f.pattern {
-                Some(p) => Some(regex_lite::Regex::new(p).map_err(|e| {
+                Some(p) => Some(regex::Regex::new(p).map_err(|e| {
                     err(at, format!("field \"{}\": pattern is not a valid regular expression: {e}", f.name))
                 })?),
                 None => None,
