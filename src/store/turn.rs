@@ -144,12 +144,15 @@ pub async fn write_turn(db: &Db) -> WriteTurn {
     turn
 }
 
-/// Whether people are writing to `db`'s SQLite file, or did within `within` (always false on
-/// PostgreSQL, where nobody waits for a single writer).
-pub fn people_writing(db: &Db, within: Duration) -> bool {
+/// Whether people are writing to `db`'s SQLite file, or did within `within` and not before
+/// `after` (always false on PostgreSQL, where nobody waits for a single writer). `after`
+/// leaves out what led up to the caller's work: the person who clicked Import wrote just
+/// before the import began, and waits for nothing of it.
+pub fn people_writing(db: &Db, within: Duration, after: Instant) -> bool {
     let Db::Sqlite(p) = db else { return false };
     let gate = gate_of(p.connect_options().get_filename());
-    gate.people.load(Ordering::SeqCst) > 0 || gate.since_last_person().is_some_and(|since| since < within)
+    let last = *gate.last_person.lock().unwrap_or_else(|p| p.into_inner());
+    gate.people.load(Ordering::SeqCst) > 0 || last.is_some_and(|at| at >= after && at.elapsed() < within)
 }
 
 /// The writers' gate of one SQLite database file (one per file, shared by every pool of this
@@ -240,13 +243,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sqlite(dir.path(), "recent.db").await;
         let within = Duration::from_millis(200);
-        assert!(!people_writing(&db, within), "nobody wrote yet");
+        let start = Instant::now();
+        assert!(!people_writing(&db, within, start), "nobody wrote yet");
         let turn = write_turn(&db).await;
-        assert!(people_writing(&db, within));
+        assert!(people_writing(&db, within, start));
         drop(turn);
-        assert!(people_writing(&db, within), "just now");
+        assert!(people_writing(&db, within, start), "just now");
+        assert!(!people_writing(&db, within, Instant::now()), "but before the work began");
         tokio::time::sleep(within).await;
-        assert!(!people_writing(&db, within));
+        assert!(!people_writing(&db, within, start));
     }
 
     #[actix_web::test]

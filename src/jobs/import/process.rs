@@ -77,9 +77,10 @@ const PEOPLE_CHUNK: i64 = 1000;
 /// person who signs in or saves a form waits for the chunk in progress: while people are
 /// writing (or wrote in the last two seconds), chunks of more than [`PEOPLE_CHUNK`] rows are
 /// cut to a fifth (that many at least), so they wait for ~15 ms of an import instead of ~80.
-/// Chunks are cut at the cursor, so any size keeps them exactly once.
-fn chunk_size_now(db: &crate::store::Db, size: i64) -> i64 {
-    if size > PEOPLE_CHUNK && crate::store::turn::people_writing(db, Duration::from_secs(2)) {
+/// Chunks are cut at the cursor, so any size keeps them exactly once. Writes before the
+/// phase `began` do not count (the click on Import itself is one).
+fn chunk_size_now(db: &crate::store::Db, size: i64, began: Instant) -> i64 {
+    if size > PEOPLE_CHUNK && crate::store::turn::people_writing(db, Duration::from_secs(2), began) {
         (size / 5).max(PEOPLE_CHUNK)
     } else {
         size
@@ -122,7 +123,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
     let mut failures = false;
     // rows written since the statistics were refreshed, and the count that asks for it again
     let (mut written, mut analyze_at) = (0i64, 1000i64);
-    while let Some(to) = staging::chunk_end(db, id, cursor, chunk_size_now(db, chunk_size)).await? {
+    while let Some(to) = staging::chunk_end(db, id, cursor, chunk_size_now(db, chunk_size, started)).await? {
         if ctx.should_stop() {
             return Ok(Progress::Stopped);
         }

@@ -4,7 +4,6 @@
 
 use anyhow::Context;
 
-use super::from_json;
 use crate::domain::ids::OrgId;
 use crate::domain::imports::Stage;
 use crate::domain::jobs::Fence;
@@ -249,25 +248,17 @@ pub async fn write_chunk(
 ) -> anyhow::Result<Option<ChunkResult>> {
     let now = crate::now();
     let (org, id, entity) = (t.org.get(), t.import_id, t.entity);
-    let journal_created_sql = format!(
-        "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
-         SELECT $1, 'created', c0, c1, c2 FROM ({}) AS x",
-        from_json(db, &["BIGINT", "TEXT", "TEXT"])
-    );
     let sqlite = matches!(db, Db::Sqlite(_));
     // the records that the chunk's rows name by key: on PostgreSQL one index probe per row
     // whatever the statistics say (`OFFSET 0` keeps the planner from making it a join that
     // reads every record of the entity: it did once `records` grew, 90 ms a chunk at
     // 165,000 records and more at every chunk, and 8.9 s for a first chunk planned against
     // an empty `records`); SQLite probes the index by itself
-    let (by_key, probe) = if sqlite {
-        ("JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key", "")
+    let by_key = if sqlite {
+        "JOIN records r ON r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key"
     } else {
-        (
-            "CROSS JOIN LATERAL (SELECT * FROM records r
-                                 WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key OFFSET 0) r",
-            " OFFSET 0",
-        )
+        "CROSS JOIN LATERAL (SELECT * FROM records r
+                             WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key OFFSET 0) r"
     };
     // where the chunk's records come from: read again from the file into `chunk_rows`, or
     // staged by validation
@@ -277,7 +268,6 @@ pub async fn write_chunk(
         ("import_rows s", "s")
     };
     on_pool!(db, p => {
-        let journal_created_sql = journal_created_sql.clone();
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
@@ -347,11 +337,14 @@ pub async fn write_chunk(
         } else {
             0
         };
-        let insert = crate::store::records::insert_into_records(false, &format!("SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
+        // the chunk's rows whose key no record has; on PostgreSQL `ON CONFLICT DO NOTHING`
+        // below looks for the key itself, so the rows are not probed twice
+        let pending = format!("SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
              FROM {source}
-             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key{probe})"));
+             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'");
         if sqlite {
+            let insert = crate::store::records::insert_into_records(false, &format!("{pending}
+               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)"));
             res.created = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
                 .bind(id)
                 .bind(from_row)
@@ -374,28 +367,24 @@ pub async fn write_chunk(
             .context("journaling created records")?;
         } else {
             // a key another transaction committed while this one waited is skipped here and
-            // reported below as written meanwhile (SQLite has one writer: nothing to wait for)
-            let created: Vec<(i64, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{insert} ON CONFLICT DO NOTHING RETURNING id, record_key, row_hash"
+            // reported below as written meanwhile (SQLite has one writer: nothing to wait for);
+            // the records created are journaled by the same statement, without coming back
+            let insert = crate::store::records::insert_into_records(false, &pending);
+            res.created = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH created AS ({insert} ON CONFLICT DO NOTHING RETURNING id, record_key, row_hash)
+                 INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+                 SELECT $1, 'created', id, record_key, row_hash FROM created"
             )))
-                    .bind(id)
-                    .bind(from_row)
-                    .bind(to_row)
-                    .bind(org)
-                    .bind(entity)
-                    .bind(now)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .context("creating records")?;
-            res.created = created.len() as i64;
-            if !created.is_empty() {
-                sqlx::query(sqlx::AssertSqlSafe(journal_created_sql))
-                    .bind(id)
-                    .bind(serde_json::to_string(&created)?)
-                    .execute(&mut *tx)
-                    .await
-                    .context("journaling created records")?;
-            }
+            .bind(id)
+            .bind(from_row)
+            .bind(to_row)
+            .bind(org)
+            .bind(entity)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("creating records")?
+            .rows_affected() as i64;
         }
         // nothing journaled, nothing to update (an import of new records skips the statement)
         res.updated = if journaled == 0 { 0 } else { sqlx::query(sqlx::AssertSqlSafe(format!(
