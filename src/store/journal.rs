@@ -38,15 +38,17 @@ const CHANGED: &str = "((j.op IN ('created', 'updated')
 /// import's, or another's, or none), so of the records the import created or updated, those
 /// unchanged are exactly the ones still carrying its id, which an index counts without
 /// reading a journal entry. Only deletions (a key taken again since) are looked up entry by
-/// entry, and the list of changed records is read only when there is one.
+/// entry, and the list of changed records is read only when there is one. The import's id
+/// alone names its records (an import writes one org's records of one entity type): asked
+/// with the org and entity as well, SQLite read them through `records_entity_id`, every
+/// record of the entity and its row, 0.15–1.1 s for 940,000 records against 21 ms on
+/// `records_import` alone.
 pub async fn changed_since(db: &Db, imp: &Import, limit: i64) -> anyhow::Result<(Vec<Changed>, i64)> {
     let (org, id, entity) = (imp.org, imp.id, imp.entity.as_str());
     let still: i64 = on_pool!(db, p => sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM records WHERE import_id = $1 AND org_id = $2 AND entity = $3",
+        "SELECT COUNT(*) FROM records WHERE import_id = $1",
     )
     .bind(id)
-    .bind(org.get())
-    .bind(entity)
     .fetch_one(p)
     .await)
     .context("counting the import's records")?;
