@@ -658,6 +658,29 @@ async fn on_sqlite_each_chunk_reads_its_records_again_from_the_file_and_leaves_o
     let late = c.get("/locations?q=place+120").await;
     assert!(late.body.contains("Place 120") && late.body.contains("LOC-120"), "a record read from the file");
     assert!(!c.get("/locations?q=place+xyz").await.body.contains("LOC-099"), "the changed row was not written");
+
+    // an update whose row reads otherwise by the time it is written: neither journaled nor
+    // written (rolling the import back later must not find a change it never made)
+    let updated = csv.replace("Place 050,", "Place 05B,");
+    let second = validated(&app, &mut c, "locations", ("l2.csv", updated.as_bytes()), &[]).await;
+    let path: String = match &app.db {
+        Db::Sqlite(p) => sqlx::query_scalar(sql).bind(second).fetch_one(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_scalar(sql).bind(second).fetch_one(p).await.unwrap(),
+    };
+    std::fs::write(app.files.path_of(&path), updated.replace("Place 05B,", "Place 05C,")).unwrap();
+    start_import(&app, &mut c, second, &[]).await.see_other();
+    let page = c.get(&format!("/settings/imports/{second}")).await;
+    assert_eq!((stat(&page.body, "Created"), stat(&page.body, "Updated")), (1, 0), "LOC-099 only: {}", page.body);
+    let errors = c.get(&format!("/settings/imports/{second}/errors.csv")).await;
+    assert!(
+        errors.body.contains("row 51: the file no longer reads as it did when it was validated"),
+        "{}",
+        errors.body
+    );
+    assert!(c.get("/locations?q=place+050").await.body.contains("LOC-050"), "the record as it was");
+    let journaled =
+        app.scalar("SELECT COUNT(*) FROM import_journal WHERE import_id = $1 AND op = 'updated'", &[second]).await;
+    assert_eq!(journaled, 0);
 }
 
 #[actix_web::test]
