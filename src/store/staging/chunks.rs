@@ -400,16 +400,26 @@ pub async fn write_chunk(
             .context("creating records")?
             .rows_affected() as i64;
         }
-        // nothing journaled, nothing to update (an import of new records skips the statement)
+        // nothing journaled, nothing to update (an import of new records skips the statement).
+        // The changes are found from the chunk's rows, as the journal found them (by key, one
+        // probe a row), and the records then updated by id. `+r.id` keeps the journal's ids a
+        // filter: as the index SQLite drove the join from, each journaled record looked for
+        // its row by key among all of the chunk's staged rows, which have no index on the key
+        // (2.6 s a chunk of 5,000; a merge of 1,000,000 rows, half of them updates, took 11
+        // minutes)
         res.updated = if journaled == 0 { 0 } else { sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE records SET data = {rec}.data, row_hash = s.row_hash, search_text = {rec}.search_text,
-                    import_id = $1, import_row = s.row_number, updated_at = $6
-             FROM {source}
-             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-               AND records.org_id = $4 AND records.entity = $5 AND records.record_key = s.record_key
-               AND records.row_hash <> s.row_hash
-               AND records.id IN (SELECT j.record_id FROM import_journal j
-                                  WHERE j.import_id = $1 AND j.seq > $7 AND j.op = 'updated')",
+            "WITH changes AS MATERIALIZED (
+                 SELECT r.id AS record_id, {rec}.data AS data, s.row_hash AS row_hash,
+                        {rec}.search_text AS search_text, s.row_number AS row_number
+                 FROM {source} {by_key}
+                 WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
+                   AND r.row_hash <> s.row_hash
+                   AND +r.id IN (SELECT j.record_id FROM import_journal j
+                                 WHERE j.import_id = $1 AND j.seq > $7 AND j.op = 'updated'))
+             UPDATE records SET data = changes.data, row_hash = changes.row_hash, search_text = changes.search_text,
+                    import_id = $1, import_row = changes.row_number, updated_at = $6
+             FROM changes
+             WHERE records.id = changes.record_id",
         )))
         .bind(id)
         .bind(from_row)
