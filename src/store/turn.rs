@@ -70,12 +70,12 @@ impl Gate {
         if self.people.load(Ordering::SeqCst) > 0 {
             return Some(GRACE);
         }
-        self.since_last_person().and_then(|since| GRACE.checked_sub(since)).filter(|d| !d.is_zero())
+        self.last_person_at().and_then(|at| GRACE.checked_sub(at.elapsed())).filter(|d| !d.is_zero())
     }
 
-    /// How long ago a person last let go of the turn (None: never).
-    fn since_last_person(&self) -> Option<Duration> {
-        self.last_person.lock().unwrap_or_else(|p| p.into_inner()).map(|at| at.elapsed())
+    /// When a person last let go of the turn (None: never).
+    fn last_person_at(&self) -> Option<Instant> {
+        *self.last_person.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until no person wants the database (or [`YIELD_AT_MOST`] has passed).
@@ -151,8 +151,8 @@ pub async fn write_turn(db: &Db) -> WriteTurn {
 pub fn people_writing(db: &Db, within: Duration, after: Instant) -> bool {
     let Db::Sqlite(p) = db else { return false };
     let gate = gate_of(p.connect_options().get_filename());
-    let last = *gate.last_person.lock().unwrap_or_else(|p| p.into_inner());
-    gate.people.load(Ordering::SeqCst) > 0 || last.is_some_and(|at| at >= after && at.elapsed() < within)
+    gate.people.load(Ordering::SeqCst) > 0
+        || gate.last_person_at().is_some_and(|at| at >= after && at.elapsed() < within)
 }
 
 /// The writers' gate of one SQLite database file (one per file, shared by every pool of this

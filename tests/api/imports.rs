@@ -627,13 +627,17 @@ async fn on_sqlite_each_chunk_reads_its_records_again_from_the_file_and_leaves_o
         csv += &format!("LOC-{i:03},Place {i:03},clinic\n");
     }
     let id = validated(&app, &mut c, "locations", ("l.csv", csv.as_bytes()), &[]).await;
-    let sql = "SELECT file_path FROM imports WHERE id = $1";
-    let path: String = match &app.db {
-        Db::Sqlite(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
+    // where the import's file is kept
+    let stored = async |app: &crate::helpers::TestApp, id: i64| -> std::path::PathBuf {
+        let sql = "SELECT file_path FROM imports WHERE id = $1";
+        let path: String = match &app.db {
+            Db::Sqlite(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
+            Db::Postgres(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.unwrap(),
+        };
+        app.files.path_of(&path)
     };
     // the stored file changes after validation: row 100 (LOC-099) no longer reads as validated
-    std::fs::write(app.files.path_of(&path), csv.replace("Place 099,", "Place XYZ,")).unwrap();
+    std::fs::write(stored(&app, id).await, csv.replace("Place 099,", "Place XYZ,")).unwrap();
     start_import(&app, &mut c, id, &[]).await.see_other();
 
     let page = c.get(&format!("/settings/imports/{id}")).await;
@@ -663,11 +667,7 @@ async fn on_sqlite_each_chunk_reads_its_records_again_from_the_file_and_leaves_o
     // written (rolling the import back later must not find a change it never made)
     let updated = csv.replace("Place 050,", "Place 05B,");
     let second = validated(&app, &mut c, "locations", ("l2.csv", updated.as_bytes()), &[]).await;
-    let path: String = match &app.db {
-        Db::Sqlite(p) => sqlx::query_scalar(sql).bind(second).fetch_one(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_scalar(sql).bind(second).fetch_one(p).await.unwrap(),
-    };
-    std::fs::write(app.files.path_of(&path), updated.replace("Place 05B,", "Place 05C,")).unwrap();
+    std::fs::write(stored(&app, second).await, updated.replace("Place 05B,", "Place 05C,")).unwrap();
     start_import(&app, &mut c, second, &[]).await.see_other();
     let page = c.get(&format!("/settings/imports/{second}")).await;
     assert_eq!((stat(&page.body, "Created"), stat(&page.body, "Updated")), (1, 0), "LOC-099 only: {}", page.body);

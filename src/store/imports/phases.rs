@@ -111,17 +111,6 @@ pub async fn count_issues(db: &Db, id: i64) -> anyhow::Result<i64> {
     .context("counting issues")
 }
 
-/// Whether the import left any row out (one index probe, however many it left out).
-pub async fn has_issues(db: &Db, id: i64) -> anyhow::Result<bool> {
-    let found =
-        on_pool!(db, p => sqlx::query_scalar::<_, i64>("SELECT import_id FROM import_issues WHERE import_id = $1 LIMIT 1")
-        .bind(id)
-        .fetch_optional(p)
-        .await)
-        .context("looking for issues")?;
-    Ok(found.is_some())
-}
-
 /// A page of issues by row.
 pub async fn issues(db: &Db, id: i64, limit: i64, offset: i64) -> anyhow::Result<Vec<Issue>> {
     on_pool!(db, p => sqlx::query_as::<_, Issue>(

@@ -356,39 +356,21 @@ pub async fn write_chunk(
         let pending = format!("SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
              FROM {source}
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'");
-        if sqlite {
-            let insert = crate::store::records::insert_into_records(false, &format!("{pending}
-               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)"));
-            res.created = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
-                .bind(id)
-                .bind(from_row)
-                .bind(to_row)
-                .bind(org)
-                .bind(entity)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .context("creating records")?
-                .rows_affected() as i64;
-            sqlx::query(
-                "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
-                 SELECT $1, 'created', id, record_key, row_hash FROM records WHERE id > $2",
-            )
-            .bind(id)
-            .bind(last_id)
-            .execute(&mut *tx)
-            .await
-            .context("journaling created records")?;
+        let insert = if sqlite {
+            crate::store::records::insert_into_records(false, &format!("{pending}
+               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)"))
         } else {
             // a key another transaction committed while this one waited is skipped here and
             // reported below as written meanwhile (SQLite has one writer: nothing to wait for);
             // the records created are journaled by the same statement, without coming back
-            let insert = crate::store::records::insert_into_records(false, &pending);
-            res.created = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "WITH created AS ({insert} ON CONFLICT DO NOTHING RETURNING id, record_key, row_hash)
+            format!(
+                "WITH created AS ({} ON CONFLICT DO NOTHING RETURNING id, record_key, row_hash)
                  INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
-                 SELECT $1, 'created', id, record_key, row_hash FROM created"
-            )))
+                 SELECT $1, 'created', id, record_key, row_hash FROM created",
+                crate::store::records::insert_into_records(false, &pending)
+            )
+        };
+        res.created = sqlx::query(sqlx::AssertSqlSafe(insert))
             .bind(id)
             .bind(from_row)
             .bind(to_row)
@@ -399,6 +381,16 @@ pub async fn write_chunk(
             .await
             .context("creating records")?
             .rows_affected() as i64;
+        if sqlite {
+            sqlx::query(
+                "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+                 SELECT $1, 'created', id, record_key, row_hash FROM records WHERE id > $2",
+            )
+            .bind(id)
+            .bind(last_id)
+            .execute(&mut *tx)
+            .await
+            .context("journaling created records")?;
         }
         // nothing journaled, nothing to update (an import of new records skips the statement).
         // The changes are found from the chunk's rows, as the journal found them (by key, one

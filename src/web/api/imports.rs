@@ -221,11 +221,10 @@ fn phase_objects(imp: &Import, stored: &[PhaseRow]) -> Vec<PhaseObject> {
         .collect()
 }
 
-/// The import as the API shows it.
+/// The import as the API shows it, read again with its phases and issues in one statement.
 pub async fn object(state: &AppState, imp: &Import) -> Result<ImportObject, ApiError> {
-    let stored = phases::phases(&state.db, imp.id).await?;
-    let has_errors = phases::has_issues(&state.db, imp.id).await?;
-    Ok(object_with(state, imp, &stored, has_errors))
+    let shown = store::shown(&state.db, imp.org, imp.id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    Ok(object_with(state, &shown.import, &shown.phases, shown.has_issues))
 }
 
 /// The import as the API shows it, with its phases and whether it left rows out.
