@@ -243,6 +243,79 @@ impl ChunkTable for sqlx::PgConnection {
     }
 }
 
+/// Rows per statement when a chunk's records read again from the file are written straight
+/// into `records` (four parameters each).
+const READ_ROWS_PER_INSERT: usize = 1000;
+
+/// In a chunk's transaction: creates the records of the chunk's pending rows whose key no
+/// record has, straight from the rows read again from the file (`read`), each only when it
+/// still hashes as validated; how many. Nothing goes through a temporary table: the rows are
+/// bound to the statement and joined with their staged state by row number. SQLite only:
+/// PostgreSQL stages the records (see `jobs::import::rows::stages_data`).
+trait CreateFromRead {
+    async fn create_from_read(&mut self, c: (i64, i64, &str, i64), read: &[ChunkRow]) -> anyhow::Result<i64>;
+}
+
+impl CreateFromRead for sqlx::PgConnection {
+    async fn create_from_read(&mut self, _: (i64, i64, &str, i64), _: &[ChunkRow]) -> anyhow::Result<i64> {
+        anyhow::bail!("records are created from the file's rows on SQLite only; PostgreSQL reads them staged")
+    }
+}
+
+impl CreateFromRead for sqlx::SqliteConnection {
+    async fn create_from_read(
+        &mut self,
+        (id, org, entity, now): (i64, i64, &str, i64),
+        read: &[ChunkRow],
+    ) -> anyhow::Result<i64> {
+        let conn = self;
+        let mut created = 0;
+        for part in read.chunks(READ_ROWS_PER_INSERT) {
+            // anonymous parameters (see `put_chunk_rows`), bound in the order they appear
+            let sql = crate::store::records::insert_into_records(
+                false,
+                &format!(
+                    "SELECT ?, ?, s.record_key, v.column2, v.column3, v.column4, s.import_id, s.row_number, ?, ?
+                 FROM (VALUES {}) AS v
+                 JOIN import_rows s ON s.import_id = ? AND s.row_number = v.column1
+                 WHERE s.state = 'pending' AND s.row_hash = v.column3
+                 ON CONFLICT (org_id, entity, record_key) DO NOTHING",
+                    vec!["(?, ?, ?, ?)"; part.len()].join(",")
+                ),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org).bind(entity).bind(now).bind(now);
+            for r in part {
+                q = q.bind(r.row_number).bind(r.data.as_str()).bind(r.row_hash.as_str()).bind(r.search_text.as_str());
+            }
+            created += q
+                .bind(id)
+                .bind(org)
+                .bind(entity)
+                .execute(&mut *conn)
+                .await
+                .context("creating records")?
+                .rows_affected();
+        }
+        Ok(created as i64)
+    }
+}
+
+/// In a chunk's SQLite transaction: journals the records created after id `$last` (SQLite's
+/// writer is alone in its transaction, so they are the ids after the largest one before).
+macro_rules! journal_created {
+    ($tx:ident, $id:expr, $last:expr) => {
+        sqlx::query(
+            "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+             SELECT $1, 'created', id, record_key, row_hash FROM records WHERE id > $2",
+        )
+        .bind($id)
+        .bind($last)
+        .execute(&mut *$tx)
+        .await
+        .context("journaling created records")?
+    };
+}
+
 /// What a chunk writes into.
 pub struct ChunkTarget<'a> {
     pub org: OrgId,
@@ -295,7 +368,28 @@ pub async fn write_chunk(
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
-        if let Some(read) = rows_read {
+        // SQLite, no unique values: the new records first, straight from the rows read again;
+        // the rows they do not account for (a key some record has, a row that no longer reads
+        // as validated) go through `chunk_rows` and the statements below, as every row did
+        let direct = match rows_read {
+            Some(read) if sqlite && !t.has_uniques => {
+                let last_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("finding the last id")?;
+                res.created = (*tx).create_from_read((id, org, entity, now), read).await?;
+                journal_created!(tx, id, last_id);
+                if res.created < res.rows {
+                    (*tx).empty_chunk_table().await?;
+                    (*tx).put_chunk_rows(read).await?;
+                }
+                true
+            }
+            _ => false,
+        };
+        // rows are left to update, or to account for otherwise
+        let rest = !direct || res.created < res.rows;
+        if let Some(read) = rows_read.filter(|_| !direct) {
             (*tx).empty_chunk_table().await?;
             (*tx).put_chunk_rows(read).await?;
             // the rows whose record no longer hashes as validated are written by nothing
@@ -327,14 +421,14 @@ pub async fn write_chunk(
                 .fetch_one(&mut *tx)
                 .await
                 .context("finding the journal's end")?;
-        let journaled = chunk_exec!(tx, sqlx::AssertSqlSafe(format!("INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
+        let journaled = if !rest { 0 } else { chunk_exec!(tx, sqlx::AssertSqlSafe(format!("INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash, before_data, before_hash,
                                          before_search, before_import_id, before_import_row, before_created_at,
                                          before_updated_at)
              SELECT $1, 'updated', r.id, r.record_key, s.row_hash, r.data, r.row_hash, r.search_text, r.import_id,
                     r.import_row, r.created_at, r.updated_at
              FROM {source} {by_key}
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
-               AND r.row_hash <> s.row_hash")), (id, from_row, to_row, org, entity), "journaling updates");
+               AND r.row_hash <> s.row_hash")), (id, from_row, to_row, org, entity), "journaling updates") };
         if t.has_uniques {
             chunk_exec!(tx, sqlx::AssertSqlSafe(format!("INSERT INTO import_journal_uniques (import_id, record_id, field, value)
                  SELECT $1, u.record_id, u.field, u.value
@@ -346,19 +440,26 @@ pub async fn write_chunk(
         }
         // SQLite's writer is alone in its transaction, so the rows this chunk creates are the
         // ids after the largest one before; PostgreSQL says which ids it created.
-        let last_id: i64 = if sqlite {
+        let last_id: i64 = if direct {
+            0
+        } else if sqlite {
             sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records").fetch_one(&mut *tx).await.context("finding the last id")?
         } else {
             0
         };
-        // the chunk's rows whose key no record has; on PostgreSQL `ON CONFLICT DO NOTHING`
-        // below looks for the key itself, so the rows are not probed twice
+        // the chunk's rows whose key no record has: `ON CONFLICT DO NOTHING` below looks for
+        // the key as the row is inserted, so the rows are not probed twice (a `NOT EXISTS`
+        // first also made SQLite set the rows aside before inserting them, as the statement
+        // then read the table it writes)
         let pending = format!("SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
              FROM {source}
              WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'");
         let insert = if sqlite {
-            crate::store::records::insert_into_records(false, &format!("{pending}
-               AND NOT EXISTS (SELECT 1 FROM records r WHERE r.org_id = $4 AND r.entity = $5 AND r.record_key = s.record_key)"))
+            // a key some record has is skipped as the row is inserted, one probe a row
+            format!(
+                "{} ON CONFLICT (org_id, entity, record_key) DO NOTHING",
+                crate::store::records::insert_into_records(false, &pending)
+            )
         } else {
             // a key another transaction committed while this one waited is skipped here and
             // reported below as written meanwhile (SQLite has one writer: nothing to wait for);
@@ -370,7 +471,7 @@ pub async fn write_chunk(
                 crate::store::records::insert_into_records(false, &pending)
             )
         };
-        res.created = sqlx::query(sqlx::AssertSqlSafe(insert))
+        if !direct { res.created = sqlx::query(sqlx::AssertSqlSafe(insert))
             .bind(id)
             .bind(from_row)
             .bind(to_row)
@@ -380,17 +481,9 @@ pub async fn write_chunk(
             .execute(&mut *tx)
             .await
             .context("creating records")?
-            .rows_affected() as i64;
-        if sqlite {
-            sqlx::query(
-                "INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
-                 SELECT $1, 'created', id, record_key, row_hash FROM records WHERE id > $2",
-            )
-            .bind(id)
-            .bind(last_id)
-            .execute(&mut *tx)
-            .await
-            .context("journaling created records")?;
+            .rows_affected() as i64; }
+        if sqlite && !direct {
+            journal_created!(tx, id, last_id);
         }
         // nothing journaled, nothing to update (an import of new records skips the statement).
         // The changes are found from the chunk's rows, as the journal found them (by key, one
