@@ -24,5 +24,6 @@ mod marketplace;
 mod members;
 mod onboarding;
 mod ops;
+mod repeats;
 mod retry;
 mod s3;

@@ -17,6 +17,7 @@
 mod process;
 mod rollback;
 mod rows;
+mod seen;
 mod validate;
 
 use std::sync::Arc;

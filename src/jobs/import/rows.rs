@@ -12,6 +12,7 @@ use std::time::Instant;
 use md5::{Digest, Md5};
 
 use super::Payload;
+use super::seen::Suspects;
 use crate::domain::entities::{EntitySchema, FieldKind};
 use crate::domain::imports::{Action, Import, Overlay, Phase, PhaseStatus, Stage};
 use crate::files::object::{LocalCopy, OpenError};
@@ -368,7 +369,7 @@ pub(super) fn stages_data(db: &Db, schema: &EntitySchema) -> bool {
 /// mapped cells (for preparsing), its key (for transforming) and its parsed record or
 /// problems (for parsing and validation). One thread reads; the checking, on every row's
 /// every cell, is spread over a thread per core, a batch each.
-pub(super) fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch> {
+pub(super) fn stage_batches(run: &Run<'_>, cols: Columns, suspects: Arc<Suspects>) -> Batches<StagedBatch> {
     let stager = Stager {
         schema: run.schema.clone(),
         cols,
@@ -376,6 +377,7 @@ pub(super) fn stage_batches(run: &Run<'_>, cols: Columns) -> Batches<StagedBatch
         keeps_data: stages_data(run.db, &run.schema),
         width: run.info.headers.len(),
         sampled: Arc::new(AtomicUsize::new(0)),
+        suspects,
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     Batches::open_spread(run.source(), workers, move || {
@@ -398,6 +400,8 @@ struct Stager {
     width: usize,
     /// Rows staged with their record so far, for the import page's sample.
     sampled: Arc<AtomicUsize>,
+    /// The digests and keys that may occur more than once.
+    suspects: Arc<Suspects>,
 }
 
 impl Stager {
@@ -422,6 +426,7 @@ impl Stager {
             if row.record_key.is_empty() {
                 row.problem = Some(format!("{}: is required but empty", schema.key));
             }
+            self.note(&row);
             batch.rows.push(row);
             return;
         }
@@ -454,7 +459,13 @@ impl Stager {
                 row.problem = Some(errors.join("; "));
             }
         }
+        self.note(&row);
         batch.rows.push(row);
+    }
+
+    /// A pending row's digest and key told to the filters of values that may repeat.
+    fn note(&self, row: &StagedRow) {
+        self.suspects.row(crate::store::staging::digest_halves(&row.digest).1, &row.record_key);
     }
 }
 

@@ -3,9 +3,11 @@
 //! with seed 003's file step), and the cells of the rows left out filled in. Safe to run
 //! again from the start: the first thing it does is forget what an earlier attempt staged.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::rows::{Columns, RowSet, Run, stage_batches};
+use super::seen::Suspects;
 use super::{Handlers, Payload, conclude};
 use crate::domain::entities::FieldKind;
 use crate::domain::imports::{Action, Phase, Stage, Validated};
@@ -74,11 +76,13 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, h: &Handlers) -> Step<Option<
     staging::clear(db, id).await?;
     let cols = Columns::new(&run.imp)?;
 
-    // prevalidation: the one pass over the file, staging every row
+    // prevalidation: the one pass over the file, staging every row and noting the digests
+    // and keys that may occur more than once
+    let suspects = Arc::new(Suspects::for_file(run.imp.file.size.max(0) as u64));
     let total = run
         .phase(Phase::Prevalidation, async {
             let (mut total, mut malformed) = (0i64, 0i64);
-            let mut batches = stage_batches(run, cols);
+            let mut batches = stage_batches(run, cols, suspects.clone());
             // the page shows the rows read so far, updated about once a second
             let mut reported = Instant::now();
             while let Some(b) = batches.next().await {
@@ -108,9 +112,10 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, h: &Handlers) -> Step<Option<
     }
     let mut left = total - count_left_out(db, id).await?;
     let handling = run.imp.duplicate_handling;
+    let noted = suspects.noted();
     let repeated = run
         .phase(Phase::Preparsing, async {
-            let n = staging::mark_repeated_rows(db, id, handling).await?;
+            let n = staging::mark_repeated_rows(db, id, handling, noted.digests.as_deref()).await?;
             Ok((n, left, left - n, format!("{} repeated within the file", n.count("row", "rows"))))
         })
         .await?;
@@ -120,7 +125,7 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, h: &Handlers) -> Step<Option<
     }
     let conflicts = run
         .phase(Phase::Transforming, async {
-            let n = staging::mark_key_conflicts(db, id, &run.schema.key).await?;
+            let n = staging::mark_key_conflicts(db, id, &run.schema.key, noted.keys.as_deref()).await?;
             Ok((n, left, left - n, format!("{} whose key another row uses", n.count("row", "rows"))))
         })
         .await?;

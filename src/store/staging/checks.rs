@@ -130,9 +130,29 @@ enum Bind<'a> {
     Text(&'a str),
 }
 
+/// The SELECT of the values of a JSON array bound as `$n` (numbers or strings, of SQL type
+/// `typ`).
+fn json_values(db: &Db, n: usize, typ: &str) -> String {
+    match db {
+        Db::Sqlite(_) => format!("SELECT value FROM json_each(${n})"),
+        Db::Postgres(_) => {
+            format!("SELECT CAST(value AS {typ}) FROM json_array_elements_text(CAST(${n} AS TEXT)::json)")
+        }
+    }
+}
+
 /// Preparsing: rows repeated within the file, per `duplicate_handling`. Returns how many
 /// rows were left out.
-pub async fn mark_repeated_rows(db: &Db, id: i64, handling: DuplicateHandling) -> anyhow::Result<i64> {
+///
+/// `suspects` are the low halves of the digests prevalidation saw more than once, or may
+/// have (see `jobs::import::seen`): every repeated row has one of them, so only the rows
+/// with one are grouped, instead of every staged row. None groups every pending row.
+pub async fn mark_repeated_rows(
+    db: &Db,
+    id: i64,
+    handling: DuplicateHandling,
+    suspects: Option<&[i64]>,
+) -> anyhow::Result<i64> {
     let (message, only_later) = match handling {
         DuplicateHandling::IgnoreAll => (
             "CASE WHEN r.row_number = d.first_row
@@ -148,30 +168,64 @@ pub async fn mark_repeated_rows(db: &Db, id: i64, handling: DuplicateHandling) -
             "AND r.row_number > d.first_row",
         ),
     };
+    let Some(suspects) = suspects else {
+        let sql = format!(
+            "SELECT r.row_number AS row_number, {message} AS message
+             FROM import_rows r
+             JOIN (SELECT digest_hi, digest_lo, MIN(row_number) AS first_row, COUNT(*) AS copies FROM import_rows
+                   WHERE import_id = $1 AND state = 'pending' GROUP BY digest_hi, digest_lo HAVING COUNT(*) > 1) d
+               ON d.digest_hi = r.digest_hi AND d.digest_lo = r.digest_lo
+             WHERE r.import_id = $1 AND r.state = 'pending' {only_later}"
+        );
+        return leave_out(db, id, sql, &[], "duplicate", "duplicate").await;
+    };
+    // one pass over the staged rows picks those with a suspect digest
     let sql = format!(
-        "SELECT r.row_number AS row_number, {message} AS message
-         FROM import_rows r
-         JOIN (SELECT digest_hi, digest_lo, MIN(row_number) AS first_row, COUNT(*) AS copies FROM import_rows
-               WHERE import_id = $1 AND state = 'pending' GROUP BY digest_hi, digest_lo HAVING COUNT(*) > 1) d
+        "WITH s AS MATERIALIZED (SELECT row_number, digest_hi, digest_lo FROM import_rows
+                                 WHERE import_id = $1 AND state = 'pending' AND digest_lo IN ({}))
+         SELECT r.row_number AS row_number, {message} AS message
+         FROM s r
+         JOIN (SELECT digest_hi, digest_lo, MIN(row_number) AS first_row, COUNT(*) AS copies FROM s
+               GROUP BY digest_hi, digest_lo HAVING COUNT(*) > 1) d
            ON d.digest_hi = r.digest_hi AND d.digest_lo = r.digest_lo
-         WHERE r.import_id = $1 AND r.state = 'pending' {only_later}"
+         WHERE TRUE {only_later}",
+        json_values(db, 2, "BIGINT")
     );
-    leave_out(db, id, sql, &[], "duplicate", "duplicate").await
+    let list = serde_json::to_string(suspects).context("listing digests")?;
+    leave_out(db, id, sql, &[Bind::Text(&list)], "duplicate", "duplicate").await
 }
 
-/// Transforming: a key used by an earlier row of the file with other values.
-pub async fn mark_key_conflicts(db: &Db, id: i64, key_field: &str) -> anyhow::Result<i64> {
-    let sql = "SELECT r.row_number AS row_number,
-                'row ' || CAST(r.row_number AS TEXT) || ', ' || $2 || ': \"' || r.record_key
+/// Transforming: a key used by an earlier row of the file with other values. `suspects` are
+/// the keys prevalidation saw more than once, or may have (as in [`mark_repeated_rows`]);
+/// None looks at every pending row.
+pub async fn mark_key_conflicts(db: &Db, id: i64, key_field: &str, suspects: Option<&[String]>) -> anyhow::Result<i64> {
+    let message = "'row ' || CAST(r.row_number AS TEXT) || ', ' || $2 || ': \"' || r.record_key
                 || '\" is also in row ' || CAST(k.first_row AS TEXT)
                 || ' with other values: row ' || CAST(k.first_row AS TEXT)
-                || ' is the one imported (a record can appear only once in a file)' AS message
-         FROM import_rows r
-         JOIN (SELECT record_key, MIN(row_number) AS first_row FROM import_rows
-               WHERE import_id = $1 AND state = 'pending' AND record_key <> '' GROUP BY record_key HAVING COUNT(*) > 1) k
+                || ' is the one imported (a record can appear only once in a file)'";
+    let Some(suspects) = suspects else {
+        let sql = format!(
+            "SELECT r.row_number AS row_number, {message} AS message
+             FROM import_rows r
+             JOIN (SELECT record_key, MIN(row_number) AS first_row FROM import_rows
+                   WHERE import_id = $1 AND state = 'pending' AND record_key <> '' GROUP BY record_key HAVING COUNT(*) > 1) k
+               ON k.record_key = r.record_key
+             WHERE r.import_id = $1 AND r.state = 'pending' AND r.row_number > k.first_row"
+        );
+        return leave_out(db, id, sql, &[Bind::Text(key_field)], "error", "conflict").await;
+    };
+    let sql = format!(
+        "WITH s AS MATERIALIZED (SELECT row_number, record_key FROM import_rows
+                                 WHERE import_id = $1 AND state = 'pending' AND record_key IN ({}))
+         SELECT r.row_number AS row_number, {message} AS message
+         FROM s r
+         JOIN (SELECT record_key, MIN(row_number) AS first_row FROM s GROUP BY record_key HAVING COUNT(*) > 1) k
            ON k.record_key = r.record_key
-         WHERE r.import_id = $1 AND r.state = 'pending' AND r.row_number > k.first_row";
-    leave_out(db, id, sql.to_string(), &[Bind::Text(key_field)], "error", "conflict").await
+         WHERE r.row_number > k.first_row",
+        json_values(db, 3, "TEXT")
+    );
+    let list = serde_json::to_string(suspects).context("listing keys")?;
+    leave_out(db, id, sql, &[Bind::Text(key_field), Bind::Text(&list)], "error", "conflict").await
 }
 
 /// Parsing: rows with a value that is not of its field's type or breaks its rules.

@@ -207,7 +207,7 @@ pub async fn insert(
 const STAGE_ROWS_PER_INSERT: usize = 500;
 
 /// A digest as the two integers staging keeps it in.
-fn digest_halves(digest: &[u8; 16]) -> (i64, i64) {
+pub fn digest_halves(digest: &[u8; 16]) -> (i64, i64) {
     let (hi, lo) = digest.split_at(8);
     (i64::from_be_bytes(hi.try_into().unwrap_or_default()), i64::from_be_bytes(lo.try_into().unwrap_or_default()))
 }
