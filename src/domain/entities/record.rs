@@ -66,8 +66,7 @@ impl EntitySchema {
             return Err(errors);
         }
         let key = values.iter().find(|(n, _)| *n == self.key).map(|(_, v)| display_value(v)).unwrap_or_default();
-        let pairs: Vec<(&str, &serde_json::Value)> = values.iter().map(|(n, v)| (*n, v)).collect();
-        let row_hash = super::field::row_hash(&self.name, &pairs);
+        let row_hash = super::field::row_hash(&self.name, values.iter().map(|(n, v)| (*n, v)));
         let search_text = if !record {
             String::new()
         } else {
