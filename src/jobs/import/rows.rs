@@ -12,7 +12,7 @@ use std::time::Instant;
 use md5::{Digest, Md5};
 
 use super::Payload;
-use super::seen::Suspects;
+use super::seen::{FnvBuild, Suspects};
 use crate::domain::entities::{EntitySchema, FieldKind};
 use crate::domain::imports::{Action, Import, Overlay, Phase, PhaseStatus, Stage};
 use crate::files::object::{LocalCopy, OpenError};
@@ -175,12 +175,13 @@ impl RawRows {
 /// Where each mapped field's value sits in a row.
 #[derive(Clone)]
 pub(super) struct Columns {
-    by_field: HashMap<String, usize>,
+    /// Looked up twice a cell of every row: keyed by a hash made for short strings.
+    by_field: HashMap<String, usize, FnvBuild>,
 }
 
 impl Columns {
     pub(super) fn new(imp: &Import) -> Step<Columns> {
-        let mut by_field = HashMap::new();
+        let mut by_field = HashMap::default();
         for (field, header) in &imp.mapping {
             let i = imp
                 .headers
