@@ -273,7 +273,7 @@ async fn a_chunk_is_written_once_whoever_retries_it() {
     let r = c.import_action(id, "start", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let org = OrgId::new(app.org_id("acme").await);
-    let t = ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false, fence: None };
+    let t = ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false, updates: false, fence: None };
     // two workers holding the same chunk (one took the job over): only one writes
     let first = write_chunk(&app.db, &t, 0, 2, None).await.unwrap();
     let second = write_chunk(&app.db, &t, 0, 2, None).await.unwrap();
@@ -446,7 +446,8 @@ async fn a_worker_that_lost_its_lease_writes_no_chunk_and_the_new_owner_does() {
     let org = OrgId::new(app.org_id("acme").await);
     let fence_a = Fence { job_id: a.id, owner: "worker-a".into(), attempt: a.attempts };
     let fence_b = Fence { job_id: b.id, owner: "worker-b".into(), attempt: b.attempts };
-    let target = |fence| ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false, fence };
+    let target =
+        |fence| ChunkTarget { org, import_id: id, entity: "locations", has_uniques: false, updates: false, fence };
     // A wakes up and writes its chunk: refused before anything is written
     assert_eq!(write_chunk(&app.db, &target(Some(&fence_a)), 0, 3, None).await.unwrap(), None);
     let stored = "SELECT COUNT(*) FROM records WHERE entity = 'locations'";

@@ -109,6 +109,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
         import_id: id,
         entity: &run.schema.name,
         has_uniques: run.schema.fields.iter().any(|f| f.unique && f.name() != run.schema.key),
+        updates: run.imp.validated.to_update > 0,
         fence: Some(&fence),
     };
     let action = run.action();

@@ -323,6 +323,9 @@ pub struct ChunkTarget<'a> {
     pub entity: &'a str,
     /// Whether the entity has unique fields besides its key (their values are kept too).
     pub has_uniques: bool,
+    /// Whether validation found records to update: when it found none, a chunk's rows are
+    /// first written as new records straight from the file (SQLite).
+    pub updates: bool,
     /// The lease the chunk is written under (None: no job, as in tests and tools).
     pub fence: Option<&'a Fence>,
 }
@@ -368,11 +371,13 @@ pub async fn write_chunk(
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
-        // SQLite, no unique values: the new records first, straight from the rows read again;
-        // the rows they do not account for (a key some record has, a row that no longer reads
-        // as validated) go through `chunk_rows` and the statements below, as every row did
+        // SQLite, no unique values, nothing to update: the new records first, straight from
+        // the rows read again; the rows they do not account for (a key written since, a row
+        // that no longer reads as validated) go through `chunk_rows` and the statements below,
+        // as every row does when validation found records to update (binding a chunk's rows
+        // twice made a merge of 1,000,000 rows, half of them updates, 1 s slower)
         let direct = match rows_read {
-            Some(read) if sqlite && !t.has_uniques => {
+            Some(read) if sqlite && !t.has_uniques && !t.updates => {
                 let last_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records")
                     .fetch_one(&mut *tx)
                     .await
