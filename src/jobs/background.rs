@@ -126,20 +126,28 @@ async fn sqlite_connections(url: &str, connections: u32) -> anyhow::Result<Optio
 }
 
 /// Runs `work` as [`run`] does, with `connections` database connections of its own to `url`
-/// (see [`sqlite_connections`]), closed when it ends.
+/// (see [`sqlite_connections`]), closed when it ends. On SQLite a checkpointer runs beside it
+/// on one more connection (`store::checkpoint`): the work's commits leave the write-ahead log
+/// to it.
 pub async fn run_connected<F, Fut, T>(name: &str, url: String, connections: u32, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(Db) -> Fut + Send + 'static,
     Fut: Future<Output = anyhow::Result<T>> + 'static,
     T: Send + 'static,
 {
-    let sqlite = sqlite_connections(&url, connections).await?;
+    // SQLite: one more connection, for the checkpointer that runs beside the work
+    let sqlite = sqlite_connections(&url, connections + 1).await?;
     run(name, move || async move {
         let db = match sqlite {
             Some(db) => db,
             None => Db::connect(&url, connections).await?,
         };
+        let checkpointer =
+            matches!(db, Db::Sqlite(_)).then(|| tokio::spawn(crate::store::checkpoint::keep_up(db.clone())));
         let out = work(db.clone()).await;
+        if let Some(c) = checkpointer {
+            c.abort();
+        }
         db.close().await;
         out
     })
@@ -148,7 +156,8 @@ where
 
 /// The job worker (every handler, `config.concurrency` jobs at a time) on a background thread
 /// named "stevedore-jobs", with database connections of its own to `database_url` (one per job
-/// plus two for lease renewals and progress), until `stop` turns true.
+/// plus two for lease renewals and progress, and on SQLite one for the checkpointer), until
+/// `stop` turns true.
 pub async fn worker(
     database_url: String,
     schemas: Arc<Schemas>,

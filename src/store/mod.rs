@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod checkpoint;
 pub mod exports;
 pub mod fetched_files;
 pub mod imports;
@@ -163,8 +164,10 @@ impl Db {
                 // `jobs::background::sqlite_connections`)
                 .pragma("cache_size", if all_now { "-8192" } else { "-32768" })
                 // a checkpoint every 40 MB of WAL instead of every 4 MB: an import's chunks
-                // are written to the database file in larger, fewer passes
-                .pragma("wal_autocheckpoint", "10000")
+                // are written to the database file in larger, fewer passes. Background
+                // work's connections leave checkpoints to a checkpointer beside it
+                // (`checkpoint::keep_up`) and run one only past a larger backstop
+                .pragma("wal_autocheckpoint", if all_now { checkpoint::BACKSTOP } else { "10000" })
                 // the temporary tables (an import's chunk of records read again from the
                 // file) keep their rollback journal in memory: a chunk's table reuses the
                 // pages the last one freed, and journaling them to a file was a tenth of
