@@ -142,12 +142,10 @@ where
             Some(db) => db,
             None => Db::connect(&url, connections).await?,
         };
-        let checkpointer =
-            matches!(db, Db::Sqlite(_)).then(|| tokio::spawn(crate::store::checkpoint::keep_up(db.clone())));
+        // (on PostgreSQL it ends at once)
+        let checkpointer = tokio::spawn(crate::store::checkpoint::keep_up(db.clone()));
         let out = work(db.clone()).await;
-        if let Some(c) = checkpointer {
-            c.abort();
-        }
+        checkpointer.abort();
         db.close().await;
         out
     })

@@ -17,10 +17,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Values noted per kind before the phases fall back to searching every row.
-pub(super) const MAX_SUSPECTS: usize = 200_000;
+const MAX_SUSPECTS: usize = 200_000;
 
 /// Bytes of noted keys before the key search falls back to every row.
-pub(super) const MAX_KEY_BYTES: usize = 8 << 20;
+const MAX_KEY_BYTES: usize = 8 << 20;
 
 /// A filter of `u64` hashes: certainly new, or maybe seen.
 struct Filter {

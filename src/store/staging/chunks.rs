@@ -165,13 +165,24 @@ pub struct ChunkRow {
 /// parameters each, well under SQLite's limit).
 const CHUNK_ROWS_PER_INSERT: usize = 500;
 
-/// In a chunk's transaction: the temporary table `chunk_rows` made ready (one per
-/// connection: PostgreSQL empties it at every commit, SQLite here), and the chunk's records as
-/// read from the file put in it. One implementation per backend: PostgreSQL's streams the
-/// rows with `COPY`.
+/// Rows per statement when a chunk's records read again from the file are written straight
+/// into `records` (four parameters each).
+const READ_ROWS_PER_INSERT: usize = 1000;
+
+/// In a chunk's transaction, what each backend does its own way with the chunk's records as
+/// read from the file: the temporary table `chunk_rows` made ready (one per connection:
+/// PostgreSQL empties it at every commit, SQLite here) and the records put in it
+/// (PostgreSQL streams them with `COPY`); and, on SQLite, new records created from them
+/// straight away.
 trait ChunkTable {
     async fn empty_chunk_table(&mut self) -> anyhow::Result<()>;
     async fn put_chunk_rows(&mut self, rows: &[ChunkRow]) -> anyhow::Result<()>;
+    /// Creates the records of the chunk's pending rows whose key no record has, straight
+    /// from `read`, each only when it still hashes as validated; how many. Nothing goes
+    /// through a temporary table: the rows are bound to the statement and joined with their
+    /// staged state by row number. SQLite only: PostgreSQL stages the records (see
+    /// `jobs::import::rows::stages_data`).
+    async fn create_from_read(&mut self, c: (i64, i64, &str, i64), read: &[ChunkRow]) -> anyhow::Result<i64>;
 }
 
 impl ChunkTable for sqlx::SqliteConnection {
@@ -200,6 +211,34 @@ impl ChunkTable for sqlx::SqliteConnection {
             q.execute(&mut *self).await.context("putting the chunk's records in place")?;
         }
         Ok(())
+    }
+    async fn create_from_read(
+        &mut self,
+        (id, org, entity, now): (i64, i64, &str, i64),
+        read: &[ChunkRow],
+    ) -> anyhow::Result<i64> {
+        let conn = self;
+        let mut created = 0;
+        for part in read.chunks(READ_ROWS_PER_INSERT) {
+            // anonymous parameters (see `put_chunk_rows`), bound in the order they appear
+            let sql = crate::store::records::insert_into_records(
+                false,
+                &format!(
+                    "SELECT ?, ?, s.record_key, v.column2, v.column3, v.column4, s.import_id, s.row_number, ?, ?
+                 FROM (VALUES {}) AS v
+                 JOIN import_rows s ON s.import_id = ? AND s.row_number = v.column1
+                 WHERE s.state = 'pending' AND s.row_hash = v.column3
+                 ON CONFLICT (org_id, entity, record_key) DO NOTHING",
+                    vec!["(?, ?, ?, ?)"; part.len()].join(",")
+                ),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org).bind(entity).bind(now).bind(now);
+            for r in part {
+                q = q.bind(r.row_number).bind(r.data.as_str()).bind(r.row_hash.as_str()).bind(r.search_text.as_str());
+            }
+            created += q.bind(id).execute(&mut *conn).await.context("creating records")?.rows_affected();
+        }
+        Ok(created as i64)
     }
 }
 
@@ -241,62 +280,8 @@ impl ChunkTable for sqlx::PgConnection {
         copy.finish().await.context("finishing COPY of the chunk's records")?;
         Ok(())
     }
-}
-
-/// Rows per statement when a chunk's records read again from the file are written straight
-/// into `records` (four parameters each).
-const READ_ROWS_PER_INSERT: usize = 1000;
-
-/// In a chunk's transaction: creates the records of the chunk's pending rows whose key no
-/// record has, straight from the rows read again from the file (`read`), each only when it
-/// still hashes as validated; how many. Nothing goes through a temporary table: the rows are
-/// bound to the statement and joined with their staged state by row number. SQLite only:
-/// PostgreSQL stages the records (see `jobs::import::rows::stages_data`).
-trait CreateFromRead {
-    async fn create_from_read(&mut self, c: (i64, i64, &str, i64), read: &[ChunkRow]) -> anyhow::Result<i64>;
-}
-
-impl CreateFromRead for sqlx::PgConnection {
     async fn create_from_read(&mut self, _: (i64, i64, &str, i64), _: &[ChunkRow]) -> anyhow::Result<i64> {
         anyhow::bail!("records are created from the file's rows on SQLite only; PostgreSQL reads them staged")
-    }
-}
-
-impl CreateFromRead for sqlx::SqliteConnection {
-    async fn create_from_read(
-        &mut self,
-        (id, org, entity, now): (i64, i64, &str, i64),
-        read: &[ChunkRow],
-    ) -> anyhow::Result<i64> {
-        let conn = self;
-        let mut created = 0;
-        for part in read.chunks(READ_ROWS_PER_INSERT) {
-            // anonymous parameters (see `put_chunk_rows`), bound in the order they appear
-            let sql = crate::store::records::insert_into_records(
-                false,
-                &format!(
-                    "SELECT ?, ?, s.record_key, v.column2, v.column3, v.column4, s.import_id, s.row_number, ?, ?
-                 FROM (VALUES {}) AS v
-                 JOIN import_rows s ON s.import_id = ? AND s.row_number = v.column1
-                 WHERE s.state = 'pending' AND s.row_hash = v.column3
-                 ON CONFLICT (org_id, entity, record_key) DO NOTHING",
-                    vec!["(?, ?, ?, ?)"; part.len()].join(",")
-                ),
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org).bind(entity).bind(now).bind(now);
-            for r in part {
-                q = q.bind(r.row_number).bind(r.data.as_str()).bind(r.row_hash.as_str()).bind(r.search_text.as_str());
-            }
-            created += q
-                .bind(id)
-                .bind(org)
-                .bind(entity)
-                .execute(&mut *conn)
-                .await
-                .context("creating records")?
-                .rows_affected();
-        }
-        Ok(created as i64)
     }
 }
 
@@ -371,6 +356,13 @@ pub async fn write_chunk(
         let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
+        // SQLite's writer is alone in its transaction, so the rows this chunk creates are the
+        // ids after the largest one before; PostgreSQL says which ids it created.
+        let last_id: i64 = if sqlite {
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records").fetch_one(&mut *tx).await.context("finding the last id")?
+        } else {
+            0
+        };
         // SQLite, no unique values, nothing to update: the new records first, straight from
         // the rows read again; the rows they do not account for (a key written since, a row
         // that no longer reads as validated) go through `chunk_rows` and the statements below,
@@ -378,10 +370,6 @@ pub async fn write_chunk(
         // twice made a merge of 1,000,000 rows, half of them updates, 1 s slower)
         let direct = match rows_read {
             Some(read) if sqlite && !t.has_uniques && !t.updates => {
-                let last_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .context("finding the last id")?;
                 res.created = (*tx).create_from_read((id, org, entity, now), read).await?;
                 journal_created!(tx, id, last_id);
                 if res.created < res.rows {
@@ -443,52 +431,45 @@ pub async fn write_chunk(
                  WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                    AND r.row_hash <> s.row_hash")), (id, from_row, to_row, org, entity), "journaling unique values");
         }
-        // SQLite's writer is alone in its transaction, so the rows this chunk creates are the
-        // ids after the largest one before; PostgreSQL says which ids it created.
-        let last_id: i64 = if direct {
-            0
-        } else if sqlite {
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records").fetch_one(&mut *tx).await.context("finding the last id")?
-        } else {
-            0
-        };
-        // the chunk's rows whose key no record has: `ON CONFLICT DO NOTHING` below looks for
-        // the key as the row is inserted, so the rows are not probed twice (a `NOT EXISTS`
-        // first also made SQLite set the rows aside before inserting them, as the statement
-        // then read the table it writes)
-        let pending = format!("SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
-             FROM {source}
-             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'");
-        let insert = if sqlite {
-            // a key some record has is skipped as the row is inserted, one probe a row
-            format!(
-                "{} ON CONFLICT (org_id, entity, record_key) DO NOTHING",
-                crate::store::records::insert_into_records(false, &pending)
-            )
-        } else {
-            // a key another transaction committed while this one waited is skipped here and
-            // reported below as written meanwhile (SQLite has one writer: nothing to wait for);
-            // the records created are journaled by the same statement, without coming back
-            format!(
-                "WITH created AS ({} ON CONFLICT DO NOTHING RETURNING id, record_key, row_hash)
-                 INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
-                 SELECT $1, 'created', id, record_key, row_hash FROM created",
-                crate::store::records::insert_into_records(false, &pending)
-            )
-        };
-        if !direct { res.created = sqlx::query(sqlx::AssertSqlSafe(insert))
-            .bind(id)
-            .bind(from_row)
-            .bind(to_row)
-            .bind(org)
-            .bind(entity)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .context("creating records")?
-            .rows_affected() as i64; }
-        if sqlite && !direct {
-            journal_created!(tx, id, last_id);
+        if !direct {
+            // the chunk's rows whose key no record has: `ON CONFLICT DO NOTHING` looks for the
+            // key as the row is inserted, so the rows are not probed twice (a `NOT EXISTS`
+            // first also made SQLite set the rows aside before inserting them, as the
+            // statement then read the table it writes)
+            let pending = format!("SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
+                 FROM {source}
+                 WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'");
+            let insert = if sqlite {
+                format!(
+                    "{} ON CONFLICT (org_id, entity, record_key) DO NOTHING",
+                    crate::store::records::insert_into_records(false, &pending)
+                )
+            } else {
+                // a key another transaction committed while this one waited is skipped here
+                // and reported below as written meanwhile (SQLite has one writer: nothing to
+                // wait for); the records created are journaled by the same statement, without
+                // coming back
+                format!(
+                    "WITH created AS ({} ON CONFLICT DO NOTHING RETURNING id, record_key, row_hash)
+                     INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+                     SELECT $1, 'created', id, record_key, row_hash FROM created",
+                    crate::store::records::insert_into_records(false, &pending)
+                )
+            };
+            res.created = sqlx::query(sqlx::AssertSqlSafe(insert))
+                .bind(id)
+                .bind(from_row)
+                .bind(to_row)
+                .bind(org)
+                .bind(entity)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("creating records")?
+                .rows_affected() as i64;
+            if sqlite {
+                journal_created!(tx, id, last_id);
+            }
         }
         // nothing journaled, nothing to update (an import of new records skips the statement).
         // The changes are found from the chunk's rows, as the journal found them (by key, one
