@@ -209,7 +209,7 @@ pub async fn rollback_chunk(db: &Db, t: &RollbackTarget<'_>, size: i64) -> anyho
     on_pool!(db, p => {
         let statements = statements.clone();
         let skipped_sql = skipped_sql.clone();
-        let mut tx = crate::begin_write!(db, p).context("starting rollback transaction")?;
+        let (mut tx, cache) = crate::begin_bulk_write!(db, p).context("starting rollback transaction")?;
         if !crate::fence_holds!(db, tx, t.fence) {
             return Ok(None);
         }
@@ -285,7 +285,7 @@ pub async fn rollback_chunk(db: &Db, t: &RollbackTarget<'_>, size: i64) -> anyho
         .execute(&mut *tx)
         .await
         .context("counting the rollback")?;
-        tx.commit().await.context("committing rollback chunk")?;
+        crate::commit_bulk!(tx, cache).context("committing rollback chunk")?;
         Ok(Some(Undone { entries, skipped }))
     })
 }

@@ -301,6 +301,57 @@ macro_rules! journal_created {
     };
 }
 
+/// In a chunk's transaction: creates the records of the chunk's pending rows whose key no
+/// record has, from `$source` (the staged rows, or joined with the rows read again), and
+/// journals them; how many. `ON CONFLICT DO NOTHING` looks for the key as the row is
+/// inserted, so the rows are not probed twice (a `NOT EXISTS` first also made SQLite set the
+/// rows aside before inserting them, as the statement then read the table it writes).
+macro_rules! create_pending {
+    ($tx:ident, $sqlite:expr, $source:expr, $rec:expr, ($id:expr, $from:expr, $to:expr, $org:expr, $entity:expr, $now:expr), $last:expr) => {{
+        let (source, rec) = ($source, $rec);
+        let pending = format!(
+            "SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
+             FROM {source}
+             WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'"
+        );
+        let insert = if $sqlite {
+            format!(
+                "{} ON CONFLICT (org_id, entity, record_key) DO NOTHING",
+                crate::store::records::insert_into_records(false, &pending)
+            )
+        } else {
+            // a key another transaction committed while this one waited is skipped here and
+            // reported below as written meanwhile (SQLite has one writer: nothing to wait
+            // for); the records created are journaled by the same statement, without coming
+            // back. The key's index is named as the one to find conflicts in: unnamed,
+            // PostgreSQL looked in each unique index (the id's, the key's, the hash's) before
+            // inserting, ~12% of the statement. A record with this row's hash has its key
+            // too (the key is among the values hashed), so the key's index finds it first.
+            format!(
+                "WITH created AS ({} ON CONFLICT (org_id, entity, record_key) DO NOTHING RETURNING id, record_key, row_hash)
+                 INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
+                 SELECT $1, 'created', id, record_key, row_hash FROM created",
+                crate::store::records::insert_into_records(false, &pending)
+            )
+        };
+        let created = sqlx::query(sqlx::AssertSqlSafe(insert))
+            .bind($id)
+            .bind($from)
+            .bind($to)
+            .bind($org)
+            .bind($entity)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await
+            .context("creating records")?
+            .rows_affected() as i64;
+        if $sqlite {
+            journal_created!($tx, $id, $last);
+        }
+        created
+    }};
+}
+
 /// What a chunk writes into.
 pub struct ChunkTarget<'a> {
     pub org: OrgId,
@@ -353,7 +404,7 @@ pub async fn write_chunk(
         ("import_rows s", "s")
     };
     on_pool!(db, p => {
-        let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
+        let (mut tx, cache) = crate::begin_bulk_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, now) else { return Ok(None) };
         let mut res = ChunkResult { rows, ..ChunkResult::default() };
         // SQLite's writer is alone in its transaction, so the rows this chunk creates are the
@@ -368,8 +419,9 @@ pub async fn write_chunk(
         // that no longer reads as validated) go through `chunk_rows` and the statements below,
         // as every row does when validation found records to update (binding a chunk's rows
         // twice made a merge of 1,000,000 rows, half of them updates, 1 s slower)
+        let create_first = !t.has_uniques && !t.updates;
         let direct = match rows_read {
-            Some(read) if sqlite && !t.has_uniques && !t.updates => {
+            Some(read) if sqlite && create_first => {
                 res.created = (*tx).create_from_read((id, org, entity, now), read).await?;
                 journal_created!(tx, id, last_id);
                 if res.created < res.rows {
@@ -380,8 +432,15 @@ pub async fn write_chunk(
             }
             _ => false,
         };
+        // the same from staged rows (PostgreSQL, and entities with files): the records are
+        // created first, and the statements that journal and update look for the rows they
+        // did not account for only when there are any
+        let created_first = direct || (create_first && rows_read.is_none());
+        if created_first && !direct {
+            res.created = create_pending!(tx, sqlite, source, rec, (id, from_row, to_row, org, entity, now), last_id);
+        }
         // rows are left to update, or to account for otherwise
-        let rest = !direct || res.created < res.rows;
+        let rest = !created_first || res.created < res.rows;
         if let Some(read) = rows_read.filter(|_| !direct) {
             (*tx).empty_chunk_table().await?;
             (*tx).put_chunk_rows(read).await?;
@@ -431,45 +490,8 @@ pub async fn write_chunk(
                  WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'
                    AND r.row_hash <> s.row_hash")), (id, from_row, to_row, org, entity), "journaling unique values");
         }
-        if !direct {
-            // the chunk's rows whose key no record has: `ON CONFLICT DO NOTHING` looks for the
-            // key as the row is inserted, so the rows are not probed twice (a `NOT EXISTS`
-            // first also made SQLite set the rows aside before inserting them, as the
-            // statement then read the table it writes)
-            let pending = format!("SELECT $4, $5, s.record_key, {rec}.data, s.row_hash, {rec}.search_text, $1, s.row_number, $6, $6
-                 FROM {source}
-                 WHERE s.import_id = $1 AND s.row_number > $2 AND s.row_number <= $3 AND s.state = 'pending'");
-            let insert = if sqlite {
-                format!(
-                    "{} ON CONFLICT (org_id, entity, record_key) DO NOTHING",
-                    crate::store::records::insert_into_records(false, &pending)
-                )
-            } else {
-                // a key another transaction committed while this one waited is skipped here
-                // and reported below as written meanwhile (SQLite has one writer: nothing to
-                // wait for); the records created are journaled by the same statement, without
-                // coming back
-                format!(
-                    "WITH created AS ({} ON CONFLICT DO NOTHING RETURNING id, record_key, row_hash)
-                     INSERT INTO import_journal (import_id, op, record_id, record_key, after_hash)
-                     SELECT $1, 'created', id, record_key, row_hash FROM created",
-                    crate::store::records::insert_into_records(false, &pending)
-                )
-            };
-            res.created = sqlx::query(sqlx::AssertSqlSafe(insert))
-                .bind(id)
-                .bind(from_row)
-                .bind(to_row)
-                .bind(org)
-                .bind(entity)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .context("creating records")?
-                .rows_affected() as i64;
-            if sqlite {
-                journal_created!(tx, id, last_id);
-            }
+        if !created_first {
+            res.created = create_pending!(tx, sqlite, source, rec, (id, from_row, to_row, org, entity, now), last_id);
         }
         // nothing journaled, nothing to update (an import of new records skips the statement).
         // The changes are found from the chunk's rows, as the journal found them (by key, one
@@ -550,7 +572,7 @@ pub async fn write_chunk(
         .execute(&mut *tx)
         .await
         .context("counting progress")?;
-        tx.commit().await.context("committing chunk")?;
+        crate::commit_bulk!(tx, cache).context("committing chunk")?;
         Ok(Some(res))
     })
 }

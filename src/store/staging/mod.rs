@@ -271,7 +271,7 @@ async fn copy_staged(
         }
         parts.push(("COPY import_issues (import_id, row_number, kind, message, cells) FROM STDIN", out));
     }
-    let mut tx = crate::begin_write!(db, p).context("starting staging transaction")?;
+    let (mut tx, cache) = crate::begin_bulk_write!(db, p).context("starting staging transaction")?;
     for (statement, data) in parts {
         let mut copy = tx.copy_in_raw(statement).await.context("starting COPY of staged rows")?;
         if let Err(e) = copy.send(data).await {
@@ -280,7 +280,7 @@ async fn copy_staged(
         }
         copy.finish().await.context("finishing COPY of staged rows")?;
     }
-    tx.commit().await.context("committing staged rows")
+    crate::commit_bulk!(tx, cache).context("committing staged rows")
 }
 
 /// One line of `COPY … FROM STDIN` text format: fields by tabs, `\N` for NULL, and the

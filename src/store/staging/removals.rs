@@ -50,7 +50,7 @@ pub async fn delete_chunk(
     let uniques = journal_deleted_uniques_sql(named);
     on_pool!(db, p => {
         let (journal, uniques) = (journal.clone(), uniques.clone());
-        let mut tx = crate::begin_write!(db, p).context("starting chunk transaction")?;
+        let (mut tx, cache) = crate::begin_bulk_write!(db, p).context("starting chunk transaction")?;
         let Some(rows) = open_chunk!(db, t.fence, tx, id, from_row, to_row, crate::now()) else { return Ok(None) };
         for (sql, what) in [(uniques, "journaling unique values"), (journal, "journaling deletions")] {
             chunk_exec!(tx, sqlx::AssertSqlSafe(sql), (id, from_row, to_row, org, entity), what);
@@ -63,7 +63,7 @@ pub async fn delete_chunk(
             .execute(&mut *tx)
             .await
             .context("counting progress")?;
-        tx.commit().await.context("committing chunk")?;
+        crate::commit_bulk!(tx, cache).context("committing chunk")?;
         Ok(Some(ChunkResult { rows, unchanged: rows - deleted, ..ChunkResult::default() }))
     })
 }
