@@ -1,5 +1,5 @@
 //! Password hashing with argon2id at OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
-//! Hashing is CPU-bound, so it runs on the blocking pool.
+//! Hashing is CPU-bound, so it runs on threads of its own, one per core.
 
 use std::sync::OnceLock;
 
@@ -25,23 +25,59 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
     }
 }
 
-/// Hashes running at once: one per core. Each takes 19 MiB and a core for its whole run, so
-/// twenty sign-ins at once would take 380 MiB and starve every other request; beyond the
-/// cores they queue here instead.
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    SLOTS
-        .get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)))
+/// The threads that hash: one per core, started at the first use, each taking the next
+/// waiting hash. A hash takes 19 MiB and a core for its whole run, so twenty sign-ins at once
+/// would take 380 MiB and starve every other request; beyond the cores they queue here.
+/// Threads of their own rather than the blocking pool's: there each hash ran on whichever of
+/// dozens of threads was free, and the allocator kept a freed 19 MiB block for each of the
+/// threads' arenas (a `bench import --load 20` process grew to 840 MiB; 20 people signing in
+/// and out over and over).
+fn hashers() -> &'static std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>> {
+    static QUEUE: OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        // as long as the requests waiting for a hash (each holds its connection meanwhile)
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new().name(format!("password-hashing-{i}")).spawn(move || {
+                loop {
+                    // the lock is held only while waiting for the next hash, not while it runs
+                    let next = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match next {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        tx
+    })
+}
+
+/// Runs `f` on a hashing thread; its result.
+async fn on_hasher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    hashers().send(job).map_err(|_| anyhow::anyhow!("the password hashing threads have stopped"))?;
+    rx.await.context("password hashing thread")
 }
 
 pub async fn hash(password: String) -> anyhow::Result<String> {
-    let _slot = hashing_slots().acquire().await.context("password hashing slots")?;
-    actix_web::web::block(move || hash_blocking(&password)).await.context("password hashing task")?
+    on_hasher(move || hash_blocking(&password)).await?
 }
 
 pub async fn verify(password: String, phc: String) -> anyhow::Result<bool> {
-    let _slot = hashing_slots().acquire().await.context("password hashing slots")?;
-    actix_web::web::block(move || verify_blocking(&password, &phc)).await.context("password verification task")
+    on_hasher(move || verify_blocking(&password, &phc)).await
 }
 
 /// A hash of a random password, verified against when the email is unknown so that an
@@ -84,6 +120,29 @@ mod tests {
         assert!(!verify_blocking("x", "not a phc string"));
         // a fresh salt each time
         assert_ne!(h, hash_blocking("correct horse battery").unwrap());
+    }
+
+    #[tokio::test]
+    async fn sign_ins_at_once_hash_on_one_thread_per_core_and_each_gets_its_own_answer() {
+        let h = hash("correct horse battery".into()).await.unwrap();
+        let checks = (0..8).map(|i| {
+            let (h, guess) = (h.clone(), if i % 2 == 0 { "correct horse battery" } else { "wrong" });
+            tokio::spawn(async move {
+                let ok = verify(guess.to_string(), h).await.unwrap();
+                let thread = on_hasher(|| std::thread::current().name().map(str::to_string)).await.unwrap();
+                (i, ok, thread)
+            })
+        });
+        let mut threads = std::collections::HashSet::new();
+        for c in futures_util::future::join_all(checks).await {
+            let (i, ok, thread) = c.unwrap();
+            assert_eq!(ok, i % 2 == 0, "check {i}");
+            let thread = thread.unwrap_or_default();
+            assert!(thread.starts_with("password-hashing-"), "ran on {thread:?}");
+            threads.insert(thread);
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        assert!(threads.len() <= cores, "{threads:?} for {cores} cores");
     }
 
     #[test]

@@ -113,11 +113,15 @@ where
 /// statements run, and people wait for it. PostgreSQL's statements run in the server, and its
 /// connections belong to the runtime that opens them, so the background thread opens its own.
 ///
-/// Their page caches are 8 MiB each, not 32: in WAL mode a connection that starts a
-/// transaction after another one committed throws its cache away, and a pool hands its
-/// connections out in turn, so a large cache per connection mostly held pages about to be
-/// dropped (`bench import --rows 1000000`: peak RSS 194–245 MiB with 32 MiB each, 121–136 MiB
-/// with 8, the same speed within the machine's noise). A single connection would keep one warm
+/// Their page caches are 2 MiB each, raised to 8 MiB inside a chunk's transaction
+/// (`begin_bulk_write!`): in WAL mode a connection that starts a transaction after another
+/// one committed throws its cache away, and a pool hands its connections out in turn, so a
+/// large cache per connection mostly held pages about to be dropped (`bench import --rows
+/// 1000000`: peak RSS 194–245 MiB with 32 MiB each, 121–136 MiB with 8, the same speed within
+/// the machine's noise; with 2 MiB outside chunks, the floor measured in its own process,
+/// 62–64 MiB at 100,000 rows and 75–76 MiB at 1,000,000). Only a chunk's own transaction
+/// needs more: its random inserts into the key and hash indexes dirty more pages than 2 MiB
+/// holds. A single connection would keep one warm
 /// cache, but some job code holds a connection while it waits for its turn to write and other
 /// code the other way round: with one connection two of them waited on each other until the
 /// turn's 10 s ran out. That order has to be made one first.
