@@ -9,7 +9,7 @@ use super::schema::EntitySchema;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedRecord {
     pub key: String,
-    /// The normalized values as a JSON object, fields in schema order.
+    /// The normalized values as a JSON object, fields by name (see [`record_json`]).
     pub data: String,
     pub row_hash: String,
     /// Lower-cased text of every value, for search.
@@ -22,21 +22,88 @@ pub struct PreparedRecord {
     pub files: Vec<(String, String, bool)>,
 }
 
+/// The record's values as stored: one JSON object, its fields sorted by name, as serde_json
+/// writes a map (a name given twice keeps its last value, as a map does). Written straight
+/// from the values: building the map first cost a `String` per field name and a tree per
+/// row, for every row an import writes.
+pub fn record_json(mut values: Vec<(&str, serde_json::Value)>) -> String {
+    values.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(48 * values.len() + 2);
+    out.push(b'{');
+    let mut written = 0;
+    for (i, (name, v)) in values.iter().enumerate() {
+        if values.get(i + 1).is_some_and(|(next, _)| next == name) {
+            continue;
+        }
+        if written > 0 {
+            out.push(b',');
+        }
+        written += 1;
+        let pair = serde_json::to_writer(&mut out, name).and_then(|()| {
+            out.push(b':');
+            serde_json::to_writer(&mut out, v)
+        });
+        if pair.is_err() {
+            // not for values parsed from cells; the map's way, should it ever be
+            let map: serde_json::Map<String, serde_json::Value> =
+                values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+            return serde_json::Value::Object(map).to_string();
+        }
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// How a stored value reads in a table cell or the search text.
 pub fn display_value(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    push_display(&mut out, v);
+    out
+}
+
+/// [`display_value`], written at the end of `out`.
+fn push_display(out: &mut String, v: &serde_json::Value) {
     use serde_json::Value;
     match v {
-        Value::Null => String::new(),
-        Value::Bool(true) => "Yes".into(),
-        Value::Bool(false) => "No".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(display_value).collect::<Vec<_>>().join(", "),
+        Value::Null => {}
+        Value::Bool(true) => out.push_str("Yes"),
+        Value::Bool(false) => out.push_str("No"),
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                push_display(out, item);
+            }
+        }
         // a fetched file: its name
         Value::Object(m) if m.get("name").is_some_and(|n| n.is_string()) => {
-            m.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string()
+            out.push_str(m.get("name").and_then(|n| n.as_str()).unwrap_or_default())
         }
-        other => other.to_string(),
+        other => {
+            use std::fmt::Write;
+            let _ = write!(out, "{other}");
+        }
     }
+}
+
+/// The search text of a record's values: each value as it reads, those that read as
+/// something, joined by ` | `, lower-cased.
+fn search_text(values: &[(&str, serde_json::Value)]) -> String {
+    let mut text = String::with_capacity(32 * values.len());
+    for (_, v) in values {
+        let mark = text.len();
+        if mark > 0 {
+            text.push_str(" | ");
+        }
+        let start = text.len();
+        push_display(&mut text, v);
+        if text.len() == start {
+            text.truncate(mark);
+        }
+    }
+    text.to_lowercase()
 }
 
 impl EntitySchema {
@@ -67,17 +134,7 @@ impl EntitySchema {
         }
         let key = values.iter().find(|(n, _)| *n == self.key).map(|(_, v)| display_value(v)).unwrap_or_default();
         let row_hash = super::field::row_hash(&self.name, values.iter().map(|(n, v)| (*n, v)));
-        let search_text = if !record {
-            String::new()
-        } else {
-            values
-                .iter()
-                .map(|(_, v)| display_value(v))
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" | ")
-                .to_lowercase()
-        };
+        let search_text = if record { search_text(&values) } else { String::new() };
         let uniques = self
             .fields
             .iter()
@@ -106,13 +163,56 @@ impl EntitySchema {
                 );
             }
         }
-        let data = if record {
-            let map: serde_json::Map<String, serde_json::Value> =
-                values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-            serde_json::Value::Object(map).to_string()
-        } else {
-            String::new()
-        };
+        let data = if record { record_json(values) } else { String::new() };
         Ok(PreparedRecord { key, data, row_hash, search_text, uniques, refs, files })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    #[test]
+    fn records_are_written_as_serde_json_writes_their_map() {
+        let rows: Vec<Vec<(&str, Value)>> = vec![
+            vec![],
+            vec![("b", json!(1)), ("a", json!("x"))],
+            vec![
+                ("name", json!("Zoë \"Q\" \\ tab\t new\nline \u{1}")),
+                ("amount", json!(12.5)),
+                ("count", json!(-3)),
+                ("none", Value::Null),
+                ("ok", json!(true)),
+                ("tags", json!(["a", "b,c", 1])),
+                ("file", json!({"name": "a.png", "size": 3})),
+                ("Émile", json!("accents sort by bytes")),
+                ("_under", json!("")),
+            ],
+            // a name twice: the last value, as a map keeps it
+            vec![("k", json!(1)), ("j", json!(2)), ("k", json!(3))],
+        ];
+        for values in rows {
+            let map: serde_json::Map<String, Value> = values.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+            assert_eq!(super::record_json(values), Value::Object(map).to_string());
+        }
+    }
+
+    #[test]
+    fn search_text_joins_what_each_value_reads_as_lower_cased() {
+        let values = vec![
+            ("a", json!("ÉMILE Zoë")),
+            ("b", Value::Null),
+            ("c", json!("")),
+            ("d", json!(true)),
+            ("e", json!([null, "X", 2.5])),
+            ("f", json!({"name": "Scan.PNG", "size": 3})),
+            ("g", json!({"other": 1})),
+            ("h", json!(-7)),
+            ("i", json!([])),
+        ];
+        let shown: Vec<String> = values.iter().map(|(_, v)| super::display_value(v)).collect();
+        assert_eq!(shown, ["ÉMILE Zoë", "", "", "Yes", ", X, 2.5", "Scan.PNG", "{\"other\":1}", "-7", ""]);
+        assert_eq!(super::search_text(&values), "émile zoë | yes | , x, 2.5 | scan.png | {\"other\":1} | -7");
+        assert_eq!(super::search_text(&[("a", Value::Null)]), "");
     }
 }
