@@ -23,35 +23,22 @@ pub struct PreparedRecord {
 }
 
 /// The record's values as stored: one JSON object, its fields sorted by name, as serde_json
-/// writes a map (a name given twice keeps its last value, as a map does). Written straight
-/// from the values: building the map first cost a `String` per field name and a tree per
-/// row, for every row an import writes.
-pub fn record_json(mut values: Vec<(&str, serde_json::Value)>) -> String {
+/// writes a map (a name given twice keeps its last value, as a map does), through serde's own
+/// map serializer. Written straight from the values: building the map first cost a `String`
+/// per field name and a tree per row, for every row an import writes.
+pub fn record_json(mut values: Vec<(&str, serde_json::Value)>) -> Result<String, serde_json::Error> {
+    use serde::ser::{Error, SerializeMap, Serializer};
     values.sort_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::with_capacity(48 * values.len() + 2);
-    out.push(b'{');
-    let mut written = 0;
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let mut map = (&mut ser).serialize_map(None)?;
     for (i, (name, v)) in values.iter().enumerate() {
-        if values.get(i + 1).is_some_and(|(next, _)| next == name) {
-            continue;
-        }
-        if written > 0 {
-            out.push(b',');
-        }
-        written += 1;
-        let pair = serde_json::to_writer(&mut out, name).and_then(|()| {
-            out.push(b':');
-            serde_json::to_writer(&mut out, v)
-        });
-        if pair.is_err() {
-            // not for values parsed from cells; the map's way, should it ever be
-            let map: serde_json::Map<String, serde_json::Value> =
-                values.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-            return serde_json::Value::Object(map).to_string();
+        if values.get(i + 1).is_none_or(|(next, _)| next != name) {
+            map.serialize_entry(name, v)?;
         }
     }
-    out.push(b'}');
-    String::from_utf8(out).unwrap_or_default()
+    map.end()?;
+    String::from_utf8(out).map_err(serde_json::Error::custom)
 }
 
 /// How a stored value reads in a table cell or the search text.
@@ -163,7 +150,10 @@ impl EntitySchema {
                 );
             }
         }
-        let data = if record { record_json(values) } else { String::new() };
+        let data = match record {
+            true => record_json(values).map_err(|e| vec![format!("the record could not be written as JSON: {e}")])?,
+            false => String::new(),
+        };
         Ok(PreparedRecord { key, data, row_hash, search_text, uniques, refs, files })
     }
 }
@@ -193,7 +183,7 @@ mod tests {
         ];
         for values in rows {
             let map: serde_json::Map<String, Value> = values.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
-            assert_eq!(super::record_json(values), Value::Object(map).to_string());
+            assert_eq!(super::record_json(values).unwrap(), Value::Object(map).to_string());
         }
     }
 
