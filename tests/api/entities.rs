@@ -132,6 +132,37 @@ async fn keys_contents_and_unique_fields_are_enforced_by_the_database() {
     assert_eq!(try_insert("globex", row("EMP-1", "ann@acme.test")).await, Err(InsertError::DuplicateKey));
 }
 
+/// On PostgreSQL the organization a record names is checked once per statement (a trigger)
+/// rather than by a foreign key row by row; SQLite keeps the key. Both refuse and cascade alike.
+#[actix_web::test]
+async fn a_record_names_an_existing_organization_and_goes_with_it() {
+    let app = spawn_app().await;
+    app.user("acme", "ada@acme.test", "owner").await;
+    add(&app, "acme", "locations", &[("code", "LOC-1"), ("name", "Main"), ("kind", "clinic")]).await;
+    let acme = app.org_id("acme").await;
+    let (nowhere, count) = (acme + 1000, "SELECT COUNT(*) FROM records WHERE org_id = $1");
+    let insert = "INSERT INTO records (org_id, entity, record_key, data, row_hash, search_text, created_at, updated_at)
+                  VALUES ($1, 'locations', 'LOC-2', '{}', 'h2', '', 0, 0), ($2, 'locations', 'LOC-3', '{}', 'h3', '', 0, 0)";
+    let refused = |r: Result<(), String>| r.expect_err("refused").to_lowercase().contains("foreign key");
+    assert!(
+        refused(app.try_exec(insert, &[acme, nowhere]).await),
+        "one row naming no organization refuses the statement"
+    );
+    assert_eq!(app.scalar(count, &[acme]).await, 1, "and stores none of its rows");
+    app.try_exec(insert, &[acme, acme]).await.unwrap();
+    assert_eq!(app.scalar(count, &[acme]).await, 3);
+    let moved = "UPDATE records SET org_id = $1 WHERE org_id = $2 AND record_key = 'LOC-2'";
+    assert!(refused(app.try_exec(moved, &[nowhere, acme]).await), "a record cannot move to no organization");
+    let renumbered = "UPDATE organizations SET id = $1 WHERE id = $2";
+    assert!(refused(app.try_exec(renumbered, &[nowhere, acme]).await), "nor its organization change id under it");
+    let (initech, _) = stevedore::store::accounts::ensure_org(&app.db, "initech", "Initech").await.unwrap();
+    app.add_record("initech", "locations", &[("code", "LOC-1"), ("name", "Lab"), ("kind", "clinic")]).await;
+    assert_eq!(app.scalar(count, &[initech.get()]).await, 1);
+    app.try_exec("DELETE FROM organizations WHERE id = $1", &[initech.get()]).await.unwrap();
+    assert_eq!(app.scalar(count, &[initech.get()]).await, 0, "deleting an organization deletes its records");
+    assert_eq!(app.scalar(count, &[acme]).await, 3, "and only its");
+}
+
 #[test]
 fn a_bad_schema_file_stops_start_up_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

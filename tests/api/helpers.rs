@@ -227,11 +227,16 @@ impl TestApp {
 
     /// Runs one statement with `binds` for `$1`, `$2`, … on either backend.
     pub async fn exec(&self, sql: &'static str, binds: &[i64]) {
+        self.try_exec(sql, binds).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs `sql` with `binds`; the database's error as text when it refuses.
+    pub async fn try_exec(&self, sql: &'static str, binds: &[i64]) -> Result<(), String> {
         match &self.db {
             Db::Sqlite(p) => binds.iter().fold(sqlx::query(sql), |q, b| q.bind(*b)).execute(p).await.map(|_| ()),
             Db::Postgres(p) => binds.iter().fold(sqlx::query(sql), |q, b| q.bind(*b)).execute(p).await.map(|_| ()),
         }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .map_err(|e| e.to_string())
     }
 
     /// The one number a query with `binds` answers, on either backend.
