@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::rows::{ChunkRows, Run, record_batches, stages_data};
+use super::rows::{ChunkRows, Run, reads_staged, record_batches};
 use super::validate::fill_issue_cells;
 use super::{Handlers, Payload, conclude, system_event};
 use crate::domain::imports::{Action, Phase, PhaseStatus, Stage};
@@ -123,7 +123,7 @@ async fn process(run: &Run<'_>, ctx: &JobContext) -> Step<Progress> {
     // merge and overwrite read each chunk's records again from the file, after the cursor
     // (a delete needs only the staged keys; records with files were staged with their
     // fetched details)
-    let mut records = if action == Action::Delete || stages_data(db, &run.schema) {
+    let mut records = if action == Action::Delete || reads_staged(run).await? {
         None
     } else {
         Some(ChunkRows::new(record_batches(run, cursor)?))

@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use super::Payload;
 use super::seen::{FnvBuild, Suspects};
 use crate::domain::entities::{EntitySchema, FieldKind};
+use crate::domain::ids::OrgId;
 use crate::domain::imports::{Action, Import, Overlay, Phase, PhaseStatus, Stage};
 use crate::files::object::{LocalCopy, OpenError};
 use crate::files::{FileInfo, RowVisitor, sniff, visit_rows};
@@ -355,27 +356,47 @@ impl Run<'_> {
 const SAMPLE_ROWS: usize = 50;
 
 /// Whether validation stages every row's record (its JSON and search text) for the chunks
-/// to copy: on PostgreSQL, where `COPY` makes staging cheap and no one waits for the writer
-/// (reading the file again and passing each chunk through a temporary table made the import
-/// phase half as fast again there); and for entities with file or image fields, whose values
-/// the file step replaces with the stored files' details. Otherwise (SQLite, whose one writer
-/// everyone shares) the record is read again from the file when its chunk is written
-/// ([`record_batches`]), so validation writes a fraction of the bytes.
-pub(super) fn stages_data(db: &Db, schema: &EntitySchema) -> bool {
-    matches!(db, Db::Postgres(_))
-        || schema.fields.iter().any(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images))
+/// to copy: for entities with file or image fields, whose values the file step replaces with
+/// the stored files' details; and on PostgreSQL when the org already has records of the
+/// entity, so a merge's chunks read their records staged (reading the file again and passing
+/// each chunk through a temporary table made a merge of 1,000,000 rows 13× slower there).
+/// Otherwise the record is read again from the file when its chunk is written
+/// ([`record_batches`]), so validation writes a fraction of the bytes: on SQLite, whose one
+/// writer everyone shares, and on PostgreSQL into an entity the org has no records of, whose
+/// rows are all new and are copied straight into `records` (`store::staging::direct`).
+pub(super) async fn stages_data(db: &Db, org: OrgId, schema: &EntitySchema) -> anyhow::Result<bool> {
+    if schema.fields.iter().any(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
+        return Ok(true);
+    }
+    Ok(matches!(db, Db::Postgres(_)) && crate::store::records::any(db, org, &schema.name).await?)
+}
+
+/// Whether the processing phase reads the staged records rather than the file: what
+/// [`stages_data`] decided at validation, read off the staged rows (a lean validation staged
+/// the records of at most [`SAMPLE_ROWS`] rows).
+pub(super) async fn reads_staged(run: &Run<'_>) -> anyhow::Result<bool> {
+    if run.schema.fields.iter().any(|f| matches!(f.kind(), FieldKind::Files | FieldKind::Images)) {
+        return Ok(true);
+    }
+    Ok(matches!(run.db, Db::Postgres(_))
+        && crate::store::staging::records_staged(run.db, run.imp.id, SAMPLE_ROWS as i64 + 1).await?)
 }
 
 /// Reads the file and stages every row: the width check (prevalidation), the digest of its
 /// mapped cells (for preparsing), its key (for transforming) and its parsed record or
 /// problems (for parsing and validation). One thread reads; the checking, on every row's
 /// every cell, is spread over a thread per core, a batch each.
-pub(super) fn stage_batches(run: &Run<'_>, cols: Columns, suspects: Arc<Suspects>) -> Batches<StagedBatch> {
+pub(super) fn stage_batches(
+    run: &Run<'_>,
+    cols: Columns,
+    suspects: Arc<Suspects>,
+    keeps_data: bool,
+) -> Batches<StagedBatch> {
     let stager = Stager {
         schema: run.schema.clone(),
         cols,
         delete: run.action() == Action::Delete,
-        keeps_data: stages_data(run.db, &run.schema),
+        keeps_data,
         width: run.info.headers.len(),
         sampled: Arc::new(AtomicUsize::new(0)),
         suspects,

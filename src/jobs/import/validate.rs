@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::rows::{Columns, RowSet, Run, stage_batches};
+use super::rows::{Columns, RowSet, Run, stage_batches, stages_data};
 use super::seen::Suspects;
 use super::{Handlers, Payload, conclude};
 use crate::domain::entities::FieldKind;
@@ -79,10 +79,11 @@ async fn validate(run: &Run<'_>, ctx: &JobContext, h: &Handlers) -> Step<Option<
     // prevalidation: the one pass over the file, staging every row and noting the digests
     // and keys that may occur more than once
     let suspects = Arc::new(Suspects::for_file(run.imp.file.size.max(0) as u64));
+    let keeps_data = stages_data(db, run.imp.org, &run.schema).await?;
     let total = run
         .phase(Phase::Prevalidation, async {
             let (mut total, mut malformed) = (0i64, 0i64);
-            let mut batches = stage_batches(run, cols, suspects.clone());
+            let mut batches = stage_batches(run, cols, suspects.clone(), keeps_data);
             // the page shows the rows read so far, updated about once a second
             let mut reported = Instant::now();
             while let Some(b) = batches.next().await {

@@ -179,10 +179,15 @@ trait ChunkTable {
     async fn put_chunk_rows(&mut self, rows: &[ChunkRow]) -> anyhow::Result<()>;
     /// Creates the records of the chunk's pending rows whose key no record has, straight
     /// from `read`, each only when it still hashes as validated; how many. Nothing goes
-    /// through a temporary table: the rows are bound to the statement and joined with their
-    /// staged state by row number. SQLite only: PostgreSQL stages the records (see
-    /// `jobs::import::rows::stages_data`).
-    async fn create_from_read(&mut self, c: (i64, i64, &str, i64), read: &[ChunkRow]) -> anyhow::Result<i64>;
+    /// through a temporary table: SQLite binds the rows to the statement and joins them
+    /// with their staged state by row number (the caller journals them); PostgreSQL copies
+    /// them and journals them ([`super::direct`]), or says None when a key was taken
+    /// meanwhile. `c` is (import, from, to, org, entity, now).
+    async fn create_from_read(
+        &mut self,
+        c: (i64, i64, i64, i64, &str, i64),
+        read: &[ChunkRow],
+    ) -> anyhow::Result<Option<i64>>;
 }
 
 impl ChunkTable for sqlx::SqliteConnection {
@@ -214,9 +219,9 @@ impl ChunkTable for sqlx::SqliteConnection {
     }
     async fn create_from_read(
         &mut self,
-        (id, org, entity, now): (i64, i64, &str, i64),
+        (id, _, _, org, entity, now): (i64, i64, i64, i64, &str, i64),
         read: &[ChunkRow],
-    ) -> anyhow::Result<i64> {
+    ) -> anyhow::Result<Option<i64>> {
         let conn = self;
         let mut created = 0;
         for part in read.chunks(READ_ROWS_PER_INSERT) {
@@ -238,7 +243,7 @@ impl ChunkTable for sqlx::SqliteConnection {
             }
             created += q.bind(id).execute(&mut *conn).await.context("creating records")?.rows_affected();
         }
-        Ok(created as i64)
+        Ok(Some(created as i64))
     }
 }
 
@@ -280,8 +285,12 @@ impl ChunkTable for sqlx::PgConnection {
         copy.finish().await.context("finishing COPY of the chunk's records")?;
         Ok(())
     }
-    async fn create_from_read(&mut self, _: (i64, i64, &str, i64), _: &[ChunkRow]) -> anyhow::Result<i64> {
-        anyhow::bail!("records are created from the file's rows on SQLite only; PostgreSQL reads them staged")
+    async fn create_from_read(
+        &mut self,
+        c: (i64, i64, i64, i64, &str, i64),
+        read: &[ChunkRow],
+    ) -> anyhow::Result<Option<i64>> {
+        super::direct::copy_created(self, c, read).await
     }
 }
 
@@ -414,25 +423,31 @@ pub async fn write_chunk(
         } else {
             0
         };
-        // SQLite, no unique values, nothing to update: the new records first, straight from
-        // the rows read again; the rows they do not account for (a key written since, a row
+        // no unique values, nothing to update: the new records first, straight from the rows
+        // read again (PostgreSQL copies them, and when a key was taken meanwhile undoes that
+        // and goes the way below); the rows they do not account for (a key written since, a row
         // that no longer reads as validated) go through `chunk_rows` and the statements below,
         // as every row does when validation found records to update (binding a chunk's rows
         // twice made a merge of 1,000,000 rows, half of them updates, 1 s slower)
         let create_first = !t.has_uniques && !t.updates;
-        let direct = match rows_read {
-            Some(read) if sqlite && create_first => {
-                res.created = (*tx).create_from_read((id, org, entity, now), read).await?;
-                journal_created!(tx, id, last_id);
-                if res.created < res.rows {
-                    (*tx).empty_chunk_table().await?;
-                    (*tx).put_chunk_rows(read).await?;
+        let direct = match rows_read.filter(|_| create_first) {
+            Some(read) => {
+                let created = (*tx).create_from_read((id, from_row, to_row, org, entity, now), read).await?;
+                if sqlite {
+                    journal_created!(tx, id, last_id);
                 }
-                true
+                if let Some(n) = created {
+                    res.created = n;
+                    if n < res.rows {
+                        (*tx).empty_chunk_table().await?;
+                        (*tx).put_chunk_rows(read).await?;
+                    }
+                }
+                created.is_some()
             }
-            _ => false,
+            None => false,
         };
-        // the same from staged rows (PostgreSQL, and entities with files): the records are
+        // the same from staged rows (entities with files): the records are
         // created first, and the statements that journal and update look for the rows they
         // did not account for only when there are any
         let created_first = direct || (create_first && rows_read.is_none());

@@ -25,6 +25,7 @@
 
 pub mod checks;
 pub mod chunks;
+mod direct;
 pub mod lifecycle;
 pub mod removals;
 
@@ -312,6 +313,19 @@ fn copy_line(out: &mut Vec<u8>, fields: &[Option<&str>]) {
 /// so the set-based phases get join plans for the rows actually there.
 pub async fn analyze(db: &Db) -> anyhow::Result<()> {
     super::analyze(db, &["import_rows", "import_row_values", "records"]).await
+}
+
+/// Whether every one of the first `probe` pending rows of the import has its record staged.
+pub async fn records_staged(db: &Db, id: i64, probe: i64) -> anyhow::Result<bool> {
+    on_pool!(db, p => sqlx::query_scalar::<_, bool>(
+        "SELECT NOT EXISTS (SELECT 1 FROM (SELECT data FROM import_rows WHERE import_id = $1 AND state = 'pending'
+                                           ORDER BY row_number LIMIT $2) f WHERE f.data IS NULL)",
+    )
+    .bind(id)
+    .bind(probe)
+    .fetch_one(p)
+    .await)
+    .context("looking for staged records")
 }
 
 /// The data of the first `limit` rows waiting to be imported.
